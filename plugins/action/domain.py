@@ -1,0 +1,46 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.domain (nova-compute -> libvirt spawn, seed step 28)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+
+
+class ActionModule(HostStep):
+    SEED_STEPS = "28"
+    SERVICE = "nova-compute"
+
+    def prepare(self, ctx, args):
+        if not args.get("uuid"):
+            return None
+        with ctx.db.tx() as conn:
+            instance = api.find_instance(conn, args["uuid"], ctx.auth)
+            if instance is not None and instance.vm_state == api.BUILDING and not ctx.check_mode \
+                    and args.get("state", "running") == "running":
+                # Nova saves task_state SPAWNING before driver.spawn()
+                instance = api.move_state(conn, instance.uuid, api.BUILDING, api.SPAWNING)
+        return instance
+
+    def record(self, ctx, args, result, instance):
+        if instance is None:
+            return None
+        state = args.get("state", "running")
+        with ctx.db.tx() as conn:
+            if state == "running" and instance.vm_state == api.BUILDING:
+                for vol in _volumes.instance_volumes(conn, instance.uuid):
+                    if vol.status == "attaching":
+                        _volumes.set_status(conn, vol.id, "in-use")
+                new = api.move_state(conn, instance.uuid, api.ACTIVE, None, expected_task_state=api.SPAWNING,
+                                     power_state="RUNNING", launched_at=_db.now())
+                return new.vm_state, new.task_state
+            if state == "absent":
+                for vol in _volumes.instance_volumes(conn, instance.uuid):
+                    if vol.status == "in-use":
+                        _volumes.set_status(conn, vol.id, "available")
+                conn.execute(_db.table("instances").update().where(_db.table("instances").c.uuid == instance.uuid)
+                             .values(power_state="NOSTATE", task_state=api.DELETING, updated_at=_db.now()))
+                return instance.vm_state, api.DELETING
+        return None

@@ -1,0 +1,29 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.flavor (nova flavor registry)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        name=dict(type="str", required=True),
+        vcpus=dict(type="int"),
+        ram_mb=dict(type="int"),
+        disk_gb=dict(type="int", default=1),
+        extra_specs=dict(type="dict", default={}),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    REQUIRED_IF = [("state", "present", ("vcpus", "ram_mb"))]
+
+    def step(self, ctx):
+        a = ctx.args
+        _compute_api.require_role(ctx.auth, "admin")
+        changed, flavor = _compute_api.ensure_flavor(ctx.db, a["name"], a["vcpus"], a["ram_mb"], a["disk_gb"],
+                                                     a["extra_specs"], a["state"], ctx.check_mode)
+        return {"changed": changed, "flavor": flavor}

@@ -1,0 +1,36 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.image (Glance registry, local backend)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api, _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        name=dict(type="str", required=True),
+        filename=dict(type="path"),
+        disk_format=dict(type="str", default="qcow2", choices=list(_images.DISK_FORMATS)),
+        container_format=dict(type="str", default="bare", choices=list(_images.CONTAINER_FORMATS)),
+        visibility=dict(type="str", default="private", choices=["public", "private"]),
+        min_disk=dict(type="int", default=0),
+        min_ram=dict(type="int", default=0),
+        properties=dict(type="dict", default={}),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    REQUIRED_IF = [("state", "present", ("filename",))]
+
+    def step(self, ctx):
+        a = ctx.args
+        auth = ctx.auth
+        _compute_api.require_role(auth, "admin", "member")
+        if a["visibility"] == "public":
+            _compute_api.require_role(auth, "admin")
+        changed, image = _images.ensure_image(
+            ctx.db, auth, ctx.state_dir, a["name"], a["filename"], a["disk_format"], a["container_format"],
+            a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode)
+        return {"changed": changed, "image": image}

@@ -1,0 +1,79 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.instance (nova-api, seed steps 3-7)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking, _placement, _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        name=dict(type="str", required=True),
+        flavor=dict(type="str"),
+        image=dict(type="str"),
+        networks=dict(type="list", elements="str"),
+        volume_size_gb=dict(type="int", default=0),
+        user_data=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent", "error"]),
+        fault=dict(type="str"),
+    )
+    REQUIRED_IF = [("state", "present", ("flavor", "image", "networks")), ("state", "error", ("fault",))]
+
+    def step(self, ctx):
+        a = ctx.args
+        auth = ctx.auth
+        if a["state"] == "present":
+            changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], a["image"], a["networks"],
+                                        a["volume_size_gb"], a["user_data"], ctx.check_mode)
+            if row is None:  # check mode, would be created
+                return {"changed": True, "instance": {"name": a["name"], "vm_state": api.BUILDING,
+                                                      "task_state": api.SCHEDULING}}
+            out = {"changed": changed, "instance": api.instance_dict(row)}
+            if changed:
+                before, after = (None, None), (api.BUILDING, api.SCHEDULING)
+                ms = monotonic_ms(ctx.started)
+                with ctx.db.tx() as conn:
+                    api.record_step(conn, row.uuid, "3-7", "nova-api", "create", None, before, after, True, ms)
+                out["bootflow_step"] = api.step_row(row.name, "3-7", "nova-api", "create", "controller",
+                                                    before, after, True, ms)
+            return out
+        with ctx.db.tx() as conn:
+            row = api.find_instance(conn, a["name"], auth)
+            if row is None:
+                return {"changed": False, "instance": None}
+            api.require_role(auth, "admin", "member")
+            if a["state"] == "error":
+                if row.vm_state == api.ERROR:
+                    return {"changed": False, "instance": api.instance_dict(row)}
+                if not ctx.check_mode:
+                    api.set_fault(conn, row.uuid, a["fault"], "boot", row.host)
+                return {"changed": True, "instance": api.instance_dict(row)}
+            # absent: the record goes last, after the compute side removed everything (delete.yml)
+            leftovers = []
+            if _placement.existing_allocation(conn, row.uuid) is not None:
+                leftovers.append("allocation")
+            if _networking.instance_ports(conn, row.uuid):
+                leftovers.append("ports")
+            for vol in _volumes.instance_volumes(conn, row.uuid):
+                if vol.host is None and vol.status in ("creating", "attaching"):
+                    if not ctx.check_mode:  # never reached a host: nothing to remove there
+                        _volumes.set_status(conn, vol.id, "deleted", instance_uuid=None, device=None)
+                elif not vol.delete_on_termination and vol.status in ("available", "attaching"):
+                    if not ctx.check_mode:  # kept volume: detached, free for another instance
+                        _volumes.set_status(conn, vol.id, "available", instance_uuid=None, device=None)
+                else:
+                    leftovers.append("volume %s (%s)" % (vol.name, vol.status))
+            if leftovers:
+                raise Conflict("Instance %s still holds %s; run playbooks/delete.yml, which releases them first."
+                               % (row.name, ", ".join(leftovers)))
+            if not ctx.check_mode:
+                api.soft_delete(conn, row.uuid)
+            return {"changed": True, "instance": dict(api.instance_dict(row), vm_state=api.DELETED)}

@@ -1,0 +1,35 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.instance_info (nova-conductor, seed steps 13-18)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        instance=dict(type="str", required=True),
+        missing_ok=dict(type="bool", default=False),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        auth = ctx.auth
+        api.require_role(auth, "admin", "member", "reader")
+        with ctx.db.tx() as conn:
+            row = api.find_instance(conn, a["instance"], auth)
+            if row is None:
+                if a["missing_ok"]:
+                    return {"exists": False, "instance": None}
+                api.get_instance(conn, a["instance"], auth)  # raises NotFound with the usual message
+            spec = _boot.spec(conn, row)
+        state = (row.vm_state, row.task_state)
+        return {"exists": True, "instance": spec,
+                "bootflow_step": api.step_row(row.name, "13-18", "nova-conductor", "instance_info", row.host,
+                                              state, state, False, monotonic_ms(ctx.started))}

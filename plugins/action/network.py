@@ -1,0 +1,25 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.network (neutron network on a provider bridge)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api, _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        name=dict(type="str", required=True),
+        bridge=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    REQUIRED_IF = [("state", "present", ("bridge",))]
+
+    def step(self, ctx):
+        a = ctx.args
+        _compute_api.require_role(ctx.auth, "admin")
+        changed, net = _networking.ensure_network(ctx.db, a["name"], a["bridge"], a["state"], ctx.check_mode)
+        return {"changed": changed, "network": net}

@@ -1,0 +1,59 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.port (neutron-server + IPAM, seed steps 22-24)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils import _ipam
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        instance=dict(type="str", required=True),
+        fixed_ips=dict(type="dict", default={}),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        auth = ctx.auth
+        api.require_role(auth, "admin", "member")
+        with ctx.db.tx() as conn:
+            row = api.get_instance(conn, a["instance"], auth)
+        if a["state"] == "absent":
+            released = _networking.release_ports(ctx.db, row.uuid, ctx.check_mode)
+            return {"changed": bool(released), "released": released}
+        if not row.host:
+            raise InvalidRequest("Instance %s has no host yet: schedule it before allocating ports." % row.name)
+        before = (row.vm_state, row.task_state)
+        changed = False
+        try:
+            for net_id in row.request.get("networks", []):
+                c, _port = _networking.allocate_port(ctx.db, row.uuid, net_id, row.host,
+                                                     fixed_ip=a["fixed_ips"].get(net_id), check_mode=ctx.check_mode)
+                changed = changed or c
+        except _ipam.NoMoreIps as exc:
+            if not ctx.check_mode:
+                with ctx.db.tx() as conn:
+                    api.set_fault(conn, row.uuid, str(exc), "port", row.host)
+            raise InvalidRequest(str(exc)) from exc
+        after = before
+        ms = monotonic_ms(ctx.started)
+        with ctx.db.tx() as conn:
+            if changed and not ctx.check_mode and row.vm_state == api.BUILDING:
+                new = api.move_state(conn, row.uuid, api.BUILDING, api.NETWORKING)
+                after = (new.vm_state, new.task_state)
+            if changed and not ctx.check_mode:
+                api.record_step(conn, row.uuid, "22-24", "neutron-server", "allocate_ports", row.host,
+                                before, after, changed, ms)
+            ports = [_networking.port_spec(conn, p) for p in _networking.instance_ports(conn, row.uuid)]
+        return {"changed": changed, "ports": ports,
+                "bootflow_step": api.step_row(row.name, "22-24", "neutron-server", "allocate_ports", row.host,
+                                              before, after, changed, ms)}

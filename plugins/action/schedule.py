@@ -1,0 +1,93 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.schedule (nova-scheduler + placement claim, seed steps 8-12)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms, table
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NoValidHostError
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        instance=dict(type="str", required=True),
+        hosts=dict(type="list", elements="str"),
+        enabled_filters=dict(type="list", elements="str"),
+        weight_multipliers=dict(type="dict", default={}),
+        host_subset_size=dict(type="int", default=1),
+        max_attempts=dict(type="int", default=3),
+        service_down_time=dict(type="int", default=0),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        auth = ctx.auth
+        api.require_role(auth, "admin", "member")
+        with ctx.db.tx() as conn:
+            row = api.get_instance(conn, a["instance"], auth)
+            alloc = _placement.existing_allocation(conn, row.uuid)
+            flavor = conn.execute(table("flavors").select().where(table("flavors").c.id == row.flavor_id)).first()
+            states = _placement.host_states(conn)
+        if a["state"] == "absent":
+            host = _placement.release(ctx.db, row.uuid, ctx.check_mode)
+            return {"changed": host is not None, "released_from": host}
+        if alloc is not None:
+            return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": api.instance_dict(row)}
+        if row.vm_state != api.BUILDING or row.task_state != api.SCHEDULING:
+            raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
+                                 "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
+        try:
+            cfg = _scheduler.SchedulerConfig(
+                enabled_filters=a["enabled_filters"], multipliers=a["weight_multipliers"],
+                host_subset_size=a["host_subset_size"], max_attempts=a["max_attempts"],
+                # 0 = do not judge liveness by report age (hosts report when hypervisors.yml runs)
+                service_down_time=a["service_down_time"] or 10 ** 9)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if a["hosts"] is not None:
+            states = [s for s in states if s.name in set(a["hosts"])]
+        spec = _scheduler.RequestSpec(vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=flavor.disk_gb,
+                                      flavor_extra_specs=flavor.extra_specs or {})
+        before = (row.vm_state, row.task_state)
+        try:
+            if not states:
+                raise _scheduler.NoValidHost({})
+            selection = _scheduler.select_hosts(states, spec, cfg)
+        except _scheduler.NoValidHost as exc:
+            msg = str(exc) if states else "No valid host was found. There are no compute nodes: run playbooks/hypervisors.yml."
+            self._fail_instance(ctx, row, msg)
+            raise NoValidHostError(msg, rejected=getattr(exc, "rejected", {})) from exc
+        weights = {name: {"total": total, **per} for name, total, per in selection.hosts}
+        if ctx.check_mode:
+            return {"changed": True, "host": selection.host, "alternates": selection.alternates,
+                    "rejected": selection.rejected, "weights": weights}
+        try:
+            host, alternates, claim_failures = _placement.claim(ctx.db, row.uuid, spec, [h[0] for h in selection.hosts])
+        except NoValidHostError as exc:
+            self._fail_instance(ctx, row, str(exc))
+            exc.details["rejected"] = selection.rejected
+            raise
+        ms = monotonic_ms(ctx.started)
+        with ctx.db.tx() as conn:
+            new = api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, expected_task_state=api.SCHEDULING, host=host)
+            api.record_step(conn, row.uuid, "8-12", "nova-scheduler", "select_destinations", host, before,
+                            (new.vm_state, new.task_state), True, ms)
+        return {
+            "changed": True, "host": host, "alternates": alternates, "rejected": selection.rejected,
+            "claim_failures": claim_failures, "weights": weights, "instance": api.instance_dict(new),
+            "bootflow_step": api.step_row(row.name, "8-12", "nova-scheduler", "select_destinations", host, before,
+                                          (new.vm_state, new.task_state), True, ms),
+        }
+
+    @staticmethod
+    def _fail_instance(ctx, row, msg):
+        if not ctx.check_mode:
+            with ctx.db.tx() as conn:
+                api.set_fault(conn, row.uuid, msg, "schedule", None)

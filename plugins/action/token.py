@@ -1,0 +1,39 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.token (seed steps 1-2, 4-5)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        username=dict(type="str", default="admin"),
+        password=dict(type="str", no_log=True),
+        project=dict(type="str"),
+        ttl=dict(type="int", default=_identity.DEFAULT_TTL),
+        state=dict(type="str", default="issued", choices=["issued", "validated"]),
+    )
+
+    def step(self, ctx):
+        args = ctx.args
+        keys = _identity.key_repository(ctx.state_dir)
+        if args["state"] == "validated":
+            auth = ctx.auth  # validates, raises AuthError with the reason
+            return {"valid": True, "auth": auth.as_dict(), "expires_at": auth.as_dict()["expires_at"]}
+        if args["ttl"] < 1:
+            raise AuthError("ttl must be a positive number of seconds, got %d." % args["ttl"])
+        password = args["password"]
+        if password is None and args["username"] == "admin":
+            # embedded default: the password bootstrap generated (0600 file on the controller)
+            password = _identity.read_or_create_admin_password(ctx.state_dir, create=False)
+            if password is None:
+                raise AuthError(_identity.UNAUTHENTICATED + " (no password given and no admin-password file in the "
+                                "state dir: run playbooks/bootstrap.yml first)")
+        token, auth = _identity.issue_token(ctx.db, keys, args["username"], password, args["project"], args["ttl"])
+        return {"token": token, "expires_at": auth.as_dict()["expires_at"], "auth": auth.as_dict()}

@@ -1,0 +1,53 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.volume (cinder-volume on the host's storage pool, seed steps 25-27)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, NotFound
+
+
+class ActionModule(HostStep):
+    SEED_STEPS = "25-27"
+    SERVICE = "cinder-volume"
+
+    def prepare(self, ctx, args):
+        with ctx.db.tx() as conn:
+            try:
+                vol = _volumes.get_volume(conn, args.get("name"), ctx.auth)
+            except NotFound:
+                if args.get("state") == "absent":
+                    self._volume = None
+                    return None
+                raise
+            if args.get("state") == "absent" and vol.status == "in-use":
+                raise Conflict("Volume %s is in-use by instance %s; detach it first." % (vol.name, vol.instance_uuid))
+            instance = api.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
+        args["name"] = vol.name
+        if args.get("size_gb") is None:
+            args["size_gb"] = vol.size_gb
+        args.setdefault("pool", vol.pool)
+        self._volume = vol
+        return instance
+
+    def record(self, ctx, args, result, instance):
+        vol = getattr(self, "_volume", None)
+        if vol is None:
+            return None
+        with ctx.db.tx() as conn:
+            if args.get("state", "present") == "absent":
+                _volumes.set_status(conn, vol.id, "deleting")
+                _volumes.set_status(conn, vol.id, "deleted", instance_uuid=None, device=None)
+                return None
+            if vol.status == "creating":
+                _volumes.set_status(conn, vol.id, "available", host=ctx.host)
+            if args["size_gb"] != vol.size_gb:
+                conn.execute(_volumes.volume_table().update().where(
+                    _volumes.volume_table().c.id == vol.id).values(size_gb=args["size_gb"]))
+            if instance is not None and instance.vm_state == api.BUILDING and instance.task_state != api.BLOCK_DEVICE_MAPPING:
+                new = api.move_state(conn, instance.uuid, api.BUILDING, api.BLOCK_DEVICE_MAPPING)
+                return new.vm_state, new.task_state
+        return None

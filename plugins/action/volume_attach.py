@@ -1,0 +1,72 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.volume_attach (Cinder attachment + libvirt hot-plug, seed steps 25-27).
+
+While the instance is still building, the attachment is bookkeeping only (status attaching, device
+reserved): the domain is defined with the volume in its XML at spawn, as Nova's libvirt driver does.
+Once the instance exists on its host, the module hot-plugs (or unplugs) the disk live and in the
+persistent definition.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
+
+
+class ActionModule(HostStep):
+    SEED_STEPS = "25-27"
+    SERVICE = "cinder-api"
+
+    def prepare(self, ctx, args):
+        with ctx.db.tx() as conn:
+            vol = _volumes.get_volume(conn, args.get("volume"), ctx.auth)
+            instance = api.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
+            if instance is None and args.get("domain"):
+                instance = api.find_instance(conn, args["domain"].replace("bootflow-", "", 1), ctx.auth)
+        if instance is None:
+            raise InvalidRequest("Volume %s is not attached to an instance; give the instance's domain." % vol.name)
+        if vol.instance_uuid and vol.instance_uuid != instance.uuid:
+            raise Conflict("Volume %s is attached to instance %s (multiattach is not supported)." % (vol.name, vol.instance_uuid))
+        args["volume"] = vol.name
+        args["domain"] = "bootflow-%s" % instance.uuid
+        args.setdefault("pool", vol.pool)
+        if args.get("device") is None:
+            args["device"] = vol.device or "vdb"
+        self._volume = vol
+        return instance
+
+    def step(self, ctx):
+        args = dict(ctx.args)
+        if not args.get("auth_token"):
+            return super().step(ctx)
+        ctx.auth  # pylint: disable=pointless-statement
+        instance = self.prepare(ctx, args)
+        if instance.vm_state != api.BUILDING:
+            return super().step(ctx)  # the domain exists: hot-plug on the host
+        # building: reserve the attachment; the domain gets the disk at spawn (seed step 28)
+        vol = self._volume
+        changed = vol.status == "available" or vol.device != args["device"]
+        before = (instance.vm_state, instance.task_state)
+        ms = monotonic_ms(ctx.started)
+        if changed and not ctx.check_mode:
+            with ctx.db.tx() as conn:
+                _volumes.set_status(conn, vol.id, "attaching", instance_uuid=instance.uuid, device=args["device"])
+                api.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, "attachment_create", ctx.host,
+                                before, before, True, ms)
+        return {"changed": changed, "device": args["device"], "live": False,
+                "connection_info": {"pool": args["pool"], "volume": vol.name},
+                "bootflow_step": api.step_row(instance.name, self.SEED_STEPS, self.SERVICE, "attachment_create",
+                                              ctx.host, before, before, changed, ms)}
+
+    def record(self, ctx, args, result, instance):
+        vol = self._volume
+        with ctx.db.tx() as conn:
+            if args.get("state", "present") == "absent":
+                _volumes.set_status(conn, vol.id, "available", instance_uuid=None, device=None)
+            else:
+                _volumes.set_status(conn, vol.id, "in-use", instance_uuid=instance.uuid, device=args["device"])
+        return None

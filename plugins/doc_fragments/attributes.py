@@ -1,0 +1,45 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Standard attributes shared by every module of the collection.
+    DOCUMENTATION = r"""
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+  action_group:
+    description: Use C(group/bootflow.cloud.bootflow) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - bootflow.cloud.bootflow
+"""
+
+    # Controller-side step: runs as an action plugin inside the controller process.
+    CONTROLLER = r"""
+options: {}
+attributes:
+  action:
+    description: Runs as an action plugin on the controller; the target host is not contacted.
+    support: full
+  async:
+    description: Cannot run asynchronously.
+    support: none
+"""
+
+    # Host-side step: an action plugin on the controller wraps a module run on the host.
+    HOST = r"""
+options: {}
+attributes:
+  action:
+    description: An action plugin on the controller validates the token and records the step, then runs the module on the hypervisor host.
+    support: full
+  async:
+    description: Cannot run asynchronously.
+    support: none
+"""

@@ -1,0 +1,43 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared argument-spec blocks.
+
+PRIVATE to the collection: may change at any time.
+
+Each constant here has exactly one doc fragment of the same name in
+plugins/doc_fragments/ (``AUTH_ARGSPEC`` <-> ``bootflow.cloud.auth`` and so on).
+Modules build their spec with ``argspec(AUTH_ARGSPEC, WAIT_ARGSPEC, own=...)``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+# Consumed on the controller by the action plugins (token validation, DB).
+AUTH_ARGSPEC = dict(
+    auth_token=dict(type="str", no_log=True),
+    db_url=dict(type="str", no_log=True),
+    state_dir=dict(type="path"),
+)
+
+# Connection to the hypervisor host's libvirt (host-side modules).
+LIBVIRT_ARGSPEC = dict(
+    uri=dict(type="str", default="qemu:///system"),
+)
+
+# Waiting for a state to be reached.
+WAIT_ARGSPEC = dict(
+    wait=dict(type="bool", default=True),
+    wait_timeout=dict(type="int", default=120),
+)
+
+AUTH_KEYS = tuple(AUTH_ARGSPEC)
+
+
+def argspec(*blocks, **own):
+    """Merge shared blocks (deep-copied) with a module's own options."""
+    spec = {}
+    for block in blocks:
+        spec.update(copy.deepcopy(block))
+    spec.update(own)
+    return spec

@@ -1,0 +1,670 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Neutron-style DHCP with one dnsmasq per network (pure logic + stdlib I/O).
+
+PRIVATE to the collection: may change at any time.
+
+Per network, in <dhcp_dir>/<network_id>/ (like neutron's dhcp agent, neutron/agent/linux/dhcp.py):
+  host       dnsmasq --dhcp-hostsfile, lines "mac,hostname,ip[,set:port-<port_id>]"
+  opts       dnsmasq --dhcp-optsfile, "tag:subnet-<id>,option:router,<gw>" / dns-server
+  leases     dnsmasq --dhcp-leasefile (seeded before a start so running guests are not NAKed)
+  pid        dnsmasq --pid-file
+  interface  the bridge dnsmasq serves
+  dnsmasq.log
+
+Files are replaced atomically; dnsmasq re-reads host and opts on SIGHUP. Imports neither ansible
+nor libvirt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_PORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
+
+
+class DhcpError(Exception):
+    """DHCP step failure; msg for fail_json, result for extra return values."""
+
+    def __init__(self, msg, **result):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def check_network_id(value):
+    if not value or not _NET_ID_RE.match(value) or value in (".", ".."):
+        raise DhcpError("invalid network_id %r (letters, digits, _ . -)" % (value,))
+    return value
+
+
+def check_port_id(value):
+    if value is None:
+        return None
+    if not _PORT_ID_RE.match(value):
+        raise DhcpError("invalid port_id %r (letters, digits, _ -)" % (value,))
+    return value
+
+
+def check_ifname(value, what="bridge"):
+    if not value or not _IFNAME_RE.match(value):
+        raise DhcpError("invalid %s name %r (at most 15 of letters, digits, _ . -)" % (what, value))
+    return value
+
+
+def normalize_mac(mac):
+    m = str(mac or "").strip().lower().replace("-", ":")
+    if not _MAC_RE.match(m):
+        raise DhcpError("invalid MAC address %r" % (mac,))
+    return m
+
+
+def check_hostname(name):
+    if not name or len(name) > 253 or not all(_LABEL_RE.match(label) for label in name.split(".")):
+        raise DhcpError("invalid hostname %r (DNS labels of letters, digits and '-')" % (name,))
+    return name
+
+
+def default_hostname(ip):
+    """neutron's host-<ip with dashes>."""
+    return "host-" + str(ip).replace(".", "-").replace(":", "-")
+
+
+def network(cidr):
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as e:
+        raise DhcpError("invalid cidr %r: %s" % (cidr, e))
+    if net.version != 4:
+        raise DhcpError("only IPv4 subnets are supported (cidr %s)" % cidr)
+    if net.prefixlen > 30:
+        raise DhcpError("cidr %s is too small for DHCP" % cidr)
+    return net
+
+
+def host_ip(value, net, what):
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise DhcpError("%s %r is not an IP address" % (what, value))
+    if ip not in net:
+        raise DhcpError("%s %s is not in %s" % (what, ip, net))
+    if ip in (net.network_address, net.broadcast_address):
+        raise DhcpError("%s %s is the network or broadcast address of %s" % (what, ip, net))
+    return str(ip)
+
+
+# --------------------------------------------------------------------------------------------
+# file formats
+
+
+def parse_hosts(text):
+    """Entries of a dnsmasq hostsfile: dicts mac, hostname, ip, port_id, tags (raw=line if unknown)."""
+    out = []
+    for line in (text or "").splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        fields = [f.strip() for f in s.split(",")]
+        e = dict(mac=None, hostname=None, ip=None, port_id=None, tags=[])
+        for f in fields:
+            low = f.lower()
+            if _MAC_RE.match(low) and e["mac"] is None:
+                e["mac"] = low
+            elif low.startswith("set:"):
+                tag = f[4:]
+                e["tags"].append(tag)
+                if tag.startswith("port-") and e["port_id"] is None:
+                    e["port_id"] = tag[5:]
+            else:
+                try:
+                    e["ip"] = str(ipaddress.ip_address(f.strip("[]")))
+                except ValueError:
+                    if e["hostname"] is None and f:
+                        e["hostname"] = f
+        if e["mac"] is None or e["ip"] is None:
+            out.append(dict(raw=s))
+        else:
+            out.append(e)
+    return out
+
+
+def render_host_line(e):
+    if e.get("raw"):
+        return e["raw"]
+    parts = [e["mac"]]
+    if e.get("hostname"):
+        parts.append(e["hostname"])
+    parts.append(e["ip"])
+    for tag in e.get("tags") or (["port-%s" % e["port_id"]] if e.get("port_id") else []):
+        parts.append("set:%s" % tag)
+    return ",".join(parts)
+
+
+def render_hosts(entries):
+    lines = [render_host_line(e) for e in entries]
+    return "".join(line + "\n" for line in lines)
+
+
+def parse_leases(text):
+    """dnsmasq leases lines: '<expiry> <mac> <ip> <hostname|*> <client-id|*>' (IPv4 only)."""
+    out = []
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[0] == "duid":
+            continue
+        try:
+            expiry = int(parts[0])
+        except ValueError:
+            continue
+        out.append(dict(expiry=expiry, mac=parts[1].lower(), ip=parts[2],
+                        hostname=None if parts[3] == "*" else parts[3],
+                        client_id=None if len(parts) < 5 or parts[4] == "*" else parts[4]))
+    return out
+
+
+def render_leases(leases):
+    return "".join("%d %s %s %s %s\n" % (le["expiry"], le["mac"], le["ip"], le.get("hostname") or "*",
+                                         le.get("client_id") or "*") for le in leases)
+
+
+def seed_leases(hosts, leases_text, lease_time, now=None):
+    """Leases text with a lease for every hosts entry that has none (neutron pre-seeds the file so a
+    (re)started dnsmasq does not NAK guests that are already running)."""
+    now = int(time.time() if now is None else now)
+    leases = parse_leases(leases_text)
+    have = {(le["mac"], le["ip"]) for le in leases}
+    for e in hosts:
+        if e.get("raw") or (e["mac"], e["ip"]) in have:
+            continue
+        leases.append(dict(expiry=now + int(lease_time), mac=e["mac"], ip=e["ip"], hostname=e.get("hostname"),
+                           client_id=None))
+    return render_leases(leases)
+
+
+def subnet_tag(network_id):
+    return "subnet-%s" % network_id
+
+
+def render_opts(network_id, gateway_ip=None, dns_servers=()):
+    tag = "tag:%s" % subnet_tag(network_id)
+    lines = ["%s,option:router,%s" % (tag, gateway_ip) if gateway_ip else "%s,option:router" % tag]
+    if dns_servers:
+        lines.append("%s,option:dns-server,%s" % (tag, ",".join(dns_servers)))
+    return "".join(line + "\n" for line in lines)
+
+
+def atomic_write(path, text, mode=0o644):
+    """Write text to path atomically: a tmp file in the same dir, fsync, chmod, rename, fsync dir."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# dnsmasq
+
+
+def conf_paths(dhcp_dir, network_id):
+    d = os.path.join(dhcp_dir, network_id)
+    return dict(dir=d, host=os.path.join(d, "host"), opts=os.path.join(d, "opts"),
+                leases=os.path.join(d, "leases"), pid=os.path.join(d, "pid"),
+                interface=os.path.join(d, "interface"), log=os.path.join(d, "dnsmasq.log"))
+
+
+def dnsmasq_cmdline(network_id, bridge, subnet_cidr, dhcp_dir, lease_time, dnsmasq="dnsmasq"):
+    """dnsmasq argv mirroring neutron's Dnsmasq._build_cmdline_callback (static, DHCP only)."""
+    net = network(subnet_cidr)
+    c = conf_paths(dhcp_dir, network_id)
+    return [
+        dnsmasq,
+        "--conf-file=/dev/null",
+        "--no-hosts",
+        "--no-resolv",
+        "--port=0",
+        "--interface=%s" % bridge,
+        "--bind-interfaces",
+        "--except-interface=lo",
+        "--dhcp-range=set:%s,%s,static,%s,%ds" % (subnet_tag(network_id), net.network_address, net.netmask,
+                                                  int(lease_time)),
+        "--dhcp-hostsfile=%s" % c["host"],
+        "--dhcp-optsfile=%s" % c["opts"],
+        "--dhcp-leasefile=%s" % c["leases"],
+        "--pid-file=%s" % c["pid"],
+        "--dhcp-no-override",
+        "--dhcp-authoritative",
+        "--log-dhcp",
+        "--log-facility=%s" % c["log"],
+        "--dhcp-lease-max=%d" % net.num_addresses,
+    ]
+
+
+def proc_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def pid_alive(pidfile, expected_cmd_substr):
+    """PID from pidfile if that process runs and its command line contains expected_cmd_substr
+    (the network's config dir), so a recycled PID is never trusted. Else None."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 1:
+        return None
+    argv = proc_cmdline(pid)
+    if not argv or expected_cmd_substr not in " ".join(argv):
+        return None
+    return pid
+
+
+def find_bin(name):
+    path = shutil.which(name)
+    if path:
+        return path
+    for d in _SBIN:
+        cand = os.path.join(d, name)
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def _run(argv, timeout=30):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def start_daemon(argv, timeout=30):
+    """Run a self-daemonising program (dnsmasq) without keeping pipes to it. Returns (rc, stderr)."""
+    with tempfile.TemporaryFile() as err:
+        rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                             close_fds=True, start_new_session=True, timeout=timeout)
+        err.seek(0)
+        return rc, err.read().decode("utf-8", "replace").strip()
+
+
+def parse_ip_addrs(text):
+    """['a.b.c.d/p', ...] from `ip -o -4 addr show dev X`."""
+    out = []
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            i = parts.index("inet")
+            if i + 1 < len(parts):
+                out.append(parts[i + 1])
+    return out
+
+
+def link_flags(text):
+    """Flags of `ip -o link show dev X`: '2: br0: <BROADCAST,MULTICAST,UP,LOWER_UP> ...'."""
+    m = re.search(r"<([^>]*)>", text or "")
+    return m.group(1).split(",") if m else []
+
+
+def _wait_pidfile(pidfile, substr, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = pid_alive(pidfile, substr)
+        if pid or time.monotonic() >= deadline:
+            return pid
+        time.sleep(0.05)
+
+
+def _wait_exit(pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc_cmdline(pid) is None:
+            return True
+        time.sleep(0.05)
+    return proc_cmdline(pid) is None
+
+
+# --------------------------------------------------------------------------------------------
+# the dhcp_lease step
+
+
+def dhcp_lease_step(p, check_mode=False, run=None, now=None):
+    """p: network_id, bridge, cidr, dhcp_ip, gateway_ip, dns_servers, mac, ip, hostname, port_id,
+    lease_time, dhcp_dir, state."""
+    run = run or _run
+    state = p.get("state") or "present"
+    network_id = check_network_id(p.get("network_id"))
+    dhcp_dir = p.get("dhcp_dir") or "/var/lib/bootflow/dhcp"
+    if not os.path.isabs(dhcp_dir):
+        raise DhcpError("dhcp_dir must be an absolute path")
+    c = conf_paths(os.path.normpath(dhcp_dir), network_id)
+    port_id = check_port_id(p.get("port_id"))
+    mac = normalize_mac(p["mac"]) if p.get("mac") else None
+    result = dict(changed=False, hosts_line=None, dnsmasq_pid=None, dnsmasq_started=False,
+                  dnsmasq_restarted=False, reloaded=False, lease=None, conf_dir=c["dir"], warnings=[])
+    if state == "absent":
+        return _absent(p, c, network_id, port_id, mac, result, check_mode, run)
+
+    # ---- present: validate everything first
+    for key in ("bridge", "cidr", "dhcp_ip", "mac", "ip"):
+        if not p.get(key):
+            raise DhcpError("%s is required with state=present" % key)
+    bridge = check_ifname(p["bridge"])
+    net = network(p["cidr"])
+    ip = host_ip(p["ip"], net, "ip")
+    dhcp_ip = host_ip(p["dhcp_ip"], net, "dhcp_ip")
+    if ip == dhcp_ip:
+        raise DhcpError("ip %s is the DHCP server address of the network" % ip)
+    gateway = host_ip(p["gateway_ip"], net, "gateway_ip") if p.get("gateway_ip") else None
+    if gateway == ip:
+        raise DhcpError("ip %s is the gateway address" % ip)
+    dns = []
+    for d in p.get("dns_servers") or []:
+        try:
+            dns.append(str(ipaddress.IPv4Address(d)))
+        except ValueError:
+            raise DhcpError("dns server %r is not an IPv4 address" % (d,))
+    hostname = check_hostname(p.get("hostname") or default_hostname(ip))
+    lease_time = int(p.get("lease_time") or 86400)
+    if lease_time < 120:
+        raise DhcpError("lease_time must be at least 120 seconds (dnsmasq's minimum)")
+
+    old_hosts = read_text(c["host"])
+    entries = parse_hosts(old_hosts or "")
+    mine, others = [], []
+    for e in entries:
+        if e.get("raw"):
+            others.append(e)
+            continue
+        if port_id and e["port_id"] == port_id:
+            mine.append(e)
+        elif e["mac"] == mac and (not port_id or not e["port_id"]):
+            mine.append(e)
+        else:
+            others.append(e)
+    for e in others:
+        if e.get("raw"):
+            continue
+        who = "port %s" % e["port_id"] if e["port_id"] else "MAC %s" % e["mac"]
+        if e["ip"] == ip:
+            raise DhcpError("ip %s is already reserved for %s (MAC %s) in %s" % (ip, who, e["mac"], c["host"]))
+        if e["mac"] == mac:
+            raise DhcpError("MAC %s is already reserved for %s (ip %s) in %s" % (mac, who, e["ip"], c["host"]))
+    new_entry = dict(mac=mac, hostname=hostname, ip=ip, port_id=port_id, tags=[])
+    result["hosts_line"] = render_host_line(new_entry)
+    new_entries, placed = [], False
+    for e in entries:
+        if any(e is m for m in mine):
+            if not placed:
+                new_entries.append(new_entry)
+                placed = True
+            continue
+        new_entries.append(e)
+    if not placed:
+        new_entries.append(new_entry)
+    new_hosts = render_hosts(new_entries)
+    old_opts = read_text(c["opts"])
+    new_opts = render_opts(network_id, gateway, dns)
+    old_iface = read_text(c["interface"])
+    new_iface = bridge + "\n"
+    hosts_changed = new_hosts != (old_hosts or "")
+    opts_changed = new_opts != (old_opts or "")
+    iface_changed = new_iface != (old_iface or "")
+    diffs = [dict(before_header=c["host"], after_header=c["host"], before=old_hosts or "", after=new_hosts)]
+    if opts_changed:
+        diffs.append(dict(before_header=c["opts"], after_header=c["opts"], before=old_opts or "", after=new_opts))
+    result["diff"] = diffs
+
+    # the bridge (made by the hypervisor role) and the DHCP server address on it
+    ip_bin = find_bin("ip")
+    if not ip_bin:
+        raise DhcpError("the ip command (iproute2) is not installed")
+    rc, out, err = run([ip_bin, "-o", "link", "show", "dev", bridge])
+    if rc != 0:
+        raise DhcpError("bridge %s does not exist on this host (the hypervisor role creates it): %s"
+                        % (bridge, (err or out).strip()))
+    if "UP" not in link_flags(out):
+        result["warnings"].append("bridge %s is administratively down; guests will not get DHCP answers" % bridge)
+    rc, out, err = run([ip_bin, "-o", "-4", "addr", "show", "dev", bridge])
+    addrs = parse_ip_addrs(out)
+    want_addr = "%s/%d" % (dhcp_ip, net.prefixlen)
+    addr_missing = want_addr not in addrs
+    had_dhcp_ip = any(a.split("/")[0] == dhcp_ip for a in addrs)
+
+    dnsmasq = find_bin("dnsmasq")
+    if not dnsmasq:
+        raise DhcpError("dnsmasq is not installed on this host (package dnsmasq-base)")
+    argv = dnsmasq_cmdline(network_id, bridge, str(net), os.path.normpath(dhcp_dir), lease_time, dnsmasq)
+    marker = "--dhcp-hostsfile=%s" % c["host"]
+    pid = pid_alive(c["pid"], marker)
+    need_restart = False
+    if pid:
+        running = proc_cmdline(pid) or []
+        need_restart = running[1:] != argv[1:]
+    result["dnsmasq_pid"] = pid
+    will_start = not pid
+    result["changed"] = bool(addr_missing or hosts_changed or opts_changed or iface_changed or will_start
+                             or need_restart)
+    result["lease"] = _find_lease(read_text(c["leases"]), mac, ip)
+    if check_mode:
+        result.update(dnsmasq_started=will_start, dnsmasq_restarted=need_restart,
+                      reloaded=bool(pid and not need_restart and (hosts_changed or opts_changed)))
+        return result
+
+    undo = []
+    try:
+        made = _makedirs(c["dir"])
+        for d in reversed(made):
+            undo.append(lambda d=d: os.rmdir(d))
+        if addr_missing:
+            rc, out, err = run([ip_bin, "addr", "replace", want_addr, "dev", bridge])
+            if rc != 0:
+                raise DhcpError("cannot put %s on bridge %s: %s" % (want_addr, bridge, (err or out).strip()))
+            if not had_dhcp_ip:
+                undo.append(lambda: run([ip_bin, "addr", "del", want_addr, "dev", bridge]))
+        for path, old, new, changed in ((c["opts"], old_opts, new_opts, opts_changed),
+                                        (c["interface"], old_iface, new_iface, iface_changed),
+                                        (c["host"], old_hosts, new_hosts, hosts_changed)):
+            if changed:
+                atomic_write(path, new)
+                undo.append(_restore(path, old))
+        if will_start or need_restart:
+            if need_restart:
+                os.kill(pid, signal.SIGTERM)
+                if not _wait_exit(pid):
+                    raise DhcpError("dnsmasq (pid %d) for network %s did not exit after SIGTERM" % (pid, network_id))
+                result["dnsmasq_restarted"] = True
+            old_leases = read_text(c["leases"])
+            seeded = seed_leases(new_entries, old_leases or "", lease_time, now)
+            if seeded != (old_leases or ""):
+                atomic_write(c["leases"], seeded)
+                undo.append(_restore(c["leases"], old_leases))
+            rc, err = start_daemon(argv)
+            if rc != 0:
+                raise DhcpError("dnsmasq for network %s failed to start (rc=%s): %s" % (network_id, rc, err),
+                                cmd=argv)
+            pid = _wait_pidfile(c["pid"], marker)
+            if not pid:
+                raise DhcpError("dnsmasq for network %s started but wrote no pid file %s" % (network_id, c["pid"]),
+                                cmd=argv)
+            result["dnsmasq_started"] = True
+        elif hosts_changed or opts_changed:
+            os.kill(pid, signal.SIGHUP)
+            result["reloaded"] = True
+    except BaseException as e:
+        failed = []
+        for fn in reversed(undo):
+            try:
+                fn()
+            except Exception as ue:
+                failed.append(str(ue))
+        if isinstance(e, DhcpError):
+            if failed:
+                e.msg += " (cleanup also failed: %s)" % "; ".join(failed)
+            raise
+        if isinstance(e, (OSError, subprocess.SubprocessError)):
+            raise DhcpError("DHCP setup for network %s failed: %s" % (network_id, e))
+        raise
+    result["dnsmasq_pid"] = pid
+    result["lease"] = _find_lease(read_text(c["leases"]), mac, ip)
+    return result
+
+
+def _restore(path, old):
+    def fn():
+        if old is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        else:
+            atomic_write(path, old)
+    return fn
+
+
+def _makedirs(path, mode=0o755):
+    made, todo, p = [], [], os.path.abspath(path)
+    while not os.path.isdir(p):
+        todo.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(todo):
+        os.mkdir(d, mode)
+        os.chmod(d, mode)
+        made.append(d)
+    return made
+
+
+def _find_lease(text, mac=None, ip=None):
+    for le in parse_leases(text or ""):
+        if (mac and le["mac"] == mac) or (ip and le["ip"] == ip):
+            return le
+    return None
+
+
+def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
+    ip = p.get("ip")
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise DhcpError("ip %r is not an IP address" % (ip,))
+    if not (port_id or mac or ip):
+        raise DhcpError("give port_id, mac or ip to say which reservation to remove")
+    old_hosts = read_text(c["host"])
+    entries = parse_hosts(old_hosts or "")
+
+    def is_mine(e):
+        if e.get("raw"):
+            return False
+        if port_id:
+            return e["port_id"] == port_id or (not e["port_id"] and mac and e["mac"] == mac)
+        if mac:
+            return e["mac"] == mac and (not ip or e["ip"] == ip)
+        return e["ip"] == ip
+
+    mine = [e for e in entries if is_mine(e)]
+    keep = [e for e in entries if not is_mine(e)]
+    new_hosts = render_hosts(keep)
+    pairs = {(e["mac"], e["ip"]) for e in mine}
+    if mac and ip:
+        pairs.add((mac, ip))
+    leases_text = read_text(c["leases"])
+    leases = parse_leases(leases_text or "")
+    stale = [le for le in leases if (le["mac"], le["ip"]) in pairs
+             or (not pairs and ((mac and le["mac"] == mac) or (ip and le["ip"] == ip)))]
+    if mine:
+        result["hosts_line"] = render_host_line(mine[0])
+    result["lease"] = stale[0] if stale else None
+    hosts_changed = old_hosts is not None and new_hosts != old_hosts
+    result["changed"] = bool(hosts_changed or stale)
+    result["diff"] = [dict(before_header=c["host"], after_header=c["host"], before=old_hosts or "",
+                           after=new_hosts if old_hosts is not None else "")]
+    pid = pid_alive(c["pid"], "--dhcp-hostsfile=%s" % c["host"])
+    result["dnsmasq_pid"] = pid
+    if check_mode or not result["changed"]:
+        result["reloaded"] = bool(check_mode and pid and hosts_changed)
+        return result
+    try:
+        released = []
+        if stale and pid:
+            # like neutron's _release_unused_leases: ask the running dnsmasq to drop the lease
+            # (it owns the leases file while it runs; never rewrite it under its feet)
+            bridge = p.get("bridge") or (read_text(c["interface"]) or "").strip()
+            rel = find_bin("dhcp_release")
+            if not bridge or not rel:
+                result["warnings"].append("cannot release the lease%s: %s" % (
+                    "s" if len(stale) > 1 else "",
+                    "dhcp_release (dnsmasq-utils) is not installed" if not rel else "the bridge is unknown"))
+            else:
+                for le in stale:
+                    argv = [rel, bridge, le["ip"], le["mac"]] + ([le["client_id"]] if le.get("client_id") else [])
+                    rc, out, err = run(argv)
+                    if rc != 0:
+                        result["warnings"].append("dhcp_release %s %s failed: %s" % (le["ip"], le["mac"],
+                                                                                      (err or out).strip()))
+                    else:
+                        released.append(le)
+        if hosts_changed:
+            atomic_write(c["host"], new_hosts)
+        if pid:
+            if hosts_changed:
+                os.kill(pid, signal.SIGHUP)
+                result["reloaded"] = True
+            if released:
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    left = parse_leases(read_text(c["leases"]) or "")
+                    if not any((le["mac"], le["ip"]) == (r["mac"], r["ip"]) for le in left for r in released):
+                        break
+                    time.sleep(0.05)
+                else:
+                    result["warnings"].append("dnsmasq still lists the released lease in %s" % c["leases"])
+        elif stale:
+            left = [le for le in leases if not any(le is s for s in stale)]
+            atomic_write(c["leases"], render_leases(left))
+    except OSError as e:
+        raise DhcpError("removing the DHCP reservation on network %s failed: %s" % (network_id, e))
+    return result

@@ -1,0 +1,703 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Nova-like host selection over plain data.
+
+PRIVATE to the collection: may change at any time.
+
+Mirrors nova-scheduler (see docs/design.md and the anchors report, D1):
+
+* capacity is checked the way Placement does it:
+  ``capacity = (total - reserved) * allocation_ratio``, ``free = capacity - used``,
+  and a single request may not exceed the physical total (``max_unit``);
+* filters are pure functions ``(host, spec, now, cfg) -> None | reason``,
+  run in the order of :data:`FILTERS`; a host is rejected by the first one that fails;
+* weighers are normalised to 0..1 like ``nova/weights.py normalize()``, multiplied
+  by their multiplier and summed;
+* the chosen host is a random pick among the best ``host_subset_size`` hosts,
+  followed by the other hosts as alternates (``_get_sorted_hosts``).
+
+Stdlib only: runs on the controller and on the hypervisor host (Python 3.11+).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import operator
+import random
+import re
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+__all__ = [
+    "FILTERS",
+    "GROUP_POLICIES",
+    "WEIGHERS",
+    "MANDATORY_FILTERS",
+    "HostState",
+    "NoValidHost",
+    "RequestSpec",
+    "SchedulerConfig",
+    "Selection",
+    "capacity",
+    "consume",
+    "filter_hosts",
+    "fits",
+    "free",
+    "match_extra_spec",
+    "normalize",
+    "schedule_instances",
+    "select_hosts",
+    "weigh_hosts",
+]
+
+
+class NoValidHost(Exception):
+    """No host passed the filters; ``rejected`` maps host -> ``"FilterName: reason"``."""
+
+    def __init__(self, rejected: Mapping[str, str], detail: Optional[str] = None) -> None:
+        self.rejected = dict(rejected)
+        parts = ["No valid host was found."]
+        if detail:
+            parts.append(detail)
+        if self.rejected:
+            parts.append("; ".join("%s: %s" % (name, why) for name, why in self.rejected.items()))
+        elif not detail:
+            parts.append("There are no compute hosts.")
+        super().__init__(" ".join(parts))
+
+
+def _to_epoch(value: Any) -> Optional[float]:
+    """Accept None, a number or a datetime (naive = UTC) and return epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value.timestamp()
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostState:
+    """One compute node as the scheduler sees it (inventory, usage, attributes)."""
+
+    name: str
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    vcpus_used: float = 0
+    memory_mb_used: float = 0
+    local_gb_used: float = 0
+    reserved_host_memory_mb: int = 512
+    reserved_vcpus: int = 0
+    reserved_disk_gb: int = 0
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    disabled: bool = False
+    updated_at: Optional[float] = None
+    arch: Optional[str] = None
+    hypervisor_type: Optional[str] = None
+    hypervisor_version: Optional[int] = None
+    num_instances: int = 0
+    availability_zone: str = "nova"
+    aggregates: frozenset = frozenset()
+    traits: frozenset = frozenset()
+    stats: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("HostState.name must not be empty")
+        for fname in ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
+                      "reserved_host_memory_mb", "reserved_vcpus", "reserved_disk_gb", "num_instances"):
+            if getattr(self, fname) < 0:
+                raise ValueError("HostState %s: %s must be >= 0" % (self.name, fname))
+        for fname in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
+            if getattr(self, fname) <= 0:
+                raise ValueError("HostState %s: %s must be > 0" % (self.name, fname))
+        # Tolerate lists/sets/datetimes from callers, keep the object hashable-ish and immutable.
+        object.__setattr__(self, "aggregates", frozenset(self.aggregates or ()))
+        object.__setattr__(self, "traits", frozenset(self.traits or ()))
+        object.__setattr__(self, "stats", dict(self.stats or {}))
+        object.__setattr__(self, "updated_at", _to_epoch(self.updated_at))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "HostState":
+        """Build from a dict (e.g. a compute_nodes row): ``hostname`` is accepted for ``name``, unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known and v is not None}
+        if "name" not in kwargs and data.get("hostname"):
+            kwargs["name"] = data["hostname"]
+        return cls(**kwargs)
+
+    @property
+    def free_vcpus(self) -> float:
+        """Free VCPU as Placement counts it."""
+        return free(self, "VCPU")
+
+    @property
+    def free_ram_mb(self) -> float:
+        """Free MEMORY_MB as Placement counts it."""
+        return free(self, "MEMORY_MB")
+
+    @property
+    def free_disk_gb(self) -> float:
+        """Free DISK_GB as Placement counts it."""
+        return free(self, "DISK_GB")
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(HostState))
+
+GROUP_POLICIES = (None, "affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSpec:
+    """What one instance of the request needs (flavor, image, placement hints)."""
+
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    ephemeral_gb: int = 0
+    flavor_extra_specs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    image_properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    availability_zone: Optional[str] = None
+    force_host: Optional[str] = None
+    num_instances: int = 1
+    group_policy: Optional[str] = None
+    group_hosts: list = dataclasses.field(default_factory=list)
+    max_server_per_host: int = 1
+
+    def __post_init__(self) -> None:
+        for fname in ("vcpus", "memory_mb", "root_gb", "ephemeral_gb"):
+            if getattr(self, fname) < 0:
+                raise ValueError("RequestSpec: %s must be >= 0" % fname)
+        if self.num_instances < 1:
+            raise ValueError("RequestSpec: num_instances must be >= 1")
+        if self.max_server_per_host < 1:
+            raise ValueError("RequestSpec: max_server_per_host must be >= 1")
+        if self.group_policy not in GROUP_POLICIES:
+            raise ValueError("RequestSpec: group_policy must be one of %s" % ", ".join(str(p) for p in GROUP_POLICIES))
+        object.__setattr__(self, "flavor_extra_specs", dict(self.flavor_extra_specs or {}))
+        object.__setattr__(self, "image_properties", dict(self.image_properties or {}))
+        object.__setattr__(self, "group_hosts", list(self.group_hosts or []))
+
+    @property
+    def disk_gb(self) -> int:
+        """DISK_GB requested from Placement (root + ephemeral)."""
+        return self.root_gb + self.ephemeral_gb
+
+
+# ---------------------------------------------------------------------------------------------
+# Capacity (Placement semantics)
+
+# resource class -> (total field, reserved field, ratio field, used field, request attribute, unit)
+_RESOURCES = OrderedDict([
+    ("VCPU", ("vcpus", "reserved_vcpus", "cpu_allocation_ratio", "vcpus_used", "vcpus", "")),
+    ("MEMORY_MB", ("memory_mb", "reserved_host_memory_mb", "ram_allocation_ratio", "memory_mb_used", "memory_mb", " MB")),
+    ("DISK_GB", ("local_gb", "reserved_disk_gb", "disk_allocation_ratio", "local_gb_used", "disk_gb", " GB")),
+])
+_LABELS = {"VCPU": "VCPU", "MEMORY_MB": "RAM", "DISK_GB": "DISK"}
+
+
+def capacity(host: HostState, resource_class: str) -> float:
+    """``(total - reserved) * allocation_ratio`` for VCPU, MEMORY_MB or DISK_GB."""
+    total_f, reserved_f, ratio_f = _RESOURCES[resource_class][:3]
+    return (getattr(host, total_f) - getattr(host, reserved_f)) * getattr(host, ratio_f)
+
+
+def free(host: HostState, resource_class: str) -> float:
+    """Capacity minus usage (may be negative when a host is overcommitted)."""
+    return capacity(host, resource_class) - getattr(host, _RESOURCES[resource_class][3])
+
+
+def _num(value: float) -> Any:
+    """Render 4.0 as 4 and 2.5 as 2.5 in messages."""
+    return int(value) if float(value).is_integer() else round(value, 2)
+
+
+def fits(host: HostState, spec: RequestSpec) -> tuple[bool, str]:
+    """Whether one instance of ``spec`` fits on ``host`` as Placement would decide; reason is '' when it fits."""
+    for rc, (total_f, _reserved_f, _ratio_f, _used_f, req_attr, unit) in _RESOURCES.items():
+        requested = getattr(spec, req_attr)
+        if not requested:
+            # Placement is not asked for a resource class with amount 0.
+            continue
+        label = _LABELS[rc]
+        avail = free(host, rc)
+        if requested > avail:
+            return False, "%s: requested %s%s, free %s%s" % (label, _num(requested), unit, _num(max(avail, 0)), unit)
+        # Placement max_unit: one allocation cannot exceed the physical total, whatever the ratio.
+        max_unit = getattr(host, total_f)
+        if requested > max_unit:
+            return False, "%s: requested %s%s, more than the host total %s%s" % (label, _num(requested), unit, _num(max_unit), unit)
+    return True, ""
+
+
+def consume(host: HostState, spec: RequestSpec) -> HostState:
+    """Return a copy of ``host`` with one instance of ``spec`` claimed (usage added, generation bumped)."""
+    return dataclasses.replace(
+        host,
+        vcpus_used=host.vcpus_used + spec.vcpus,
+        memory_mb_used=host.memory_mb_used + spec.memory_mb,
+        local_gb_used=host.local_gb_used + spec.disk_gb,
+        num_instances=host.num_instances + 1,
+        generation=host.generation + 1,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Extra-spec operators (nova/scheduler/filters/extra_specs_ops.py)
+
+def _float_op(func: Callable[[float, float], bool]) -> Callable[[Any, Any], bool]:
+    def wrapped(x: Any, y: Any) -> bool:
+        try:
+            return func(float(x), float(y))
+        except (TypeError, ValueError):
+            return False
+    return wrapped
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": _float_op(operator.ge),
+    "==": _float_op(operator.eq),
+    "!=": _float_op(operator.ne),
+    ">=": _float_op(operator.ge),
+    "<=": _float_op(operator.le),
+    "<in>": lambda x, y: y in x,
+    "<all-in>": lambda x, y: all(v in x for v in y),
+    "s==": operator.eq,
+    "s!=": operator.ne,
+    "s<": operator.lt,
+    "s<=": operator.le,
+    "s>": operator.gt,
+    "s>=": operator.ge,
+}
+
+
+def match_extra_spec(value: Optional[str], req: str) -> bool:
+    """Nova's ``extra_specs_ops.match``: ``req`` is ``'<op> operand'`` or a plain string compared for equality."""
+    req = str(req)
+    words = req.split()
+    op = words.pop(0) if words else None
+    method = _OPS.get(op) if op else None
+    if op != "<or>" and method is None:
+        return value == req
+    if value is None:
+        return False
+    if op == "<or>":
+        # '<or> v1 <or> v2 <or> v3'
+        while words:
+            if words.pop(0) == value:
+                return True
+            if words:
+                words.pop(0)
+        return False
+    if not words:
+        return False
+    if op == "<all-in>":
+        return method(value, words)
+    return method(value, words[0])
+
+
+_PROPERTIES = ("free_vcpus", "free_ram_mb", "free_disk_gb")
+
+
+def _host_has(host: HostState, key: str) -> bool:
+    """Whether ``key`` names a host field, computed property or stats entry."""
+    return key in _FIELD_NAMES or key in _PROPERTIES or key in host.stats
+
+
+def _host_attr(host: HostState, key: str) -> Any:
+    """A host attribute, computed property or ``stats`` entry; None when absent."""
+    val = getattr(host, key, None) if key in _FIELD_NAMES or key in _PROPERTIES else None
+    if val is None:
+        val = host.stats.get(key)
+    return val
+
+
+def _capability(host: HostState, scope: list[str]) -> Any:
+    """Walk ``scope`` from the host into attributes / stats / nested dicts (``_get_capabilities``)."""
+    cap: Any = host
+    for part in scope:
+        if isinstance(cap, str):
+            try:
+                cap = json.loads(cap)
+            except ValueError:
+                return None
+        if isinstance(cap, HostState):
+            cap = _host_attr(cap, part)
+        elif isinstance(cap, Mapping):
+            cap = cap.get(part)
+        else:
+            return None
+        if cap is None:
+            return None
+    return cap
+
+
+def _cap_str(value: Any) -> str:
+    """String form used for comparison (Nova does ``str(cap)``); booleans and sets get stable forms."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return str(sorted(value))
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+@dataclasses.dataclass
+class SchedulerConfig:
+    """Scheduler knobs (``[filter_scheduler]`` in nova.conf)."""
+
+    enabled_filters: Optional[list] = None
+    multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    host_subset_size: int = 1
+    shuffle_best_same_weighed_hosts: bool = False
+    max_attempts: int = 3
+    service_down_time: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.enabled_filters is None:
+            self.enabled_filters = list(FILTERS)
+        unknown = [f for f in self.enabled_filters if f not in FILTERS]
+        if unknown:
+            raise ValueError("Unknown scheduler filter(s): %s (known: %s)" % (", ".join(unknown), ", ".join(FILTERS)))
+        mult: dict[str, float] = {}
+        for key, value in dict(self.multipliers or {}).items():
+            name = _WEIGHER_ALIASES.get(key, key)
+            if name not in WEIGHERS:
+                raise ValueError("Unknown weigher %r in multipliers (known: %s)" % (key, ", ".join(WEIGHERS)))
+            mult[name] = float(value)
+        self.multipliers = mult
+        if int(self.host_subset_size) < 1:
+            raise ValueError("host_subset_size must be >= 1")
+        if int(self.max_attempts) < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.service_down_time <= 0:
+            raise ValueError("service_down_time must be > 0")
+
+    def multiplier(self, weigher: str) -> float:
+        """Multiplier of a weigher (default 1.0)."""
+        return self.multipliers.get(weigher, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters: (host, spec, now, cfg) -> None when the host passes, else the reason.
+
+FilterFunc = Callable[[HostState, RequestSpec, float, SchedulerConfig], Optional[str]]
+
+
+def _parse_force_host(value: str) -> tuple[Optional[str], str]:
+    """``host``, ``az:host`` or ``az:host:node`` (node ignored) -> (az or None, host)."""
+    parts = value.split(":")
+    if len(parts) == 1:
+        return None, parts[0]
+    return (parts[0] or None), parts[1]
+
+
+def force_host_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Admin ``az:host``: only the named host (in that zone, if given) passes."""
+    if not spec.force_host:
+        return None
+    zone, name = _parse_force_host(spec.force_host)
+    if name and host.name != name:
+        return "not the forced host %s" % name
+    if zone and host.availability_zone != zone:
+        return "forced zone %s, host is in %s" % (zone, host.availability_zone)
+    return None
+
+
+def availability_zone_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Pre-filter like ``map_az_to_placement_aggregate``: the host must be in the requested zone."""
+    if spec.availability_zone and host.availability_zone != spec.availability_zone:
+        return "host is in zone %s, requested %s" % (host.availability_zone, spec.availability_zone)
+    return None
+
+
+def compute_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """The compute service is enabled and up (heartbeat within ``service_down_time``)."""
+    if host.disabled:
+        return "disabled"
+    if host.updated_at is None:
+        return "down (never reported)"
+    elapsed = now - host.updated_at
+    # servicegroup db driver: abs(elapsed) <= service_down_time
+    if abs(elapsed) > cfg.service_down_time:
+        return "down (last update %ss ago, service_down_time %ss)" % (_num(round(elapsed, 1)), _num(cfg.service_down_time))
+    return None
+
+
+def capacity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """VCPU, MEMORY_MB and DISK_GB checked as Placement would."""
+    ok, reason = fits(host, spec)
+    return None if ok else reason
+
+
+def compute_capabilities_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Flavor extra_specs (bare or ``capabilities:`` scoped) against host attributes and stats."""
+    for key, req in spec.flavor_extra_specs.items():
+        scope = str(key).split(":")
+        if len(scope) == 1:
+            # Bare key: only considered when the host knows it (backward compatibility in Nova).
+            if not _host_has(host, scope[0]):
+                continue
+        elif scope[0] != "capabilities":
+            continue
+        else:
+            scope = scope[1:]
+        cap = _capability(host, scope)
+        if cap is None:
+            return "%s: host does not report %s" % (key, ":".join(scope))
+        if not match_extra_spec(_cap_str(cap), str(req)):
+            return "%s: host has %s, requested %s" % (key, _cap_str(cap), req)
+    return None
+
+
+_ARCH_ALIASES = {"i386": "i686", "i486": "i686", "i586": "i686", "x86_32": "i686", "amd64": "x86_64", "arm64": "aarch64"}
+
+
+def _canon_arch(value: Any) -> str:
+    name = str(value).strip().lower()
+    return _ARCH_ALIASES.get(name, name)
+
+
+_VERSION_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*([0-9]+(?:\.[0-9]+){0,2})\s*$")
+_VERSION_OPS: dict[str, Callable[[int, int], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "=": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
+}
+
+
+def _version_to_int(value: str) -> Optional[int]:
+    """'6.2.0' -> 6002000 (nova versionutils.convert_version_to_int)."""
+    try:
+        parts = [int(p) for p in str(value).split(".")]
+    except ValueError:
+        return None
+    parts = (parts + [0, 0, 0])[:3]
+    return parts[0] * 1000000 + parts[1] * 1000 + parts[2]
+
+
+def image_properties_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Image ``hw_architecture``, ``img_hv_type`` and ``img_hv_requested_version`` against the host."""
+    props = spec.image_properties
+    want_arch = props.get("hw_architecture") or props.get("architecture")
+    if want_arch:
+        if not host.arch:
+            return "hw_architecture %s requested, host architecture unknown" % want_arch
+        if _canon_arch(want_arch) != _canon_arch(host.arch):
+            return "hw_architecture %s requested, host is %s" % (want_arch, host.arch)
+    want_hv = props.get("img_hv_type") or props.get("hypervisor_type")
+    if want_hv:
+        if not host.hypervisor_type:
+            return "img_hv_type %s requested, host hypervisor type unknown" % want_hv
+        if str(want_hv).lower() != str(host.hypervisor_type).lower():
+            return "img_hv_type %s requested, host is %s" % (want_hv, host.hypervisor_type)
+    want_ver = props.get("img_hv_requested_version")
+    if want_ver:
+        if host.hypervisor_version is None:
+            return "img_hv_requested_version %s requested, host hypervisor version unknown" % want_ver
+        match = _VERSION_RE.match(str(want_ver))
+        wanted = _version_to_int(match.group(2)) if match else None
+        compare = _VERSION_OPS[match.group(1) or ">="] if match else None
+        if wanted is None or compare is None or not compare(int(host.hypervisor_version), wanted):
+            return "img_hv_requested_version %s requested, host has %s" % (want_ver, host.hypervisor_version)
+    return None
+
+
+def server_group_anti_affinity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Hard anti-affinity: fewer than ``max_server_per_host`` group members already on the host."""
+    if spec.group_policy != "anti-affinity":
+        return None
+    count = sum(1 for h in spec.group_hosts if h == host.name)
+    if count >= spec.max_server_per_host:
+        return "anti-affinity: %d group member(s) already on the host, max_server_per_host %d" % (count, spec.max_server_per_host)
+    return None
+
+
+def server_group_affinity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Hard affinity: the host of the other group members (any host for the first member)."""
+    if spec.group_policy != "affinity" or not spec.group_hosts:
+        return None
+    if host.name not in spec.group_hosts:
+        return "affinity: group members are on %s" % ", ".join(sorted(set(spec.group_hosts)))
+    return None
+
+
+FILTERS: "OrderedDict[str, FilterFunc]" = OrderedDict([
+    ("ForceHostFilter", force_host_filter),
+    ("AvailabilityZoneFilter", availability_zone_filter),
+    ("ComputeFilter", compute_filter),
+    ("CapacityFilter", capacity_filter),
+    ("ComputeCapabilitiesFilter", compute_capabilities_filter),
+    ("ImagePropertiesFilter", image_properties_filter),
+    ("ServerGroupAntiAffinityFilter", server_group_anti_affinity_filter),
+    ("ServerGroupAffinityFilter", server_group_affinity_filter),
+])
+
+# Not optional in Nova either (request pre-filters and Placement): always run, whatever enabled_filters says.
+MANDATORY_FILTERS = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "CapacityFilter"))
+
+# Nova skips the configurable filters for a forced host; the enabled/up check is kept here
+# because booting on a disabled or dead host cannot succeed anyway.
+_KEPT_WHEN_FORCED = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "ComputeFilter", "CapacityFilter"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighers: raw value per host; higher wins with a positive multiplier.
+
+@dataclasses.dataclass(frozen=True)
+class _Weigher:
+    func: Callable[[HostState, RequestSpec], float]
+    minval: Optional[float] = None
+
+
+WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
+    # nova/scheduler/weights/{ram,cpu,disk}.py: minval = 0
+    ("RAMWeigher", _Weigher(lambda h, s: free(h, "MEMORY_MB"), 0.0)),
+    ("CPUWeigher", _Weigher(lambda h, s: free(h, "VCPU"), 0.0)),
+    ("DiskWeigher", _Weigher(lambda h, s: free(h, "DISK_GB"), 0.0)),
+    ("NumInstancesWeigher", _Weigher(lambda h, s: -h.num_instances, None)),
+])
+
+_WEIGHER_ALIASES = {
+    "ram": "RAMWeigher", "cpu": "CPUWeigher", "disk": "DiskWeigher", "num_instances": "NumInstancesWeigher",
+    "ram_weight_multiplier": "RAMWeigher", "cpu_weight_multiplier": "CPUWeigher",
+    "disk_weight_multiplier": "DiskWeigher", "num_instances_weight_multiplier": "NumInstancesWeigher",
+}
+
+
+def normalize(values: list[float], minval: Optional[float] = None, maxval: Optional[float] = None) -> list[float]:
+    """Map values into 0..1 by (min, max), like ``nova/weights.py``; all equal -> all 0."""
+    if not values:
+        return []
+    hi = float(max(values) if maxval is None else maxval)
+    lo = float(min(values) if minval is None else minval)
+    if lo == hi:
+        return [0.0] * len(values)
+    return [(v - lo) / (hi - lo) for v in values]
+
+
+def weigh_hosts(hosts: list[HostState], spec: RequestSpec, cfg: SchedulerConfig) -> list[tuple[HostState, float, dict]]:
+    """Total weight and per-weigher contribution (multiplier x normalised) per host, in input order."""
+    per_host: list[dict] = [{} for _host in hosts]
+    if len(hosts) <= 1:
+        # Nova does not weigh a single host.
+        return [(h, 0.0, {name: 0.0 for name in WEIGHERS}) for h in hosts]
+    for name, weigher in WEIGHERS.items():
+        raw = []
+        for host in hosts:
+            value = float(weigher.func(host, spec))
+            if weigher.minval is not None:
+                value = max(value, weigher.minval)
+            raw.append(value)
+        mult = cfg.multiplier(name)
+        for i, value in enumerate(normalize(raw, minval=weigher.minval)):
+            per_host[i][name] = mult * value
+    return [(h, sum(w.values()), w) for h, w in zip(hosts, per_host)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+
+@dataclasses.dataclass
+class Selection:
+    """Result of one scheduling pass: ``hosts[0]`` is the chosen host, the rest are alternates."""
+
+    hosts: list
+    rejected: dict
+    spec: Optional[RequestSpec] = None
+
+    @property
+    def host(self) -> str:
+        """Name of the chosen host."""
+        return self.hosts[0][0]
+
+    @property
+    def alternates(self) -> list:
+        """Names of the alternate hosts, best first."""
+        return [h[0] for h in self.hosts[1:]]
+
+
+def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float) -> tuple[list[HostState], dict]:
+    """Apply the filters; return (passing hosts in input order, {host: 'FilterName: reason'})."""
+    enabled = set(cfg.enabled_filters or ()) | MANDATORY_FILTERS
+    if spec.force_host:
+        enabled &= _KEPT_WHEN_FORCED
+    passed: list[HostState] = []
+    rejected: dict[str, str] = {}
+    seen: set[str] = set()
+    for host in hosts:
+        if host.name in seen:
+            raise ValueError("duplicate host %s" % host.name)
+        seen.add(host.name)
+        for fname, func in FILTERS.items():
+            if fname not in enabled:
+                continue
+            reason = func(host, spec, now, cfg)
+            if reason is not None:
+                rejected[host.name] = "%s: %s" % (fname, reason)
+                break
+        else:
+            passed.append(host)
+    return passed, rejected
+
+
+def select_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: Optional[SchedulerConfig] = None,
+                 now: Optional[float] = None, rng: Optional[random.Random] = None) -> Selection:
+    """Filter, weigh and choose a host for one instance of ``spec``; raise :class:`NoValidHost` when none passes."""
+    cfg = cfg or SchedulerConfig()
+    now = time.time() if now is None else float(now)
+    rng = rng or random.Random()
+    passed, rejected = filter_hosts(list(hosts), spec, cfg, now)
+    if not passed:
+        raise NoValidHost(rejected)
+    weighed = weigh_hosts(passed, spec, cfg)
+    # Stable sort: ties keep the input order unless shuffled below.
+    weighed.sort(key=lambda item: item[1], reverse=True)
+    if cfg.shuffle_best_same_weighed_hosts:
+        best = [w for w in weighed if w[1] == weighed[0][1]]
+        rng.shuffle(best)
+        weighed = best + weighed[len(best):]
+    subset = weighed[:cfg.host_subset_size]
+    chosen = rng.choice(subset) if len(subset) > 1 else subset[0]
+    ordered = [chosen] + [w for w in weighed if w is not chosen]
+    ordered = ordered[:cfg.max_attempts]
+    return Selection(
+        hosts=[(h.name, total, dict(per)) for h, total, per in ordered],
+        rejected=rejected,
+        spec=spec,
+    )
+
+
+def schedule_instances(hosts: Iterable[HostState], spec: RequestSpec, cfg: Optional[SchedulerConfig] = None,
+                       now: Optional[float] = None, rng: Optional[random.Random] = None) -> tuple[list[Selection], list[HostState]]:
+    """Select a host for each of ``spec.num_instances`` instances, consuming as it goes.
+
+    Returns the selections and the updated host states. The group's hosts grow with each
+    choice, as Nova's ``_consume_selected_host`` does, so (anti-)affinity holds inside the request.
+    Raises :class:`NoValidHost` if any instance cannot be placed (nothing is claimed here).
+    """
+    cfg = cfg or SchedulerConfig()
+    now = time.time() if now is None else float(now)
+    rng = rng or random.Random()
+    state = OrderedDict((h.name, h) for h in hosts)
+    selections: list[Selection] = []
+    for index in range(spec.num_instances):
+        try:
+            sel = select_hosts(list(state.values()), spec, cfg, now=now, rng=rng)
+        except NoValidHost as exc:
+            if index:
+                raise NoValidHost(exc.rejected, "Only %d of %d instances could be placed." % (index, spec.num_instances)) from None
+            raise
+        selections.append(sel)
+        state[sel.host] = consume(state[sel.host], spec)
+        if spec.group_policy:
+            spec = dataclasses.replace(spec, group_hosts=list(spec.group_hosts) + [sel.host])
+    return selections, list(state.values())

@@ -1,0 +1,161 @@
+#!/usr/bin/python
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: compute_node
+short_description: Report a hypervisor host's resources from libvirt (like nova-compute's resource tracker)
+version_added: 0.1.0
+author: bootflow.cloud contributors
+description:
+  - Reads the host's resources from libvirt on the hypervisor host, like the resource tracker of
+    nova-compute does at start-up: vCPUs, memory, local disk of the instances directory, CPU
+    architecture, hypervisor type and version, libvirt version, host name.
+  - Also reports the virtualisation type a domain would get with O(bootflow.cloud.domain#module:virt_type=auto):
+    C(kvm) only when the CPU has the vmx/svm flags B(and) C(/dev/kvm) exists, else C(qemu) (TCG).
+  - The action plugin of the same name records the result in the C(compute_nodes) table on the
+    controller; the module itself never touches the database.
+  - Read-only; never reports a change.
+extends_documentation_fragment:
+  - bootflow.cloud.auth
+  - bootflow.cloud.libvirt
+  - bootflow.cloud.attributes
+  - bootflow.cloud.attributes.HOST
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  instances_path:
+    description:
+      - Directory holding the instance disks and the image cache on the host. O(local_gb) and the free
+        disk space are those of the filesystem holding it (or its nearest existing parent).
+    type: path
+    default: /var/lib/bootflow/instances
+notes:
+  - Memory and vCPUs are the host totals; allocation ratios and reserved memory are applied by the
+    scheduler on the controller.
+seealso:
+  - module: bootflow.cloud.schedule
+"""
+
+EXAMPLES = r"""
+- name: Register the hypervisor host
+  bootflow.cloud.compute_node:
+    uri: qemu:///system
+  register: node
+
+- name: Show what the scheduler will see
+  ansible.builtin.debug:
+    msg: "{{ node.compute_node.vcpus }} vCPUs, {{ node.compute_node.memory_mb }} MiB, {{ node.compute_node.virt_type }}"
+"""
+
+RETURN = r"""
+compute_node:
+  description: The host's resources.
+  returned: success
+  type: dict
+  contains:
+    hostname:
+      description: Host name as libvirt reports it (C(getHostname)).
+      type: str
+      sample: hv1.example.org
+    arch:
+      description: CPU architecture.
+      type: str
+      sample: x86_64
+    vcpus:
+      description: Number of host CPUs.
+      type: int
+      sample: 2
+    memory_mb:
+      description: Host memory in MiB.
+      type: int
+      sample: 24031
+    local_gb:
+      description: Size in GiB of the filesystem holding O(instances_path).
+      type: int
+      sample: 98
+    free_disk_gb:
+      description: Free GiB on that filesystem (for unprivileged users).
+      type: int
+      sample: 60
+    hypervisor_type:
+      description: libvirt driver type (C(getType)).
+      type: str
+      sample: QEMU
+    hypervisor_version:
+      description: Hypervisor version as an integer (major * 1000000 + minor * 1000 + micro).
+      type: int
+      sample: 7002022
+    libvirt_version:
+      description: libvirt library version as an integer.
+      type: int
+      sample: 9000000
+    virt_type:
+      description: Domain type chosen for O(bootflow.cloud.domain#module:virt_type=auto) on this host.
+      type: str
+      sample: qemu
+    kvm_device:
+      description: Whether C(/dev/kvm) exists.
+      type: bool
+      sample: true
+    running_vms:
+      description: Number of active domains on this libvirt connection.
+      type: int
+      sample: 0
+    instances_path:
+      description: The O(instances_path) option.
+      type: str
+      sample: /var/lib/bootflow/instances
+    disk_stat_path:
+      description: The existing directory whose filesystem was measured.
+      type: str
+      sample: /var/lib/bootflow/instances
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
+    AUTH_ARGSPEC,
+    LIBVIRT_ARGSPEC,
+    argspec,
+)
+from ansible_collections.bootflow.cloud.plugins.module_utils._libvirt import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    StepError,
+    compute_node_info,
+    connect,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argspec(
+            AUTH_ARGSPEC,
+            LIBVIRT_ARGSPEC,
+            instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    try:
+        conn = connect(module.params["uri"])
+        try:
+            node = compute_node_info(conn, module.params["instances_path"])
+        finally:
+            conn.close()
+    except StepError as e:
+        module.fail_json(msg=e.msg, **e.result)
+    except Exception as e:  # libvirtError and OS errors: say what failed
+        module.fail_json(msg="cannot read the host's resources from libvirt at %s: %s" % (module.params["uri"], e))
+    module.exit_json(changed=False, compute_node=node)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Base classes of the collection's action plugins.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+``ControllerStep``: a step that runs entirely in the controller process (token, nova-api,
+scheduler, conductor, registries). It never contacts the target host.
+
+``HostStep``: validates the token and reads/writes the DB on the controller, runs the module of the
+same name on the hypervisor host (``_execute_module``), then records the outcome.
+
+Both validate the task arguments against the module's argspec before doing anything, turn a
+``BootflowError`` into a failed task with a clear ``msg``, and attach ``bootflow_step`` (the row of
+the seed-style step table) when the step belongs to an instance.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_KEYS
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError
+
+display = Display()
+
+
+class StepContext:
+    """Everything a step needs: validated args, DB, caller identity, modes."""
+
+    def __init__(self, action, args, task_vars):
+        self.action = action
+        self.args = args
+        self.task_vars = task_vars or {}
+        self.check_mode = bool(action._task.check_mode)
+        self.diff = bool(action._task.diff)
+        self.host = task_vars.get("inventory_hostname") if task_vars else None
+        self._db = None
+        self._auth = None
+        self.started = time.monotonic()
+
+    @property
+    def state_dir(self):
+        return self.args.get("state_dir")
+
+    @property
+    def db(self):
+        if self._db is None:
+            self._db = _db.open_db(self.args.get("db_url"), self.state_dir)
+        return self._db
+
+    @property
+    def auth(self):
+        """The validated caller; raises AuthError when the token is missing/invalid/expired."""
+        if self._auth is None:
+            keys = _identity.key_repository(self.state_dir)
+            self._auth = _identity.validate_token(keys, self.args.get("auth_token"))
+        return self._auth
+
+    def progress(self, msg):
+        display.display("  [%s] %s" % (self.host or "controller", msg))
+
+    def close(self):
+        if self._db is not None:
+            self._db.dispose()
+
+
+class ControllerStep(ActionBase):
+    """An action that runs in the controller process only."""
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset()
+    _requires_connection = False
+
+    ARGSPEC: dict = {}
+    MUTUALLY_EXCLUSIVE: list = []
+    REQUIRED_IF: list = []
+    REQUIRED_ONE_OF: list = []
+    REQUIRED_TOGETHER: list = []
+
+    def step(self, ctx):
+        raise NotImplementedError
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        if self.ARGSPEC is None:
+            # host step: the module validates its own arguments on the host; we only read the
+            # auth options and the ids we need, and write to the DB only after the module succeeded
+            args = dict(self._task.args)
+            for key in AUTH_KEYS:
+                args.setdefault(key, None)
+        else:
+            _validation, args = self.validate_argument_spec(
+                argument_spec=self.ARGSPEC,
+                mutually_exclusive=self.MUTUALLY_EXCLUSIVE,
+                required_if=self.REQUIRED_IF,
+                required_one_of=self.REQUIRED_ONE_OF,
+                required_together=self.REQUIRED_TOGETHER,
+            )
+        ctx = StepContext(self, args, task_vars)
+        try:
+            out = self.step(ctx) or {}
+        except BootflowError as exc:
+            result.update(failed=True, msg=to_text(exc), error=exc.kind, changed=False)
+            result.update(exc.details)
+            return result
+        except AnsibleActionFail:
+            raise
+        finally:
+            ctx.close()
+        result.update(out)
+        result.setdefault("changed", False)
+        return result
+
+
+class HostStep(ControllerStep):
+    """Controller bookkeeping around a module that runs on the hypervisor host.
+
+    Without ``auth_token`` the module runs alone (no DB access at all). With it, the token is
+    validated first, missing arguments may be filled in from the DB (``prepare``), and after the
+    module succeeded the DB is updated and the step recorded (``record``).
+    """
+
+    _requires_connection = True
+    ARGSPEC = None
+    SEED_STEPS = ""
+    SERVICE = ""
+
+    def prepare(self, ctx, args):
+        """Fill module arguments from the DB (token already validated). Returns the instance row or None."""
+        return None
+
+    def record(self, ctx, args, result, instance):
+        """Update the DB after the module succeeded; returns the (vm_state, task_state) after."""
+        return None
+
+    def step(self, ctx):
+        args = dict(ctx.args)
+        booked = bool(args.get("auth_token"))
+        instance = None
+        if booked:
+            ctx.auth  # pylint: disable=pointless-statement  # validate before anything runs
+            instance = self.prepare(ctx, args)
+        result = self.run_module(ctx, args)
+        before = (instance.vm_state, instance.task_state) if instance is not None else (None, None)
+        after = before
+        if booked and not ctx.check_mode:
+            after = self.record(ctx, args, result, instance) or before
+        if instance is not None:
+            ms = monotonic_ms(ctx.started)
+            action = self._task.action.rsplit(".", 1)[-1]
+            if not ctx.check_mode:
+                with ctx.db.tx() as conn:
+                    _compute_api.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, action, ctx.host,
+                                             before, after, result.get("changed"), ms)
+            result["bootflow_step"] = _compute_api.step_row(instance.name, self.SEED_STEPS, self.SERVICE, action,
+                                                            ctx.host, before, after, result.get("changed"), ms)
+        return result
+
+    def run_module(self, ctx, module_args):
+        """Run this step's module on the host; return its result (raise on failure)."""
+        args = {k: v for k, v in module_args.items() if k not in AUTH_KEYS and v is not None}
+        res = self._execute_module(module_name=self._task.resolved_action or self._task.action,
+                                   module_args=args, task_vars=ctx.task_vars)
+        if res.get("failed"):
+            raise BootflowError(res.get("msg") or "the %s module failed on %s" % (self._task.action, ctx.host),
+                                module_result={k: v for k, v in res.items() if k not in ("msg", "failed")})
+        return res

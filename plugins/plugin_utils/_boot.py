@@ -1,0 +1,109 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The boot request across services: nova-api's create (validate everything first, then write),
+the conductor's instance spec for the compute side, and the delete bookkeeping.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _images, _networking, _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
+
+MAX_VOLUME_GB = 16384
+
+
+def _request_of(flavor, image, networks, volume_size_gb, user_data):
+    return {"flavor": flavor.name, "image": image.id, "networks": [n.id for n in networks],
+            "volume_size_gb": volume_size_gb or 0, "user_data": user_data}
+
+
+def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode):
+    """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass."""
+    api.require_role(auth, "admin", "member")
+    api.validate_name("instance", name)
+    if not network_refs:
+        raise InvalidRequest("At least one network is required.")
+    if volume_size_gb is not None and not 0 <= volume_size_gb <= MAX_VOLUME_GB:
+        raise InvalidRequest("volume_size_gb must be between 0 and %d, got %d." % (MAX_VOLUME_GB, volume_size_gb))
+    if user_data is not None and len(user_data.encode()) > api.MAX_USER_DATA:
+        raise InvalidRequest("user_data is %d bytes; at most %d are allowed." % (len(user_data.encode()), api.MAX_USER_DATA))
+    inst, vols = _db.table("instances"), _db.table("volumes")
+    with db.tx() as conn:
+        flavor = api.get_flavor(conn, flavor_ref)
+        image = _images.find_image(conn, image_ref, auth)
+        if image.status != "active":
+            raise InvalidRequest("Image %s is not active (status %s)." % (image.name, image.status))
+        if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
+            raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image's min_disk (%d GB)."
+                                 % (flavor.name, flavor.disk_gb, image.min_disk))
+        if image.min_ram and flavor.ram_mb < image.min_ram:
+            raise InvalidRequest("Flavor %s's memory (%d MB) is smaller than the image's min_ram (%d MB)."
+                                 % (flavor.name, flavor.ram_mb, image.min_ram))
+        if flavor.disk_gb and image.virtual_size and flavor.disk_gb * 1024 ** 3 < image.virtual_size:
+            raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image (%d bytes)."
+                                 % (flavor.name, flavor.disk_gb, image.virtual_size))
+        networks = []
+        for ref in network_refs:
+            net = _networking.find_network(conn, ref)
+            _networking.network_subnet(conn, net.id)
+            networks.append(net)
+        request = _request_of(flavor, image, networks, volume_size_gb, user_data)
+        existing = api.find_instance(conn, name, auth)
+        if existing is not None:
+            if existing.request.get("flavor") != request["flavor"] or existing.request.get("image") != request["image"] \
+                    or existing.request.get("networks") != request["networks"] \
+                    or existing.request.get("volume_size_gb", 0) != request["volume_size_gb"]:
+                raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume; "
+                               "delete it first or pick another name." % (name, existing.uuid))
+            return False, existing
+        if check_mode:
+            return True, None
+        uuid = _db.new_id()
+        conn.execute(inst.insert().values(
+            uuid=uuid, name=name, project_id=auth.project_id, user_id=auth.user_id, flavor_id=flavor.id,
+            image_id=image.id, vm_state=api.BUILDING, task_state=api.SCHEDULING, power_state="NOSTATE",
+            request=request, created_at=_db.now(), updated_at=_db.now(), deleted=0))
+        if volume_size_gb:
+            # the block device mapping: a blank volume the compute side creates and attaches as vdb
+            vid = _db.new_id()
+            conn.execute(vols.insert().values(
+                id=vid, name="volume-%s" % vid, project_id=auth.project_id, size_gb=volume_size_gb,
+                status="creating", pool="bootflow", instance_uuid=uuid, device="vdb",
+                delete_on_termination=True, created_at=_db.now()))
+        return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+
+
+def spec(conn, row):
+    """The conductor's answer: everything the compute side needs, from the controller's DB."""
+    flavor = conn.execute(_db.table("flavors").select().where(_db.table("flavors").c.id == row.flavor_id)).first()
+    image = conn.execute(_db.table("images").select().where(_db.table("images").c.id == row.image_id)).first()
+    vols = _db.table("volumes")
+    out = api.instance_dict(row)
+    out.pop("request", None)
+    out["user_data"] = row.request.get("user_data")
+    out["console_log"] = "/var/lib/bootflow/instances/%s/console.log" % row.uuid
+    out["flavor"] = {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb, "disk_gb": flavor.disk_gb,
+                     "extra_specs": flavor.extra_specs}
+    out["image"] = None if image is None else {
+        k: getattr(image, k) for k in ("id", "name", "disk_format", "container_format", "size", "virtual_size",
+                                       "checksum", "os_hash_algo", "os_hash_value", "min_disk", "min_ram")}
+    out["ports"] = [_networking.port_spec(conn, p) for p in _networking.instance_ports(conn, row.uuid)]
+    out["volumes"] = [_db.row_dict(v) for v in conn.execute(
+        vols.select().where(vols.c.instance_uuid == row.uuid, vols.c.status != "deleted").order_by(vols.c.device))]
+    alloc = _placement.existing_allocation(conn, row.uuid)
+    out["allocation"] = None if alloc is None else {"host": alloc.hostname, "vcpus": alloc.vcpus,
+                                                    "memory_mb": alloc.memory_mb, "disk_gb": alloc.disk_gb}
+    steps = _db.table("instance_steps")
+    out["steps"] = [_db.row_dict(s) for s in conn.execute(
+        steps.select().where(steps.c.instance_uuid == row.uuid).order_by(steps.c.id))]
+    return out
+
+
+def image_location(conn, image_id):
+    images = _db.table("images")
+    return conn.execute(sa.select(images.c.location).where(images.c.id == image_id)).scalar()

@@ -1,0 +1,186 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nova-api: flavors, the instance record and its vm_state/task_state machine, the step log.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import sqlalchemy as sa
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
+    AuthError, Conflict, InvalidRequest, NotFound,
+)
+
+# nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
+BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"
+SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING = (
+    "scheduling", "networking", "block_device_mapping", "spawning", "deleting")
+TASK_STATES = (SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING)
+VM_STATES = (BUILDING, ACTIVE, ERROR, DELETED)
+
+MAX_NAME = 255
+MAX_USER_DATA = 65535  # Nova's limit on base64 user_data is 64 KiB
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def require_role(auth, *roles):
+    if not set(roles) & set(auth.roles):
+        raise AuthError("Policy does not allow this action: it needs one of the roles %s, user %s has %s on project %s."
+                        % (", ".join(roles), auth.user_name, ", ".join(auth.roles) or "none", auth.project_name))
+
+
+def validate_name(kind, name):
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("Invalid %s name: it must be a non-empty string." % kind)
+    if len(name) > MAX_NAME:
+        raise InvalidRequest("Invalid %s name: %d characters, at most %d are allowed." % (kind, len(name), MAX_NAME))
+    if _CONTROL_CHARS.search(name):
+        raise InvalidRequest("Invalid %s name %r: control characters (newline, tab, NUL ...) are not allowed." % (kind, name))
+    if name != name.strip():
+        raise InvalidRequest("Invalid %s name %r: leading or trailing whitespace is not allowed." % (kind, name))
+
+
+# --- flavors -----------------------------------------------------------------------------------
+
+def get_flavor(conn, ref):
+    flavors = _db.table("flavors")
+    row = conn.execute(flavors.select().where(sa.or_(flavors.c.id == ref, flavors.c.name == ref))).first()
+    if row is None:
+        raise NotFound("Flavor %s could not be found." % ref)
+    return row
+
+
+def ensure_flavor(db, name, vcpus, ram_mb, disk_gb, extra_specs, state, check_mode):
+    validate_name("flavor", name)
+    flavors = _db.table("flavors")
+    with db.tx() as conn:
+        row = conn.execute(flavors.select().where(flavors.c.name == name)).first()
+        if state == "absent":
+            if row is None:
+                return False, None
+            in_use = conn.execute(sa.select(sa.func.count()).select_from(_db.table("instances")).where(
+                _db.table("instances").c.flavor_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+            if in_use:
+                raise Conflict("Flavor %s is used by %d instance(s)." % (name, in_use))
+            if not check_mode:
+                conn.execute(flavors.delete().where(flavors.c.id == row.id))
+            return True, None
+        for key, value in (("vcpus", vcpus), ("ram_mb", ram_mb)):
+            if value is None or value < 1:
+                raise InvalidRequest("Invalid flavor %s: %s must be a positive integer, got %r." % (name, key, value))
+        if disk_gb is None or disk_gb < 0:
+            raise InvalidRequest("Invalid flavor %s: disk_gb must be 0 or more, got %r." % (name, disk_gb))
+        want = dict(vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb, extra_specs=extra_specs or {})
+        if row is None:
+            if not check_mode:
+                conn.execute(flavors.insert().values(id=_db.new_id(), name=name, created_at=_db.now(), **want))
+            return True, dict(name=name, **want)
+        have = dict(vcpus=row.vcpus, ram_mb=row.ram_mb, disk_gb=row.disk_gb, extra_specs=row.extra_specs)
+        if have == want:
+            return False, dict(_db.row_dict(row))
+        # Nova flavors are immutable; we allow it only while no live instance uses it.
+        in_use = conn.execute(sa.select(sa.func.count()).select_from(_db.table("instances")).where(
+            _db.table("instances").c.flavor_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+        if in_use:
+            raise Conflict("Flavor %s is used by %d instance(s) and cannot be changed; create a new flavor." % (name, in_use))
+        if not check_mode:
+            conn.execute(flavors.update().where(flavors.c.id == row.id).values(**want))
+        return True, dict(name=name, **want)
+
+
+# --- instances ---------------------------------------------------------------------------------
+
+def find_instance(conn, ref, auth=None, include_deleted=False):
+    """Instance by uuid or name, limited to the caller's project unless admin."""
+    inst = _db.table("instances")
+    query = inst.select().where(sa.or_(inst.c.uuid == ref, inst.c.name == ref))
+    if not include_deleted:
+        query = query.where(inst.c.deleted == 0)
+    if auth is not None and "admin" not in auth.roles:
+        query = query.where(inst.c.project_id == auth.project_id)
+    elif auth is not None:
+        # an admin's name lookup is scoped to its own project; a UUID reaches any project
+        query = query.where(sa.or_(inst.c.uuid == ref, inst.c.project_id == auth.project_id))
+    rows = conn.execute(query).fetchall()
+    if not rows:
+        return None
+    if len(rows) > 1:
+        raise Conflict("Multiple instances match %s; use the UUID." % ref)
+    return rows[0]
+
+
+def get_instance(conn, ref, auth=None):
+    row = find_instance(conn, ref, auth)
+    if row is None:
+        raise NotFound("Instance %s could not be found." % ref)
+    return row
+
+
+def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **fields):
+    """Compare-and-swap on task_state (Nova's ``expected_task_state``). Returns the new row."""
+    inst = _db.table("instances")
+    query = inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0)
+    if expected_task_state != ():
+        expected = expected_task_state if isinstance(expected_task_state, (list, tuple)) else (expected_task_state,)
+        conds = [inst.c.task_state.is_(None) if e is None else inst.c.task_state == e for e in expected]
+        query = query.where(sa.or_(*conds))
+    res = conn.execute(query.values(vm_state=vm_state, task_state=task_state, updated_at=_db.now(), **fields))
+    if res.rowcount != 1:
+        row = conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+        raise Conflict("Instance %s changed under us: expected task_state %s, found %s/%s."
+                       % (uuid, expected_task_state, row.vm_state if row else "gone", row.task_state if row else "-"))
+    return conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+
+
+def set_fault(conn, uuid, message, step, host):
+    """vm_state ERROR with a recorded fault (like add_instance_fault_from_exc)."""
+    inst = _db.table("instances")
+    conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
+        vm_state=ERROR, task_state=None, updated_at=_db.now(),
+        fault={"message": message, "step": step, "host": host, "at": _db.now().isoformat() + "Z"}))
+
+
+def record_step(conn, instance_uuid, seed_steps, service, action, host, before, after, changed, ms):
+    conn.execute(_db.table("instance_steps").insert().values(
+        instance_uuid=instance_uuid, seed_steps=seed_steps, service=service, action=action, host=host,
+        vm_state_from=before[0], task_state_from=before[1], vm_state=after[0], task_state=after[1],
+        changed=bool(changed), ms=int(ms), created_at=_db.now()))
+
+
+def step_row(instance, seed_steps, service, action, host, before, after, changed, ms):
+    """The ``bootflow_step`` result entry the request_flow callback prints."""
+    def fmt(state):
+        return "%s/%s" % (state[0] or "-", state[1] or "none")
+    return {
+        "instance": instance, "seed_steps": seed_steps, "service": service, "action": action,
+        "host": host, "from": fmt(before), "to": fmt(after), "changed": bool(changed), "ms": int(ms),
+    }
+
+
+def instance_dict(row):
+    out = _db.row_dict(row)
+    out["domain_name"] = "bootflow-%s" % row.uuid
+    out["status"] = api_status(row.vm_state, row.task_state)
+    return out
+
+
+def api_status(vm_state, task_state):
+    """The status the API shows (BUILD/ACTIVE/ERROR/DELETED)."""
+    if vm_state == BUILDING:
+        return "BUILD"
+    if vm_state == ACTIVE and task_state is None:
+        return "ACTIVE"
+    return (vm_state or "unknown").upper()
+
+
+def soft_delete(conn, uuid):
+    inst = _db.table("instances")
+    conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
+        vm_state=DELETED, task_state=None, power_state="NOSTATE", deleted_at=_db.now(),
+        deleted=int(time.time() * 1000), updated_at=_db.now()))

@@ -1,0 +1,371 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The bootflow database (nova/neutron/glance/cinder/keystone records in one schema).
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+SQLAlchemy 2 Core tables; the schema is created and upgraded by Alembic (revisions in
+``_migrations/versions``). SQLite by default (a 0600 file in the state dir), PostgreSQL by URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import time
+import traceback
+import uuid
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import event
+    HAS_SQLALCHEMY = True
+    SQLALCHEMY_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - reported to the user by open_db()
+    sa = None
+    HAS_SQLALCHEMY = False
+    SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
+
+# The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
+SCHEMA_HEAD = "0001"
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_migrations")
+
+
+class DBError(Exception):
+    """A database problem the user can act on."""
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def new_id():
+    return str(uuid.uuid4())
+
+
+def default_state_dir():
+    return os.path.expanduser(os.environ.get("BOOTFLOW_STATE_DIR") or "~/.bootflow")
+
+
+def resolve_state_dir(state_dir=None):
+    """Return the state dir, creating it 0700 when missing."""
+    path = os.path.expanduser(state_dir or default_state_dir())
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def resolve_db_url(db_url=None, state_dir=None):
+    url = db_url or os.environ.get("BOOTFLOW_DB_URL")
+    if url:
+        return url
+    return "sqlite:///" + os.path.join(resolve_state_dir(state_dir), "bootflow.db")
+
+
+def _build_metadata():
+    md = sa.MetaData()
+    uuid_col = sa.String(36)
+
+    sa.Table(
+        "projects", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "users", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("password_hash", sa.String(512), nullable=False),
+        sa.Column("default_project_id", uuid_col, sa.ForeignKey("projects.id")),
+        sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "role_assignments", md,
+        sa.Column("user_id", uuid_col, sa.ForeignKey("users.id"), primary_key=True),
+        sa.Column("project_id", uuid_col, sa.ForeignKey("projects.id"), primary_key=True),
+        sa.Column("role", sa.String(64), primary_key=True),
+    )
+    sa.Table(
+        "flavors", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("vcpus", sa.Integer, nullable=False),
+        sa.Column("ram_mb", sa.Integer, nullable=False),
+        sa.Column("disk_gb", sa.Integer, nullable=False),
+        sa.Column("extra_specs", sa.JSON, nullable=False, default=dict),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "images", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("owner", uuid_col),
+        sa.Column("visibility", sa.String(16), nullable=False, default="public"),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("disk_format", sa.String(16), nullable=False),
+        sa.Column("container_format", sa.String(16), nullable=False, default="bare"),
+        sa.Column("size", sa.BigInteger),
+        sa.Column("virtual_size", sa.BigInteger),
+        sa.Column("checksum", sa.String(32)),
+        sa.Column("os_hash_algo", sa.String(16)),
+        sa.Column("os_hash_value", sa.String(128)),
+        sa.Column("location", sa.Text),
+        sa.Column("properties", sa.JSON, nullable=False, default=dict),
+        sa.Column("min_disk", sa.Integer, nullable=False, default=0),
+        sa.Column("min_ram", sa.Integer, nullable=False, default=0),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime),
+    )
+    sa.Table(
+        "networks", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("bridge", sa.String(15), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "subnets", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("network_id", uuid_col, sa.ForeignKey("networks.id"), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("cidr", sa.String(64), nullable=False),
+        sa.Column("gateway_ip", sa.String(64)),
+        sa.Column("dhcp_ip", sa.String(64)),
+        sa.Column("pool_start", sa.String(64), nullable=False),
+        sa.Column("pool_end", sa.String(64), nullable=False),
+        sa.Column("dns_servers", sa.JSON, nullable=False, default=list),
+        sa.Column("enable_dhcp", sa.Boolean, nullable=False, default=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "ports", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("network_id", uuid_col, sa.ForeignKey("networks.id"), nullable=False),
+        sa.Column("subnet_id", uuid_col, sa.ForeignKey("subnets.id"), nullable=False),
+        sa.Column("instance_uuid", uuid_col, index=True),
+        sa.Column("device_owner", sa.String(64), nullable=False, default="compute:nova"),
+        sa.Column("mac", sa.String(17), nullable=False),
+        sa.Column("ip", sa.String(64), nullable=False),
+        sa.Column("host", sa.String(255)),
+        sa.Column("status", sa.String(16), nullable=False, default="DOWN"),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("network_id", "mac", name="uniq_ports0network_id0mac"),
+        sa.UniqueConstraint("subnet_id", "ip", name="uniq_ports0subnet_id0ip"),
+    )
+    sa.Table(
+        "compute_nodes", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("hostname", sa.String(255), nullable=False, unique=True),
+        sa.Column("vcpus", sa.Integer, nullable=False),
+        sa.Column("memory_mb", sa.Integer, nullable=False),
+        sa.Column("local_gb", sa.Integer, nullable=False),
+        sa.Column("arch", sa.String(32)),
+        sa.Column("hypervisor_type", sa.String(32)),
+        sa.Column("hypervisor_version", sa.Integer),
+        sa.Column("virt_type", sa.String(16)),
+        sa.Column("reserved_host_memory_mb", sa.Integer, nullable=False, default=512),
+        sa.Column("cpu_allocation_ratio", sa.Float, nullable=False, default=4.0),
+        sa.Column("ram_allocation_ratio", sa.Float, nullable=False, default=1.0),
+        sa.Column("disk_allocation_ratio", sa.Float, nullable=False, default=1.0),
+        sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+        sa.Column("generation", sa.Integer, nullable=False, default=0),
+        sa.Column("updated_at", sa.DateTime),
+    )
+    sa.Table(
+        "allocations", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("consumer_id", uuid_col, nullable=False, unique=True),
+        sa.Column("compute_node_id", uuid_col, sa.ForeignKey("compute_nodes.id"), nullable=False),
+        sa.Column("vcpus", sa.Integer, nullable=False),
+        sa.Column("memory_mb", sa.Integer, nullable=False),
+        sa.Column("disk_gb", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "instances", md,
+        sa.Column("uuid", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("project_id", uuid_col, nullable=False),
+        sa.Column("user_id", uuid_col, nullable=False),
+        sa.Column("flavor_id", uuid_col, sa.ForeignKey("flavors.id"), nullable=False),
+        sa.Column("image_id", uuid_col, sa.ForeignKey("images.id")),
+        sa.Column("vm_state", sa.String(32), nullable=False),
+        sa.Column("task_state", sa.String(32)),
+        sa.Column("power_state", sa.String(16), nullable=False, default="NOSTATE"),
+        sa.Column("host", sa.String(255)),
+        sa.Column("request", sa.JSON, nullable=False, default=dict),
+        sa.Column("fault", sa.JSON),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime),
+        sa.Column("launched_at", sa.DateTime),
+        sa.Column("deleted_at", sa.DateTime),
+        sa.Column("deleted", sa.BigInteger, nullable=False, default=0),
+        sa.UniqueConstraint("project_id", "name", "deleted", name="uniq_instances0project_id0name0deleted"),
+    )
+    sa.Table(
+        "volumes", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("project_id", uuid_col, nullable=False),
+        sa.Column("size_gb", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("host", sa.String(255)),
+        sa.Column("pool", sa.String(64), nullable=False, default="bootflow"),
+        sa.Column("instance_uuid", uuid_col, index=True),
+        sa.Column("device", sa.String(16)),
+        sa.Column("delete_on_termination", sa.Boolean, nullable=False, default=True),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime),
+    )
+    sa.Table(
+        "instance_steps", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("instance_uuid", uuid_col, nullable=False, index=True),
+        sa.Column("seed_steps", sa.String(16), nullable=False),
+        sa.Column("service", sa.String(32), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("host", sa.String(255)),
+        sa.Column("vm_state_from", sa.String(32)),
+        sa.Column("task_state_from", sa.String(32)),
+        sa.Column("vm_state", sa.String(32)),
+        sa.Column("task_state", sa.String(32)),
+        sa.Column("changed", sa.Boolean, nullable=False, default=False),
+        sa.Column("ms", sa.Integer, nullable=False, default=0),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    return md
+
+
+METADATA = _build_metadata() if HAS_SQLALCHEMY else None
+
+
+def table(name):
+    return METADATA.tables[name]
+
+
+def _touch_private(path):
+    """Create the SQLite file 0600 before SQLite does (it would honour the umask)."""
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+    else:
+        os.chmod(path, 0o600)
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    # Python's sqlite3 would open its own transactions; we issue BEGIN ourselves (see below).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _sqlite_begin(conn):
+    # BEGIN IMMEDIATE takes the write lock up front: two controller processes (parallel
+    # ansible-playbook runs, AWX jobs) serialise instead of failing on lock upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One engine per task; ``with db.tx() as conn`` is one transaction."""
+
+    def __init__(self, url):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs = {}
+        if self.is_sqlite:
+            path = url.split("sqlite:///", 1)[-1]
+            if path and path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+                _touch_private(path)
+            kwargs["connect_args"] = {"timeout": 60}
+            kwargs["poolclass"] = sa.pool.NullPool
+        self.engine = sa.create_engine(url, future=True, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+
+    @contextlib.contextmanager
+    def tx(self):
+        with self.engine.begin() as conn:
+            yield conn
+
+    def schema_revision(self):
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def upgrade(self):
+        """Bring the schema to SCHEMA_HEAD with Alembic (no-op when current)."""
+        if self.schema_revision() == SCHEMA_HEAD:
+            return False
+        from alembic.config import Config
+        from alembic.runtime.environment import EnvironmentContext
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", MIGRATIONS_DIR)
+        script = ScriptDirectory.from_config(cfg)
+
+        def do_upgrade(rev, _context):
+            return script._upgrade_revs("head", rev)  # pylint: disable=protected-access
+
+        with EnvironmentContext(cfg, script, fn=do_upgrade, destination_rev="head") as env:
+            with self.engine.connect() as conn:
+                env.configure(connection=conn, target_metadata=METADATA, render_as_batch=self.is_sqlite)
+                with env.begin_transaction():
+                    env.run_migrations()
+                conn.commit()
+        return True
+
+    def dispose(self):
+        self.engine.dispose()
+
+
+def open_db(db_url=None, state_dir=None, migrate=True):
+    if not HAS_SQLALCHEMY:
+        raise DBError("SQLAlchemy 2 is required on the controller (pip install sqlalchemy alembic): %s"
+                      % SQLALCHEMY_IMPORT_ERROR)
+    db = Database(resolve_db_url(db_url, state_dir))
+    if migrate:
+        try:
+            db.upgrade()
+        except sa.exc.OperationalError as exc:
+            raise DBError("cannot open the bootflow database %s: %s" % (_safe_url(db.url), exc.orig)) from exc
+    return db
+
+
+def _safe_url(url):
+    """URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # pylint: disable=broad-except
+        return "<db_url>"
+
+
+def row_dict(row):
+    if row is None:
+        return None
+    out = {}
+    for key, value in row._mapping.items():  # pylint: disable=protected-access
+        if isinstance(value, datetime.datetime):
+            value = value.isoformat() + "Z"
+        out[key] = value
+    return out
+
+
+def epoch(dt):
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def monotonic_ms(start):
+    return int((time.monotonic() - start) * 1000)

@@ -1,0 +1,196 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""neutron-server (local backend): networks, subnets, ports and IPAM in the DB.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+IP and MAC uniqueness is enforced by unique constraints; a port insert that loses a race
+(IntegrityError) is retried with the next candidate, so parallel boots never share an address.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from ansible_collections.bootflow.cloud.plugins.module_utils import _ipam
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._compute_api import validate_name
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
+
+_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+PORT_RETRIES = 20
+
+
+def find_network(conn, ref):
+    nets = _db.table("networks")
+    row = conn.execute(nets.select().where(sa.or_(nets.c.id == ref, nets.c.name == ref))).first()
+    if row is None:
+        raise NotFound("Network %s could not be found." % ref)
+    return row
+
+
+def network_subnet(conn, network_id):
+    subnets = _db.table("subnets")
+    row = conn.execute(subnets.select().where(subnets.c.network_id == network_id).order_by(subnets.c.created_at)).first()
+    if row is None:
+        raise NotFound("Network %s has no subnet." % network_id)
+    return row
+
+
+def ensure_network(db, name, bridge, state, check_mode):
+    validate_name("network", name)
+    nets = _db.table("networks")
+    with db.tx() as conn:
+        row = conn.execute(nets.select().where(nets.c.name == name)).first()
+        if state == "absent":
+            if row is None:
+                return False, None
+            used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
+                _db.table("ports").c.network_id == row.id)).scalar()
+            if used:
+                raise Conflict("Network %s still has %d port(s)." % (name, used))
+            if not check_mode:
+                conn.execute(_db.table("subnets").delete().where(_db.table("subnets").c.network_id == row.id))
+                conn.execute(nets.delete().where(nets.c.id == row.id))
+            return True, None
+        if not bridge or not _BRIDGE_RE.match(bridge):
+            raise InvalidRequest("Invalid bridge name %r: 1-15 characters of letters, digits, '_', '.', '-'." % (bridge,))
+        if row is None:
+            if not check_mode:
+                conn.execute(nets.insert().values(id=_db.new_id(), name=name, bridge=bridge, created_at=_db.now()))
+                row = conn.execute(nets.select().where(nets.c.name == name)).first()
+                return True, _db.row_dict(row)
+            return True, {"name": name, "bridge": bridge}
+        if row.bridge != bridge:
+            used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
+                _db.table("ports").c.network_id == row.id)).scalar()
+            if used:
+                raise Conflict("Network %s has ports on bridge %s; cannot move it to %s." % (name, row.bridge, bridge))
+            if not check_mode:
+                conn.execute(nets.update().where(nets.c.id == row.id).values(bridge=bridge))
+            return True, dict(_db.row_dict(row), bridge=bridge)
+        return False, _db.row_dict(row)
+
+
+def ensure_subnet(db, network, name, cidr, gateway_ip, pool_start, pool_end, dhcp_ip, dns_servers, state, check_mode):
+    validate_name("subnet", name)
+    subnets = _db.table("subnets")
+    with db.tx() as conn:
+        net = find_network(conn, network)
+        row = conn.execute(subnets.select().where(subnets.c.network_id == net.id, subnets.c.name == name)).first()
+        if state == "absent":
+            if row is None:
+                return False, None
+            used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
+                _db.table("ports").c.subnet_id == row.id)).scalar()
+            if used:
+                raise Conflict("Subnet %s still has %d port(s)." % (name, used))
+            if not check_mode:
+                conn.execute(subnets.delete().where(subnets.c.id == row.id))
+            return True, None
+        try:
+            sub = _ipam.parse_subnet(cidr, gateway_ip=gateway_ip, pool_start=pool_start, pool_end=pool_end, dhcp_ip=dhcp_ip)
+        except _ipam.IpamError as exc:
+            raise InvalidRequest("Invalid subnet %s: %s" % (name, exc)) from exc
+        want = dict(cidr=sub.cidr, gateway_ip=sub.gateway_ip, dhcp_ip=sub.dhcp_ip, pool_start=sub.pool_start,
+                    pool_end=sub.pool_end, dns_servers=list(dns_servers or []), enable_dhcp=True)
+        if row is None:
+            if not check_mode:
+                conn.execute(subnets.insert().values(id=_db.new_id(), network_id=net.id, name=name,
+                                                     created_at=_db.now(), **want))
+            return True, dict(want, name=name, network_id=net.id)
+        have = {k: getattr(row, k) for k in want}
+        if have == want:
+            return False, _db.row_dict(row)
+        used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
+            _db.table("ports").c.subnet_id == row.id)).scalar()
+        if used:
+            raise Conflict("Subnet %s has %d port(s) and cannot be changed." % (name, used))
+        if not check_mode:
+            conn.execute(subnets.update().where(subnets.c.id == row.id).values(**want))
+        return True, dict(want, name=name, network_id=net.id)
+
+
+def subnet_obj(row):
+    return _ipam.parse_subnet(row.cidr, gateway_ip=row.gateway_ip, pool_start=row.pool_start,
+                              pool_end=row.pool_end, dhcp_ip=row.dhcp_ip)
+
+
+def instance_ports(conn, instance_uuid):
+    ports = _db.table("ports")
+    return conn.execute(ports.select().where(ports.c.instance_uuid == instance_uuid).order_by(ports.c.created_at)).fetchall()
+
+
+def allocate_port(db, instance_uuid, network_ref, host, fixed_ip=None, check_mode=False):
+    """One port on the network for the instance (idempotent). Returns (changed, port row dict)."""
+    ports = _db.table("ports")
+    with db.tx() as conn:
+        net = find_network(conn, network_ref)
+        existing = conn.execute(ports.select().where(ports.c.instance_uuid == instance_uuid,
+                                                     ports.c.network_id == net.id)).first()
+        if existing is not None:
+            if existing.host != host and not check_mode:
+                conn.execute(ports.update().where(ports.c.id == existing.id).values(host=host))
+            return False, _db.row_dict(existing)
+        subrow = network_subnet(conn, net.id)
+        sub = subnet_obj(subrow)
+        used = {r.ip for r in conn.execute(sa.select(ports.c.ip).where(ports.c.subnet_id == subrow.id))}
+        if fixed_ip:
+            try:
+                _ipam.check_fixed_ip(sub, fixed_ip, used)
+            except _ipam.IpamError as exc:
+                raise InvalidRequest(str(exc)) from exc
+        elif check_mode:
+            next(iter(_ipam.candidate_ips(sub, used)), None) or _raise_no_ips(sub)
+    if check_mode:
+        return True, {"network_id": net.id, "ip": fixed_ip, "mac": None}
+    for _attempt in range(PORT_RETRIES):
+        with db.tx() as conn:
+            used = {r.ip for r in conn.execute(sa.select(ports.c.ip).where(ports.c.subnet_id == subrow.id))}
+            ip = fixed_ip
+            if ip is None:
+                ip = next(iter(_ipam.candidate_ips(sub, used)), None)
+                if ip is None:
+                    _raise_no_ips(sub)
+            port_id = _db.new_id()
+            try:
+                with conn.begin_nested():
+                    conn.execute(ports.insert().values(
+                        id=port_id, network_id=net.id, subnet_id=subrow.id, instance_uuid=instance_uuid,
+                        device_owner="compute:nova", mac=_ipam.random_mac(), ip=ip, host=host, status="DOWN",
+                        created_at=_db.now()))
+            except sa.exc.IntegrityError:
+                if fixed_ip:
+                    raise InvalidRequest("IP address %s is already allocated in subnet %s." % (fixed_ip, sub.cidr))
+                continue  # lost a race for the IP or drew a used MAC: try the next candidate
+            return True, _db.row_dict(conn.execute(ports.select().where(ports.c.id == port_id)).first())
+    raise Conflict("Could not allocate a port on network %s after %d attempts (heavy contention)." % (net.name, PORT_RETRIES))
+
+
+def _raise_no_ips(sub):
+    raise _ipam.NoMoreIps("No more IP addresses available on subnet %s." % sub.cidr)
+
+
+def release_ports(db, instance_uuid, check_mode=False):
+    ports = _db.table("ports")
+    with db.tx() as conn:
+        rows = instance_ports(conn, instance_uuid)
+        if rows and not check_mode:
+            conn.execute(ports.delete().where(ports.c.instance_uuid == instance_uuid))
+        return [_db.row_dict(r) for r in rows]
+
+
+def port_spec(conn, port):
+    """The port as the compute side needs it (network, bridge, addressing)."""
+    net = find_network(conn, port["network_id"] if isinstance(port, dict) else port.network_id)
+    p = port if isinstance(port, dict) else _db.row_dict(port)
+    subrow = conn.execute(_db.table("subnets").select().where(_db.table("subnets").c.id == p["subnet_id"])).first()
+    prefixlen = int(subrow.cidr.split("/")[1])
+    return {
+        "id": p["id"], "mac": p["mac"], "ip": p["ip"], "hostname": _ipam.dhcp_hostname(p["ip"]),
+        "network_id": net.id, "network_name": net.name, "bridge": net.bridge, "subnet_id": subrow.id,
+        "cidr": subrow.cidr, "prefixlen": prefixlen, "gateway_ip": subrow.gateway_ip, "dhcp_ip": subrow.dhcp_ip,
+        "dns_servers": list(subrow.dns_servers or []), "status": p["status"],
+    }

@@ -1,0 +1,55 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cinder-api (local backend): volume records and Cinder's status machine.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+creating -> available -> attaching -> in-use -> (detaching -> available) -> deleting -> deleted
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NotFound
+
+# which status may follow which (error states may be entered from anywhere)
+TRANSITIONS = {
+    "creating": {"available", "error"},
+    "available": {"attaching", "deleting", "available"},
+    "attaching": {"in-use", "available", "error_attaching"},
+    "in-use": {"detaching", "in-use", "available"},
+    "detaching": {"available", "error_detaching"},
+    "deleting": {"deleted", "error_deleting"},
+    "error": {"deleting"},
+}
+
+
+def get_volume(conn, ref, auth=None):
+    vols = _db.table("volumes")
+    query = vols.select().where(sa.or_(vols.c.id == ref, vols.c.name == ref), vols.c.status != "deleted")
+    if auth is not None and "admin" not in auth.roles:
+        query = query.where(vols.c.project_id == auth.project_id)
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound("Volume %s could not be found." % ref)
+    return row
+
+
+def set_status(conn, volume_id, status, **fields):
+    vols = _db.table("volumes")
+    row = conn.execute(vols.select().where(vols.c.id == volume_id)).first()
+    if row.status != status and status not in TRANSITIONS.get(row.status, set()) | {"deleting", "deleted"}:
+        raise InvalidRequest("Volume %s is %s; it cannot become %s." % (row.name, row.status, status))
+    conn.execute(vols.update().where(vols.c.id == volume_id).values(status=status, updated_at=_db.now(), **fields))
+
+
+def instance_volumes(conn, instance_uuid):
+    vols = _db.table("volumes")
+    return conn.execute(vols.select().where(vols.c.instance_uuid == instance_uuid, vols.c.status != "deleted")
+                        .order_by(vols.c.device)).fetchall()
+
+
+def volume_table():
+    return _db.table("volumes")

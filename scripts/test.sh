@@ -1,0 +1,23 @@
+#!/bin/bash
+# make test: every test stage, in order of cost. Each stage's output goes to the terminal; the
+# last line sums up the stages ("stages: N passed, N failed").
+set -uo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export ANSIBLE_CONFIG=$REPO/ansible.cfg PATH=$REPO/.venv/bin:$PATH
+passed=0; failed=0; failed_names=()
+stage() {
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "==================== $name"
+  if "$@"; then passed=$((passed + 1)); echo "---- $name: ok ($((SECONDS - t0)) s)"
+  else failed=$((failed + 1)); failed_names+=("$name"); echo "---- $name: FAILED ($((SECONDS - t0)) s)"; fi
+}
+stage unit        python -m pytest -q -p no:cacheprovider tests/unit
+stage sanity      bash scripts/sanity.sh
+stage lint        ansible-lint --profile production
+stage integration python -m pytest -q -p no:cacheprovider tests/integration
+echo
+[ $failed -eq 0 ] || echo "failed stages: ${failed_names[*]}"
+echo "stages: $passed passed, $failed failed"
+[ $failed -eq 0 ]

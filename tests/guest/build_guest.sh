@@ -1,0 +1,233 @@
+#!/bin/bash
+# Build the bootflow test guest OFFLINE from Debian packages (only the Debian mirror is used, and
+# only when the kernel .deb is not cached yet). The result is a small cloud-style *disk* image:
+#
+#   disk.raw     64 MiB unpartitioned FAT ("superfloppy") with SYSLINUX, vmlinuz, initrd.gz.
+#                SeaBIOS boots it with <boot dev='hd'/>, like a cloud image (no direct kernel boot).
+#   disk.qcow2   the same disk as qcow2 (a Glance-style image to upload / use as a _base)
+#   vmlinuz      Debian cloud kernel (linux-image-*-cloud-amd64, extracted, never installed)
+#   initrd.gz    busybox-static initramfs; its /init prints GUEST-* lines on ttyS0 (see below)
+#   guest.json   sizes, sha256, md5, kernel version, module list, builder sha256
+#
+# Console protocol (one line each, on ttyS0):
+#   GUEST-INIT: started
+#   GUEST-BLOCK: vda vdb ...          at start and whenever /sys/block changes (1 s poll)
+#   GUEST-BLOCK-SIZE: <dev> <sectors> after each GUEST-BLOCK, one per device
+#   GUEST-HOSTNAME: <local-hostname>  from a NoCloud config drive (label cidata), else "none"
+#   GUEST-INSTANCE-ID: <instance-id>  only with a config drive
+#   GUEST-DHCP-LEASE: iface=eth0 ip=.. mask=.. router=.. hostname=..
+#   GUEST-DHCP-FAILED: iface=eth0     no lease within ~20 s (udhcpc keeps trying in background)
+#   GUEST-HTTP: up                    busybox httpd on :80 serves "bootflow guest <hostname> <ip>"
+#   GUEST-POWER: off                  ACPI power button pressed (virsh shutdown) -> clean power-off
+#
+# No loop devices, no mounts, no root needed except for apt-get download. Takes ~2-3 s.
+# Output dir: ${BOOTFLOW_GUEST_DIR:-/var/cache/bootflow/guest}; cache: $OUT/.work (kernel .deb + tree).
+# Needs: apt dpkg kmod busybox-static cpio gzip dosfstools mtools syslinux syslinux-common qemu-utils python3
+set -euo pipefail
+
+OUT=${BOOTFLOW_GUEST_DIR:-/var/cache/bootflow/guest}
+WORK=${BOOTFLOW_GUEST_WORK:-$OUT/.work}
+DISK_MB=64
+SELF=$(readlink -f "$0")
+mkdir -p "$OUT" "$WORK/debs"
+STAGE=$(mktemp -d "$WORK/stage.XXXXXX")
+trap 'rm -rf "$STAGE"' EXIT
+
+# --- 1. kernel: resolve the concrete package behind the meta package; cache the .deb -------------
+KPKG=${BOOTFLOW_GUEST_KERNEL_PKG:-$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+                                    awk '/Depends: linux-image-[0-9]/{print $2; exit}')}
+[ -n "$KPKG" ] || { echo "build_guest: cannot resolve linux-image-cloud-amd64 (apt-get update?)" >&2; exit 1; }
+KVER=${KPKG#linux-image-}
+KROOT=$WORK/kernel-$KVER
+if [ ! -f "$KROOT/lib/modules/$KVER/modules.dep" ]; then
+  deb=$(ls "$WORK/debs/${KPKG}"_*_amd64.deb /var/cache/apt/archives/"${KPKG}"_*_amd64.deb 2>/dev/null | head -1 || true)
+  if [ -z "$deb" ]; then
+    # the sandbox user _apt cannot write here; downloading as root avoids the (harmless) warning
+    ( cd "$WORK/debs" && apt-get download -q -o APT::Sandbox::User=root "$KPKG" >/dev/null )
+    deb=$(ls "$WORK/debs/${KPKG}"_*_amd64.deb | head -1)
+  fi
+  rm -rf "$KROOT.tmp"; mkdir -p "$KROOT.tmp"
+  dpkg -x "$deb" "$KROOT.tmp"
+  depmod -b "$KROOT.tmp" "$KVER"     # the .deb ships no modules.dep (its postinst would make it)
+  rm -rf "$KROOT"; mv "$KROOT.tmp" "$KROOT"
+fi
+# Reproducible timestamps: everything we produce gets the kernel's mtime, so the same kernel and
+# the same script give byte-identical images (stable checksums for image tests).
+# mtools (used by syslinux --install and mcopy) honours SOURCE_DATE_EPOCH for FAT timestamps.
+EPOCH=${SOURCE_DATE_EPOCH:-$(stat -c %Y "$KROOT/boot/vmlinuz-$KVER")}
+export SOURCE_DATE_EPOCH=$EPOCH
+
+# --- 2. initramfs ---------------------------------------------------------------------------------
+IR=$STAGE/initramfs
+mkdir -p "$IR"/{bin,sbin,etc,proc,sys,dev,mnt,tmp,run,www,lib/modules,usr/share/udhcpc}
+cp /bin/busybox "$IR/bin/busybox"            # busybox-static: no libc needed in the initramfs
+for a in $(/bin/busybox --list); do
+  [ "$a" = busybox ] || ln -s busybox "$IR/bin/$a"   # (the applet list contains "busybox" itself)
+done
+# In the Debian cloud kernel all of these are modules (=m). modprobe --show-depends gives the insmod
+# order (dependencies first); busybox insmod cannot resolve dependencies itself.
+#   virtio_*: root disk, NIC, volumes (virtio-blk and virtio-scsi)
+#   ata_piix + sr_mod + isofs: the config-drive CD-ROM (IDE on the i440fx "pc" machine)
+#   vfat + nls: the FAT root disk;  button + evdev: ACPI power button for graceful shutdown
+MODS="virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng ata_piix sr_mod sd_mod isofs
+      vfat nls_cp437 nls_ascii nls_utf8 nls_iso8859_1 button evdev"
+for m in $MODS; do
+  modprobe -d "$KROOT" -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
+done | awk '!seen[$0]++' | while read -r ko; do
+  cp "$ko" "$IR/lib/modules/"; basename "$ko"
+done > "$IR/lib/modules/load-order"
+
+# udhcpc hook. Debian's busybox does not default to /usr/share/udhcpc/default.script: /init passes
+# it with -s, otherwise the lease is taken but nothing gets configured or printed.
+cat > "$IR/usr/share/udhcpc/default.script" <<'EOF'
+#!/bin/sh
+exec >/dev/console 2>&1     # udhcpc's own output is discarded by /init; GUEST-* lines must not be
+case "$1" in
+  deconfig)
+    ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    old=$(cat "/run/lease.$interface" 2>/dev/null)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    printf '%s\n' "$ip" > "/run/lease.$interface"
+    # a renew with the same address is not news; a new address is printed again
+    if [ "$1" = bound ] || [ "$old" != "$ip" ]; then
+      echo "GUEST-DHCP-LEASE: iface=$interface ip=$ip mask=$mask router=${router%% *} hostname=$hostname"
+    fi
+    # like dhclient: take the DHCP host name unless the config drive already named us
+    [ -n "$hostname" ] && [ ! -s /run/hostname.cidata ] && hostname "$hostname"
+    # the web page describes the primary NIC only, and is (re)written after each lease
+    if [ "$interface" = "$(cat /run/primary-nic 2>/dev/null)" ]; then
+      echo "bootflow guest $(hostname) $ip" > /www/index.html.new && mv /www/index.html.new /www/index.html
+    fi ;;
+esac
+exit 0
+EOF
+
+cat > "$IR/init" <<'EOF'
+#!/bin/sh
+# bootflow test guest, PID 1. All GUEST-* lines go to the serial console for the tests to parse.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+exec </dev/console >/dev/console 2>&1
+# SYSLINUX leaves terminal escape codes without a newline on the console: start on a fresh line
+echo
+echo "GUEST-INIT: started"
+# insmod waits for the drivers' async probing (libata port scan, virtio), so devices exist after it
+while read -r ko; do insmod "/lib/modules/$ko" 2>/dev/null; done < /lib/modules/load-order
+ip link set lo up
+
+blocks() { ls /sys/block | grep -v -E '^(loop|ram)' | tr '\n' ' ' | sed 's/ *$//'; }
+report_blocks() {
+  echo "GUEST-BLOCK: $1"
+  for d in $1; do echo "GUEST-BLOCK-SIZE: $d $(cat /sys/block/$d/size)"; done
+}
+BLK=$(blocks); report_blocks "$BLK"
+
+# --- NoCloud config drive (ISO9660 or FAT labelled cidata), read-only; files copied to /run/cidata
+md() { sed -n "s/^[\"']\{0,1\}$1[\"']\{0,1\}[[:space:]]*:[[:space:]]*//p" /run/cidata/meta-data | head -1 | tr -d "\"',\r"; }
+CD=$(findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null || true)
+mkdir -p /mnt/cidata /run/cidata
+if [ -n "$CD" ] && { mount -t iso9660 -o ro "$CD" /mnt/cidata 2>/dev/null || mount -t vfat -o ro "$CD" /mnt/cidata 2>/dev/null; }; then
+  cp /mnt/cidata/* /run/cidata/ 2>/dev/null
+  umount /mnt/cidata            # unmounted again so the CD-ROM can be ejected / detached freely
+  HN=$(md local-hostname); IID=$(md instance-id)
+  [ -n "$HN" ] && hostname "$HN" && echo "$HN" > /run/hostname.cidata
+  echo "GUEST-HOSTNAME: ${HN:-none}"
+  echo "GUEST-INSTANCE-ID: ${IID:-none}"
+else
+  echo "GUEST-HOSTNAME: none"
+fi
+
+# --- DHCP on every ethernet NIC; the first one is "primary" (web page, GUEST-HTTP)
+NICS=$(ls /sys/class/net | grep -v '^lo$'); PIDS=
+set -- $NICS
+echo "${1:-}" > /run/primary-nic
+for nic in $NICS; do
+  ip link set "$nic" up
+  # 20 tries 1 s apart, then udhcpc goes to the background (-b) and keeps trying. It also forks to
+  # the background once it has a lease (and keeps renewing), so the parent returns right after the
+  # hook printed the lease. NICs are tried in parallel; udhcpc's own chatter stays off the console.
+  udhcpc -s /usr/share/udhcpc/default.script -i "$nic" -t 20 -T 1 -A 1 -b >"/run/udhcpc.$nic.log" 2>&1 &
+  PIDS="$PIDS $!"
+done
+[ -n "$PIDS" ] && wait $PIDS
+for nic in $NICS; do [ -s "/run/lease.$nic" ] || echo "GUEST-DHCP-FAILED: iface=$nic"; done
+
+# --- web page + httpd
+P=$(cat /run/primary-nic)
+[ -s /www/index.html ] || echo "bootflow guest $(hostname) $(cat "/run/lease.$P" 2>/dev/null || echo none)" > /www/index.html
+httpd -p 80 -h /www
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  wget -q -O /dev/null http://127.0.0.1/ 2>/dev/null && { echo "GUEST-HTTP: up"; break; }
+  sleep 0.2
+done
+
+# --- ACPI power button (virsh shutdown / Nova soft stop): power off cleanly. The first input
+# event of the "Power Button" device is the press.
+for ev in /sys/class/input/event*; do
+  [ -e "$ev" ] || continue
+  if [ "$(cat "$ev/device/name" 2>/dev/null)" = "Power Button" ]; then
+    ( dd if="/dev/input/${ev##*/}" bs=24 count=1 >/dev/null 2>&1
+      echo "GUEST-POWER: off"; sync; poweroff -f ) &
+  fi
+done
+
+# --- stay up; report block devices whenever they change (volume attach / detach)
+while true; do
+  sleep 1
+  cur=$(blocks)
+  [ "$cur" != "$BLK" ] && { BLK=$cur; report_blocks "$BLK"; }
+done
+EOF
+chmod 0755 "$IR/init" "$IR/usr/share/udhcpc/default.script"
+find "$IR" -exec touch -h -d "@$EPOCH" {} +
+( cd "$IR" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet -R 0:0 | gzip -9 -n ) > "$STAGE/initrd.gz"
+cp "$KROOT/boot/vmlinuz-$KVER" "$STAGE/vmlinuz"
+
+# --- 3. bootable disk: unpartitioned FAT + SYSLINUX, without loop devices or mounts -------------
+cat > "$STAGE/syslinux.cfg" <<'EOF'
+DEFAULT guest
+PROMPT 0
+TIMEOUT 1
+LABEL guest
+  KERNEL vmlinuz
+  INITRD initrd.gz
+  APPEND console=ttyS0 panic=-1 quiet
+EOF
+touch -d "@$EPOCH" "$STAGE/vmlinuz" "$STAGE/initrd.gz" "$STAGE/syslinux.cfg"
+truncate -s "${DISK_MB}M" "$STAGE/disk.raw"
+mkfs.vfat --invariant -n BOOTFLOW "$STAGE/disk.raw" >/dev/null
+syslinux --install "$STAGE/disk.raw"          # boot sector + ldlinux.sys, written through mtools
+MTOOLS_SKIP_CHECK=1 mcopy -m -o -i "$STAGE/disk.raw" "$STAGE/vmlinuz" "$STAGE/initrd.gz" "$STAGE/syslinux.cfg" ::/
+qemu-img convert -f raw -O qcow2 "$STAGE/disk.raw" "$STAGE/disk.qcow2"
+
+# --- 4. guest.json, then move everything into place (renames on one filesystem) ----------------
+MODLIST=$(tr '\n' ' ' < "$IR/lib/modules/load-order")
+python3 - "$STAGE" "$KPKG" "$KVER" "$(sha256sum "$SELF" | cut -d' ' -f1)" "$MODLIST" "$EPOCH" <<'EOF'
+import hashlib, json, os, subprocess, sys
+stage, kpkg, kver, builder, mods, epoch = sys.argv[1:]
+files = {}
+for name in ("disk.raw", "disk.qcow2", "vmlinuz", "initrd.gz"):
+    path = os.path.join(stage, name)
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk); md5.update(chunk)
+    files[name] = {"size": os.path.getsize(path), "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+info = json.loads(subprocess.check_output(["qemu-img", "info", "--output=json", os.path.join(stage, "disk.qcow2")]))
+files["disk.qcow2"]["virtual_size"] = files["disk.raw"]["virtual_size"] = info["virtual-size"]
+doc = {"kernel_package": kpkg, "kernel_version": kver, "source_date_epoch": int(epoch),
+       "builder_sha256": builder, "modules": mods.split(),
+       "boot": "disk: unpartitioned FAT + SYSLINUX, console=ttyS0", "files": files}
+with open(os.path.join(stage, "guest.json"), "w") as f:
+    json.dump(doc, f, indent=2, sort_keys=True)
+    f.write("\n")
+EOF
+for f in vmlinuz initrd.gz disk.raw disk.qcow2 guest.json; do mv -f "$STAGE/$f" "$OUT/$f"; done
+# stamp read by scripts/setup.sh: rebuild only when this script changes
+sha256sum "$SELF" | cut -d' ' -f1 > "$OUT/build_guest.sha256"
+echo "guest built in $OUT: kernel $KVER, initrd $(stat -c %s "$OUT/initrd.gz") B, modules: $MODLIST"

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Print an Ansible INI inventory for the test hosts started with tests/hosts/testhost.sh.
+# usage: inventory.sh N1 [N2 ...] > inventory.ini
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 N1 [N2 ...]" >&2; exit 2; }
+ROOT=${BOOTFLOW_TESTHOSTS:-/var/tmp/bootflow-hosts}
+echo "[hypervisors]"
+for N in "$@"; do
+  [[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] && [ "$N" -le 250 ] || { echo "N must be 1..250: $N" >&2; exit 2; }
+  # /usr/bin/python3: the hosts' private /root hides pyenv; Debian's python3 has python3-libvirt
+  echo "bfhv$N ansible_host=10.98.$N.2 ansible_user=root ansible_python_interpreter=/usr/bin/python3" \
+       "ansible_ssh_private_key_file=$ROOT/id_ed25519" \
+       "ansible_ssh_common_args='-o UserKnownHostsFile=$ROOT/known_hosts -o StrictHostKeyChecking=accept-new'"
+done
+echo
+echo "[controller]"
+echo "localhost ansible_connection=local ansible_python_interpreter={{ ansible_playbook_python }}"
