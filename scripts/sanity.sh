@@ -4,7 +4,8 @@
 # through a symlink ansible-test would see the real path, outside any ansible_collections/).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DEST=$REPO/build/sanity/ansible_collections/bootflow/cloud
+# outside the repo: inside it, ansible-test would ask git and see only ignored files
+DEST=/var/tmp/bootflow-sanity-$(echo "$REPO" | sha256sum | cut -c1-12)/ansible_collections/bootflow/cloud
 mkdir -p "$DEST"
 cd "$REPO"
 # fresh copy of the files git knows (tracked + new, not ignored); keep tests/output (ansible-test's cache)

@@ -481,8 +481,8 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None):
     pid = pid_alive(c["pid"], marker)
     need_restart = False
     if pid:
-        running = proc_cmdline(pid) or []
-        need_restart = running[1:] != argv[1:]
+        running = [a for a in (proc_cmdline(pid) or []) if a.startswith("--")]
+        need_restart = running != argv[1:]
     result["dnsmasq_pid"] = pid
     will_start = not pid
     result["changed"] = bool(addr_missing or hosts_changed or opts_changed or iface_changed or will_start

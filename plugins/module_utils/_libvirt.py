@@ -17,6 +17,7 @@ import traceback
 import xml.etree.ElementTree as ET
 
 from ansible_collections.bootflow.cloud.plugins.module_utils._virt import (
+    BUS_PREFIX,
     VirtError,
     carry_over,
     check_pool_name,
@@ -30,6 +31,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._virt import (
     domain_view,
     domain_xml,
     next_device,
+    normalize_disks,
     pool_path,
     validate_spec,
     volume_format,
@@ -550,10 +552,11 @@ def volume_attach_step(conn, p, check_mode=False):
         if xml:
             used.update(d["dev"] for d in disk_targets(xml) if d["dev"])
     if not device:
-        device = next_device(used, "vd")
+        device = next_device(used, BUS_PREFIX.get(bus, "vd"))
     try:
-        dxml = disk_xml(dict(pool=pool_name, volume=vol_name, format=fmt or "qcow2", device=device, bus=bus,
-                             device_type="disk"))
+        disk = normalize_disks([dict(pool=pool_name, volume=vol_name, format=fmt or "qcow2", device=device,
+                                     bus=bus, device_type="disk")])[0]
+        dxml = disk_xml(disk)
     except VirtError as e:
         raise StepError(str(e))
     for label, xml, devs in (("definition", cfg_xml, cfg_devs), ("running guest", run_xml, run_devs)):

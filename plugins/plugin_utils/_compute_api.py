@@ -32,7 +32,8 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 def require_role(auth, *roles):
     if not set(roles) & set(auth.roles):
         raise AuthError("Policy does not allow this action: it needs one of the roles %s, user %s has %s on project %s."
-                        % (", ".join(roles), auth.user_name, ", ".join(auth.roles) or "none", auth.project_name))
+                        % (", ".join(roles), auth.user_name or auth.user_id, ", ".join(auth.roles) or "none",
+                           auth.project_name or auth.project_id))
 
 
 def validate_name(kind, name):

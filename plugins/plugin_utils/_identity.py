@@ -4,7 +4,8 @@
 
 PRIVATE to the collection: may change at any time. Controller side only.
 
-Tokens are Fernet tokens (AES-CBC + HMAC, from ``cryptography``) over a compact JSON payload;
+Tokens are Fernet tokens (AES-CBC + HMAC, from ``cryptography``) over a msgpack payload with the
+UUIDs packed as bytes (Keystone's trick to stay under 255 characters);
 nothing is stored per token: validating is decrypt + expiry check, as with Keystone's Fernet
 provider. The key repository follows Keystone's layout: file ``0`` is the staged key, the highest
 number is the primary (encrypts), the others only decrypt.
@@ -16,7 +17,6 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
@@ -24,6 +24,7 @@ import traceback
 import uuid
 
 try:
+    import msgpack
     from cryptography.fernet import Fernet, InvalidToken, MultiFernet
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
@@ -145,11 +146,10 @@ def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TTL):
             assignments.select().where(assignments.c.user_id == user.id, assignments.c.project_id == proj.id))))
     if not roles:
         raise AuthError("User %s has no role on project %s." % (username, proj.name))
-    ctx = AuthContext(user.id, user.name, proj.id, proj.name, roles, time.time() + ttl, uuid.uuid4().hex[:22])
-    payload = json.dumps({
-        "v": TOKEN_VERSION, "u": ctx.user_id, "un": ctx.user_name, "p": ctx.project_id,
-        "pn": ctx.project_name, "r": list(roles), "e": round(ctx.expires_at, 3), "a": ctx.audit_id,
-    }, separators=(",", ":")).encode()
+    audit = uuid.uuid4()
+    ctx = AuthContext(user.id, user.name, proj.id, proj.name, roles, round(time.time() + ttl, 3), audit.hex)
+    payload = msgpack.packb([TOKEN_VERSION, uuid.UUID(user.id).bytes, uuid.UUID(proj.id).bytes, list(roles),
+                             ctx.expires_at, audit.bytes])
     token = keys.fernet().encrypt(payload).decode().rstrip("=")
     return token, ctx
 
@@ -161,14 +161,16 @@ def validate_token(keys, token, now=None):
     padded = token + "=" * (-len(token) % 4)
     try:
         raw = keys.fernet().decrypt(padded.encode())
-        data = json.loads(raw)
+        version, user_id, project_id, roles, expires_at, audit = msgpack.unpackb(raw)
+        if version != TOKEN_VERSION:
+            raise ValueError("unsupported token version %r" % (version,))
+        user_id, project_id, audit = str(uuid.UUID(bytes=user_id)), str(uuid.UUID(bytes=project_id)), audit.hex()
     except (InvalidToken, ValueError, TypeError) as exc:
         raise AuthError(UNAUTHENTICATED + " (the token is not valid: malformed, tampered with or signed by an unknown key)") from exc
-    if data.get("v") != TOKEN_VERSION:
-        raise AuthError(UNAUTHENTICATED + " (unsupported token version)")
-    if (now or time.time()) >= data["e"]:
-        raise AuthError(UNAUTHENTICATED + " (the token expired at %s)" % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(data["e"])))
-    return AuthContext(data["u"], data["un"], data["p"], data["pn"], tuple(data["r"]), data["e"], data["a"])
+    if (now or time.time()) >= expires_at:
+        raise AuthError(UNAUTHENTICATED + " (the token expired at %s)" % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)))
+    # names are not in the token (size); messages fall back to the IDs
+    return AuthContext(user_id, None, project_id, None, tuple(roles), expires_at, audit)
 
 
 def bootstrap(db, username, password, project, role="admin", check_mode=False):

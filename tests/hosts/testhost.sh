@@ -162,7 +162,11 @@ EOF
     cd /
     # explicit pid files: the defaults (/run/libvirtd.pid, ...) would collide between hosts
     virtlogd -d -p /run/libvirt/virtlogd.pid
-    libvirtd -d -p /run/libvirt/libvirtd.pid
+    # Pinned to one CPU: on this PVM-backed /dev/kvm the CPUID KVM reports differs between the two
+    # CPUs, so an unpinned libvirtd finds its QEMU capabilities "outdated: host cpuid changed" about
+    # every other lookup and re-probes QEMU (~4 s per binary, at start, define, start of a domain).
+    # QEMU itself is not restricted: libvirt resets each guest'"'"'s affinity to all host CPUs.
+    taskset -c 0 libvirtd -d -p /run/libvirt/libvirtd.pid
     /usr/sbin/sshd -f "$H/sshd/sshd_config" -E "$H/sshd/sshd.log"
   ' testhost "$H" "$NS"
 

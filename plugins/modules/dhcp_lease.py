@@ -1,0 +1,232 @@
+#!/usr/bin/python
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: dhcp_lease
+short_description: Reserve a port's IP address in the network's dnsmasq on the hypervisor host (like neutron's DHCP agent)
+version_added: 0.1.0
+author: bootflow.cloud contributors
+description:
+  - Runs one dnsmasq per network, the way neutron's DHCP agent does, with its files in
+    C(<dhcp_dir>/<network_id>/) (C(host), C(opts), C(leases), C(pid), C(interface), C(dnsmasq.log)).
+    The range is static, so only reserved MAC addresses get an address.
+  - With O(state=present), puts O(dhcp_ip) on O(bridge) (like neutron's DHCP port), writes the
+    options file (router, DNS servers) and the reservation line C(<mac>,<hostname>,<ip>[,set:port-<port_id>])
+    atomically when they differ, starts dnsmasq when it does not run (after seeding the leases file so
+    running guests are not refused), restarts it when its command line must change (bridge, subnet or
+    lease time), or sends it C(SIGHUP) to re-read the files.
+  - The IP and the MAC may not already be reserved for another port of the network.
+  - With O(state=absent), removes the reservation, asks a running dnsmasq to drop the guest's lease
+    with C(dhcp_release) (a stopped dnsmasq's leases file is edited directly) and sends C(SIGHUP).
+  - A running dnsmasq is recognised by its pid file B(and) its command line naming this network's
+    directory, so a recycled PID is never signalled.
+  - On failure, the files, the address and the directory this call changed are put back.
+extends_documentation_fragment:
+  - bootflow.cloud.auth
+  - bootflow.cloud.attributes
+  - bootflow.cloud.attributes.HOST
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Shows the hosts file (and the options file when it changes) before and after.
+options:
+  network_id:
+    description:
+      - Id of the network; names the directory C(<dhcp_dir>/<network_id>) and the dnsmasq tag
+        C(subnet-<network_id>) (one IPv4 subnet per network).
+    type: str
+    required: true
+  bridge:
+    description:
+      - Linux bridge of the network on this host, where dnsmasq listens. It must exist (the hypervisor
+        role creates it).
+      - Required with O(state=present). With O(state=absent) it defaults to the bridge recorded in the
+        network's C(interface) file.
+    type: str
+  cidr:
+    description:
+      - IPv4 subnet of the network, for example C(10.99.1.0/24).
+      - Required with O(state=present).
+    type: str
+  dhcp_ip:
+    description:
+      - Address of the DHCP server, put on O(bridge) with the prefix length of O(cidr).
+      - Required with O(state=present).
+    type: str
+  gateway_ip:
+    description:
+      - Router handed to the guests. Without it, no router is announced.
+    type: str
+  dns_servers:
+    description:
+      - DNS servers handed to the guests.
+    type: list
+    elements: str
+    default: []
+  mac:
+    description:
+      - MAC address of the port.
+      - Required with O(state=present).
+    type: str
+  ip:
+    description:
+      - Fixed IP address of the port, inside O(cidr).
+      - Required with O(state=present).
+    type: str
+  hostname:
+    description:
+      - Host name handed to the guest. Defaults to neutron's C(host-<ip with dashes>).
+    type: str
+  port_id:
+    description:
+      - Id of the port; tags the reservation (C(set:port-<port_id>)) and identifies it on later calls.
+      - Without it, the reservation is identified by O(mac).
+    type: str
+  lease_time:
+    description:
+      - Lease time in seconds (at least 120).
+    type: int
+    default: 86400
+  dhcp_dir:
+    description:
+      - Directory holding one sub-directory per network.
+    type: path
+    default: /var/lib/bootflow/dhcp
+  state:
+    description:
+      - V(present) reserves the address, V(absent) removes the reservation (identified by O(port_id),
+        else O(mac), else O(ip)).
+    type: str
+    choices: [present, absent]
+    default: present
+requirements:
+  - dnsmasq (Debian package C(dnsmasq-base)) and iproute2 on the hypervisor host
+  - dhcp_release (Debian package C(dnsmasq-utils)) to release leases with O(state=absent)
+notes:
+  - Run it in the network namespace of the bridge; dnsmasq is started there.
+  - The module never rewrites the leases file while dnsmasq runs; dnsmasq owns it then.
+seealso:
+  - module: bootflow.cloud.port
+"""
+
+EXAMPLES = r"""
+- name: Reserve the port's address (after bootflow.cloud.port)
+  bootflow.cloud.dhcp_lease:
+    network_id: "{{ item.network_id }}"
+    bridge: "{{ item.bridge }}"
+    cidr: "{{ item.cidr }}"
+    dhcp_ip: "{{ item.dhcp_ip }}"
+    gateway_ip: "{{ item.gateway_ip }}"
+    dns_servers: "{{ item.dns_servers }}"
+    mac: "{{ item.mac }}"
+    ip: "{{ item.ip }}"
+    hostname: "{{ item.hostname }}"
+    port_id: "{{ item.id }}"
+  loop: "{{ instance.ports }}"
+
+- name: Remove the reservation when the port is deleted
+  bootflow.cloud.dhcp_lease:
+    network_id: "{{ port.network_id }}"
+    port_id: "{{ port.id }}"
+    mac: "{{ port.mac }}"
+    ip: "{{ port.ip }}"
+    state: absent
+"""
+
+RETURN = r"""
+hosts_line:
+  description: The reservation line in the hosts file (the removed one with O(state=absent)).
+  returned: when there is one
+  type: str
+  sample: 52:54:00:00:01:11,host-10-99-1-11,10.99.1.11,set:port-2f1d3c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b
+dnsmasq_pid:
+  description: PID of the network's dnsmasq, if it runs.
+  returned: always
+  type: int
+  sample: 4242
+dnsmasq_started:
+  description: Whether dnsmasq was started by this call.
+  returned: always
+  type: bool
+  sample: false
+dnsmasq_restarted:
+  description: Whether dnsmasq was restarted because its command line had to change.
+  returned: always
+  type: bool
+  sample: false
+reloaded:
+  description: Whether dnsmasq was sent C(SIGHUP) to re-read its files.
+  returned: always
+  type: bool
+  sample: true
+lease:
+  description: The port's entry in the leases file, if any (for O(state=absent), the lease released).
+  returned: always
+  type: dict
+  sample: {expiry: 1795391513, mac: "52:54:00:00:01:11", ip: 10.99.1.11, hostname: host-10-99-1-11, client_id: "01:52:54:00:00:01:11"}
+conf_dir:
+  description: The network's dnsmasq directory.
+  returned: always
+  type: str
+  sample: /var/lib/bootflow/dhcp/5a1c0d9e-2b3f-4c5d-8e9f-0a1b2c3d4e5f
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
+    AUTH_ARGSPEC,
+    argspec,
+)
+from ansible_collections.bootflow.cloud.plugins.module_utils._dhcp import (
+    DhcpError,
+    dhcp_lease_step,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argspec(
+            AUTH_ARGSPEC,
+            network_id=dict(type="str", required=True),
+            bridge=dict(type="str"),
+            cidr=dict(type="str"),
+            dhcp_ip=dict(type="str"),
+            gateway_ip=dict(type="str"),
+            dns_servers=dict(type="list", elements="str", default=[]),
+            mac=dict(type="str"),
+            ip=dict(type="str"),
+            hostname=dict(type="str"),
+            port_id=dict(type="str"),
+            lease_time=dict(type="int", default=86400),
+            dhcp_dir=dict(type="path", default="/var/lib/bootflow/dhcp"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        required_if=[
+            ("state", "present", ("bridge", "cidr", "dhcp_ip", "mac", "ip")),
+            ("state", "absent", ("port_id", "mac", "ip"), True),
+        ],
+        supports_check_mode=True,
+    )
+
+    def run(argv):
+        return module.run_command(argv)
+
+    try:
+        result = dhcp_lease_step(module.params, check_mode=module.check_mode, run=run)
+    except DhcpError as e:
+        module.fail_json(msg=e.msg, **e.result)
+    for w in result.pop("warnings", []):
+        module.warn(w)
+    diff = result.pop("diff", None)
+    if module._diff and diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

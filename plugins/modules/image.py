@@ -1,0 +1,269 @@
+#!/usr/bin/python
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: image
+short_description: Register disk images in the bootflow image registry (Glance, local store)
+version_added: 0.1.0
+author: bootflow.cloud contributors
+description:
+  - Registry data of the OpenStack Nova boot request flow. In seed steps 19-21 nova-compute asks glance-api, with
+    the auth token, for the image URI and metadata of the image ID in the boot request, and fetches the image from
+    the image store. This module is the upload side of that, C(openstack image create) against a Glance with a
+    local file store on the controller.
+  - With O(state=present), uploads O(filename) from the controller into the image store C(<state_dir>/images/<id>)
+    and registers it. The file's real format is inspected and must match O(disk_format); C(checksum) (MD5) and
+    C(os_hash_value) (SHA-512) are computed while copying. The image is V(saving) during the upload and becomes
+    V(active) only once the file is complete; a failed upload leaves it V(killed).
+  - With O(state=absent), marks every image of that name the caller can see as V(deleted) and removes its file
+    from the store.
+  - Needs a token with the V(admin) or V(member) role; O(visibility=public) needs V(admin). Private images belong
+    to the caller's project.
+  - Runs on the controller as an action plugin; this file only holds the documentation.
+extends_documentation_fragment:
+  - bootflow.cloud.auth
+  - bootflow.cloud.attributes
+  - bootflow.cloud.attributes.CONTROLLER
+options:
+  name:
+    description:
+      - Name of the image. Names are not unique in Glance, but this module refuses to work on a name that matches
+        several images visible to the caller (RV(error=conflict)); use distinct names.
+      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL)
+        or with leading or trailing whitespace fails the task.
+    type: str
+    required: true
+  filename:
+    description:
+      - Path of the image file on the controller.
+      - Required when O(state=present). A missing file fails the task with RV(error=invalid).
+      - A qcow2 file with a backing file is refused; upload a self-contained image (C(qemu-img convert)).
+    type: path
+  disk_format:
+    description:
+      - Format of the image file. The file's content is inspected; a file that is not in this format (for example
+        a qcow2 registered as V(raw)) fails the task with RV(error=invalid).
+    type: str
+    default: qcow2
+    choices: [raw, qcow2]
+  container_format:
+    description:
+      - Container format. Only V(bare) (no container) is supported.
+    type: str
+    default: bare
+    choices: [bare]
+  visibility:
+    description:
+      - V(private) images are visible to the owning project only; V(public) images to every project.
+      - V(public) needs the V(admin) role, otherwise the task fails with RV(error=auth).
+      - Only used when the image is created; the visibility of an existing image is not changed.
+    type: str
+    default: private
+    choices: [public, private]
+  min_disk:
+    description:
+      - Smallest root disk in GiB the image needs. Creating an instance with a flavor whose O(bootflow.cloud.flavor#module:disk_gb)
+        is smaller (and not 0) fails.
+      - Only used when the image is created.
+    type: int
+    default: 0
+  min_ram:
+    description:
+      - Smallest memory in MiB the image needs. Creating an instance with a flavor with less O(bootflow.cloud.flavor#module:ram_mb)
+        fails.
+      - Only used when the image is created.
+    type: int
+    default: 0
+  properties:
+    description:
+      - Free-form image properties (Glance's additional properties), stored with the image and returned in
+        RV(image.properties). The scheduler does not read them.
+      - Only used when the image is created.
+    type: dict
+    default: {}
+  state:
+    description:
+      - V(present) uploads and registers the image.
+      - V(absent) deletes every image of that name visible to the caller; nothing happens when there is none.
+    type: str
+    default: present
+    choices: [present, absent]
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - With O(state=present), the file is inspected and hashed and the result predicted, but nothing is copied
+        or registered.
+      - With O(state=absent), a change is predicted whenever an image of that name exists, even if an instance
+        still uses it (which makes the real run fail).
+  diff_mode:
+    support: none
+notes:
+  - Images are immutable, as in Glance. The same O(name) with a file of the same content (same SHA-512) reports
+    no change; the same name with different content is refused with RV(error=conflict), register the new file
+    under a new name.
+  - O(visibility), O(min_disk), O(min_ram) and O(properties) are only applied when the image is created; changing
+    them for an existing image reports no change and does not update it.
+  - O(state=absent) is refused with RV(error=conflict) while a live instance uses the image.
+  - The image store lives in O(state_dir) on the controller; the hypervisor hosts fetch the file from there when
+    an instance is booted (M(bootflow.cloud.image_fetch)).
+seealso:
+  - module: bootflow.cloud.image_fetch
+  - module: bootflow.cloud.instance
+  - module: bootflow.cloud.flavor
+"""
+
+EXAMPLES = r"""
+# With a token set for the whole play:
+#
+#   module_defaults:
+#     group/bootflow.cloud.bootflow:
+#       auth_token: "{{ bootflow_auth.token }}"
+
+- name: Download a Debian cloud image to the controller
+  ansible.builtin.get_url:
+    url: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
+    dest: /var/tmp/debian-12-genericcloud-amd64.qcow2
+    mode: "0644"
+  delegate_to: localhost
+
+- name: Register it as a public image (admin token)
+  bootflow.cloud.image:
+    auth_token: "{{ bootflow_auth.token }}"
+    name: debian-12
+    filename: /var/tmp/debian-12-genericcloud-amd64.qcow2
+    disk_format: qcow2
+    visibility: public
+    min_disk: 3
+    min_ram: 512
+    properties:
+      os_distro: debian
+      os_version: "12"
+
+- name: Register a raw image private to the caller's project (member token)
+  bootflow.cloud.image:
+    auth_token: "{{ alice_auth.token }}"
+    name: appliance
+    filename: /srv/images/appliance.raw
+    disk_format: raw
+
+- name: Remove an image no instance uses any more
+  bootflow.cloud.image:
+    auth_token: "{{ bootflow_auth.token }}"
+    name: debian-11
+    state: absent
+"""
+
+RETURN = r"""
+image:
+  description:
+    - The image record after the task.
+    - V(null) when O(state=absent).
+    - In check mode, when the image would be created, only C(name), C(disk_format), C(checksum) and C(size) are
+      returned.
+  returned: success
+  type: dict
+  contains:
+    id:
+      description: ID of the image; also the file name in the image store.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+    name:
+      description: Name of the image.
+      type: str
+      returned: success
+      sample: debian-12
+    owner:
+      description: ID of the project that owns the image.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: 8a3c2f10-7b6d-4e5f-a1b2-c3d4e5f60718
+    visibility:
+      description: V(public) or V(private).
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: public
+    status:
+      description: Glance status, V(active) once the upload is complete.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: active
+    disk_format:
+      description: Format of the image file.
+      type: str
+      returned: success
+      sample: qcow2
+    container_format:
+      description: Container format.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: bare
+    size:
+      description: Size of the image file in bytes.
+      type: int
+      returned: success
+      sample: 343736320
+    virtual_size:
+      description: Size of the disk the image describes in bytes (the file size for raw images).
+      type: int
+      returned: success, except in check mode when the image would be created
+      sample: 3221225472
+    checksum:
+      description: MD5 of the file (Glance's legacy C(checksum)).
+      type: str
+      returned: success
+      sample: 5d41402abc4b2a76b9719d911017c592
+    os_hash_algo:
+      description: Algorithm of RV(image.os_hash_value).
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: sha512
+    os_hash_value:
+      description: SHA-512 of the file (Glance's multihash).
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: 9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca72323c3d99ba5c11d7c7acc6e14b8c5da0c4663475c2e5c3adef46f73bcdec043
+    location:
+      description: Path of the image file in the image store on the controller.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: /root/.bootflow/images/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+    properties:
+      description: Image properties.
+      type: dict
+      returned: success, except in check mode when the image would be created
+      sample: {"os_distro": "debian", "os_version": "12"}
+    min_disk:
+      description: Smallest root disk in GiB.
+      type: int
+      returned: success, except in check mode when the image would be created
+      sample: 3
+    min_ram:
+      description: Smallest memory in MiB.
+      type: int
+      returned: success, except in check mode when the image would be created
+      sample: 512
+    created_at:
+      description: Creation time, UTC, ISO 8601.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: "2025-01-10T09:15:02.123456Z"
+    updated_at:
+      description: Time of the last status change, UTC, ISO 8601.
+      type: str
+      returned: success, except in check mode when the image would be created
+      sample: "2025-01-10T09:15:09.654321Z"
+error:
+  description:
+    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(invalid) for a missing
+      file or a format mismatch, V(conflict) for a name with different content, several images of that name, or an
+      image still in use.
+  returned: failure
+  type: str
+  sample: conflict
+"""

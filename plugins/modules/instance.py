@@ -1,0 +1,380 @@
+#!/usr/bin/python
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: instance
+short_description: Create, fail or delete the instance record (nova-api, seed steps 3-7)
+version_added: 0.1.0
+author: bootflow.cloud contributors
+description:
+  - nova-api's part of the OpenStack Nova boot request flow. In seed step 3 the client turns the boot request into a
+    REST call to nova-api; in seed steps 4-5 nova-api has the auth token validated and gets the caller's roles; in
+    seed steps 6-7 it checks the request against the database and creates the initial instance record.
+  - With O(state=present), validates the whole request before writing anything (name, O(flavor), O(image) visible
+    to the caller and V(active), the flavor against the image's C(min_disk), C(min_ram) and size, every network
+    and its subnet, O(volume_size_gb), O(user_data)), then creates the instance record in the caller's project with
+    C(vm_state=building), C(task_state=scheduling) and, when O(volume_size_gb) is set, the record of a blank volume
+    to be attached as C(vdb). The step is recorded in the instance's step log (seed steps V(3-7), service
+    V(nova-api)).
+  - With O(state=error), puts the instance in C(vm_state=error) with O(fault) recorded as its fault, like Nova does
+    when a build fails; for example from the C(rescue) section of a boot play when a later step failed.
+  - With O(state=absent), soft-deletes the record (C(vm_state=deleted)), which frees the name. This is the last
+    step of C(playbooks/delete.yml); the compute side must have released everything first.
+  - Needs a token with the V(admin) or V(member) role. Names are looked up in the caller's project; an admin can
+    also reach an instance of another project by UUID.
+  - Runs on the controller as an action plugin; this file only holds the documentation.
+extends_documentation_fragment:
+  - bootflow.cloud.auth
+  - bootflow.cloud.attributes
+  - bootflow.cloud.attributes.CONTROLLER
+options:
+  name:
+    description:
+      - Name of the instance, unique among the live instances of the caller's project. With O(state=absent) or
+        O(state=error) it can also be the instance UUID.
+      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL)
+        or with leading or trailing whitespace fails the task with RV(error=invalid).
+    type: str
+    required: true
+  flavor:
+    description:
+      - Name or ID of the flavor (see M(bootflow.cloud.flavor)).
+      - Required when O(state=present). An unknown flavor fails with RV(error=not_found); a flavor whose disk
+        or memory is smaller than the image's C(min_disk), C(min_ram) or virtual size fails with RV(error=invalid).
+    type: str
+  image:
+    description:
+      - Name or ID of the image (see M(bootflow.cloud.image)). It must be public or owned by the caller's project,
+        and V(active).
+      - Required when O(state=present). An unknown image fails with RV(error=not_found), an image that is not
+        active with RV(error=invalid), a name shared by several images with RV(error=conflict).
+    type: str
+  networks:
+    description:
+      - Names or IDs of the networks to connect the instance to, one port on each, in this order (see
+        M(bootflow.cloud.network)).
+      - Required and non-empty when O(state=present). An unknown network or a network without a subnet fails with
+        RV(error=not_found).
+    type: list
+    elements: str
+  volume_size_gb:
+    description:
+      - Size in GiB of a blank data volume to create and attach as C(vdb) (a block device mapping, seed steps
+        25-27), deleted together with the instance.
+      - V(0) means no volume. Values outside 0 to 16384 fail with RV(error=invalid).
+    type: int
+    default: 0
+  user_data:
+    description:
+      - User data for cloud-init in the guest, as plain text (not base64), at most 65535 bytes; more fails with
+        RV(error=invalid).
+      - It is stored in the instance record and returned in RV(instance.request); do not put secrets in it
+        unless the task has C(no_log).
+      - Not compared for idempotency, a different O(user_data) for an existing instance is ignored.
+    type: str
+  state:
+    description:
+      - V(present) creates the instance record (seed steps 3-7).
+      - V(error) marks the instance as failed with O(fault).
+      - V(absent) deletes the record.
+      - With V(error) and V(absent), an instance that does not exist is not an error (no change, RV(instance) is
+        V(null)).
+    type: str
+    default: present
+    choices: [present, absent, error]
+  fault:
+    description:
+      - Message recorded as the instance's fault (with step V(boot) and the instance's host) when O(state=error).
+      - Required when O(state=error), ignored otherwise.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - Idempotent, as long as the name exists with the same O(flavor), O(image), O(networks) and O(volume_size_gb),
+    O(state=present) reports no change and returns the existing instance, whatever state it is in. The same name
+    with a different flavor, image, networks or volume size is refused with RV(error=conflict); delete the
+    instance first or pick another name.
+  - O(state=absent) is refused with RV(error=conflict) while the instance still holds a host allocation, ports or
+    volumes. Run C(playbooks/delete.yml), which releases them first (M(bootflow.cloud.schedule),
+    M(bootflow.cloud.port) and the volume modules with O(state=absent)) and deletes the record last.
+  - O(state=error) on an instance already in C(vm_state=error) changes nothing.
+seealso:
+  - module: bootflow.cloud.token
+  - module: bootflow.cloud.schedule
+  - module: bootflow.cloud.instance_info
+  - module: bootflow.cloud.port
+"""
+
+EXAMPLES = r"""
+# The boot flow's first controller steps, with the token set once for the play:
+#
+# - hosts: localhost
+#   gather_facts: false
+#   module_defaults:
+#     group/bootflow.cloud.bootflow:
+#       auth_token: "{{ bootflow_auth.token }}"
+#   tasks:
+#     - name: Create the instance record (seed steps 3-7)
+#       bootflow.cloud.instance:
+#         name: web1
+#         flavor: m1.small
+#         image: debian-12
+#         networks: [public]
+#
+#     - name: Pick a host (seed steps 8-12)
+#       bootflow.cloud.schedule:
+#         instance: web1
+
+- name: Create the instance record with a 10 GiB data volume and cloud-init user data
+  bootflow.cloud.instance:
+    auth_token: "{{ bootflow_auth.token }}"
+    name: web1
+    flavor: m1.small
+    image: debian-12
+    networks:
+      - public
+    volume_size_gb: 10
+    user_data: |
+      #cloud-config
+      hostname: web1
+      packages:
+        - nginx
+  register: web1
+
+- name: Show the new instance's UUID and status
+  ansible.builtin.debug:
+    msg: "{{ web1.instance.uuid }} is {{ web1.instance.status }}"
+
+- name: Mark the instance as failed when a later boot step fails
+  bootflow.cloud.instance:
+    auth_token: "{{ bootflow_auth.token }}"
+    name: web1
+    state: error
+    fault: "domain did not start on {{ web1_host }}"
+
+- name: Delete the record once the compute side released everything
+  bootflow.cloud.instance:
+    auth_token: "{{ bootflow_auth.token }}"
+    name: web1
+    state: absent
+"""
+
+RETURN = r"""
+instance:
+  description:
+    - The instance record.
+    - V(null) when O(state=absent) or O(state=error) and the instance does not exist.
+    - In check mode, when the instance would be created, only C(name), C(vm_state) and C(task_state) are returned.
+    - With O(state=error), the record as it was before the fault was recorded.
+    - With O(state=absent), C(vm_state) is V(deleted).
+  returned: success
+  type: dict
+  contains:
+    uuid:
+      description: UUID of the instance; also the libvirt domain UUID.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: 2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b
+    name:
+      description: Name of the instance.
+      type: str
+      returned: success
+      sample: web1
+    project_id:
+      description: ID of the project that owns the instance.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: 8a3c2f10-7b6d-4e5f-a1b2-c3d4e5f60718
+    user_id:
+      description: ID of the user that created the instance.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: 5d1f0b8e-3c1a-4b8e-9f7d-0a2b3c4d5e6f
+    flavor_id:
+      description: ID of the flavor.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: 0f5e9c2a-6b1d-4a7e-8c3f-2d1e0b9a8c7d
+    image_id:
+      description: ID of the image.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+    vm_state:
+      description: Nova vm_state, V(building) after creation.
+      type: str
+      returned: success
+      sample: building
+    task_state:
+      description: Nova task_state, V(scheduling) after creation.
+      type: str
+      returned: success
+      sample: scheduling
+    power_state:
+      description: Power state, V(NOSTATE) until the domain runs.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: NOSTATE
+    status:
+      description: The status the API shows, derived from the states (V(BUILD), V(ACTIVE), V(ERROR), V(DELETED)).
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: BUILD
+    host:
+      description: Hypervisor host the instance is scheduled to, V(null) before M(bootflow.cloud.schedule).
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: null
+    domain_name:
+      description: Name of the libvirt domain on the host, C(bootflow-<uuid>).
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: bootflow-2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b
+    request:
+      description: The boot request as stored by nova-api.
+      type: dict
+      returned: success, except in check mode when the instance would be created
+      contains:
+        flavor:
+          description: Name of the flavor.
+          type: str
+          returned: success
+          sample: m1.small
+        image:
+          description: ID of the image.
+          type: str
+          returned: success
+          sample: 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+        networks:
+          description: IDs of the networks, in request order.
+          type: list
+          elements: str
+          returned: success
+          sample: [3b0c6e1f-9a2d-4c5b-8e7f-1a2b3c4d5e6f]
+        volume_size_gb:
+          description: Size of the data volume in GiB, V(0) for none.
+          type: int
+          returned: success
+          sample: 10
+        user_data:
+          description: The user data as given.
+          type: str
+          returned: success
+          sample: "#cloud-config\nhostname: web1\n"
+    fault:
+      description: The recorded fault, V(null) unless the instance went to C(vm_state=error).
+      type: dict
+      returned: success, except in check mode when the instance would be created
+      contains:
+        message:
+          description: What failed.
+          type: str
+          returned: when a fault is recorded
+          sample: "No valid host was found. There are no compute nodes: run playbooks/hypervisors.yml."
+        step:
+          description: The step that recorded it (V(boot), V(schedule), V(port) ...).
+          type: str
+          returned: when a fault is recorded
+          sample: schedule
+        host:
+          description: Host involved, if any.
+          type: str
+          returned: when a fault is recorded
+          sample: null
+        at:
+          description: When it was recorded, UTC, ISO 8601.
+          type: str
+          returned: when a fault is recorded
+          sample: "2025-01-10T09:15:03.456789Z"
+    created_at:
+      description: Creation time, UTC, ISO 8601.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: "2025-01-10T09:15:02.123456Z"
+    updated_at:
+      description: Time of the last state change, UTC, ISO 8601.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: "2025-01-10T09:15:02.123456Z"
+    launched_at:
+      description: When the domain was first started, V(null) until then.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: null
+    deleted_at:
+      description: When the record was deleted, V(null) for a live instance.
+      type: str
+      returned: success, except in check mode when the instance would be created
+      sample: null
+    deleted:
+      description: V(0) for a live instance, the deletion timestamp (ms) once deleted.
+      type: int
+      returned: success, except in check mode when the instance would be created
+      sample: 0
+bootflow_step:
+  description:
+    - The row of the seed-style step table the C(bootflow.cloud.request_flow) callback prints.
+  returned: when O(state=present) created the instance (not in check mode)
+  type: dict
+  contains:
+    instance:
+      description: Name of the instance.
+      type: str
+      returned: always
+      sample: web1
+    seed_steps:
+      description: The seed steps of the request flow this task performed.
+      type: str
+      returned: always
+      sample: 3-7
+    service:
+      description: The OpenStack service that plays this step.
+      type: str
+      returned: always
+      sample: nova-api
+    action:
+      description: What the service did.
+      type: str
+      returned: always
+      sample: create
+    host:
+      description: Where the step ran, V(controller) for nova-api.
+      type: str
+      returned: always
+      sample: controller
+    from:
+      description: C(vm_state/task_state) before the step, C(-/none) for a new instance.
+      type: str
+      returned: always
+      sample: "-/none"
+    to:
+      description: C(vm_state/task_state) after the step.
+      type: str
+      returned: always
+      sample: building/scheduling
+    changed:
+      description: Whether the step changed anything.
+      type: bool
+      returned: always
+      sample: true
+    ms:
+      description: Duration of the step in milliseconds.
+      type: int
+      returned: always
+      sample: 14
+error:
+  description:
+    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an
+      unknown flavor, image or network, V(invalid) for a request that fails validation, V(conflict) for a name taken
+      with a different request, several instances matching O(name), or an instance that still holds resources.
+  returned: failure
+  type: str
+  sample: conflict
+"""

@@ -1,0 +1,366 @@
+#!/usr/bin/python
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: schedule
+short_description: Pick a hypervisor host and claim its resources (nova-scheduler and Placement, seed steps 8-12)
+version_added: 0.1.0
+author: bootflow.cloud contributors
+description:
+  - nova-scheduler's part of the OpenStack Nova boot request flow. In seed step 8 nova-api asks nova-scheduler for
+    a host; in seed steps 9-10 the scheduler picks up the request and finds an appropriate host in the database by
+    filtering and weighing; in seed step 11 it returns the instance entry with the host set, and in seed step 12
+    hands the build to nova-compute on that host.
+  - With O(state=present), filters the registered compute nodes (see M(bootflow.cloud.compute_node)) against the
+    instance's flavor, weighs the hosts that pass, picks one among the best O(host_subset_size), then claims the
+    flavor's vCPUs, memory and disk on it atomically, as Placement does. If the claim fails because another boot
+    took the capacity first, the alternates are tried in order. On success the instance's host is set (it stays
+    C(building/scheduling)) and the step is recorded in its step log (seed steps V(8-12), service
+    V(nova-scheduler)).
+  - When no host passes the filters, or every claim fails, the instance goes to C(vm_state=error) with the reason as
+    its fault (as Nova's C(NoValidHost)), and the task fails with RV(error=no_valid_host) and the per-host reasons in
+    RV(rejected) and RV(claim_failures).
+  - With O(state=absent), releases the instance's allocation (used by C(playbooks/delete.yml)). The instance's
+    host and states are not changed.
+  - Needs a token with the V(admin) or V(member) role.
+  - Runs on the controller as an action plugin; this file only holds the documentation.
+extends_documentation_fragment:
+  - bootflow.cloud.auth
+  - bootflow.cloud.attributes
+  - bootflow.cloud.attributes.CONTROLLER
+options:
+  instance:
+    description:
+      - Name or UUID of the instance (see M(bootflow.cloud.instance)).
+      - An unknown instance fails with RV(error=not_found), a name matching several instances with
+        RV(error=conflict).
+    type: str
+    required: true
+  hosts:
+    description:
+      - Only consider the compute nodes with these names (the inventory hostnames they were registered under).
+      - Names that are not registered compute nodes are ignored; when none of the names is one, the task fails
+        with RV(error=no_valid_host).
+      - By default every registered compute node is a candidate.
+    type: list
+    elements: str
+  enabled_filters:
+    description:
+      - Scheduler filters to run, in Nova's order, from V(ForceHostFilter), V(AvailabilityZoneFilter),
+        V(ComputeFilter), V(CapacityFilter), V(ComputeCapabilitiesFilter), V(ImagePropertiesFilter),
+        V(ServerGroupAntiAffinityFilter) and V(ServerGroupAffinityFilter). An unknown name fails the task with
+        RV(error=invalid).
+      - V(ForceHostFilter), V(AvailabilityZoneFilter) and V(CapacityFilter) always run, whatever this list says.
+      - V(ComputeFilter) rejects disabled hosts and hosts that are down (see O(service_down_time));
+        V(CapacityFilter) checks free vCPUs, memory and disk with the hosts' allocation ratios and reservations;
+        V(ComputeCapabilitiesFilter) matches the flavor's C(extra_specs).
+      - The request built here carries no availability zone, forced host, server group or image properties, so the
+        remaining filters pass every host.
+      - By default all filters run.
+    type: list
+    elements: str
+  weight_multipliers:
+    description:
+      - Multiplier per weigher (Nova's C(*_weight_multiplier) options). Keys are V(RAMWeigher), V(CPUWeigher),
+        V(DiskWeigher) and V(NumInstancesWeigher), or the short names V(ram), V(cpu), V(disk), V(num_instances),
+        or the Nova option names such as V(ram_weight_multiplier). Values are numbers; a negative multiplier for
+        RAM, CPU or disk stacks instances instead of spreading them.
+      - Weighers not listed get the multiplier V(1.0). An unknown key or a non-numeric value fails the task with
+        RV(error=invalid).
+    type: dict
+    default: {}
+  host_subset_size:
+    description:
+      - The chosen host is picked at random among the best this many hosts (Nova's C(host_subset_size)), to spread
+        concurrent boots. Must be 1 or more, otherwise the task fails with RV(error=invalid).
+    type: int
+    default: 1
+  max_attempts:
+    description:
+      - How many hosts at most (the chosen one plus alternates, best first) are kept and tried when claiming
+        resources. Must be 1 or more, otherwise the task fails with RV(error=invalid).
+    type: int
+    default: 3
+  service_down_time:
+    description:
+      - Seconds after which a compute node whose last report (the last M(bootflow.cloud.compute_node) run) is older
+        is considered down and rejected by V(ComputeFilter).
+      - V(0) does not judge liveness by the report's age, since hosts only report when the hypervisor play runs.
+      - A negative value fails the task with RV(error=invalid).
+    type: int
+    default: 0
+  state:
+    description:
+      - V(present) schedules the instance and claims resources on the chosen host.
+      - V(absent) releases the instance's allocation; nothing happens when it has none.
+    type: str
+    default: present
+    choices: [present, absent]
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Filters and weighs the hosts and returns the host that would be chosen, without claiming resources or
+        changing the instance. The actual claim could still fail at run time when another boot takes the capacity.
+      - A scheduling failure in check mode fails the task but does not put the instance in error.
+  diff_mode:
+    support: none
+notes:
+  - Idempotent, an instance that already holds an allocation is not scheduled again; the task reports no change
+    and returns the host of that allocation.
+  - Only an instance in C(building/scheduling) without an allocation can be scheduled. Any other state (for
+    example C(error) after an earlier failure) fails with RV(error=invalid); delete the instance and boot it again.
+  - Parallel boots are safe, claims use a compare-and-swap on the host's resource provider generation and are
+    retried on conflict.
+seealso:
+  - module: bootflow.cloud.instance
+  - module: bootflow.cloud.compute_node
+  - module: bootflow.cloud.flavor
+  - module: bootflow.cloud.instance_info
+"""
+
+EXAMPLES = r"""
+# With the token set for the whole play:
+#
+#   module_defaults:
+#     group/bootflow.cloud.bootflow:
+#       auth_token: "{{ bootflow_auth.token }}"
+
+- name: Pick a host for web1 among all compute nodes
+  bootflow.cloud.schedule:
+    auth_token: "{{ bootflow_auth.token }}"
+    instance: web1
+  register: sched
+
+- name: Show the chosen host and the alternates
+  ansible.builtin.debug:
+    msg: "web1 -> {{ sched.host }} (alternates {{ sched.alternates | join(', ') }})"
+
+- name: Schedule on the hosts of one rack, stacking instances and ignoring hosts silent for 10 minutes
+  bootflow.cloud.schedule:
+    auth_token: "{{ bootflow_auth.token }}"
+    instance: web2
+    hosts: "{{ groups['rack1'] }}"
+    weight_multipliers:
+      ram: -1.0
+      num_instances: 0
+    service_down_time: 600
+
+- name: Schedule with only the capacity and capability checks
+  bootflow.cloud.schedule:
+    auth_token: "{{ bootflow_auth.token }}"
+    instance: web3
+    enabled_filters:
+      - ComputeFilter
+      - CapacityFilter
+      - ComputeCapabilitiesFilter
+    host_subset_size: 2
+
+- name: Release the allocation of a deleted instance
+  bootflow.cloud.schedule:
+    auth_token: "{{ bootflow_auth.token }}"
+    instance: web1
+    state: absent
+"""
+
+RETURN = r"""
+host:
+  description: The chosen host (or, in check mode, the host that would be chosen), or the host of the existing allocation.
+  returned: when O(state=present) succeeded
+  type: str
+  sample: hv1
+alternates:
+  description: The other hosts kept for the claim, best first. Empty when the instance already had an allocation.
+  returned: when O(state=present) succeeded
+  type: list
+  elements: str
+  sample: [hv3, hv2]
+rejected:
+  description:
+    - Hosts the filters rejected, with the filter and the reason.
+    - Also returned when the task fails with RV(error=no_valid_host).
+  returned: when the instance was scheduled, and on a scheduling failure
+  type: dict
+  sample: {"hv4": "CapacityFilter: RAM: requested 4096 MB, free 1024 MB", "hv5": "ComputeFilter: disabled"}
+claim_failures:
+  description:
+    - Hosts on which the claim failed (capacity taken by a concurrent boot meanwhile), with the reason.
+    - Also returned when every claim failed (RV(error=no_valid_host)).
+  returned: when the instance was scheduled (not in check mode), and when every claim failed
+  type: dict
+  sample: {}
+weights:
+  description: Weight of each kept host, the total and each weigher's share (normalised, times its multiplier).
+  returned: when the instance was scheduled, also in check mode
+  type: dict
+  sample:
+    hv1: {"total": 3.5, "RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0, "NumInstancesWeigher": 0.5}
+    hv3: {"total": 1.2, "RAMWeigher": 0.4, "CPUWeigher": 0.3, "DiskWeigher": 0.5, "NumInstancesWeigher": 0.0}
+released_from:
+  description: Host whose allocation was released, V(null) when the instance had none.
+  returned: when O(state=absent)
+  type: str
+  sample: hv1
+instance:
+  description: The instance record, with its host set (same keys as RV(bootflow.cloud.instance#module:instance)).
+  returned: when O(state=present) succeeded, except in check mode when the instance would be scheduled
+  type: dict
+  contains:
+    uuid:
+      description: UUID of the instance.
+      type: str
+      returned: success
+      sample: 2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b
+    name:
+      description: Name of the instance.
+      type: str
+      returned: success
+      sample: web1
+    host:
+      description: The host the instance is scheduled to.
+      type: str
+      returned: success
+      sample: hv1
+    vm_state:
+      description: Nova vm_state.
+      type: str
+      returned: success
+      sample: building
+    task_state:
+      description: Nova task_state.
+      type: str
+      returned: success
+      sample: scheduling
+    power_state:
+      description: Power state.
+      type: str
+      returned: success
+      sample: NOSTATE
+    status:
+      description: The status the API shows.
+      type: str
+      returned: success
+      sample: BUILD
+    domain_name:
+      description: Name of the libvirt domain, C(bootflow-<uuid>).
+      type: str
+      returned: success
+      sample: bootflow-2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b
+    project_id:
+      description: ID of the owning project.
+      type: str
+      returned: success
+      sample: 8a3c2f10-7b6d-4e5f-a1b2-c3d4e5f60718
+    user_id:
+      description: ID of the user that created the instance.
+      type: str
+      returned: success
+      sample: 5d1f0b8e-3c1a-4b8e-9f7d-0a2b3c4d5e6f
+    flavor_id:
+      description: ID of the flavor.
+      type: str
+      returned: success
+      sample: 0f5e9c2a-6b1d-4a7e-8c3f-2d1e0b9a8c7d
+    image_id:
+      description: ID of the image.
+      type: str
+      returned: success
+      sample: 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+    request:
+      description: The boot request (flavor, image, networks, volume_size_gb, user_data).
+      type: dict
+      returned: success
+      sample: {"flavor": "m1.small", "image": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", "networks": [], "volume_size_gb": 0, "user_data": null}
+    fault:
+      description: The recorded fault, V(null) unless the instance is in error.
+      type: dict
+      returned: success
+      sample: null
+    created_at:
+      description: Creation time, UTC, ISO 8601.
+      type: str
+      returned: success
+      sample: "2025-01-10T09:15:02.123456Z"
+    updated_at:
+      description: Time of the last state change, UTC, ISO 8601.
+      type: str
+      returned: success
+      sample: "2025-01-10T09:15:03.234567Z"
+    launched_at:
+      description: When the domain was first started.
+      type: str
+      returned: success
+      sample: null
+    deleted_at:
+      description: Deletion time, V(null) for a live instance.
+      type: str
+      returned: success
+      sample: null
+    deleted:
+      description: V(0) for a live instance.
+      type: int
+      returned: success
+      sample: 0
+bootflow_step:
+  description: The row of the seed-style step table the C(bootflow.cloud.request_flow) callback prints.
+  returned: when the instance was scheduled (not in check mode and not when it already had an allocation)
+  type: dict
+  contains:
+    instance:
+      description: Name of the instance.
+      type: str
+      returned: always
+      sample: web1
+    seed_steps:
+      description: The seed steps of the request flow this task performed.
+      type: str
+      returned: always
+      sample: 8-12
+    service:
+      description: The OpenStack service that plays this step.
+      type: str
+      returned: always
+      sample: nova-scheduler
+    action:
+      description: What the service did.
+      type: str
+      returned: always
+      sample: select_destinations
+    host:
+      description: The chosen host.
+      type: str
+      returned: always
+      sample: hv1
+    from:
+      description: C(vm_state/task_state) before the step.
+      type: str
+      returned: always
+      sample: building/scheduling
+    to:
+      description: C(vm_state/task_state) after the step.
+      type: str
+      returned: always
+      sample: building/scheduling
+    changed:
+      description: Whether the step changed anything.
+      type: bool
+      returned: always
+      sample: true
+    ms:
+      description: Duration of the step in milliseconds.
+      type: int
+      returned: always
+      sample: 21
+error:
+  description:
+    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an
+      unknown instance, V(invalid) for a bad scheduler setting or an instance that cannot be scheduled,
+      V(no_valid_host) when no host passed the filters or every claim failed.
+  returned: failure
+  type: str
+  sample: no_valid_host
+"""

@@ -1,0 +1,103 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""boot.yml end to end on a real test host: the guest boots, gets exactly the allocated IP from
+dnsmasq, sees its volume as vdb and serves its page; a re-run changes nothing; delete.yml leaves
+nothing behind. The tests in this module run in file order and share one instance."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import console, wait_console
+
+NAME = "it-vm"
+
+
+@pytest.fixture(scope="module")
+def booted(it_env):
+    before = it_env.host_snapshot()
+    res = it_env.play("boot.yml", "-e", "bootflow_instance_name=%s" % NAME)
+    rows = it_env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME)
+    assert len(rows) == 1, rows
+    return {"env": it_env, "first": res, "instance": rows[0], "before": before}
+
+
+def test_instance_is_active_on_the_test_host(booted):
+    inst = booted["instance"]
+    assert (inst["vm_state"], inst["task_state"], inst["power_state"]) == ("active", None, "RUNNING")
+    assert inst["host"] == booted["env"].host
+    state = booted["env"].ssh("virsh -c qemu:///system domstate bootflow-%s" % inst["uuid"]).strip()
+    assert state == "running"
+
+
+def test_guest_got_exactly_the_allocated_ip_from_dnsmasq(booted):
+    env, inst = booted["env"], booted["instance"]
+    ports = env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"])
+    assert len(ports) == 1 and ports[0]["status"] == "ACTIVE"
+    port = ports[0]
+    m = wait_console(env, inst["uuid"], r"GUEST-DHCP-LEASE: iface=\S+ ip=(\S+)")
+    assert m.group(1) == port["ip"]
+    assert port["mac"].startswith("fa:16:3e:")
+    leases = env.ssh("cat /var/lib/bootflow/dhcp/%s/leases" % port["network_id"])
+    assert any(line.split()[1:3] == [port["mac"], port["ip"]] for line in leases.splitlines()), leases
+    hosts = env.ssh("cat /var/lib/bootflow/dhcp/%s/host" % port["network_id"])
+    assert "%s,host-%s,%s" % (port["mac"], port["ip"].replace(".", "-"), port["ip"]) in hosts
+
+
+def test_guest_sees_its_volume_as_vdb(booted):
+    env, inst = booted["env"], booted["instance"]
+    vols = env.query("SELECT * FROM volumes WHERE instance_uuid=?", inst["uuid"])
+    assert [(v["status"], v["device"]) for v in vols] == [("in-use", "vdb")]
+    wait_console(env, inst["uuid"], r"GUEST-BLOCK: .*\bvda\b.*\bvdb\b")
+    blk = env.ssh("virsh -c qemu:///system domblklist bootflow-%s" % inst["uuid"])
+    assert "vdb" in blk and vols[0]["name"] in blk
+
+
+def test_guest_serves_its_page_inside_the_host_namespace(booted):
+    env, inst = booted["env"], booted["instance"]
+    ip = env.query("SELECT ip FROM ports WHERE instance_uuid=?", inst["uuid"])[0]["ip"]
+    wait_console(env, inst["uuid"], r"GUEST-HTTP: up")
+    page = env.ssh("busybox wget -qO- -T 5 http://%s/" % ip)
+    assert "bootflow guest" in page and ip in page
+
+
+def test_steps_recorded_in_seed_order_and_table_printed(booted):
+    env, inst = booted["env"], booted["instance"]
+    steps = env.query("SELECT seed_steps, vm_state, task_state FROM instance_steps WHERE instance_uuid=? ORDER BY id",
+                      inst["uuid"])
+    seeds = [s["seed_steps"] for s in steps]
+    assert seeds[:3] == ["3-7", "8-12", "19-21"], seeds
+    assert seeds[-1] == "28" and steps[-1]["vm_state"] == "active"
+    order = ["3-7", "8-12", "19-21", "22-24", "25-27", "28"]
+    assert [s for s in order if s in seeds] == order
+    assert "REQUEST FLOW [%s]" % NAME in booted["first"].out
+
+
+def test_second_boot_reports_no_changes(booted):
+    env = booted["env"]
+    again = env.play("boot.yml", "-e", "bootflow_instance_name=%s" % NAME)
+    recap = again.recap()
+    assert recap and all(v["changed"] == 0 and v["failed"] == 0 for v in recap.values()), again.out[-3000:]
+    assert len(env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME)) == 1
+    assert len(env.query("SELECT * FROM allocations")) == 1
+
+
+def test_delete_leaves_nothing(booted):
+    env, inst = booted["env"], booted["instance"]
+    port = env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
+    env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME)
+    after = env.host_snapshot()
+    assert after == booted["before"], (after, booted["before"])
+    assert env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"]) == []
+    assert env.query("SELECT * FROM allocations WHERE consumer_id=?", inst["uuid"]) == []
+    assert [v["status"] for v in env.query("SELECT status FROM volumes WHERE id IN "
+                                           "(SELECT id FROM volumes WHERE project_id=?)", inst["project_id"])] == ["deleted"]
+    row = env.query("SELECT vm_state, deleted FROM instances WHERE uuid=?", inst["uuid"])[0]
+    assert row["vm_state"] == "deleted" and row["deleted"] != 0
+    # the lease was released too (dhcp_release), not just the reservation
+    leases = env.ssh("cat /var/lib/bootflow/dhcp/%s/leases 2>/dev/null || true" % port["network_id"])
+    assert port["mac"] not in leases, leases
+    assert console(env, inst["uuid"]) == ""  # the instance dir (console log, overlay) is gone
+    # and a second delete of a gone instance is a no-op that succeeds
+    again = env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME)
+    assert all(v["failed"] == 0 for v in again.recap().values())

@@ -1,0 +1,100 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Embedded identity on a real SQLite DB: bootstrap, password check, Fernet tokens."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
+
+
+@pytest.fixture()
+def state(tmp_path):
+    db = _db.open_db(state_dir=str(tmp_path))
+    keys = _identity.key_repository(str(tmp_path))
+    assert _identity.bootstrap(db, "admin", "s3cret", "admin") is True
+    return db, keys, tmp_path
+
+
+def test_db_file_and_keys_are_private(state):
+    _db_, keys, path = state
+    keys.ensure()
+    assert stat.S_IMODE(os.stat(path / "bootflow.db").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path / "fernet-keys").st_mode) == 0o700
+    for name in os.listdir(path / "fernet-keys"):
+        assert stat.S_IMODE(os.stat(path / "fernet-keys" / name).st_mode) == 0o600
+    assert sorted(os.listdir(path / "fernet-keys")) == ["0", "1"]
+
+
+def test_bootstrap_is_idempotent_and_never_stores_the_password(state):
+    db, _keys, _path = state
+    assert _identity.bootstrap(db, "admin", "s3cret", "admin") is False
+    with db.tx() as conn:
+        (hashed,) = conn.execute(_db.table("users").select().with_only_columns(_db.table("users").c.password_hash)).one()
+    assert "s3cret" not in hashed and hashed.startswith("scrypt$")
+    assert _identity.bootstrap(db, "admin", "other", "admin") is True  # password reset, like keystone-manage
+    with pytest.raises(AuthError):
+        _identity.issue_token(db, _identity.key_repository(str(_path)), "admin", "s3cret", "admin")
+
+
+def test_token_round_trip(state):
+    db, keys, _path = state
+    token, ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin", ttl=60)
+    got = _identity.validate_token(keys, token)
+    assert (got.user_id, got.project_id, got.roles, got.expires_at, got.audit_id) == \
+        (ctx.user_id, ctx.project_id, ("admin",), ctx.expires_at, ctx.audit_id)
+    assert ctx.project_name == "admin"
+    assert len(token) < 255
+
+
+@pytest.mark.parametrize("user,password,project,why", [
+    ("admin", "wrong", "admin", "wrong user name or password"),
+    ("nobody", "s3cret", "admin", "wrong user name or password"),
+    ("admin", "s3cret", "no-such-project", "unknown project"),
+])
+def test_bad_credentials_are_refused(state, user, password, project, why):
+    db, keys, _path = state
+    with pytest.raises(AuthError, match=why):
+        _identity.issue_token(db, keys, user, password, project)
+
+
+def test_expired_token_is_refused(state):
+    db, keys, _path = state
+    token, ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin", ttl=60)
+    with pytest.raises(AuthError, match="expired"):
+        _identity.validate_token(keys, token, now=ctx.expires_at + 1)
+
+
+def test_tampered_token_is_refused(state):
+    db, keys, _path = state
+    token, _ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin")
+    flipped = token[:40] + ("A" if token[40] != "A" else "B") + token[41:]
+    with pytest.raises(AuthError, match="not valid"):
+        _identity.validate_token(keys, flipped)
+
+
+def test_token_from_another_key_repository_is_refused(state, tmp_path_factory):
+    db, keys, _path = state
+    token, _ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin")
+    other = _identity.KeyRepository(str(tmp_path_factory.mktemp("other") / "keys"))
+    with pytest.raises(AuthError, match="not valid"):
+        _identity.validate_token(other, token)
+
+
+def test_missing_token_says_how_to_get_one(state):
+    _db_, keys, _path = state
+    with pytest.raises(AuthError, match="bootflow.cloud.token"):
+        _identity.validate_token(keys, None)
+
+
+def test_bootstrap_refuses_unknown_role_and_empty_password(state):
+    db, _keys, _path = state
+    with pytest.raises(InvalidRequest):
+        _identity.bootstrap(db, "x", "pw", "admin", role="superuser")
+    with pytest.raises(InvalidRequest):
+        _identity.bootstrap(db, "x", "", "admin")
