@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
 
 
 class ActionModule(ControllerStep):
@@ -22,6 +23,8 @@ class ActionModule(ControllerStep):
         args = ctx.args
         password = args["password"]
         generated = False
+        if password is None and args["username"] != "admin":
+            raise InvalidRequest("password is required for user %s (only admin gets a generated one)." % args["username"])
         if password is None:
             existing = _identity.read_or_create_admin_password(ctx.state_dir, create=False)
             generated = existing is None

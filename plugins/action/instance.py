@@ -55,6 +55,7 @@ class ActionModule(ControllerStep):
                     return {"changed": False, "instance": api.instance_dict(row)}
                 if not ctx.check_mode:
                     api.set_fault(conn, row.uuid, a["fault"], "boot", row.host)
+                    row = api.get_instance(conn, row.uuid, auth)
                 return {"changed": True, "instance": api.instance_dict(row)}
             # absent: the record goes last, after the compute side removed everything (delete.yml)
             leftovers = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
 
 
 class ActionModule(ControllerStep):
@@ -27,7 +27,7 @@ class ActionModule(ControllerStep):
             auth = ctx.auth  # validates, raises AuthError with the reason
             return {"valid": True, "auth": auth.as_dict(), "expires_at": auth.as_dict()["expires_at"]}
         if args["ttl"] < 1:
-            raise AuthError("ttl must be a positive number of seconds, got %d." % args["ttl"])
+            raise InvalidRequest("ttl must be a positive number of seconds, got %d." % args["ttl"])
         password = args["password"]
         if password is None and args["username"] == "admin":
             # embedded default: the password bootstrap generated (0600 file on the controller)

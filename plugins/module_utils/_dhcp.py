@@ -33,6 +33,7 @@ _NET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from its file
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
@@ -285,6 +286,8 @@ def proc_cmdline(pid):
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             raw = f.read()
     except OSError:
+        return None
+    if not raw:  # a zombie (or a kernel thread): not a running program
         return None
     return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
 
@@ -654,7 +657,7 @@ def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
                 os.kill(pid, signal.SIGHUP)
                 result["reloaded"] = True
             if released:
-                deadline = time.monotonic() + 2.0
+                deadline = time.monotonic() + RELEASE_WAIT
                 while time.monotonic() < deadline:
                     left = parse_leases(read_text(c["leases"]) or "")
                     if not any((le["mac"], le["ip"]) == (r["mac"], r["ip"]) for le in left for r in released):

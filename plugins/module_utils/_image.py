@@ -505,7 +505,7 @@ def _fetch_base(paths, fmt, expected, url, src, size, opener, timeout):
                 else:
                     stream = open(src, "rb")
             except Exception as e:
-                raise ImageError("cannot open %s: %s" % (url or src, e))
+                raise ImageError("cannot open %s: %s" % (_redact(url) if url else src, e))
             try:
                 nbytes, got = copy_and_hash(stream, out, list(expected), limit=size)
             except ImageError:

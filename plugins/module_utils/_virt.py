@@ -449,37 +449,42 @@ def carry_over(existing_xml, new_xml, keep_extra_disks=True):
             u.tail = name_el.tail
 
     old_ifaces = [i for i in interfaces(old) if i["mac"]]
-    used = set()
     new_if_els = new.findall("./devices/interface")
-    new_macs = set()
+    taken = set()   # MACs already used by the new definition
     for iface in new_if_els:
         m = iface.find("mac")
         if m is not None and m.get("address"):
-            new_macs.add(m.get("address").lower())
+            taken.add(m.get("address").lower())
+    todo = []
     for iface in new_if_els:
-        if iface.find("mac") is not None:
-            continue
-        tgt = iface.find("target")
-        src = iface.find("source")
-        target = tgt.get("dev") if tgt is not None else None
-        bridge = src.get("bridge") if src is not None else None
-        pick = None
+        if iface.find("mac") is None:
+            tgt = iface.find("target")
+            src = iface.find("source")
+            todo.append((iface, tgt.get("dev") if tgt is not None else None,
+                         src.get("bridge") if src is not None else None))
+    new_targets = {t for _i, t, _b in todo if t}
+    picks = {}
+    # pass 1: same tap device; pass 2: same type and bridge, in order (old interfaces whose tap
+    # name a new interface claims are reserved for that one)
+    for iface, target, _bridge in todo:
         if target:
-            for j, o in enumerate(old_ifaces):
-                if j not in used and o["target"] == target and o["mac"] not in new_macs:
-                    pick = j
+            for o in old_ifaces:
+                if o["target"] == target and o["mac"] not in taken:
+                    picks[id(iface)] = o["mac"]
+                    taken.add(o["mac"])
                     break
-        if pick is None:
-            for j, o in enumerate(old_ifaces):
-                if (j not in used and o["type"] == iface.get("type") and o["bridge"] == bridge
-                        and o["mac"] not in new_macs):
-                    pick = j
-                    break
-        if pick is not None:
-            used.add(pick)
-            mac = ET.Element("mac", {"address": old_ifaces[pick]["mac"]})
-            iface.insert(0, mac)
-            new_macs.add(old_ifaces[pick]["mac"])
+    for iface, target, bridge in todo:
+        if id(iface) in picks:
+            continue
+        for o in old_ifaces:
+            if (o["mac"] not in taken and o["type"] == iface.get("type") and o["bridge"] == bridge
+                    and not (o["target"] and o["target"] in new_targets and o["target"] != target)):
+                picks[id(iface)] = o["mac"]
+                taken.add(o["mac"])
+                break
+    for iface, _t, _b in todo:
+        if id(iface) in picks:
+            iface.insert(0, ET.Element("mac", {"address": picks[id(iface)]}))
 
     if keep_extra_disks:
         devices = new.find("devices")

@@ -102,8 +102,11 @@ notes:
     with a different flavor, image, networks or volume size is refused with RV(error=conflict); delete the
     instance first or pick another name.
   - O(state=absent) is refused with RV(error=conflict) while the instance still holds a host allocation, ports or
-    volumes. Run C(playbooks/delete.yml), which releases them first (M(bootflow.cloud.schedule),
+    volumes that exist on a host. Run C(playbooks/delete.yml), which releases them first (M(bootflow.cloud.schedule),
     M(bootflow.cloud.port) and the volume modules with O(state=absent)) and deletes the record last.
+  - With O(state=absent), a volume record that never reached a host (still V(creating) or V(attaching)) is marked
+    deleted together with the instance, and an V(available) or V(attaching) volume that is not
+    C(delete_on_termination) is detached and kept for later use.
   - O(state=error) on an instance already in C(vm_state=error) changes nothing.
 seealso:
   - module: bootflow.cloud.token

@@ -14,11 +14,12 @@ description:
   - Keystone's part of the OpenStack Nova boot request flow. In seed steps 1-2 the client sends the user's
     credentials to Keystone, which authenticates them and hands back an auth token; in seed steps 4-5
     nova-api asks Keystone to validate that token and gets the caller's roles back.
-  - Without O(auth_token), authenticates O(username) with O(password) against the bootflow database and
-    issues a Fernet token scoped to O(project), valid for O(ttl) seconds. The token carries the user, the
-    project and the user's roles on that project; nothing is stored per token.
-  - With O(auth_token), only validates that token (seed steps 4-5) and returns what it says about the caller;
-    O(username), O(password), O(project) and O(ttl) are then ignored.
+  - With O(state=issued), authenticates O(username) with O(password) against the bootflow database and
+    issues a Fernet token scoped to O(project), valid for O(ttl) seconds. The token carries the user ID, the
+    project ID, the user's roles on that project and the expiry time; nothing is stored per token. Any
+    O(auth_token) (for example one set through C(module_defaults)) is ignored.
+  - With O(state=validated), only validates O(auth_token) (seed steps 4-5) and returns what it says about the
+    caller; O(username), O(password), O(project) and O(ttl) are then ignored.
   - Every other module of the collection takes the token as O(auth_token), usually set once per play
     through C(module_defaults) for C(group/bootflow.cloud.bootflow).
   - No role is required; any user with at least one role (V(admin), V(member) or V(reader)) on the
@@ -54,9 +55,18 @@ options:
   ttl:
     description:
       - Lifetime of the issued token in seconds. Tasks that present the token after it expired fail.
-      - Must be 1 or more; a smaller value fails the task before anything is checked.
+      - Must be 1 or more; a smaller value fails the task with RV(error=auth) before the credentials are checked.
+      - Ignored when O(state=validated).
     type: int
     default: 3600
+  state:
+    description:
+      - V(issued) authenticates with O(username) and O(password) and issues a new token.
+      - V(validated) validates the token given in O(auth_token) instead; a missing, malformed, tampered,
+        unknown-key or expired token fails the task with RV(error=auth).
+    type: str
+    default: issued
+    choices: [issued, validated]
 attributes:
   check_mode:
     support: full
@@ -124,11 +134,12 @@ EXAMPLES = r"""
 - name: Check that a token is still valid
   bootflow.cloud.token:
     auth_token: "{{ bootflow_auth.token }}"
+    state: validated
   register: token_check
 
-- name: Show who the token belongs to
+- name: Show what the token grants
   ansible.builtin.debug:
-    msg: "{{ token_check.auth.user }} on {{ token_check.auth.project }} until {{ token_check.expires_at }}"
+    msg: "roles {{ token_check.auth.roles | join(', ') }} on project {{ token_check.auth.project_id }} until {{ token_check.expires_at }}"
 """
 
 RETURN = r"""
@@ -137,12 +148,12 @@ token:
     - The issued Fernet token, to pass as O(auth_token) to the other modules.
     - SENSITIVE. This is a bearer credential for the user and project until RV(expires_at). Set C(no_log) on the
       task that registers it.
-  returned: when a token was issued (no O(auth_token) given)
+  returned: when O(state=issued)
   type: str
   sample: gAAAAABnXh2c8l3bQ4xZ...
 valid:
-  description: V(true) when the O(auth_token) given is valid. An invalid token fails the task instead.
-  returned: when O(auth_token) was given
+  description: V(true) when O(auth_token) is valid. An invalid token fails the task instead.
+  returned: when O(state=validated)
   type: bool
   sample: true
 expires_at:
@@ -161,7 +172,9 @@ auth:
       returned: success
       sample: 5d1f0b8e-3c1a-4b8e-9f7d-0a2b3c4d5e6f
     user:
-      description: Name of the user.
+      description:
+        - Name of the user.
+        - V(null) when O(state=validated); names are not carried in the token, only IDs.
       type: str
       returned: success
       sample: admin
@@ -171,7 +184,9 @@ auth:
       returned: success
       sample: 8a3c2f10-7b6d-4e5f-a1b2-c3d4e5f60718
     project:
-      description: Name of the project the token is scoped to.
+      description:
+        - Name of the project the token is scoped to.
+        - V(null) when O(state=validated); names are not carried in the token, only IDs.
       type: str
       returned: success
       sample: admin
@@ -190,7 +205,7 @@ auth:
       description: Random ID of the token, for audit logs (it is not the token).
       type: str
       returned: success
-      sample: 3f9a0c1d2e4b5a6978c0d1
+      sample: 3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6
 error:
   description: Kind of failure. V(auth) for every authentication or validation refusal.
   returned: failure

@@ -30,11 +30,15 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
 # The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
 SCHEMA_HEAD = "0001"
 
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError  # noqa: E402
+
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_migrations")
 
 
-class DBError(Exception):
+class DBError(BootflowError):
     """A database problem the user can act on."""
+
+    kind = "database"
 
 
 def now():

@@ -83,6 +83,8 @@ def ensure_image(db, auth, state_dir, name, filename, disk_format, container_for
             images.c.name == name, images.c.status != "deleted",
             sa.or_(images.c.owner == auth.project_id, images.c.visibility == "public"))).fetchall()
     if state == "absent":
+        if "admin" not in auth.roles:
+            existing = [r for r in existing if r.owner == auth.project_id]  # a member removes only its own
         if not existing:
             return False, None
         if not check_mode:

@@ -170,7 +170,7 @@ def allocate_port(db, instance_uuid, network_ref, host, fixed_ip=None, check_mod
 
 
 def _raise_no_ips(sub):
-    raise _ipam.NoMoreIps("No more IP addresses available on subnet %s." % sub.cidr)
+    raise _ipam.NoMoreIps(sub.cidr)
 
 
 def release_ports(db, instance_uuid, check_mode=False):

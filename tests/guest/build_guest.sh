@@ -113,7 +113,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 exec </dev/console >/dev/console 2>&1
-# SYSLINUX leaves terminal escape codes without a newline on the console: start on a fresh line
+# GUEST-* lines end in a plain \n (no tty \r\n), so tests can compare whole lines. SYSLINUX leaves
+# terminal escape codes without a newline on the console: start on a fresh line.
+stty -onlcr 2>/dev/null
 echo
 echo "GUEST-INIT: started"
 # insmod waits for the drivers' async probing (libata port scan, virtio), so devices exist after it

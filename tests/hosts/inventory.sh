@@ -14,4 +14,5 @@ for N in "$@"; do
 done
 echo
 echo "[controller]"
-echo "localhost ansible_connection=local ansible_python_interpreter={{ ansible_playbook_python }}"
+# quoted: the INI parser splits host lines on whitespace (shlex)
+echo "localhost ansible_connection=local ansible_python_interpreter=\"{{ ansible_playbook_python }}\""

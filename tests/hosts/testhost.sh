@@ -124,6 +124,16 @@ EOF
     rm -f "$H"/etc/qemu/networks/autostart/*   # no 'default' NAT network (it would need iptables)
     echo 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"' >> "$H/etc/libvirtd.conf"
   fi
+  # A new host would probe QEMU once (~8 s: two binaries). The capabilities cache only depends on
+  # this machine (binaries, kernel, CPU), so seed it from another test host; libvirtd validates it
+  # and simply re-probes if it does not fit.
+  if ! ls "$H"/cache/qemu/capabilities/*.xml >/dev/null 2>&1; then
+    for c in "$ROOT"/host*/cache/qemu/capabilities; do
+      if ls "$c"/*.xml >/dev/null 2>&1; then
+        mkdir -p "$H/cache/qemu/capabilities"; cp -p "$c"/*.xml "$H/cache/qemu/capabilities/"; break
+      fi
+    done
+  fi
   # bfhvN must resolve locally: libvirt's virGetHostname does getaddrinfo() and would otherwise wait
   # ~10 s per call for DNS. No nameserver: lookups fail at once inside the route-less netns.
   printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n%s\t%s\n%s\tcontroller\n' "$NS" "$IP_HOST" "$NS" "$IP_ROOT" > "$H/hosts"

@@ -1,0 +1,328 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from ansible_collections.bootflow.cloud.plugins.module_utils import _dhcp as dh
+
+NET = "5a1c0d9e-2b3f-4c5d-8e9f-0a1b2c3d4e5f"
+PORT = "2f1d3c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b"
+PORT2 = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+
+
+# ---- file formats
+
+
+def test_hosts_render_parse_round_trip():
+    entries = [
+        dict(mac="52:54:00:00:01:11", hostname="host-10-99-1-11", ip="10.99.1.11", port_id=PORT, tags=[]),
+        dict(mac="52:54:00:00:01:12", hostname="web-1", ip="10.99.1.12", port_id=None, tags=[]),
+    ]
+    text = dh.render_hosts(entries)
+    assert text == ("52:54:00:00:01:11,host-10-99-1-11,10.99.1.11,set:port-%s\n"
+                    "52:54:00:00:01:12,web-1,10.99.1.12\n" % PORT)
+    parsed = dh.parse_hosts(text)
+    assert [(e["mac"], e["hostname"], e["ip"], e["port_id"]) for e in parsed] == [
+        ("52:54:00:00:01:11", "host-10-99-1-11", "10.99.1.11", PORT),
+        ("52:54:00:00:01:12", "web-1", "10.99.1.12", None)]
+    assert dh.render_hosts(parsed) == text
+
+
+def test_parse_hosts_tolerates_neutron_order_comments_and_junk():
+    text = ("# comment\n\n52:54:00:AA:BB:CC,set:port-%s,10.0.0.5,host-10-0-0-5.openstacklocal\n"
+            "something,odd\n" % PORT)
+    parsed = dh.parse_hosts(text)
+    assert parsed[0]["mac"] == "52:54:00:aa:bb:cc" and parsed[0]["ip"] == "10.0.0.5"
+    assert parsed[0]["hostname"] == "host-10-0-0-5.openstacklocal" and parsed[0]["port_id"] == PORT
+    assert parsed[1] == {"raw": "something,odd"}
+    assert dh.render_hosts(parsed).splitlines()[1] == "something,odd"
+
+
+def test_parse_leases():
+    text = ("1795391513 52:54:00:00:01:11 10.99.1.11 host-10-99-1-11 01:52:54:00:00:01:11\n"
+            "1795391600 52:54:00:00:01:12 10.99.1.12 * *\n"
+            "duid 00:01:00:01:2c:aa\n"
+            "garbage\n")
+    leases = dh.parse_leases(text)
+    assert leases == [
+        dict(expiry=1795391513, mac="52:54:00:00:01:11", ip="10.99.1.11", hostname="host-10-99-1-11",
+             client_id="01:52:54:00:00:01:11"),
+        dict(expiry=1795391600, mac="52:54:00:00:01:12", ip="10.99.1.12", hostname=None, client_id=None)]
+    assert dh.parse_leases(dh.render_leases(leases)) == leases
+
+
+def test_seed_leases_adds_missing_only():
+    hosts = dh.parse_hosts("52:54:00:00:01:11,h1,10.99.1.11\n52:54:00:00:01:12,h2,10.99.1.12\n")
+    old = "1795391513 52:54:00:00:01:11 10.99.1.11 h1 01:52:54:00:00:01:11\n"
+    seeded = dh.parse_leases(dh.seed_leases(hosts, old, 600, now=1000))
+    assert seeded[0]["client_id"] == "01:52:54:00:00:01:11"  # kept as dnsmasq wrote it
+    assert seeded[1] == dict(expiry=1600, mac="52:54:00:00:01:12", ip="10.99.1.12", hostname="h2", client_id=None)
+
+
+def test_render_opts():
+    assert dh.render_opts(NET, "10.99.1.1", ["10.99.1.1", "9.9.9.9"]) == (
+        "tag:subnet-%s,option:router,10.99.1.1\n"
+        "tag:subnet-%s,option:dns-server,10.99.1.1,9.9.9.9\n" % (NET, NET))
+    assert dh.render_opts(NET) == "tag:subnet-%s,option:router\n" % NET
+
+
+def test_atomic_write(tmp_path):
+    p = str(tmp_path / "host")
+    dh.atomic_write(p, "a\n")
+    dh.atomic_write(p, "b\n", mode=0o640)
+    assert open(p).read() == "b\n" and os.stat(p).st_mode & 0o777 == 0o640
+    assert os.listdir(tmp_path) == ["host"]
+
+
+def test_atomic_write_leaves_no_tmp_on_error(tmp_path, monkeypatch):
+    p = str(tmp_path / "host")
+    dh.atomic_write(p, "old\n")
+
+    def boom(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(dh.os, "replace", boom)
+    with pytest.raises(OSError, match="disk on fire"):
+        dh.atomic_write(p, "new\n")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["host"] and open(p).read() == "old\n"
+
+
+def test_dnsmasq_cmdline_mirrors_neutron():
+    argv = dh.dnsmasq_cmdline(NET, "br-test", "10.99.1.0/24", "/var/lib/bootflow/dhcp", 86400, "/usr/sbin/dnsmasq")
+    d = "/var/lib/bootflow/dhcp/" + NET
+    assert argv[0] == "/usr/sbin/dnsmasq"
+    for arg in ("--no-hosts", "--no-resolv", "--port=0", "--interface=br-test", "--bind-interfaces",
+                "--except-interface=lo", "--dhcp-range=set:subnet-%s,10.99.1.0,static,255.255.255.0,86400s" % NET,
+                "--dhcp-hostsfile=%s/host" % d, "--dhcp-optsfile=%s/opts" % d, "--dhcp-leasefile=%s/leases" % d,
+                "--pid-file=%s/pid" % d, "--dhcp-no-override", "--dhcp-authoritative", "--log-dhcp",
+                "--log-facility=%s/dnsmasq.log" % d, "--dhcp-lease-max=256", "--conf-file=/dev/null"):
+        assert arg in argv
+    with pytest.raises(dh.DhcpError, match="IPv4"):
+        dh.dnsmasq_cmdline(NET, "br-test", "fd00::/64", "/x", 60)
+
+
+def test_pid_alive_checks_the_command_line(tmp_path):
+    pidfile = str(tmp_path / "pid")
+    assert dh.pid_alive(pidfile, "x") is None  # no file
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % os.getpid())
+    me = " ".join(dh.proc_cmdline(os.getpid()))
+    assert dh.pid_alive(pidfile, me.split()[0]) == os.getpid()
+    assert dh.pid_alive(pidfile, "/var/lib/bootflow/dhcp/" + NET) is None  # a recycled PID is not trusted
+    with open(pidfile, "w") as f:
+        f.write("garbage")
+    assert dh.pid_alive(pidfile, "x") is None
+    with open(pidfile, "w") as f:
+        f.write("999999999")
+    assert dh.pid_alive(pidfile, "x") is None
+
+
+def test_ip_output_parsers():
+    out = ("5: br-test    inet 10.99.1.2/24 brd 10.99.1.255 scope global br-test\\       valid_lft forever\n"
+           "5: br-test    inet 10.99.1.1/24 scope global secondary br-test\n")
+    assert dh.parse_ip_addrs(out) == ["10.99.1.2/24", "10.99.1.1/24"]
+    assert "UP" in dh.link_flags("5: br-test: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN")
+    assert "UP" not in dh.link_flags("5: br-test: <BROADCAST,MULTICAST> mtu 1500 state DOWN")
+
+
+# ---- the step, with a fake `ip` and a fake dnsmasq
+
+FAKE_DNSMASQ = r'''#!%s
+import os, signal, sys, time
+args = sys.argv[1:]
+pidfile = [a.split("=", 1)[1] for a in args if a.startswith("--pid-file=")][0]
+if "--fail" in open(os.path.join(os.path.dirname(pidfile), "..", "..", "mode")).read():
+    sys.stderr.write("dnsmasq: failed to create listening socket: Address in use\n")
+    sys.exit(2)
+if os.fork():
+    sys.exit(0)
+os.setsid()
+hup = pidfile + ".hup"
+signal.signal(signal.SIGHUP, lambda *a: open(hup, "a").write("x"))
+with open(pidfile, "w") as f:
+    f.write("%%d\n" %% os.getpid())
+for _ in range(600):
+    time.sleep(0.1)
+''' % sys.executable
+
+
+class FakeIp:
+    def __init__(self, exists=True, addrs=()):
+        self.exists = exists
+        self.addrs = list(addrs)
+        self.calls = []
+
+    def __call__(self, argv):
+        self.calls.append(argv[1:])
+        if argv[1:3] == ["-o", "link"]:
+            if not self.exists:
+                return 1, "", 'Device "%s" does not exist.' % argv[-1]
+            return 0, "5: %s: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP\n" % argv[-1], ""
+        if argv[1:4] == ["-o", "-4", "addr"]:
+            return 0, "".join("5: br    inet %s scope global br\n" % a for a in self.addrs), ""
+        if argv[1:3] == ["addr", "replace"]:
+            self.addrs.append(argv[3])
+            return 0, "", ""
+        if argv[1:3] == ["addr", "del"]:
+            self.addrs.remove(argv[3])
+            return 0, "", ""
+        if os.path.basename(argv[0]) == "dhcp_release":
+            return 0, "", ""
+        return 1, "", "unexpected %r" % argv
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    fake = tmp_path / "dnsmasq"
+    fake.write_text(FAKE_DNSMASQ)
+    fake.chmod(0o755)
+    (tmp_path / "mode").write_text("ok")
+    bins = {"dnsmasq": str(fake), "ip": "/sbin/ip", "dhcp_release": "/usr/bin/dhcp_release"}
+    monkeypatch.setattr(dh, "find_bin", lambda name: bins.get(name))
+    dhcp_dir = tmp_path / "dhcp"
+    yield dict(tmp=tmp_path, dhcp_dir=str(dhcp_dir), conf=dh.conf_paths(str(dhcp_dir), NET))
+    # stop the fake dnsmasq this test started (by its pid)
+    pid = dh.pid_alive(str(dhcp_dir / NET / "pid"), str(dhcp_dir / NET))
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+
+
+def lease_params(env, **kw):
+    p = dict(network_id=NET, bridge="br-test", cidr="10.99.1.0/24", dhcp_ip="10.99.1.2", gateway_ip="10.99.1.1",
+             dns_servers=["10.99.1.1"], mac="52:54:00:00:01:11", ip="10.99.1.11", hostname=None, port_id=PORT,
+             lease_time=86400, dhcp_dir=env["dhcp_dir"], state="present")
+    p.update(kw)
+    return p
+
+
+def wait_for(fn, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fn():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_present_starts_then_is_idempotent_then_reloads(env):
+    ip = FakeIp()
+    p = lease_params(env)
+    r = dh.dhcp_lease_step(p, check_mode=True, run=ip)
+    assert r["changed"] and r["dnsmasq_started"] and not os.path.exists(env["conf"]["dir"])
+    assert not [c for c in ip.calls if c[:2] == ["addr", "replace"]]
+
+    r = dh.dhcp_lease_step(p, run=ip, now=1000)
+    assert r["changed"] and r["dnsmasq_started"] and r["dnsmasq_pid"]
+    assert r["hosts_line"] == "52:54:00:00:01:11,host-10-99-1-11,10.99.1.11,set:port-%s" % PORT
+    assert open(env["conf"]["host"]).read() == r["hosts_line"] + "\n"
+    assert "option:router,10.99.1.1" in open(env["conf"]["opts"]).read()
+    assert open(env["conf"]["interface"]).read() == "br-test\n"
+    assert ["addr", "replace", "10.99.1.2/24", "dev", "br-test"] in ip.calls
+    assert r["lease"] == dict(expiry=1000 + 86400, mac="52:54:00:00:01:11", ip="10.99.1.11",
+                              hostname="host-10-99-1-11", client_id=None)  # seeded before the start
+    pid = r["dnsmasq_pid"]
+
+    again = dh.dhcp_lease_step(p, run=ip)
+    assert not again["changed"] and again["dnsmasq_pid"] == pid and not again["reloaded"]
+
+    second = dh.dhcp_lease_step(lease_params(env, mac="52:54:00:00:01:12", ip="10.99.1.12", port_id=PORT2,
+                                             hostname="web-2"), run=ip)
+    assert second["changed"] and second["reloaded"] and not second["dnsmasq_started"]
+    assert second["dnsmasq_pid"] == pid
+    assert wait_for(lambda: os.path.exists(env["conf"]["pid"] + ".hup"))
+    assert len(dh.parse_hosts(open(env["conf"]["host"]).read())) == 2
+    diff = second["diff"][0]
+    assert diff["before"].count("\n") == 1 and diff["after"].count("\n") == 2
+
+    # the same port gets a new IP: its line is replaced in place
+    moved = dh.dhcp_lease_step(lease_params(env, ip="10.99.1.21"), run=ip)
+    assert moved["changed"]
+    lines = open(env["conf"]["host"]).read().splitlines()
+    assert lines[0].startswith("52:54:00:00:01:11,host-10-99-1-21,10.99.1.21") and len(lines) == 2
+
+
+def test_conflicts_are_refused(env):
+    ip = FakeIp()
+    dh.dhcp_lease_step(lease_params(env), run=ip)
+    with pytest.raises(dh.DhcpError, match="ip 10.99.1.11 is already reserved for port %s" % PORT):
+        dh.dhcp_lease_step(lease_params(env, mac="52:54:00:00:01:99", port_id=PORT2), run=ip, check_mode=True)
+    with pytest.raises(dh.DhcpError, match="MAC 52:54:00:00:01:11 is already reserved"):
+        dh.dhcp_lease_step(lease_params(env, ip="10.99.1.50", port_id=PORT2), run=ip)
+    assert len(open(env["conf"]["host"]).read().splitlines()) == 1
+
+
+def test_cmdline_change_restarts(env):
+    ip = FakeIp()
+    r1 = dh.dhcp_lease_step(lease_params(env), run=ip)
+    r2 = dh.dhcp_lease_step(lease_params(env, lease_time=3600), run=ip)
+    assert r2["changed"] and r2["dnsmasq_restarted"] and r2["dnsmasq_started"]
+    assert r2["dnsmasq_pid"] != r1["dnsmasq_pid"]
+    assert dh.proc_cmdline(r1["dnsmasq_pid"]) is None
+    assert "--dhcp-range=set:subnet-%s,10.99.1.0,static,255.255.255.0,3600s" % NET in dh.proc_cmdline(r2["dnsmasq_pid"])
+
+
+def test_missing_bridge_fails_before_acting(env):
+    with pytest.raises(dh.DhcpError, match="bridge br-test does not exist"):
+        dh.dhcp_lease_step(lease_params(env), run=FakeIp(exists=False))
+    assert not os.path.exists(env["conf"]["dir"])
+
+
+def test_failed_start_is_rolled_back(env):
+    (env["tmp"] / "mode").write_text("--fail")
+    ip = FakeIp()
+    with pytest.raises(dh.DhcpError, match="failed to start .*Address in use"):
+        dh.dhcp_lease_step(lease_params(env), run=ip)
+    assert not os.path.exists(env["conf"]["dir"])  # files and the directory removed again
+    assert ip.addrs == []                           # the DHCP address taken off the bridge
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(ip="10.99.2.5"), "not in"),
+    (dict(ip="10.99.1.255"), "broadcast"),
+    (dict(ip="10.99.1.2"), "DHCP server"),
+    (dict(mac="nope"), "MAC"),
+    (dict(hostname="bad,name"), "hostname"),
+    (dict(network_id="../etc"), "network_id"),
+    (dict(port_id="a,b"), "port_id"),
+    (dict(bridge="br0; rm -rf"), "bridge"),
+    (dict(cidr="10.99.1.0/31"), "too small"),
+    (dict(lease_time=10), "120"),
+    (dict(dns_servers=["x"]), "dns"),
+])
+def test_input_validation(env, kw, msg):
+    with pytest.raises(dh.DhcpError, match=msg):
+        dh.dhcp_lease_step(lease_params(env, **kw), run=FakeIp(), check_mode=True)
+
+
+def test_absent_with_dnsmasq_stopped_edits_files(env):
+    ip = FakeIp()
+    r = dh.dhcp_lease_step(lease_params(env), run=ip)
+    os.kill(r["dnsmasq_pid"], signal.SIGTERM)
+    assert wait_for(lambda: dh.pid_alive(env["conf"]["pid"], env["conf"]["dir"]) is None)
+    p = lease_params(env, state="absent", bridge=None, cidr=None, dhcp_ip=None)
+    chk = dh.dhcp_lease_step(p, check_mode=True, run=ip)
+    assert chk["changed"] and chk["lease"]["ip"] == "10.99.1.11"
+    gone = dh.dhcp_lease_step(p, run=ip)
+    assert gone["changed"] and gone["hosts_line"].startswith("52:54:00:00:01:11,")
+    assert open(env["conf"]["host"]).read() == "" and open(env["conf"]["leases"]).read() == ""
+    assert not dh.dhcp_lease_step(p, run=ip)["changed"]
+
+
+def test_absent_with_dnsmasq_running_releases(env, monkeypatch):
+    monkeypatch.setattr(dh, "RELEASE_WAIT", 0.2)
+    ip = FakeIp()
+    r = dh.dhcp_lease_step(lease_params(env), run=ip)
+    gone = dh.dhcp_lease_step(lease_params(env, state="absent"), run=ip)
+    assert gone["changed"] and gone["reloaded"] and gone["dnsmasq_pid"] == r["dnsmasq_pid"]
+    assert [c for c in ip.calls if c[:1] == ["br-test"]] == [["br-test", "10.99.1.11", "52:54:00:00:01:11"]]
+    # the fake dnsmasq does not drop the lease: the module warns instead of touching the file
+    assert gone["warnings"] and "10.99.1.11" in open(env["conf"]["leases"]).read()
+    assert open(env["conf"]["host"]).read() == ""
