@@ -28,6 +28,7 @@ class ActionModule(ControllerStep):
         with ctx.db.tx() as conn:
             row = api.get_instance(conn, a["instance"], auth)
         if a["state"] == "absent":
+            api.require_not_running(row, "release its ports")
             released = _networking.release_ports(ctx.db, row.uuid, ctx.check_mode)
             return {"changed": bool(released), "released": released}
         if not row.host:

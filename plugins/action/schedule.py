@@ -36,6 +36,7 @@ class ActionModule(ControllerStep):
             flavor = conn.execute(table("flavors").select().where(table("flavors").c.id == row.flavor_id)).first()
             states = _placement.host_states(conn)
         if a["state"] == "absent":
+            api.require_not_running(row, "release its claim")
             host = _placement.release(ctx.db, row.uuid, ctx.check_mode)
             return {"changed": host is not None, "released_from": host}
         if alloc is not None:

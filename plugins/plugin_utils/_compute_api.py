@@ -123,6 +123,13 @@ def get_instance(conn, ref, auth=None):
     return row
 
 
+def require_not_running(row, what):
+    """Refuse to release what a still-running guest uses (its domain is removed first)."""
+    if row.power_state == "RUNNING":
+        raise Conflict("Instance %s is still running on %s: cannot %s before its domain is removed "
+                       "(playbooks/delete.yml does it in order)." % (row.name, row.host, what))
+
+
 def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **fields):
     """Compare-and-swap on task_state (Nova's ``expected_task_state``). Returns the new row."""
     inst = _db.table("instances")

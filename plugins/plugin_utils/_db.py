@@ -361,7 +361,7 @@ def row_dict(row):
     for key, value in row._mapping.items():  # pylint: disable=protected-access
         if isinstance(value, datetime.datetime):
             value = value.isoformat() + "Z"
-        out[key] = value
+        out[str(key)] = value
     return out
 
 
