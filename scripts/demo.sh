@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # make demo: one test hypervisor host, the embedded defaults (local identity + SQLite in
 # ~/.bootflow), then boot.yml; finally show what the guest itself reports.
 # usage: demo.sh [HOST_NUMBER]

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # ansible-test sanity on the collection. ansible-test wants the collection at
 # .../ansible_collections/bootflow/cloud, so the tracked files are copied there first (a copy:
 # through a symlink ansible-test would see the real path, outside any ansible_collections/).

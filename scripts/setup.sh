@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian 12 machine for developing and testing bootflow.cloud
 # (called by `make setup`). Every step checks first and only does work when something is missing
 # or changed; a second run takes about a second. One line per step, with its duration; the full

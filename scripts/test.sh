@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # make test: every test stage, in order of cost. Each stage's output goes to the terminal; the
 # last line sums up the stages ("stages: N passed, N failed").
 set -uo pipefail

@@ -43,8 +43,8 @@ class ActionModule(HostStep):
         if not os.path.isfile(location):
             raise InvalidRequest("The image store file %s is missing on the controller." % location)
         # the base is not cached on this host yet: send the image from the controller's store once
-        ctx.progress("image %s not cached on %s: transferring %d MiB" % (module_args["image_id"], ctx.host,
-                                                                          os.path.getsize(location) // 2 ** 20))
+        size_mib = os.path.getsize(location) // 2 ** 20
+        ctx.progress("image %s not cached on %s: transferring %d MiB" % (module_args["image_id"], ctx.host, size_mib))
         tmpdir = self._make_tmp_path()
         try:
             remote = self._connection._shell.join_path(tmpdir, "image.part")

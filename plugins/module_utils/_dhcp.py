@@ -5,7 +5,8 @@
 PRIVATE to the collection: may change at any time.
 
 Per network, in <dhcp_dir>/<network_id>/ (like neutron's dhcp agent, neutron/agent/linux/dhcp.py):
-  host       dnsmasq --dhcp-hostsfile, lines "mac,hostname,ip[,set:port-<port_id>]"
+  host       dnsmasq --dhcp-hostsfile, lines "mac,hostname,ip"
+  ports      which port owns which reservation: lines "<port_id> <mac> <ip>" (ours, not dnsmasq's)
   opts       dnsmasq --dhcp-optsfile, "tag:subnet-<id>,option:router,<gw>" / dns-server
   leases     dnsmasq --dhcp-leasefile (seeded before a start so running guests are not NAKed)
   pid        dnsmasq --pid-file
@@ -14,6 +15,10 @@ Per network, in <dhcp_dir>/<network_id>/ (like neutron's dhcp agent, neutron/age
 
 Files are replaced atomically; dnsmasq re-reads host and opts on SIGHUP. Imports neither ansible
 nor libvirt.
+
+No "set:port-<id>" tag in the hosts lines (neutron writes one): dnsmasq 2.90 (Debian 12) dies with a
+general protection fault on SIGHUP when a hosts line carrying a set: tag has an active lease
+(reproduced here with busybox udhcpc). The port is recorded in the "ports" file instead.
 """
 
 from __future__ import annotations
@@ -148,20 +153,33 @@ def parse_hosts(text):
 
 
 def render_host_line(e):
+    """'mac,hostname,ip' (tags are never written: see the module docstring)."""
     if e.get("raw"):
         return e["raw"]
     parts = [e["mac"]]
     if e.get("hostname"):
         parts.append(e["hostname"])
     parts.append(e["ip"])
-    for tag in e.get("tags") or (["port-%s" % e["port_id"]] if e.get("port_id") else []):
-        parts.append("set:%s" % tag)
     return ",".join(parts)
 
 
 def render_hosts(entries):
     lines = [render_host_line(e) for e in entries]
     return "".join(line + "\n" for line in lines)
+
+
+def parse_ports(text):
+    """{port_id: {mac, ip}} from the 'ports' file."""
+    out = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and not parts[0].startswith("#"):
+            out[parts[0]] = dict(mac=parts[1].lower(), ip=parts[2])
+    return out
+
+
+def render_ports(ports):
+    return "".join("%s %s %s\n" % (pid, v["mac"], v["ip"]) for pid, v in sorted(ports.items()))
 
 
 def parse_leases(text):
@@ -249,7 +267,7 @@ def read_text(path):
 
 def conf_paths(dhcp_dir, network_id):
     d = os.path.join(dhcp_dir, network_id)
-    return dict(dir=d, host=os.path.join(d, "host"), opts=os.path.join(d, "opts"),
+    return dict(dir=d, host=os.path.join(d, "host"), opts=os.path.join(d, "opts"), ports=os.path.join(d, "ports"),
                 leases=os.path.join(d, "leases"), pid=os.path.join(d, "pid"),
                 interface=os.path.join(d, "interface"), log=os.path.join(d, "dnsmasq.log"))
 
@@ -416,27 +434,29 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None):
 
     old_hosts = read_text(c["host"])
     entries = parse_hosts(old_hosts or "")
+    old_ports_text = read_text(c["ports"])
+    ports = parse_ports(old_ports_text)
+    owner = {v["mac"]: pid for pid, v in ports.items()}
+    if port_id and owner.get(mac) not in (None, port_id):
+        raise DhcpError("MAC %s is already reserved for port %s in %s" % (mac, owner[mac], c["host"]))
+    prev_mac = ports[port_id]["mac"] if port_id in ports else None   # the port had another MAC
     mine, others = [], []
     for e in entries:
-        if e.get("raw"):
-            others.append(e)
-            continue
-        if port_id and e["port_id"] == port_id:
-            mine.append(e)
-        elif e["mac"] == mac and (not port_id or not e["port_id"]):
+        if not e.get("raw") and (e["mac"] == mac or (prev_mac and e["mac"] == prev_mac)):
             mine.append(e)
         else:
             others.append(e)
     for e in others:
-        if e.get("raw"):
-            continue
-        who = "port %s" % e["port_id"] if e["port_id"] else "MAC %s" % e["mac"]
-        if e["ip"] == ip:
+        if not e.get("raw") and e["ip"] == ip:
+            who = "port %s" % owner[e["mac"]] if e["mac"] in owner else "MAC %s" % e["mac"]
             raise DhcpError("ip %s is already reserved for %s (MAC %s) in %s" % (ip, who, e["mac"], c["host"]))
-        if e["mac"] == mac:
-            raise DhcpError("MAC %s is already reserved for %s (ip %s) in %s" % (mac, who, e["ip"], c["host"]))
     new_entry = dict(mac=mac, hostname=hostname, ip=ip, port_id=port_id, tags=[])
     result["hosts_line"] = render_host_line(new_entry)
+    new_ports = {pid: v for pid, v in ports.items() if v["mac"] not in (mac, prev_mac) or pid == port_id}
+    if port_id:
+        new_ports[port_id] = dict(mac=mac, ip=ip)
+    new_ports_text = render_ports(new_ports)
+    ports_changed = new_ports_text != (old_ports_text or "")
     new_entries, placed = [], False
     for e in entries:
         if any(e is m for m in mine):
@@ -488,8 +508,8 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None):
         need_restart = running != argv[1:]
     result["dnsmasq_pid"] = pid
     will_start = not pid
-    result["changed"] = bool(addr_missing or hosts_changed or opts_changed or iface_changed or will_start
-                             or need_restart)
+    result["changed"] = bool(addr_missing or hosts_changed or opts_changed or iface_changed or ports_changed
+                             or will_start or need_restart)
     result["lease"] = _find_lease(read_text(c["leases"]), mac, ip)
     if check_mode:
         result.update(dnsmasq_started=will_start, dnsmasq_restarted=need_restart,
@@ -509,6 +529,7 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None):
                 undo.append(lambda: run([ip_bin, "addr", "del", want_addr, "dev", bridge]))
         for path, old, new, changed in ((c["opts"], old_opts, new_opts, opts_changed),
                                         (c["interface"], old_iface, new_iface, iface_changed),
+                                        (c["ports"], old_ports_text, new_ports_text, ports_changed),
                                         (c["host"], old_hosts, new_hosts, hosts_changed)):
             if changed:
                 atomic_write(path, new)
@@ -598,20 +619,29 @@ def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
         raise DhcpError("give port_id, mac or ip to say which reservation to remove")
     old_hosts = read_text(c["host"])
     entries = parse_hosts(old_hosts or "")
+    old_ports_text = read_text(c["ports"])
+    ports = parse_ports(old_ports_text)
+    known = ports.get(port_id) if port_id else None
 
     def is_mine(e):
         if e.get("raw"):
             return False
-        if port_id:
-            return e["port_id"] == port_id or (not e["port_id"] and mac and e["mac"] == mac)
+        if known:
+            return e["mac"] == known["mac"]
         if mac:
             return e["mac"] == mac and (not ip or e["ip"] == ip)
-        return e["ip"] == ip
+        return bool(ip) and e["ip"] == ip
 
     mine = [e for e in entries if is_mine(e)]
     keep = [e for e in entries if not is_mine(e)]
     new_hosts = render_hosts(keep)
+    gone_macs = {e["mac"] for e in mine} | ({known["mac"]} if known else set())
+    new_ports = {pid: v for pid, v in ports.items() if pid != port_id and v["mac"] not in gone_macs}
+    new_ports_text = render_ports(new_ports)
+    ports_changed = old_ports_text is not None and new_ports_text != old_ports_text
     pairs = {(e["mac"], e["ip"]) for e in mine}
+    if known:
+        pairs.add((known["mac"], known["ip"]))
     if mac and ip:
         pairs.add((mac, ip))
     leases_text = read_text(c["leases"])
@@ -622,7 +652,7 @@ def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
         result["hosts_line"] = render_host_line(mine[0])
     result["lease"] = stale[0] if stale else None
     hosts_changed = old_hosts is not None and new_hosts != old_hosts
-    result["changed"] = bool(hosts_changed or stale)
+    result["changed"] = bool(hosts_changed or ports_changed or stale)
     result["diff"] = [dict(before_header=c["host"], after_header=c["host"], before=old_hosts or "",
                            after=new_hosts if old_hosts is not None else "")]
     pid = pid_alive(c["pid"], "--dhcp-hostsfile=%s" % c["host"])
@@ -652,6 +682,8 @@ def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
                         released.append(le)
         if hosts_changed:
             atomic_write(c["host"], new_hosts)
+        if ports_changed:
+            atomic_write(c["ports"], new_ports_text)
         if pid:
             if hosts_changed:
                 os.kill(pid, signal.SIGHUP)

@@ -8,9 +8,9 @@ PRIVATE to the collection: may change at any time. Controller side only.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _images, _networking, _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import time
 
-import sqlalchemy as sa
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
     AuthError, Conflict, InvalidRequest, NotFound,
 )

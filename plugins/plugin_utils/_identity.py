@@ -47,8 +47,8 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2 ** 14, 8, 1
 def hash_password(password):
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
-    return "scrypt$%d$%d$%d$%s$%s" % (_SCRYPT_N, _SCRYPT_R, _SCRYPT_P,
-                                       base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    encoded = (base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    return "scrypt$%d$%d$%d$%s$%s" % ((_SCRYPT_N, _SCRYPT_R, _SCRYPT_P) + encoded)
 
 
 def verify_password(password, stored):

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-import sqlalchemy as sa
 
 from ansible_collections.bootflow.cloud.plugins.module_utils._image import inspect_format
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._compute_api import validate_name
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 
-import sqlalchemy as sa
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _ipam
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._compute_api import validate_name
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import random
 import time
 
-import sqlalchemy as sa
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, NoValidHostError
 
 CLAIM_RETRIES = 4

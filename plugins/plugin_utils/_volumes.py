@@ -9,9 +9,9 @@ creating -> available -> attaching -> in-use -> (detaching -> available) -> dele
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NotFound
 
 # which status may follow which (error states may be entered from anywhere)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Offline stand-in for ansible-test's ``get-pip-<version>.py`` download.
 
 ``ansible-test ... --venv`` creates each test venv ``--without-pip`` and bootstraps pip by running

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the bootflow test guest OFFLINE from Debian packages (only the Debian mirror is used, and
 # only when the kernel .deb is not cached yet). The result is a small cloud-style *disk* image:
 #

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Print an Ansible INI inventory for the test hosts started with tests/hosts/testhost.sh.
 # usage: inventory.sh N1 [N2 ...] > inventory.ini
 set -euo pipefail

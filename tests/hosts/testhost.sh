@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Test "hypervisor host" N on this machine, reachable by Ansible over SSH like a production host.
 #
 #   root netns: bfrN 10.98.N.1/30  <--veth-->  eth0 10.98.N.2/30 in netns bfhvN (NO default route)

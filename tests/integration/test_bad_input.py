@@ -25,4 +25,3 @@ def test_bad_request_fails_clearly_and_changes_nothing(it_env, label, extra, mes
     assert message in res.out, "%s: expected %r in:\n%s" % (label, message, res.out[-3000:])
     assert it_env.db_snapshot() == db_before, label
     assert it_env.host_snapshot() == host_before, label
-

@@ -24,15 +24,25 @@ def test_hosts_render_parse_round_trip():
     entries = [
         dict(mac="52:54:00:00:01:11", hostname="host-10-99-1-11", ip="10.99.1.11", port_id=PORT, tags=[]),
         dict(mac="52:54:00:00:01:12", hostname="web-1", ip="10.99.1.12", port_id=None, tags=[]),
+        dict(mac="52:54:00:00:01:13", hostname=None, ip="10.99.1.13"),
     ]
     text = dh.render_hosts(entries)
-    assert text == ("52:54:00:00:01:11,host-10-99-1-11,10.99.1.11,set:port-%s\n"
-                    "52:54:00:00:01:12,web-1,10.99.1.12\n" % PORT)
+    # no set:port-<id> tag: dnsmasq 2.90 crashes on SIGHUP for a tagged line with an active lease
+    assert text == ("52:54:00:00:01:11,host-10-99-1-11,10.99.1.11\n"
+                    "52:54:00:00:01:12,web-1,10.99.1.12\n"
+                    "52:54:00:00:01:13,10.99.1.13\n")
     parsed = dh.parse_hosts(text)
-    assert [(e["mac"], e["hostname"], e["ip"], e["port_id"]) for e in parsed] == [
-        ("52:54:00:00:01:11", "host-10-99-1-11", "10.99.1.11", PORT),
-        ("52:54:00:00:01:12", "web-1", "10.99.1.12", None)]
+    assert [(e["mac"], e["hostname"], e["ip"]) for e in parsed] == [
+        ("52:54:00:00:01:11", "host-10-99-1-11", "10.99.1.11"),
+        ("52:54:00:00:01:12", "web-1", "10.99.1.12"),
+        ("52:54:00:00:01:13", None, "10.99.1.13")]
     assert dh.render_hosts(parsed) == text
+
+
+def test_ports_file_round_trip():
+    ports = {PORT: dict(mac="52:54:00:00:01:11", ip="10.99.1.11"), PORT2: dict(mac="52:54:00:00:01:12", ip="10.99.1.12")}
+    assert dh.parse_ports(dh.render_ports(ports)) == ports
+    assert dh.parse_ports(None) == {}
 
 
 def test_parse_hosts_tolerates_neutron_order_comments_and_junk():
@@ -42,7 +52,8 @@ def test_parse_hosts_tolerates_neutron_order_comments_and_junk():
     assert parsed[0]["mac"] == "52:54:00:aa:bb:cc" and parsed[0]["ip"] == "10.0.0.5"
     assert parsed[0]["hostname"] == "host-10-0-0-5.openstacklocal" and parsed[0]["port_id"] == PORT
     assert parsed[1] == {"raw": "something,odd"}
-    assert dh.render_hosts(parsed).splitlines()[1] == "something,odd"
+    assert dh.render_hosts(parsed).splitlines() == ["52:54:00:aa:bb:cc,host-10-0-0-5.openstacklocal,10.0.0.5",
+                                                    "something,odd"]  # a neutron-style tag is dropped
 
 
 def test_parse_leases():
@@ -221,8 +232,9 @@ def test_present_starts_then_is_idempotent_then_reloads(env):
 
     r = dh.dhcp_lease_step(p, run=ip, now=1000)
     assert r["changed"] and r["dnsmasq_started"] and r["dnsmasq_pid"]
-    assert r["hosts_line"] == "52:54:00:00:01:11,host-10-99-1-11,10.99.1.11,set:port-%s" % PORT
+    assert r["hosts_line"] == "52:54:00:00:01:11,host-10-99-1-11,10.99.1.11"
     assert open(env["conf"]["host"]).read() == r["hosts_line"] + "\n"
+    assert dh.parse_ports(open(env["conf"]["ports"]).read()) == {PORT: dict(mac="52:54:00:00:01:11", ip="10.99.1.11")}
     assert "option:router,10.99.1.1" in open(env["conf"]["opts"]).read()
     assert open(env["conf"]["interface"]).read() == "br-test\n"
     assert ["addr", "replace", "10.99.1.2/24", "dev", "br-test"] in ip.calls
@@ -246,7 +258,12 @@ def test_present_starts_then_is_idempotent_then_reloads(env):
     moved = dh.dhcp_lease_step(lease_params(env, ip="10.99.1.21"), run=ip)
     assert moved["changed"]
     lines = open(env["conf"]["host"]).read().splitlines()
-    assert lines[0].startswith("52:54:00:00:01:11,host-10-99-1-21,10.99.1.21") and len(lines) == 2
+    assert lines[0] == "52:54:00:00:01:11,host-10-99-1-21,10.99.1.21" and len(lines) == 2
+
+    # the port's MAC changes: still its line, replaced
+    dh.dhcp_lease_step(lease_params(env, mac="52:54:00:00:01:31", ip="10.99.1.21"), run=ip)
+    lines = open(env["conf"]["host"]).read().splitlines()
+    assert lines[0] == "52:54:00:00:01:31,host-10-99-1-21,10.99.1.21" and len(lines) == 2
 
 
 def test_conflicts_are_refused(env):
@@ -254,8 +271,10 @@ def test_conflicts_are_refused(env):
     dh.dhcp_lease_step(lease_params(env), run=ip)
     with pytest.raises(dh.DhcpError, match="ip 10.99.1.11 is already reserved for port %s" % PORT):
         dh.dhcp_lease_step(lease_params(env, mac="52:54:00:00:01:99", port_id=PORT2), run=ip, check_mode=True)
-    with pytest.raises(dh.DhcpError, match="MAC 52:54:00:00:01:11 is already reserved"):
+    with pytest.raises(dh.DhcpError, match="MAC 52:54:00:00:01:11 is already reserved for port %s" % PORT):
         dh.dhcp_lease_step(lease_params(env, ip="10.99.1.50", port_id=PORT2), run=ip)
+    with pytest.raises(dh.DhcpError, match="ip 10.99.1.11 is already reserved for port %s" % PORT):
+        dh.dhcp_lease_step(lease_params(env, mac="52:54:00:00:01:99", port_id=None), run=ip)
     assert len(open(env["conf"]["host"]).read().splitlines()) == 1
 
 
@@ -307,12 +326,13 @@ def test_absent_with_dnsmasq_stopped_edits_files(env):
     r = dh.dhcp_lease_step(lease_params(env), run=ip)
     os.kill(r["dnsmasq_pid"], signal.SIGTERM)
     assert wait_for(lambda: dh.pid_alive(env["conf"]["pid"], env["conf"]["dir"]) is None)
-    p = lease_params(env, state="absent", bridge=None, cidr=None, dhcp_ip=None)
+    p = lease_params(env, state="absent", bridge=None, cidr=None, dhcp_ip=None, mac=None, ip=None)  # by port id
     chk = dh.dhcp_lease_step(p, check_mode=True, run=ip)
     assert chk["changed"] and chk["lease"]["ip"] == "10.99.1.11"
     gone = dh.dhcp_lease_step(p, run=ip)
     assert gone["changed"] and gone["hosts_line"].startswith("52:54:00:00:01:11,")
     assert open(env["conf"]["host"]).read() == "" and open(env["conf"]["leases"]).read() == ""
+    assert open(env["conf"]["ports"]).read() == ""
     assert not dh.dhcp_lease_step(p, run=ip)["changed"]
 
 
