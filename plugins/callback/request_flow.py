@@ -8,7 +8,7 @@ name: request_flow
 type: aggregate
 short_description: Print the seed-style request-flow table of the instances a run touched
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Collects the C(bootflow_step) entry that every bootflow.cloud step returns and prints, at the end of
     the run, one table per instance - seed step(s), service, action, host, vm_state/task_state before and

@@ -337,16 +337,16 @@ def find_bin(name):
     return None
 
 
-def _run(argv, timeout=30):
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    return p.returncode, p.stdout, p.stderr
-
-
 def start_daemon(argv, timeout=30):
-    """Run a self-daemonising program (dnsmasq) without keeping pipes to it. Returns (rc, stderr)."""
+    """Run a self-daemonising program (dnsmasq) without keeping pipes to it. Returns (rc, stderr).
+
+    Not run_command: the daemon must not inherit a pipe the module waits on, and must get its own
+    session; its start-up errors go to a temporary file.
+    """
     with tempfile.TemporaryFile() as err:
-        rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                             close_fds=True, start_new_session=True, timeout=timeout)
+        rc = subprocess.call(  # pylint: disable=ansible-bad-function
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            close_fds=True, start_new_session=True, timeout=timeout)
         err.seek(0)
         return rc, err.read().decode("utf-8", "replace").strip()
 
@@ -393,8 +393,11 @@ def _wait_exit(pid, timeout=10.0):
 
 def dhcp_lease_step(p, check_mode=False, run=None, now=None):
     """p: network_id, bridge, cidr, dhcp_ip, gateway_ip, dns_servers, mac, ip, hostname, port_id,
-    lease_time, dhcp_dir, state."""
-    run = run or _run
+    lease_time, dhcp_dir, state.
+
+    run(argv) -> (rc, stdout, stderr) runs ip and dhcp_release (the module passes
+    AnsibleModule.run_command).
+    """
     state = p.get("state") or "present"
     network_id = check_network_id(p.get("network_id"))
     dhcp_dir = p.get("dhcp_dir") or "/var/lib/bootflow/dhcp"
@@ -676,8 +679,8 @@ def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
                     argv = [rel, bridge, le["ip"], le["mac"]] + ([le["client_id"]] if le.get("client_id") else [])
                     rc, out, err = run(argv)
                     if rc != 0:
-                        result["warnings"].append("dhcp_release %s %s failed: %s" % (le["ip"], le["mac"],
-                                                                                      (err or out).strip()))
+                        result["warnings"].append("dhcp_release %s %s failed: %s"
+                                                  % (le["ip"], le["mac"], (err or out).strip()))
                     else:
                         released.append(le)
         if hosts_changed:

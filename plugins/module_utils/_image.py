@@ -24,10 +24,8 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import tempfile
 import urllib.parse
-import urllib.request
 import uuid as _uuid
 
 GIB = 1024 ** 3
@@ -339,15 +337,6 @@ def resize_cmd(qemu_img, disk, size_bytes, fmt="qcow2"):
     return [qemu_img, "resize", "-f", fmt, disk, str(int(size_bytes))]
 
 
-def _run(argv):
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
-
-
-def _urlopen(url, timeout):
-    return urllib.request.urlopen(url, timeout=timeout)  # nosec: scheme checked by the caller
-
-
 # --------------------------------------------------------------------------------------------
 # the image_fetch step
 
@@ -386,9 +375,11 @@ def read_info(path):
 
 def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, now=None):
     """p: image_id, disk_format, checksum, os_hash_algo, os_hash_value, size, url, url_timeout, src,
-    instance_uuid, root_gb, instances_path, state."""
-    run = run or _run
-    opener = opener or _urlopen
+    instance_uuid, root_gb, instances_path, state.
+
+    run(argv) -> (rc, stdout, stderr) runs qemu-img (the module passes AnsibleModule.run_command);
+    opener(url, timeout) -> a readable response (the module passes ansible's open_url).
+    """
     instances_path = p.get("instances_path") or "/var/lib/bootflow/instances"
     if not os.path.isabs(instances_path):
         raise ImageError("instances_path must be an absolute path")

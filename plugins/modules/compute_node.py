@@ -8,12 +8,12 @@ DOCUMENTATION = r"""
 module: compute_node
 short_description: Report a hypervisor host's resources from libvirt (like nova-compute's resource tracker)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Reads the host's resources from libvirt on the hypervisor host, like the resource tracker of
-    nova-compute does at start-up: vCPUs, memory, local disk of the instances directory, CPU
+    nova-compute does at start-up - vCPUs, memory, local disk of the instances directory, CPU
     architecture, hypervisor type and version, libvirt version, host name.
-  - Also reports the virtualisation type a domain would get with O(bootflow.cloud.domain#module:virt_type=auto):
+  - Also reports the virtualisation type a domain would get with O(bootflow.cloud.domain#module:virt_type=auto) -
     C(kvm) only when the CPU has the vmx/svm flags B(and) C(/dev/kvm) exists, else C(qemu) (TCG).
   - The action plugin of the same name records the result in the C(compute_nodes) table on the
     controller; the module itself never touches the database.
@@ -31,10 +31,46 @@ attributes:
 options:
   instances_path:
     description:
-      - Directory holding the instance disks and the image cache on the host. O(local_gb) and the free
+      - Directory holding the instance disks and the image cache on the host. RV(compute_node.local_gb) and the free
         disk space are those of the filesystem holding it (or its nearest existing parent).
     type: path
     default: /var/lib/bootflow/instances
+  reserved_host_memory_mb:
+    description:
+      - Memory in MiB kept for the host itself; the scheduler offers C(memory_mb - reserved_host_memory_mb).
+      - Used on the controller only (stored with the report when O(auth_token) is given).
+    type: int
+    default: 512
+  cpu_allocation_ratio:
+    description:
+      - vCPU overcommit ratio (Nova's C(initial_cpu_allocation_ratio)); capacity is C((vcpus - reserved) * ratio).
+      - Used on the controller only.
+    type: float
+    default: 4.0
+  ram_allocation_ratio:
+    description: Memory overcommit ratio. Used on the controller only.
+    type: float
+    default: 1.0
+  disk_allocation_ratio:
+    description: Local disk overcommit ratio. Used on the controller only.
+    type: float
+    default: 1.0
+  vcpus:
+    description:
+      - Offer this many vCPUs instead of what libvirt reports (for hosts that should offer less than they have,
+        and for tests). Used on the controller only.
+    type: int
+  memory_mb:
+    description: Offer this much memory (MiB) instead of what libvirt reports. Used on the controller only.
+    type: int
+  local_gb:
+    description: Offer this much local disk (GiB) instead of the size of O(instances_path)'s filesystem. Used on the controller only.
+    type: int
+  disabled:
+    description:
+      - Mark the compute service disabled; the scheduler's ComputeFilter then rejects the host. Used on the controller only.
+    type: bool
+    default: false
 notes:
   - Memory and vCPUs are the host totals; allocation ratios and reserved memory are applied by the
     scheduler on the controller.
@@ -139,6 +175,15 @@ def main():
             AUTH_ARGSPEC,
             LIBVIRT_ARGSPEC,
             instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
+            # consumed by the action plugin on the controller (stored with the report), not here
+            reserved_host_memory_mb=dict(type="int", default=512),
+            cpu_allocation_ratio=dict(type="float", default=4.0),
+            ram_allocation_ratio=dict(type="float", default=1.0),
+            disk_allocation_ratio=dict(type="float", default=1.0),
+            vcpus=dict(type="int"),
+            memory_mb=dict(type="int"),
+            local_gb=dict(type="int"),
+            disabled=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -8,13 +8,14 @@ DOCUMENTATION = r"""
 module: dhcp_lease
 short_description: Reserve a port's IP address in the network's dnsmasq on the hypervisor host (like neutron's DHCP agent)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Runs one dnsmasq per network, the way neutron's DHCP agent does, with its files in
-    C(<dhcp_dir>/<network_id>/) (C(host), C(opts), C(leases), C(pid), C(interface), C(dnsmasq.log)).
+    C(<dhcp_dir>/<network_id>/) (C(host), C(opts), C(leases), C(pid), C(interface), C(dnsmasq.log)), plus
+    a C(ports) file recording which port owns which reservation.
     The range is static, so only reserved MAC addresses get an address.
   - With O(state=present), puts O(dhcp_ip) on O(bridge) (like neutron's DHCP port), writes the
-    options file (router, DNS servers) and the reservation line C(<mac>,<hostname>,<ip>[,set:port-<port_id>])
+    options file (router, DNS servers) and the reservation line C(<mac>,<hostname>,<ip>)
     atomically when they differ, starts dnsmasq when it does not run (after seeding the leases file so
     running guests are not refused), restarts it when its command line must change (bridge, subnet or
     lease time), or sends it C(SIGHUP) to re-read the files.
@@ -84,8 +85,11 @@ options:
     type: str
   port_id:
     description:
-      - Id of the port; tags the reservation (C(set:port-<port_id>)) and identifies it on later calls.
+      - Id of the port; recorded in the network's C(ports) file, so later calls (also O(state=absent) with
+        only O(port_id)) find the port's reservation even when its MAC changed, and conflicts name the port.
       - Without it, the reservation is identified by O(mac).
+      - Unlike neutron, the hosts line carries no C(set:port-<port_id>) tag - dnsmasq 2.90 (Debian 12)
+        crashes on C(SIGHUP) when a tagged line has an active lease.
     type: str
   lease_time:
     description:
@@ -143,7 +147,7 @@ hosts_line:
   description: The reservation line in the hosts file (the removed one with O(state=absent)).
   returned: when there is one
   type: str
-  sample: 52:54:00:00:01:11,host-10-99-1-11,10.99.1.11,set:port-2f1d3c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b
+  sample: 52:54:00:00:01:11,host-10-99-1-11,10.99.1.11
 dnsmasq_pid:
   description: PID of the network's dnsmasq, if it runs.
   returned: always

@@ -8,11 +8,11 @@ DOCUMENTATION = r"""
 module: domain
 short_description: Define, start, stop or remove an instance's libvirt domain on the hypervisor host
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - The last step of the libvirt driver's C(spawn) in nova-compute - build the guest XML, define the
     domain, start it and wait until it runs.
-  - The domain XML is built from the options (never from text templates): C(<domain type='qemu|kvm'>),
+  - The domain XML is built from the options (never from text templates) - C(<domain type='qemu|kvm'>),
     O(uuid), O(title), memory, vCPUs, C(hvm) on C(x86_64)/C(pc) booting from the first disk, the
     O(disks) (files or pool volumes, virtio by default, a read-only CD-ROM for a config drive), the
     O(interfaces) (bridged, virtio, tap device named after the port), a serial console written to

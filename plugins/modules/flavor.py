@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: flavor
 short_description: Manage flavors in the bootflow compute registry (Nova flavors)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Registry data of the OpenStack Nova boot request flow. The flavor named in the boot request is checked by
     nova-api in seed steps 6-7, its RAM, CPU and disk are what nova-scheduler filters and weighs hosts on in seed

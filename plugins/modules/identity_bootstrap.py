@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: identity_bootstrap
 short_description: Bootstrap the embedded identity service (keystone-manage bootstrap)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - The one-time setup that makes seed steps 1-2 of the OpenStack Nova boot request flow possible. Before the
     client can send credentials to Keystone and get an auth token back, Keystone needs a project, a user and

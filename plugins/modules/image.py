@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: image
 short_description: Register disk images in the bootflow image registry (Glance, local store)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Registry data of the OpenStack Nova boot request flow. In seed steps 19-21 nova-compute asks glance-api, with
     the auth token, for the image URI and metadata of the image ID in the boot request, and fetches the image from

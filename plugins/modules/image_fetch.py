@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: image_fetch
 short_description: Cache an image on the hypervisor host and create the instance's copy-on-write root disk
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Does what the libvirt driver of nova-compute does in C(_create_image) for a qcow2 instance disk.
   - The image is cached once per host in C(<instances_path>/_base/<sha1(image_id)>) under a per-image
@@ -25,7 +25,7 @@ description:
   - When the base is not cached and neither O(url) nor O(src) is given, nothing is done and
     RV(base_missing=true) is returned; the action plugin then uploads the image from the controller's
     image store and calls the module again with O(src).
-  - Nothing half-made is left behind on failure: a download that fails verification is deleted (the
+  - Nothing half-made is left behind on failure - a download that fails verification is deleted (the
     cache stays as it was), and an overlay that cannot be created is removed with the directories this
     call made.
 extends_documentation_fragment:

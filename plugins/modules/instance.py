@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: instance
 short_description: Create, fail or delete the instance record (nova-api, seed steps 3-7)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - nova-api's part of the OpenStack Nova boot request flow. In seed step 3 the client turns the boot request into a
     REST call to nova-api; in seed steps 4-5 nova-api has the auth token validated and gets the caller's roles; in

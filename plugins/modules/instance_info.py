@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: instance_info
 short_description: Get everything the compute side needs to build an instance (nova-conductor, seed steps 13-18)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - nova-conductor's part of the OpenStack Nova boot request flow. In seed step 13 nova-compute picks up the build
     request; in seed step 14 it asks nova-conductor for the instance information (host, flavor with RAM, CPU and

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: network
 short_description: Manage networks on a provider bridge (Neutron networks)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Registry data of the OpenStack Nova boot request flow. The networks named in the boot request are checked by
     nova-api in seed steps 6-7, and in seed steps 22-24 nova-compute asks the network service (quantum-server,

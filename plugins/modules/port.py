@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: port
 short_description: Allocate or release an instance's ports and IP addresses (Neutron, seed steps 22-24)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - The network service's part of the OpenStack Nova boot request flow. In seed step 22 nova-compute asks the
     network API, with the auth token, to allocate and configure the network so that the instance gets an IP

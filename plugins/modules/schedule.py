@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: schedule
 short_description: Pick a hypervisor host and claim its resources (nova-scheduler and Placement, seed steps 8-12)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - nova-scheduler's part of the OpenStack Nova boot request flow. In seed step 8 nova-api asks nova-scheduler for
     a host; in seed steps 9-10 the scheduler picks up the request and finds an appropriate host in the database by

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: subnet
 short_description: Manage IPv4 subnets and allocation pools of a network (Neutron subnets)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Registry data of the OpenStack Nova boot request flow. nova-api refuses a boot request on a network without a
     subnet (seed steps 6-7), and in seed steps 22-24 the network service allocates each instance's IP address from

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: token
 short_description: Issue or validate a bootflow identity token (Keystone, seed steps 1-2 and 4-5)
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Keystone's part of the OpenStack Nova boot request flow. In seed steps 1-2 the client sends the user's
     credentials to Keystone, which authenticates them and hands back an auth token; in seed steps 4-5

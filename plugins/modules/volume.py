@@ -8,9 +8,9 @@ DOCUMENTATION = r"""
 module: volume
 short_description: Create, extend or delete a volume in a libvirt directory pool on the hypervisor host
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
-  - The host side of a Cinder-style volume: a file in a libvirt C(dir) storage pool.
+  - The host side of a Cinder-style volume, a file in a libvirt C(dir) storage pool.
   - Makes sure the pool O(pool) exists at O(pool_path) (defined, built, started, autostarted) and the
     volume O(name) exists with O(size_gb) GiB.
   - A bigger O(size_gb) than the volume has extends it (online, with C(blockResize), when a running

@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: volume_attach
 short_description: Attach a pool volume to a libvirt domain on the hypervisor host, or detach it
 version_added: 0.1.0
-author: bootflow.cloud contributors
+author: bootflow.cloud contributors (@bootflow)
 description:
   - Attaches the volume O(volume) of the pool O(pool) to the domain O(domain) as the disk O(device)
     (C(<disk type='volume'>)), in the persistent definition and, when the domain runs, live (hot-plug),

@@ -197,7 +197,7 @@ def env(tmp_path, monkeypatch):
     fake.chmod(0o755)
     (tmp_path / "mode").write_text("ok")
     bins = {"dnsmasq": str(fake), "ip": "/sbin/ip", "dhcp_release": "/usr/bin/dhcp_release"}
-    monkeypatch.setattr(dh, "find_bin", lambda name: bins.get(name))
+    monkeypatch.setattr(dh, "find_bin", bins.get)
     dhcp_dir = tmp_path / "dhcp"
     yield dict(tmp=tmp_path, dhcp_dir=str(dhcp_dir), conf=dh.conf_paths(str(dhcp_dir), NET))
     # stop the fake dnsmasq this test started (by its pid)

@@ -23,6 +23,18 @@ INSTANCE = "1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11"
 MIB = 1024 * 1024
 
 
+def run(argv):
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return p.returncode, p.stdout, p.stderr
+
+
+def fetch(p, **kw):
+    """image_fetch_step with what the module passes in: a command runner and the qemu-img path."""
+    kw.setdefault("run", run)
+    kw.setdefault("qemu_img", QEMU_IMG or "qemu-img")
+    return im.image_fetch_step(p, **kw)
+
+
 def qemu_img(*args):
     subprocess.run([QEMU_IMG] + list(args), check=True, capture_output=True)
 
@@ -239,7 +251,7 @@ def tree(root):
 
 def test_base_missing_without_source(tmp_path, raw_image):
     p = params(tmp_path, raw_image, src=None)
-    r = im.image_fetch_step(p)
+    r = fetch(p)
     assert r["base_missing"] and not r["changed"]
     assert not os.path.exists(p["instances_path"])
 
@@ -247,11 +259,11 @@ def test_base_missing_without_source(tmp_path, raw_image):
 @needs_qemu_img
 def test_fetch_from_src_then_idempotent(tmp_path, raw_image):
     p = params(tmp_path, raw_image, root_gb=1)
-    r = im.image_fetch_step(p, check_mode=True)
+    r = fetch(p, check_mode=True)
     assert r["changed"] and r["base_downloaded"] and r["disk_created"]
     assert not os.path.exists(p["instances_path"])  # check mode touched nothing
 
-    r = im.image_fetch_step(p, qemu_img=QEMU_IMG)
+    r = fetch(p, qemu_img=QEMU_IMG)
     assert r["changed"] and r["base_downloaded"] and r["disk_created"] and not r["base_missing"]
     base = os.path.join(p["instances_path"], "_base", im.cache_name(IMAGE_ID))
     assert r["base_path"] == base and open(base, "rb").read() == open(raw_image, "rb").read()
@@ -266,41 +278,41 @@ def test_fetch_from_src_then_idempotent(tmp_path, raw_image):
     assert os.stat(os.path.dirname(r["disk_path"])).st_mode & 0o777 == 0o755
     assert not [f for f in os.listdir(os.path.dirname(base)) if f.endswith(".part")]
 
-    again = im.image_fetch_step(p, qemu_img=QEMU_IMG)
+    again = fetch(p, qemu_img=QEMU_IMG)
     assert not again["changed"] and not again["base_downloaded"] and not again["disk_created"]
-    assert im.image_fetch_step(p, check_mode=True)["changed"] is False
+    assert fetch(p, check_mode=True)["changed"] is False
 
-    grown = im.image_fetch_step(dict(p, root_gb=2), qemu_img=QEMU_IMG)
+    grown = fetch(dict(p, root_gb=2), qemu_img=QEMU_IMG)
     assert grown["changed"] and grown["disk_resized"]
     assert im.inspect_format(r["disk_path"])["virtual_size"] == 2 * 1024 ** 3
-    smaller = im.image_fetch_step(dict(p, root_gb=1), qemu_img=QEMU_IMG)
+    smaller = fetch(dict(p, root_gb=1), qemu_img=QEMU_IMG)
     assert not smaller["changed"] and smaller["warnings"]
 
-    gone = im.image_fetch_step(dict(p, state="absent"))
+    gone = fetch(dict(p, state="absent"))
     assert gone["changed"] and gone["removed"] == ["disk"]
     assert not os.path.exists(os.path.dirname(r["disk_path"])) and os.path.exists(base)
-    assert not im.image_fetch_step(dict(p, state="absent"))["changed"]
+    assert not fetch(dict(p, state="absent"))["changed"]
 
 
 @needs_qemu_img
 def test_checksum_mismatch_leaves_cache_untouched(tmp_path, raw_image):
     p = params(tmp_path, raw_image, checksum="0" * 32)
     with pytest.raises(im.ImageError) as e:
-        im.image_fetch_step(p, qemu_img=QEMU_IMG)
+        fetch(p, qemu_img=QEMU_IMG)
     assert "checksum mismatch (md5): expected " + "0" * 32 in e.value.msg
     assert tree(os.path.join(p["instances_path"], "_base")) == []  # no tmp, no base
     assert not os.path.exists(os.path.join(p["instances_path"], INSTANCE))
     p = params(tmp_path, raw_image, os_hash_value="a" * 128)
     with pytest.raises(im.ImageError, match="sha512"):
-        im.image_fetch_step(p, qemu_img=QEMU_IMG)
+        fetch(p, qemu_img=QEMU_IMG)
     assert tree(os.path.join(p["instances_path"], "_base")) == []
 
 
 def test_size_mismatch(tmp_path, raw_image):
     with pytest.raises(im.ImageError, match="size mismatch"):
-        im.image_fetch_step(params(tmp_path, raw_image, size=10))
+        fetch(params(tmp_path, raw_image, size=10))
     with pytest.raises(im.ImageError, match="size mismatch"):
-        im.image_fetch_step(params(tmp_path, raw_image, size=os.path.getsize(raw_image) + 1))
+        fetch(params(tmp_path, raw_image, size=os.path.getsize(raw_image) + 1))
     assert tree(os.path.join(str(tmp_path / "instances"), "_base")) == []
 
 
@@ -310,11 +322,11 @@ def test_unsafe_upload_is_not_cached(tmp_path):
     qemu_img("create", "-f", "qcow2", "-F", "raw", "-b", "/etc/passwd", evil, "1M")
     p = params(tmp_path, evil, disk_format="qcow2")
     with pytest.raises(im.ImageError, match="backing file"):
-        im.image_fetch_step(p, qemu_img=QEMU_IMG)
+        fetch(p, qemu_img=QEMU_IMG)
     assert tree(os.path.join(p["instances_path"], "_base")) == []
     p = params(tmp_path, evil, disk_format="raw")  # and declared raw: format mismatch
     with pytest.raises(im.ImageError, match="declared raw but the content is qcow2"):
-        im.image_fetch_step(p, qemu_img=QEMU_IMG)
+        fetch(p, qemu_img=QEMU_IMG)
     assert tree(os.path.join(p["instances_path"], "_base")) == []
 
 
@@ -324,7 +336,7 @@ def test_root_gb_smaller_than_image(tmp_path):
     qemu_img("create", "-f", "qcow2", big, "3G")
     p = params(tmp_path, big, disk_format="qcow2", root_gb=1)
     with pytest.raises(im.ImageError, match="smaller than the image's virtual size"):
-        im.image_fetch_step(p, qemu_img=QEMU_IMG)
+        fetch(p, qemu_img=QEMU_IMG)
     assert not os.path.exists(os.path.join(p["instances_path"], INSTANCE))
 
 
@@ -336,7 +348,7 @@ def test_failed_overlay_is_rolled_back(tmp_path, raw_image):
         return 1, "", "boom"
 
     with pytest.raises(im.ImageError, match="qemu-img create .* failed .*boom"):
-        im.image_fetch_step(p, run=failing_run, qemu_img=QEMU_IMG)
+        fetch(p, run=failing_run, qemu_img=QEMU_IMG)
     assert not os.path.exists(os.path.join(p["instances_path"], INSTANCE))
     assert os.path.exists(os.path.join(p["instances_path"], "_base", im.cache_name(IMAGE_ID)))  # verified base kept
 
@@ -350,27 +362,27 @@ def test_url_download_with_opener(tmp_path, raw_image):
         return io.BytesIO(data)
 
     p = params(tmp_path, raw_image, src=None, url="https://images.example.org/x.raw", instance_uuid=None)
-    r = im.image_fetch_step(p, opener=opener)
+    r = fetch(p, opener=opener)
     assert r["changed"] and r["base_downloaded"] and calls == [("https://images.example.org/x.raw", 60)]
     assert r["disk_path"] is None
-    assert not im.image_fetch_step(p, opener=opener)["changed"] and len(calls) == 1
+    assert not fetch(p, opener=opener)["changed"] and len(calls) == 1
 
 
 def test_url_scheme_and_uuid_validation(tmp_path, raw_image):
     with pytest.raises(im.ImageError, match="http"):
-        im.image_fetch_step(params(tmp_path, raw_image, src=None, url="file:///etc/passwd"))
+        fetch(params(tmp_path, raw_image, src=None, url="file:///etc/passwd"))
     with pytest.raises(im.ImageError, match="not a UUID"):
-        im.image_fetch_step(params(tmp_path, raw_image, instance_uuid="../../etc"))
+        fetch(params(tmp_path, raw_image, instance_uuid="../../etc"))
     with pytest.raises(im.ImageError, match="never"):
-        im.image_fetch_step(params(tmp_path, raw_image, checksum=None, os_hash_algo=None, os_hash_value=None))
+        fetch(params(tmp_path, raw_image, checksum=None, os_hash_algo=None, os_hash_value=None))
 
 
 @needs_qemu_img
 def test_existing_disk_on_another_base_is_refused(tmp_path, raw_image, qcow2_image):
     p = params(tmp_path, raw_image)
-    im.image_fetch_step(p, qemu_img=QEMU_IMG)
+    fetch(p, qemu_img=QEMU_IMG)
     md5, sha512 = hashes(qcow2_image)
     other = dict(p, image_id="another", src=qcow2_image, disk_format="qcow2", checksum=md5, os_hash_value=sha512,
                  size=os.path.getsize(qcow2_image))
     with pytest.raises(im.ImageError, match="backing file"):
-        im.image_fetch_step(other, qemu_img=QEMU_IMG)
+        fetch(other, qemu_img=QEMU_IMG)

@@ -281,8 +281,8 @@ def fixture_spec(**kw):
 @pytest.mark.parametrize("change", [
     dict(memory_mb=256), dict(vcpus=2), dict(title="web-2"), dict(tb_cache_mb=64), dict(tb_cache_mb=None),
     dict(console_log="/elsewhere/console.log"), dict(virt_type="kvm"), dict(interfaces=[dict(bridge="br-test")]),
-    dict(disks=[dict(path="/other/disk")]), dict(disks=[dict(path="/var/lib/bootflow/instances/%s/disk" % UUID,
-                                                          format="raw")]),
+    dict(disks=[dict(path="/other/disk")]),
+    dict(disks=[dict(path="/var/lib/bootflow/instances/%s/disk" % UUID, format="raw")]),
 ])
 def test_any_managed_change_is_seen(change):
     same = v.carry_over(LIBVIRT_INACTIVE, v.domain_xml(fixture_spec()))
