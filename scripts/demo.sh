@@ -32,7 +32,7 @@ UUID=$(python3 -c 'import json; print(json.load(open("build/demo-instance.json")
 IP=$(python3 -c 'import json; print(json.load(open("build/demo-instance.json"))["ports"][0][1])')
 MAC=$(python3 -c 'import json; print(json.load(open("build/demo-instance.json"))["ports"][0][0])')
 NET=$(python3 -c 'import json; print(json.load(open("build/demo-instance.json"))["ports"][0][2])')
-for i in $(seq 1 60); do
+for _ in $(seq 1 60); do
   tests/hosts/testhost.sh ssh "$N" "grep -q GUEST-HTTP /var/lib/bootflow/instances/$UUID/console.log" && break
   sleep 0.5
 done
@@ -42,6 +42,6 @@ tests/hosts/testhost.sh ssh "$N" "grep -i '$MAC' /var/lib/bootflow/dhcp/$NET/lea
 echo "== libvirt on $HOST"
 tests/hosts/testhost.sh ssh "$N" "virsh -c qemu:///system domstate bootflow-$UUID; virsh -c qemu:///system domblklist bootflow-$UUID"
 echo "== the guest's HTTP page, fetched from inside $HOST's network namespace"
-tests/hosts/testhost.sh ssh "$N" "wget -qO- -T 5 http://$IP/ 2>/dev/null || busybox wget -qO- -T 5 http://$IP/"
+tests/hosts/testhost.sh ssh "$N" "timeout 10 busybox wget -qO- http://$IP/"
 echo
 echo "demo: instance $NAME ($UUID) is ACTIVE on $HOST with IP $IP. Remove it with: make demo-delete"

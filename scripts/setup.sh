@@ -23,7 +23,7 @@ export DEBIAN_FRONTEND=noninteractive
 APT_PACKAGES="qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
   libvirt-clients libvirt-dev dnsmasq-base dnsmasq-utils busybox-static bridge-utils iproute2 kmod
   cpio xz-utils syslinux syslinux-common mtools dosfstools pkg-config gcc python3-dev python3-venv
-  openssh-server python3-libvirt python3-lxml genisoimage"
+  openssh-server python3-libvirt python3-lxml genisoimage shellcheck"
 
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (apt, /dev/kvm, /var/cache/bootflow)" >&2; exit 1; }
 mkdir -p "$REPO/build"
@@ -64,14 +64,17 @@ apt_packages() {
     printf '#!/bin/sh\n# bootflow setup: never start services from package scripts\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 0755 /usr/sbin/policy-rc.d
   fi
-  local missing
+  local missing packages
+  read -r -d '' -a packages <<<"$APT_PACKAGES" || true   # all lines, one word per package
   # dpkg-query exits 1 when a package is unknown to dpkg: that just means "missing"
-  missing=$({ dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' $APT_PACKAGES 2>/dev/null || true; } |
+  missing=$({ dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null || true; } |
             awk '$2 == "ii" {ok[$1] = 1} END {for (p in ok) print p}' |
-            sort | comm -13 - <(printf '%s\n' $APT_PACKAGES | sort) | tr '\n' ' ')
-  if [ -z "${missing// }" ]; then RESULT="all $(wc -w <<<"$APT_PACKAGES") present"; return 0; fi
+            sort | comm -13 - <(printf '%s\n' "${packages[@]}" | sort) | tr '\n' ' ')
+  if [ -z "${missing// }" ]; then RESULT="all ${#packages[@]} present"; return 0; fi
+  local -a todo
+  read -r -a todo <<<"$missing"
   run apt-get update -q
-  run apt-get install -y -q --no-install-recommends $missing
+  run apt-get install -y -q --no-install-recommends "${todo[@]}"
   RESULT="installed: $missing"
 }
 

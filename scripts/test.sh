@@ -3,7 +3,7 @@
 # last line sums up the stages ("stages: N passed, N failed").
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
+cd "$REPO" || exit 1
 export ANSIBLE_CONFIG=$REPO/ansible.cfg PATH=$REPO/.venv/bin:$PATH
 passed=0; failed=0; failed_names=()
 stage() {

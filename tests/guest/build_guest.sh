@@ -40,11 +40,11 @@ KPKG=${BOOTFLOW_GUEST_KERNEL_PKG:-$(apt-cache depends linux-image-cloud-amd64 2>
 KVER=${KPKG#linux-image-}
 KROOT=$WORK/kernel-$KVER
 if [ ! -f "$KROOT/lib/modules/$KVER/modules.dep" ]; then
-  deb=$(ls "$WORK/debs/${KPKG}"_*_amd64.deb /var/cache/apt/archives/"${KPKG}"_*_amd64.deb 2>/dev/null | head -1 || true)
+  deb=$(find "$WORK/debs" /var/cache/apt/archives -maxdepth 1 -name "${KPKG}_*_amd64.deb" 2>/dev/null | head -1 || true)
   if [ -z "$deb" ]; then
     # the sandbox user _apt cannot write here; downloading as root avoids the (harmless) warning
     ( cd "$WORK/debs" && apt-get download -q -o APT::Sandbox::User=root "$KPKG" >/dev/null )
-    deb=$(ls "$WORK/debs/${KPKG}"_*_amd64.deb | head -1)
+    deb=$(find "$WORK/debs" -maxdepth 1 -name "${KPKG}_*_amd64.deb" | head -1)
   fi
   rm -rf "$KROOT.tmp"; mkdir -p "$KROOT.tmp"
   dpkg -x "$deb" "$KROOT.tmp"

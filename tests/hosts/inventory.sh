@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT=${BOOTFLOW_TESTHOSTS:-/var/tmp/bootflow-hosts}
 echo "[hypervisors]"
 for N in "$@"; do
-  [[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] && [ "$N" -le 250 ] || { echo "N must be 1..250: $N" >&2; exit 2; }
+  if ! [[ $N =~ ^[0-9]+$ && $N -ge 1 && $N -le 250 ]]; then echo "N must be 1..250: $N" >&2; exit 2; fi
   # /usr/bin/python3: the hosts' private /root hides pyenv; Debian's python3 has python3-libvirt
   echo "bfhv$N ansible_host=10.98.$N.2 ansible_user=root ansible_python_interpreter=/usr/bin/python3" \
        "ansible_ssh_private_key_file=$ROOT/id_ed25519" \

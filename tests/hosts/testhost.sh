@@ -20,7 +20,7 @@ set -euo pipefail
 usage() { echo "usage: $0 start|stop|purge|status|ssh|uri N [args]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1; N=$2; shift 2
-[[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 1 ] && [ "$N" -le 250 ] || { echo "N must be 1..250" >&2; exit 2; }
+if ! [[ $N =~ ^[0-9]+$ && $N -ge 1 && $N -le 250 ]]; then echo "N must be 1..250" >&2; exit 2; fi
 
 ROOT=${BOOTFLOW_TESTHOSTS:-/var/tmp/bootflow-hosts}
 H=$ROOT/host$N
@@ -57,7 +57,7 @@ do_stop() {
   # 2. our daemons, by pid file
   local d pid
   for d in $DAEMONS; do
-    alive "${d%%:*}" "${d##*:}" && kill "$(cat "${d%%:*}")" 2>/dev/null || true
+    if alive "${d%%:*}" "${d##*:}"; then kill "$(cat "${d%%:*}")" 2>/dev/null || true; fi
   done
   for _ in $(seq 1 30); do any_alive || break; sleep 0.1; done
   # 3. whatever still lives in the netns (ssh sessions, dnsmasq of dhcp_lease, qemu): by pid
@@ -155,6 +155,7 @@ EOF
 
   # ONE invocation: every `ip netns exec` makes a fresh mount namespace, so all daemons must be
   # started from the same one to share the bind mounts.
+  # shellcheck disable=SC2016  # the script is expanded by the inner sh, from its arguments
   ip netns exec "$NS" unshare --uts sh -ec '
     H=$1; hostname "$2"
     mount --make-rprivate /

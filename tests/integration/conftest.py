@@ -95,6 +95,8 @@ def it_env(tmp_path_factory):
     """A started test host with the hypervisor role applied and the embedded defaults bootstrapped."""
     base = tmp_path_factory.mktemp("bootflow-it")
     state_dir = base / "state"
+    # a clean host every session: whatever an earlier (failed) run left is purged first
+    subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
     subprocess.run([TESTHOST, "start", str(HOST_N)], check=True, timeout=120)
     inventory = base / "inventory.ini"
     inventory.write_text(subprocess.run([INVENTORY_SH, str(HOST_N)], check=True, stdout=subprocess.PIPE,
@@ -105,7 +107,7 @@ def it_env(tmp_path_factory):
         env.play("hypervisors.yml")
         yield env
     finally:
-        subprocess.run([TESTHOST, "stop", str(HOST_N)], check=False, timeout=120)
+        subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
 
 
 def console(env, uuid):
