@@ -35,10 +35,17 @@ class ActionModule(ControllerStep):
             raise InvalidRequest("Instance %s has no host yet: schedule it before allocating ports." % row.name)
         before = (row.vm_state, row.task_state)
         changed = False
+        fixed_ips = {}
+        with ctx.db.tx() as conn:  # keys may be network names or IDs
+            for ref, ip in a["fixed_ips"].items():
+                fixed_ips[_networking.find_network(conn, ref).id] = ip
+        unknown = set(fixed_ips) - set(row.request.get("networks", []))
+        if unknown:
+            raise InvalidRequest("fixed_ips names network(s) the instance is not on: %s" % ", ".join(sorted(unknown)))
         try:
             for net_id in row.request.get("networks", []):
                 c, _port = _networking.allocate_port(ctx.db, row.uuid, net_id, row.host,
-                                                     fixed_ip=a["fixed_ips"].get(net_id), check_mode=ctx.check_mode)
+                                                     fixed_ip=fixed_ips.get(net_id), check_mode=ctx.check_mode)
                 changed = changed or c
         except _ipam.NoMoreIps as exc:
             if not ctx.check_mode:

@@ -131,9 +131,11 @@ def allocate_port(db, instance_uuid, network_ref, host, fixed_ip=None, check_mod
         existing = conn.execute(ports.select().where(ports.c.instance_uuid == instance_uuid,
                                                      ports.c.network_id == net.id)).first()
         if existing is not None:
-            if existing.host != host and not check_mode:
+            if existing.host == host:
+                return False, _db.row_dict(existing)
+            if not check_mode:  # the instance moved (rebuilt elsewhere): the port follows it
                 conn.execute(ports.update().where(ports.c.id == existing.id).values(host=host))
-            return False, _db.row_dict(existing)
+            return True, dict(_db.row_dict(existing), host=host)
         subrow = network_subnet(conn, net.id)
         sub = subnet_obj(subrow)
         used = {r.ip for r in conn.execute(sa.select(ports.c.ip).where(ports.c.subnet_id == subrow.id))}
