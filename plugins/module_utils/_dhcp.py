@@ -33,6 +33,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
+
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -42,13 +44,8 @@ RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from 
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
-class DhcpError(Exception):
-    """DHCP step failure; msg for fail_json, result for extra return values."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
+class DhcpError(StepError):
+    """DHCP step failure."""
 
 
 # --------------------------------------------------------------------------------------------

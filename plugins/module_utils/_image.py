@@ -28,6 +28,8 @@ import tempfile
 import urllib.parse
 import uuid as _uuid
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
+
 GIB = 1024 ** 3
 CHUNK = 1024 * 1024
 DISK_FORMATS = ("raw", "qcow2")
@@ -42,13 +44,8 @@ _QCOW2_EXT_DATA_FILE = 0x44415441
 _QCOW2_INCOMPAT_DATA_FILE = 1 << 2
 
 
-class ImageError(Exception):
-    """Image cache failure; msg for fail_json, result for extra return values."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
+class ImageError(StepError):
+    """Image cache failure."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._virt import (
     volume_xml,
 )
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError, finish
+
 try:
     import libvirt
     HAS_LIBVIRT = True
@@ -60,15 +62,6 @@ STATE_NAMES = {
     7: "pmsuspended",
 }
 ACTIVE_STATES = ("running", "blocked", "paused", "shutdown", "pmsuspended")
-
-
-class StepError(Exception):
-    """A host-side step failed; msg is for fail_json, result holds extra return values."""
-
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
 
 
 def _err(e):
@@ -798,3 +791,14 @@ def domain_step(conn, p, check_mode=False, cpuinfo_path="/proc/cpuinfo", kvm_pat
 def console_dir_missing(spec):
     c = spec.get("console_log")
     return bool(c) and not os.path.isdir(os.path.dirname(c))
+
+
+def run_libvirt_step(module, step, describe):
+    """Connect to ``module.params['uri']``, run ``step(conn)`` and exit the module with its result."""
+    def run():
+        conn = connect(module.params["uri"])
+        try:
+            return step(conn)
+        finally:
+            conn.close()
+    finish(module, run, describe)

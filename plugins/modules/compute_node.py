@@ -163,9 +163,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
 from ansible_collections.bootflow.cloud.plugins.module_utils._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
-    StepError,
+    run_libvirt_step,
     compute_node_info,
-    connect,
 )
 
 
@@ -189,17 +188,8 @@ def main():
     )
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    try:
-        conn = connect(module.params["uri"])
-        try:
-            node = compute_node_info(conn, module.params["instances_path"])
-        finally:
-            conn.close()
-    except StepError as e:
-        module.fail_json(msg=e.msg, **e.result)
-    except Exception as e:  # libvirtError and OS errors: say what failed
-        module.fail_json(msg="cannot read the host's resources from libvirt at %s: %s" % (module.params["uri"], e))
-    module.exit_json(changed=False, compute_node=node)
+    run_libvirt_step(module, lambda conn: dict(changed=False, compute_node=compute_node_info(conn, module.params["instances_path"])),
+                     "cannot read the host's resources from libvirt at %s" % module.params["uri"])
 
 
 if __name__ == "__main__":

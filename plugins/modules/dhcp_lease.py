@@ -182,12 +182,12 @@ conf_dir:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
     AUTH_ARGSPEC,
     argspec,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils._dhcp import (
-    DhcpError,
     dhcp_lease_step,
 )
 
@@ -220,16 +220,8 @@ def main():
     def run(argv):
         return module.run_command(argv)
 
-    try:
-        result = dhcp_lease_step(module.params, check_mode=module.check_mode, run=run)
-    except DhcpError as e:
-        module.fail_json(msg=e.msg, **e.result)
-    for w in result.pop("warnings", []):
-        module.warn(w)
-    diff = result.pop("diff", None)
-    if module._diff and diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=run),
+           "dhcp_lease on network %s" % module.params["network_id"])
 
 
 if __name__ == "__main__":

@@ -205,12 +205,12 @@ removed:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
     AUTH_ARGSPEC,
     argspec,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils._image import (
-    ImageError,
     image_fetch_step,
 )
 
@@ -252,16 +252,9 @@ def main():
     def run(argv):
         return module.run_command(argv)
 
-    try:
-        result = image_fetch_step(module.params, check_mode=module.check_mode, run=run, opener=opener,
-                                  qemu_img=qemu_img)
-    except ImageError as e:
-        module.fail_json(msg=e.msg, **e.result)
-    except OSError as e:
-        module.fail_json(msg="image_fetch failed: %s" % e)
-    for w in result.pop("warnings", []):
-        module.warn(w)
-    module.exit_json(**result)
+    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=run, opener=opener,
+                                            qemu_img=qemu_img),
+           "image_fetch of image %s" % module.params["image_id"])
 
 
 if __name__ == "__main__":

@@ -113,8 +113,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
 from ansible_collections.bootflow.cloud.plugins.module_utils._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
-    StepError,
-    connect,
+    run_libvirt_step,
     volume_attach_step,
 )
 
@@ -136,20 +135,8 @@ def main():
     )
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    try:
-        conn = connect(module.params["uri"])
-        try:
-            result = volume_attach_step(conn, module.params, check_mode=module.check_mode)
-        finally:
-            conn.close()
-    except StepError as e:
-        module.fail_json(msg=e.msg, **e.result)
-    except Exception as e:  # libvirtError
-        module.fail_json(msg="volume_attach %s -> %s: %s" % (module.params["volume"], module.params["domain"], e))
-    diff = result.pop("diff", None)
-    if module._diff and diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_libvirt_step(module, lambda conn: volume_attach_step(conn, module.params, check_mode=module.check_mode),
+                     "volume_attach %s -> %s" % (module.params["volume"], module.params["domain"]))
 
 
 if __name__ == "__main__":
