@@ -32,18 +32,23 @@ class ActionModule(ControllerStep):
         api.require_role(auth, "admin", "member")
         with ctx.db.tx() as conn:
             row = api.get_instance(conn, a["instance"], auth)
-            alloc = _placement.existing_allocation(conn, row.uuid)
-            flavor = conn.execute(table("flavors").select().where(table("flavors").c.id == row.flavor_id)).first()
-            states = _placement.host_states(conn)
+            if a["state"] == "absent":
+                api.require_not_running(row, "release its claim")
+            else:
+                alloc = _placement.existing_allocation(conn, row.uuid)
+                if alloc is not None:
+                    return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": api.instance_dict(row)}
+                if row.vm_state != api.BUILDING or row.task_state != api.SCHEDULING:
+                    raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
+                                         "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
+                flavor = conn.execute(table("flavors").select().where(table("flavors").c.id == row.flavor_id)).first()
+                image = None
+                if row.image_id:
+                    image = conn.execute(table("images").select().where(table("images").c.id == row.image_id)).first()
+                states = _placement.host_states(conn)
         if a["state"] == "absent":
-            api.require_not_running(row, "release its claim")
             host = _placement.release(ctx.db, row.uuid, ctx.check_mode)
             return {"changed": host is not None, "released_from": host}
-        if alloc is not None:
-            return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": api.instance_dict(row)}
-        if row.vm_state != api.BUILDING or row.task_state != api.SCHEDULING:
-            raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
-                                 "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
         try:
             cfg = _scheduler.SchedulerConfig(
                 enabled_filters=a["enabled_filters"], multipliers=a["weight_multipliers"],
@@ -53,9 +58,13 @@ class ActionModule(ControllerStep):
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         if a["hosts"] is not None:
-            states = [s for s in states if s.name in set(a["hosts"])]
+            wanted = set(a["hosts"])
+            states = [s for s in states if s.name in wanted]
+        # Nova's RequestSpec carries the flavor and the image meta; ImagePropertiesFilter reads the image's
+        # hw_architecture / img_hv_type / img_hv_requested_version, ComputeCapabilitiesFilter the extra_specs
         spec = _scheduler.RequestSpec(vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=flavor.disk_gb,
-                                      flavor_extra_specs=flavor.extra_specs or {})
+                                      flavor_extra_specs=flavor.extra_specs or {},
+                                      image_properties=(image.properties if image is not None else None) or {})
         before = (row.vm_state, row.task_state)
         try:
             if not states:

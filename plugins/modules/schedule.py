@@ -16,7 +16,7 @@ description:
     filtering and weighing; in seed step 11 it returns the instance entry with the host set, and in seed step 12
     hands the build to nova-compute on that host.
   - With O(state=present), filters the registered compute nodes (see M(bootflow.cloud.compute_node)) against the
-    instance's flavor, weighs the hosts that pass, picks one among the best O(host_subset_size), then claims the
+    instance's flavor and image, weighs the hosts that pass, picks one among the best O(host_subset_size), then claims the
     flavor's vCPUs, memory and disk on it atomically, as Placement does. If the claim fails because another boot
     took the capacity first, the alternates are tried in order. On success the instance's host is set (it stays
     C(building/scheduling)) and the step is recorded in its step log (seed steps V(8-12), service
@@ -58,8 +58,13 @@ options:
       - V(ComputeFilter) rejects disabled hosts and hosts that are down (see O(service_down_time));
         V(CapacityFilter) checks free vCPUs, memory and disk with the hosts' allocation ratios and reservations;
         V(ComputeCapabilitiesFilter) matches the flavor's C(extra_specs).
-      - The request built here carries no availability zone, forced host, server group or image properties, so the
-        remaining filters pass every host.
+      - V(ImagePropertiesFilter) matches the properties of the instance's image (see
+        O(bootflow.cloud.image#module:properties)) against what the host reported: C(hw_architecture) (or
+        C(architecture)) against its architecture, C(img_hv_type) (or C(hypervisor_type)) against its hypervisor
+        type, and C(img_hv_requested_version) (for example V(>=7.2)) against its hypervisor version. An image
+        without these properties passes every host.
+      - The request built here carries no availability zone, forced host or server group, so the remaining filters
+        pass every host.
       - By default all filters run.
     type: list
     elements: str
@@ -114,8 +119,8 @@ notes:
     and returns the host of that allocation.
   - Only an instance in C(building/scheduling) without an allocation can be scheduled. Any other state (for
     example C(error) after an earlier failure) fails with RV(error=invalid); delete the instance and boot it again.
-  - Parallel boots are safe, claims use a compare-and-swap on the host's resource provider generation and are
-    retried on conflict.
+  - Parallel boots are safe, on SQLite and on PostgreSQL, claims use a compare-and-swap on the host's resource
+    provider generation and are retried on conflict.
 seealso:
   - module: bootflow.cloud.instance
   - module: bootflow.cloud.compute_node

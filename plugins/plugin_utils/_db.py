@@ -276,12 +276,59 @@ def _sqlite_begin(conn):
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# PostgreSQL: READ COMMITTED (the server's default, set explicitly). Writers do not serialise
+# as on SQLite; what must not race is guarded in the data itself: the placement claim is a
+# compare-and-swap on the provider generation (an UPDATE waits for a concurrent one on the same
+# row, then re-checks its WHERE on the committed row and matches nothing), IPs/MACs/names have
+# unique constraints, and state moves are CAS on task_state. Under REPEATABLE READ/SERIALIZABLE
+# the same races would surface as serialization failures instead, which callers do not retry.
+PG_ISOLATION = "READ COMMITTED"
+# Same patience as SQLite's busy_timeout: wait up to 60 s for a row lock, then fail clearly.
+PG_LOCK_TIMEOUT_MS = 60000
+# One engine per task (ControllerStep.close() disposes it): a small pool is plenty, and pre-ping
+# replaces a connection the server closed (restart, idle timeout) instead of failing the task.
+PG_POOL = {"pool_size": 2, "max_overflow": 3, "pool_timeout": 60, "pool_recycle": 1800, "pool_pre_ping": True}
+# The key of the advisory lock that serialises Alembic migrations between controller processes.
+PG_MIGRATION_LOCK = 0x626F6F74  # "boot"
+
+
+def _pg_driver():
+    """The PostgreSQL DBAPI driver that is installed: psycopg2 (ee-requirements.txt) first, then psycopg 3."""
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        try:
+            __import__(module)
+            return driver
+        except ImportError:
+            continue
+    return None
+
+
+def normalize_url(url):
+    """A PostgreSQL URL without a driver gets the installed one.
+
+    ``postgres://`` (libpq style) is accepted for ``postgresql://``. SQLAlchemy 2.0 picks psycopg2
+    for a bare ``postgresql://`` and 2.1 psycopg 3; the execution environment ships psycopg2.
+    """
+    for bare in ("postgres://", "postgresql://"):
+        if url.startswith(bare):
+            driver = _pg_driver()
+            return "postgresql%s://%s" % ("+" + driver if driver else "", url[len(bare):])
+    return url
+
+
 class Database:
     """One engine per task; ``with db.tx() as conn`` is one transaction."""
 
     def __init__(self, url):
-        self.url = url
-        self.is_sqlite = url.startswith("sqlite")
+        self.url = url = normalize_url(url)
+        try:
+            self.backend = sa.engine.make_url(url).get_backend_name()
+        except sa.exc.ArgumentError as exc:
+            raise DBError("invalid db_url %s: %s" % (_safe_url(url), exc)) from exc
+        self.is_sqlite = self.backend == "sqlite"
+        self.is_postgresql = self.backend == "postgresql"
+        if not (self.is_sqlite or self.is_postgresql):
+            raise DBError("unsupported database %s: bootflow runs on SQLite or PostgreSQL" % _safe_url(url))
         kwargs = {}
         if self.is_sqlite:
             path = url.split("sqlite:///", 1)[-1]
@@ -290,17 +337,43 @@ class Database:
                 _touch_private(path)
             kwargs["connect_args"] = {"timeout": 60}
             kwargs["poolclass"] = sa.pool.NullPool
-        self.engine = sa.create_engine(url, future=True, **kwargs)
+        else:
+            kwargs.update(PG_POOL)
+            kwargs["isolation_level"] = PG_ISOLATION
+            kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "bootflow",
+                                      "options": "-c lock_timeout=%d" % PG_LOCK_TIMEOUT_MS}
+        try:
+            self.engine = sa.create_engine(url, future=True, **kwargs)
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:
+            raise DBError("cannot use %s: the database driver is missing on the controller (for PostgreSQL: "
+                          "pip install psycopg2-binary): %s" % (_safe_url(url), exc)) from exc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        self._pid = os.getpid()
+        self._inherited_pools = []
+
+    def _fork_guard(self):
+        """In a forked child (multiprocessing, tests), start a pool of our own.
+
+        The parent's pooled connections are never used, pinged or closed here: closing one would end
+        the parent's session on the server. The inherited pool stays referenced so that garbage
+        collection does not close its sockets either.
+        """
+        pid = os.getpid()
+        if pid != self._pid:
+            self._inherited_pools.append(self.engine.pool)
+            self.engine.dispose(close=False)
+            self._pid = pid
 
     @contextlib.contextmanager
     def tx(self):
+        self._fork_guard()
         with self.engine.begin() as conn:
             yield conn
 
     def schema_revision(self):
+        self._fork_guard()
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):
                 return None
@@ -323,6 +396,11 @@ class Database:
 
         with EnvironmentContext(cfg, script, fn=do_upgrade, destination_rev="head") as env:
             with self.engine.connect() as conn:
+                if self.is_postgresql:
+                    # Two controller processes on a new database: the second waits here, then finds
+                    # the schema at head (Alembic reads alembic_version after the lock) and does nothing.
+                    # On SQLite, BEGIN IMMEDIATE does the same. Released at commit.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
                 env.configure(connection=conn, target_metadata=METADATA, render_as_batch=self.is_sqlite)
                 with env.begin_transaction():
                     env.run_migrations()
@@ -330,6 +408,7 @@ class Database:
         return True
 
     def dispose(self):
+        self._fork_guard()
         self.engine.dispose()
 
 

@@ -1,6 +1,7 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller services on a real SQLite file: nova-api validation, scheduler claims, IPAM.
+"""Controller services on a real SQLite file and on a real PostgreSQL server (every test runs on
+both, see the ``backend`` fixture in conftest.py): nova-api validation, scheduler claims, IPAM.
 
 Concurrency cases run in separate processes (each its own engine and connection), as parallel
 ansible-playbook runs would.
@@ -29,9 +30,10 @@ def _auth(db, state_dir):
 
 
 @pytest.fixture()
-def cloud(tmp_path):
+def cloud(tmp_path, backend):
     state_dir = str(tmp_path / "state")
-    db = _db.open_db(state_dir=state_dir)
+    db_url = backend.new_db_url()   # None: SQLite in the state dir (the embedded default)
+    db = _db.open_db(db_url, state_dir=state_dir)
     auth = _auth(db, state_dir)
     image_file = tmp_path / "disk.raw"
     image_file.write_bytes(b"\0" * (1024 * 1024))
@@ -40,7 +42,8 @@ def cloud(tmp_path):
     _images.ensure_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/28", None, None, None, None, [], "present", False)
-    return {"db": db, "auth": auth, "state_dir": state_dir, "tmp": tmp_path}
+    yield {"db": db, "auth": auth, "state_dir": state_dir, "tmp": tmp_path, "db_url": db_url}
+    db.dispose()
 
 
 def _count(db, table):
@@ -50,7 +53,11 @@ def _count(db, table):
 
 def test_schema_is_at_head_and_file_is_private(cloud):
     assert cloud["db"].schema_revision() == _db.SCHEMA_HEAD
-    assert os.stat(os.path.join(cloud["state_dir"], "bootflow.db")).st_mode & 0o777 == 0o600
+    if cloud["db_url"] is None:
+        assert cloud["db"].is_sqlite
+        assert os.stat(os.path.join(cloud["state_dir"], "bootflow.db")).st_mode & 0o777 == 0o600
+    else:
+        assert cloud["db"].is_postgresql and not os.path.exists(os.path.join(cloud["state_dir"], "bootflow.db"))
 
 
 @pytest.mark.parametrize("flavor,image,nets,msg,exc", [
@@ -117,8 +124,8 @@ def test_claim_respects_capacity_and_reserved_memory(cloud):
 
 
 def _claim_worker(args):
-    state_dir, consumer = args
-    db = _db.open_db(state_dir=state_dir)
+    db_url, state_dir, consumer = args
+    db = _db.open_db(db_url, state_dir=state_dir)
     spec = _scheduler.RequestSpec(vcpus=1, memory_mb=256, root_gb=1)
     try:
         return _placement.claim(db, consumer, spec, ["hv1", "hv2"])[0]
@@ -133,7 +140,7 @@ def test_parallel_claims_never_overcommit(cloud):
     _report(db, "hv1", 512 + 3 * 256)   # room for 3
     _report(db, "hv2", 512 + 2 * 256)   # room for 2
     with multiprocessing.get_context("fork").Pool(6) as pool:
-        got = pool.map(_claim_worker, [(cloud["state_dir"], "c%02d" % i) for i in range(12)])
+        got = pool.map(_claim_worker, [(cloud["db_url"], cloud["state_dir"], "c%02d" % i) for i in range(12)])
     assert sorted(h for h in got if h) == ["hv1"] * 3 + ["hv2"] * 2
     assert got.count(None) == 7
     with db.tx() as conn:
@@ -143,8 +150,8 @@ def test_parallel_claims_never_overcommit(cloud):
 
 
 def _port_worker(args):
-    state_dir, uuid = args
-    db = _db.open_db(state_dir=state_dir)
+    db_url, state_dir, uuid = args
+    db = _db.open_db(db_url, state_dir=state_dir)
     try:
         return _networking.allocate_port(db, uuid, "net", "hv1")[1]["ip"]
     except InvalidRequest as exc:
@@ -158,7 +165,8 @@ def _port_worker(args):
 def test_parallel_port_allocation_never_hands_out_an_ip_twice(cloud):
     # /28: 16 addresses - network, broadcast, gateway, DHCP = 12 allocatable
     with multiprocessing.get_context("fork").Pool(6) as pool:
-        got = pool.map(_port_worker, [(cloud["state_dir"], "00000000-0000-0000-0000-%012d" % i) for i in range(16)])
+        got = pool.map(_port_worker, [(cloud["db_url"], cloud["state_dir"], "00000000-0000-0000-0000-%012d" % i)
+                                      for i in range(16)])
     ips = [g for g in got if g.startswith("10.0.0.")]
     errors = [g for g in got if not g.startswith("10.0.0.")]
     assert len(ips) == 12 and len(set(ips)) == 12, got
