@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
 
@@ -14,13 +13,11 @@ OVERRIDES = ("reserved_host_memory_mb", "cpu_allocation_ratio", "ram_allocation_
 
 
 class ActionModule(HostStep):
+    POLICY_RULE = "compute:report_node"
     SERVICE = "nova-compute"
 
     def run_module(self, ctx, module_args):
         return super().run_module(ctx, {k: v for k, v in module_args.items() if k not in OVERRIDES})
-
-    def prepare(self, ctx, args):
-        api.require_role(ctx.auth, "admin")
 
     def record(self, ctx, args, result, instance):
         overrides = {k: args.get(k) for k in OVERRIDES}

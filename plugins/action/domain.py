@@ -7,17 +7,20 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
 
 
 class ActionModule(HostStep):
     SEED_STEPS = "28"
+    POLICY_RULE = "compute:host_step"
     SERVICE = "nova-compute"
 
     def prepare(self, ctx, args):
         if not args.get("uuid"):
-            return None
+            raise InvalidRequest("uuid (the instance's UUID) is required when auth_token is given.")
         with ctx.db.tx() as conn:
-            instance = api.find_instance(conn, args["uuid"], ctx.auth)
+            # with a token, the domain must be one of the caller's instances
+            instance = api.get_instance(conn, args["uuid"], ctx.auth)
             if instance is not None and instance.vm_state == api.BUILDING and not ctx.check_mode \
                     and args.get("state", "running") == "running":
                 # Nova saves task_state SPAWNING before driver.spawn()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
 class ActionModule(ControllerStep):
@@ -23,7 +24,7 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
-        _compute_api.require_role(ctx.auth, "admin")
+        enforce(ctx.auth, "compute:flavor_manage")
         changed, flavor = _compute_api.ensure_flavor(ctx.db, a["name"], a["vcpus"], a["ram_mb"], a["disk_gb"],
                                                      a["extra_specs"], a["state"], ctx.check_mode)
         return {"changed": changed, "flavor": flavor}

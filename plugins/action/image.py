@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api, _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
 class ActionModule(ControllerStep):
@@ -27,9 +28,9 @@ class ActionModule(ControllerStep):
     def step(self, ctx):
         a = ctx.args
         auth = ctx.auth
-        _compute_api.require_role(auth, "admin", "member")
-        if a["visibility"] == "public":
-            _compute_api.require_role(auth, "admin")
+        enforce(auth, "image:delete" if a["state"] == "absent" else "image:upload")
+        if a["visibility"] == "public" and a["state"] == "present":
+            enforce(auth, "image:publicize")
         changed, image = _images.ensure_image(
             ctx.db, auth, ctx.state_dir, a["name"], a["filename"], a["disk_format"], a["container_format"],
             a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode)

@@ -15,6 +15,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Inva
 class ActionModule(HostStep):
     TRANSFERS_FILES = True
     SEED_STEPS = "19-21"
+    POLICY_RULE = "image:download"
     SERVICE = "glance-api"
 
     def prepare(self, ctx, args):

@@ -9,6 +9,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking, _placement, _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict
 
@@ -48,8 +49,10 @@ class ActionModule(ControllerStep):
         with ctx.db.tx() as conn:
             row = api.find_instance(conn, a["name"], auth)
             if row is None:
-                return {"changed": False, "instance": None}
-            api.require_role(auth, "admin", "member")
+                if a["state"] == "error":
+                    api.get_instance(conn, a["name"], auth)  # NotFound, with the usual message
+                return {"changed": False, "instance": None}  # absent already (or not visible to the caller)
+            enforce(auth, "compute:set_error" if a["state"] == "error" else "compute:delete")
             if a["state"] == "error":
                 if row.vm_state == api.ERROR:
                     return {"changed": False, "instance": api.instance_dict(row)}

@@ -8,6 +8,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUT
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
 
 
@@ -21,7 +22,7 @@ class ActionModule(ControllerStep):
     def step(self, ctx):
         a = ctx.args
         auth = ctx.auth
-        api.require_role(auth, "admin", "member", "reader")
+        enforce(auth, "compute:get")
         with ctx.db.tx() as conn:
             row = api.find_instance(conn, a["instance"], auth)
             if row is None:

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api, _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
 class ActionModule(ControllerStep):
@@ -20,6 +21,6 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
-        _compute_api.require_role(ctx.auth, "admin")
+        enforce(ctx.auth, "network:manage")
         changed, net = _networking.ensure_network(ctx.db, a["name"], a["bridge"], a["state"], ctx.check_mode)
         return {"changed": changed, "network": net}

@@ -8,6 +8,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUT
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
 class ActionModule(ControllerStep):
@@ -17,12 +18,17 @@ class ActionModule(ControllerStep):
         password=dict(type="str", no_log=True),
         project=dict(type="str"),
         ttl=dict(type="int", default=_identity.DEFAULT_TTL),
-        state=dict(type="str", default="issued", choices=["issued", "validated"]),
+        state=dict(type="str", default="issued", choices=["issued", "validated", "revoked"]),
     )
 
     def step(self, ctx):
         args = ctx.args
         keys = _identity.key_repository(ctx.state_dir)
+        if args["state"] == "revoked":
+            auth = ctx.auth  # only a valid token can be revoked (by its holder)
+            enforce(auth, "identity:revoke_token")
+            changed = ctx.check_mode or _identity.revoke(ctx.db, auth)
+            return {"changed": changed, "revoked": True, "audit_id": auth.audit_id}
         if args["state"] == "validated":
             auth = ctx.auth  # validates, raises AuthError with the reason
             return {"valid": True, "auth": auth.as_dict(), "expires_at": auth.as_dict()["expires_at"]}

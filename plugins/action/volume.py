@@ -6,22 +6,26 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep, SkipModule
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
 class ActionModule(HostStep):
     SEED_STEPS = "25-27"
+    POLICY_RULE = "volume:create"
     SERVICE = "cinder-volume"
 
     def prepare(self, ctx, args):
+        if args.get("state") == "absent":
+            enforce(ctx.auth, "volume:delete")
         with ctx.db.tx() as conn:
             try:
                 vol = _volumes.get_volume(conn, args.get("name"), ctx.auth)
             except NotFound:
                 if args.get("state") == "absent":
-                    self._volume = None
-                    return None
+                    # gone already, or not the caller's: the host's pool is not touched either way
+                    raise SkipModule({"changed": False, "msg": "volume %s is absent" % args.get("name")})
                 raise
             if args.get("state") == "absent" and vol.status == "in-use":
                 raise Conflict("Volume %s is in-use by instance %s; detach it first." % (vol.name, vol.instance_uuid))
@@ -34,9 +38,7 @@ class ActionModule(HostStep):
         return instance
 
     def record(self, ctx, args, result, instance):
-        vol = getattr(self, "_volume", None)
-        if vol is None:
-            return None
+        vol = self._volume
         with ctx.db.tx() as conn:
             if args.get("state", "present") == "absent":
                 _volumes.set_status(conn, vol.id, "deleting")

@@ -15,10 +15,12 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
 class ActionModule(HostStep):
     SEED_STEPS = "25-27"
+    POLICY_RULE = "volume:attach"
     SERVICE = "cinder-api"
 
     def prepare(self, ctx, args):
@@ -43,7 +45,7 @@ class ActionModule(HostStep):
         args = dict(ctx.args)
         if not args.get("auth_token"):
             return super().step(ctx)
-        ctx.auth  # pylint: disable=pointless-statement
+        enforce(ctx.auth, self.POLICY_RULE)
         instance = self.prepare(ctx, args)
         if instance.vm_state != api.BUILDING:
             return super().step(ctx)  # the domain exists: hot-plug on the host

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: token
-short_description: Issue or validate a bootflow identity token (Keystone, seed steps 1-2 and 4-5)
+short_description: Issue, validate or revoke a bootflow identity token (Keystone, seed steps 1-2 and 4-5)
 version_added: 0.1.0
 author: bootflow.cloud contributors (@bootflow)
 description:
@@ -16,10 +16,17 @@ description:
     nova-api asks Keystone to validate that token and gets the caller's roles back.
   - With O(state=issued), authenticates O(username) with O(password) against the bootflow database and
     issues a Fernet token scoped to O(project), valid for O(ttl) seconds. The token carries the user ID, the
-    project ID, the user's roles on that project and the expiry time; nothing is stored per token. Any
-    O(auth_token) (for example one set through C(module_defaults)) is ignored.
+    project ID, the user's roles on that project and the expiry time; nothing is stored when a token is
+    issued. Any O(auth_token) (for example one set through C(module_defaults)) is ignored.
   - With O(state=validated), only validates O(auth_token) (seed steps 4-5) and returns what it says about the
     caller; O(username), O(password), O(project) and O(ttl) are then ignored.
+  - Validation, here and in every other module, is done like Keystone's. The token must decrypt with a key of
+    the repository and not be expired, and the database is checked too. The token must not be revoked, its user
+    and its project must still exist and be enabled, and the user must still have a role on the project.
+    The roles the caller gets are the ones the user has B(now) on the project, not the ones in the token.
+  - With O(state=revoked), revokes the token given in O(auth_token), by its audit ID (Keystone's revocation
+    event), so that every module refuses it from then on. Any role may revoke its own token. O(username),
+    O(password), O(project) and O(ttl) are then ignored.
   - Every other module of the collection takes the token as O(auth_token), usually set once per play
     through C(module_defaults) for C(group/bootflow.cloud.bootflow).
   - No role is required; any user with at least one role (V(admin), V(member) or V(reader)) on the
@@ -55,35 +62,48 @@ options:
   ttl:
     description:
       - Lifetime of the issued token in seconds. Tasks that present the token after it expired fail.
-      - Must be 1 or more; a smaller value fails the task with RV(error=auth) before the credentials are checked.
-      - Ignored when O(state=validated).
+      - Must be 1 or more; a smaller value fails the task with RV(error=invalid) before the credentials are checked.
+      - Ignored when O(state=validated) or O(state=revoked).
     type: int
     default: 3600
   state:
     description:
       - V(issued) authenticates with O(username) and O(password) and issues a new token.
       - V(validated) validates the token given in O(auth_token) instead; a missing, malformed, tampered,
-        unknown-key or expired token fails the task with RV(error=auth).
+        unknown-key, expired or revoked token, or one whose user or project is disabled or gone or whose user
+        no longer has a role on the project, fails the task with RV(error=auth).
+      - V(revoked) revokes the token given in O(auth_token). The token must be valid (same checks as
+        V(validated)); revoking a token that is already revoked fails with RV(error=auth)
+        (C(the token has been revoked)).
     type: str
     default: issued
-    choices: [issued, validated]
+    choices: [issued, validated, revoked]
 attributes:
   check_mode:
     support: full
     details:
       - Issuing or validating a token changes nothing in the database, so the module runs normally in check mode
-        and returns a usable token. It never reports a change.
+        and returns a usable token. It never reports a change then.
+      - With O(state=revoked), reports a change without recording the revocation; the token stays valid.
   diff_mode:
     support: none
 notes:
   - The returned RV(token) is a bearer secret. The action plugin does not mask it in the task result, so set
     C(no_log=true) on the task that registers it (as in the examples) to keep it out of the output and logs.
   - Tokens are Fernet tokens signed with the key repository C(fernet-keys/) in O(state_dir). The repository is
-    created on first use; a token signed by a key that is no longer in the repository is refused.
+    created on first use; a token signed by a key that is no longer in the repository is refused (see
+    M(bootflow.cloud.identity_keys) for key rotation).
+  - Revocation is stored in the database until the token would have expired anyway. Revoking is not
+    idempotent, the second run with the same token fails because the token is no longer valid.
+  - Changing a user's password does not revoke its tokens; revoke them, or disable the user with
+    M(bootflow.cloud.user), to cut them off.
   - Failures are reported with RV(error=auth) and a message saying why authentication or validation was refused
-    (wrong password, unknown project, no role, malformed/tampered/unknown-key token, expired token).
+    (wrong password, unknown project, no role, malformed/tampered/unknown-key token, expired token, revoked
+    token, disabled or deleted user or project).
 seealso:
   - module: bootflow.cloud.identity_bootstrap
+  - module: bootflow.cloud.identity_keys
+  - module: bootflow.cloud.user
   - module: bootflow.cloud.instance
   - module: bootflow.cloud.instance_info
 """
@@ -139,7 +159,12 @@ EXAMPLES = r"""
 
 - name: Show what the token grants
   ansible.builtin.debug:
-    msg: "roles {{ token_check.auth.roles | join(', ') }} on project {{ token_check.auth.project_id }} until {{ token_check.expires_at }}"
+    msg: "roles {{ token_check.auth.roles | join(', ') }} on project {{ token_check.auth.project }} until {{ token_check.expires_at }}"
+
+- name: Revoke the token at the end of the play
+  bootflow.cloud.token:
+    auth_token: "{{ bootflow_auth.token }}"
+    state: revoked
 """
 
 RETURN = r"""
@@ -158,12 +183,16 @@ valid:
   sample: true
 expires_at:
   description: When the token expires, UTC, ISO 8601.
-  returned: success
+  returned: when O(state=issued) or O(state=validated)
   type: str
   sample: "2025-01-10T10:15:02Z"
 auth:
-  description: What the token says about the caller (Keystone's token validation answer).
-  returned: success
+  description:
+    - What the token says about the caller (Keystone's token validation answer).
+    - With O(state=validated), checked against the database. The names are the current ones, and C(roles)
+      are the roles the user has now on the project, which may differ from those it had when the token was
+      issued.
+  returned: when O(state=issued) or O(state=validated)
   type: dict
   contains:
     user_id:
@@ -173,8 +202,7 @@ auth:
       sample: 5d1f0b8e-3c1a-4b8e-9f7d-0a2b3c4d5e6f
     user:
       description:
-        - Name of the user.
-        - V(null) when O(state=validated); names are not carried in the token, only IDs.
+        - Name of the user, read from the database (names are not carried in the token, only IDs).
       type: str
       returned: success
       sample: admin
@@ -185,13 +213,15 @@ auth:
       sample: 8a3c2f10-7b6d-4e5f-a1b2-c3d4e5f60718
     project:
       description:
-        - Name of the project the token is scoped to.
-        - V(null) when O(state=validated); names are not carried in the token, only IDs.
+        - Name of the project the token is scoped to, read from the database (names are not carried in the
+          token, only IDs).
       type: str
       returned: success
       sample: admin
     roles:
-      description: The user's roles on that project.
+      description:
+        - The user's roles on that project, sorted. When issued, the roles at that time (also carried in the
+          token); when validated, the roles the user has now.
       type: list
       elements: str
       returned: success
@@ -202,12 +232,24 @@ auth:
       returned: success
       sample: "2025-01-10T10:15:02Z"
     audit_id:
-      description: Random ID of the token, for audit logs (it is not the token).
+      description: Random ID of the token, for audit logs and revocation (it is not the token).
       type: str
       returned: success
       sample: 3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6
+revoked:
+  description: V(true) when the token given in O(auth_token) is revoked (in check mode, would be).
+  returned: when O(state=revoked)
+  type: bool
+  sample: true
+audit_id:
+  description: Audit ID of the revoked token, the key of its revocation event.
+  returned: when O(state=revoked)
+  type: str
+  sample: 3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6
 error:
-  description: Kind of failure. V(auth) for every authentication or validation refusal.
+  description:
+    - Kind of failure. V(auth) for every authentication, validation or revocation refusal, V(invalid) for an
+      O(ttl) below 1.
   returned: failure
   type: str
   sample: auth

@@ -30,6 +30,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 display = Display()
 
@@ -63,7 +64,7 @@ class StepContext:
         """The validated caller; raises AuthError when the token is missing/invalid/expired."""
         if self._auth is None:
             keys = _identity.key_repository(self.state_dir)
-            self._auth = _identity.validate_token(keys, self.args.get("auth_token"))
+            self._auth = _identity.authenticate(self.db, keys, self.args.get("auth_token"))
         return self._auth
 
     def progress(self, msg):
@@ -72,6 +73,14 @@ class StepContext:
     def close(self):
         if self._db is not None:
             self._db.dispose()
+
+
+class SkipModule(Exception):
+    """Raised by ``HostStep.prepare``: nothing to do on the host; return ``result`` as is."""
+
+    def __init__(self, result):
+        super().__init__("skip")
+        self.result = result
 
 
 class ControllerStep(ActionBase):
@@ -135,6 +144,7 @@ class HostStep(ControllerStep):
     ARGSPEC = None
     SEED_STEPS = ""
     SERVICE = ""
+    POLICY_RULE = "compute:host_step"
 
     def prepare(self, ctx, args):
         """Fill module arguments from the DB (token already validated). Returns the instance row or None."""
@@ -149,8 +159,11 @@ class HostStep(ControllerStep):
         booked = bool(args.get("auth_token"))
         instance = None
         if booked:
-            ctx.auth  # pylint: disable=pointless-statement  # validate before anything runs
-            instance = self.prepare(ctx, args)
+            enforce(ctx.auth, self.POLICY_RULE)  # validates the token before anything runs
+            try:
+                instance = self.prepare(ctx, args)
+            except SkipModule as skip:
+                return skip.result
         result = self.run_module(ctx, args)
         before = (instance.vm_state, instance.task_state) if instance is not None else (None, None)
         after = before

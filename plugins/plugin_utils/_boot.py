@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _images, _networking, _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _images, _networking, _placement, _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 MAX_VOLUME_GB = 16384
 
@@ -24,7 +25,7 @@ def _request_of(flavor, image, networks, volume_size_gb, user_data):
 
 def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode):
     """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass."""
-    api.require_role(auth, "admin", "member")
+    enforce(auth, "compute:create")
     api.validate_name("instance", name)
     if not network_refs:
         raise InvalidRequest("At least one network is required.")
@@ -61,6 +62,9 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
                 raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume; "
                                "delete it first or pick another name." % (name, existing.uuid))
             return False, existing
+        _quota.check(conn, auth.project_id, {
+            "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
+            "volumes": 1 if volume_size_gb else 0, "gigabytes": volume_size_gb or 0})
         if check_mode:
             return True, None
         uuid = _db.new_id()

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError  # noqa: E402
 
@@ -77,6 +77,20 @@ def _build_metadata():
         sa.Column("id", uuid_col, primary_key=True),
         sa.Column("name", sa.String(255), nullable=False, unique=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("description", sa.Text, nullable=False, server_default=""),
+        sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    )
+    sa.Table(
+        "revocation_events", md,
+        sa.Column("audit_id", sa.String(64), primary_key=True),
+        sa.Column("revoked_at", sa.DateTime, nullable=False),
+        sa.Column("expires_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "quotas", md,
+        sa.Column("project_id", uuid_col, sa.ForeignKey("projects.id"), primary_key=True),
+        sa.Column("resource", sa.String(32), primary_key=True),
+        sa.Column("hard_limit", sa.Integer, nullable=False),
     )
     sa.Table(
         "users", md,

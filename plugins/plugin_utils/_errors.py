@@ -35,3 +35,9 @@ class InvalidRequest(BootflowError):
 
 class NoValidHostError(BootflowError):
     kind = "no_valid_host"
+
+
+class QuotaExceeded(BootflowError):
+    """A project limit would be exceeded (Nova's/Cinder's 403 'Quota exceeded')."""
+
+    kind = "quota"

@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, Conflict, InvalidRequest, NotFound
 
 DEFAULT_TTL = 3600
 TOKEN_VERSION = 1
@@ -96,6 +96,30 @@ class KeyRepository:
         if not [k for k in keys if k > 0]:
             self._write_key(1)
 
+    def rotate(self, max_active_keys=3):
+        """Keystone's rotation: staged 0 becomes the new primary, a new staged 0 is made, and the
+        oldest secondaries beyond ``max_active_keys`` (staged + primary + secondaries) are removed.
+        Tokens made with a key stay valid as long as that key is in the repository."""
+        if max_active_keys < 2:
+            raise InvalidRequest("max_active_keys must be at least 2 (a staged and a primary key), got %d." % max_active_keys)
+        self.ensure()
+        keys = sorted(self._key_files())
+        new_primary = keys[-1] + 1
+        os.rename(os.path.join(self.path, "0"), os.path.join(self.path, str(new_primary)))
+        self._write_key(0)
+        active = sorted(self._key_files())
+        removed = []
+        while len(active) > max_active_keys:
+            oldest = next(i for i in active if i != 0)
+            os.unlink(os.path.join(self.path, str(oldest)))
+            active.remove(oldest)
+            removed.append(oldest)
+        return {"primary": new_primary, "keys": active, "removed": removed}
+
+    def state(self):
+        keys = sorted(self._key_files())
+        return {"primary": keys[-1] if keys else None, "keys": keys}
+
     def fernet(self):
         self.ensure()
         keys = self._key_files()
@@ -140,8 +164,8 @@ def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TTL):
             proj = conn.execute(projects.select().where(projects.c.name == project)).first()
         else:
             proj = conn.execute(projects.select().where(projects.c.id == user.default_project_id)).first()
-        if proj is None:
-            raise AuthError(UNAUTHENTICATED + " (unknown project %r)" % (project,))
+        if proj is None or not proj.enabled:
+            raise AuthError(UNAUTHENTICATED + " (unknown or disabled project %r)" % (project,))
         roles = tuple(sorted(r.role for r in conn.execute(
             assignments.select().where(assignments.c.user_id == user.id, assignments.c.project_id == proj.id))))
     if not roles:
@@ -173,42 +197,55 @@ def validate_token(keys, token, now=None):
     return AuthContext(user_id, None, project_id, None, tuple(roles), expires_at, audit)
 
 
+def authenticate(db, keys, token, now=None):
+    """Validate a token like Keystone does: crypto + expiry, then the DB: not revoked, user and
+    project still exist and are enabled, and the roles the user has *now* on the project."""
+    ctx = validate_token(keys, token, now)
+    users, projects, assignments = _db.table("users"), _db.table("projects"), _db.table("role_assignments")
+    revoked = _db.table("revocation_events")
+    with db.tx() as conn:
+        if conn.execute(revoked.select().where(revoked.c.audit_id == ctx.audit_id)).first() is not None:
+            raise AuthError(UNAUTHENTICATED + " (the token has been revoked)")
+        user = conn.execute(users.select().where(users.c.id == ctx.user_id)).first()
+        proj = conn.execute(projects.select().where(projects.c.id == ctx.project_id)).first()
+        if user is None or not user.enabled:
+            raise AuthError(UNAUTHENTICATED + " (the token's user is disabled or gone)")
+        if proj is None or not proj.enabled:
+            raise AuthError(UNAUTHENTICATED + " (the token's project is disabled or gone)")
+        roles = tuple(sorted(r.role for r in conn.execute(assignments.select().where(
+            assignments.c.user_id == user.id, assignments.c.project_id == proj.id))))
+    if not roles:
+        raise AuthError(UNAUTHENTICATED + " (user %s no longer has a role on project %s)" % (user.name, proj.name))
+    return AuthContext(user.id, user.name, proj.id, proj.name, roles, ctx.expires_at, ctx.audit_id)
+
+
+def revoke(db, ctx):
+    """Revoke a token by its audit id (Keystone's revocation event). Returns changed."""
+    revoked = _db.table("revocation_events")
+    with db.tx() as conn:
+        if conn.execute(revoked.select().where(revoked.c.audit_id == ctx.audit_id)).first() is not None:
+            return False
+        expires = _db.datetime.datetime.fromtimestamp(ctx.expires_at, _db.datetime.timezone.utc).replace(tzinfo=None)
+        conn.execute(revoked.insert().values(audit_id=ctx.audit_id, revoked_at=_db.now(), expires_at=expires))
+        # expired tokens fail anyway: drop their events so the table stays small
+        conn.execute(revoked.delete().where(revoked.c.expires_at < _db.now()))
+    return True
+
+
 def bootstrap(db, username, password, project, role="admin", check_mode=False):
-    """Idempotent ``keystone-manage bootstrap``: project, user, role assignment. Returns changed."""
+    """Idempotent ``keystone-manage bootstrap``: project, user (password reset if it differs),
+    role assignment. Returns changed."""
     if role not in ROLES:
         raise InvalidRequest("role must be one of %s" % ", ".join(ROLES))
     if not password:
         raise InvalidRequest("a password is required to bootstrap user %s" % username)
-    users, projects, assignments = _db.table("users"), _db.table("projects"), _db.table("role_assignments")
-    changed = False
-    with db.tx() as conn:
-        proj = conn.execute(projects.select().where(projects.c.name == project)).first()
-        if proj is None:
-            changed = True
-            if check_mode:
-                return True
-            conn.execute(projects.insert().values(id=_db.new_id(), name=project, created_at=_db.now()))
-            proj = conn.execute(projects.select().where(projects.c.name == project)).first()
-        user = conn.execute(users.select().where(users.c.name == username)).first()
-        if user is None:
-            changed = True
-            if check_mode:
-                return True
-            conn.execute(users.insert().values(id=_db.new_id(), name=username, password_hash=hash_password(password),
-                                               default_project_id=proj.id, enabled=True, created_at=_db.now()))
-            user = conn.execute(users.select().where(users.c.name == username)).first()
-        elif not verify_password(password, user.password_hash):
-            changed = True
-            if check_mode:
-                return True
-            conn.execute(users.update().where(users.c.id == user.id).values(password_hash=hash_password(password)))
-        have = conn.execute(assignments.select().where(
-            assignments.c.user_id == user.id, assignments.c.project_id == proj.id, assignments.c.role == role)).first()
-        if have is None:
-            changed = True
-            if not check_mode:
-                conn.execute(assignments.insert().values(user_id=user.id, project_id=proj.id, role=role))
-    return changed
+    changed, _project = ensure_project(db, project, None, True, "present", check_mode)
+    if changed and check_mode:
+        return True  # the rest depends on a project check mode did not create
+    user_changed, _user = ensure_user(db, username, password, project, True, "always", "present", check_mode)
+    if user_changed and check_mode:
+        return True
+    return ensure_role_assignment(db, username, project, role, "present", check_mode) or changed or user_changed
 
 
 def admin_password_path(state_dir):
@@ -228,3 +265,123 @@ def read_or_create_admin_password(state_dir, create=True):
     with os.fdopen(fd, "w") as f:
         f.write(password + "\n")
     return password
+
+
+# --- identity administration (keystone's projects, users, role assignments) ----------------------
+
+def _validate_name(kind, name):
+    if not isinstance(name, str) or not name.strip() or len(name) > 255 or any(ord(c) < 32 for c in name):
+        raise InvalidRequest("Invalid %s name %r: 1-255 characters, no control characters." % (kind, name))
+
+
+def find_project(conn, ref):
+    projects = _db.table("projects")
+    return conn.execute(projects.select().where(_db.sa.or_(projects.c.id == ref, projects.c.name == ref))).first()
+
+
+def find_user(conn, ref):
+    users = _db.table("users")
+    return conn.execute(users.select().where(_db.sa.or_(users.c.id == ref, users.c.name == ref))).first()
+
+
+def _public(row, *hidden):
+    return {k: v for k, v in _db.row_dict(row).items() if k not in hidden} if row is not None else None
+
+
+def ensure_project(db, name, description, enabled, state, check_mode):
+    _validate_name("project", name)
+    projects = _db.table("projects")
+    with db.tx() as conn:
+        row = find_project(conn, name)
+        if state == "absent":
+            if row is None:
+                return False, None
+            live = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("instances")).where(
+                _db.table("instances").c.project_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+            if live:
+                raise Conflict("Project %s still has %d instance(s); delete them first." % (name, live))
+            vols = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("volumes")).where(
+                _db.table("volumes").c.project_id == row.id, _db.table("volumes").c.status != "deleted")).scalar()
+            if vols:
+                raise Conflict("Project %s still has %d volume(s); delete them first." % (name, vols))
+            if not check_mode:
+                conn.execute(_db.table("users").update().where(_db.table("users").c.default_project_id == row.id)
+                             .values(default_project_id=None))
+                conn.execute(_db.table("role_assignments").delete().where(_db.table("role_assignments").c.project_id == row.id))
+                conn.execute(_db.table("quotas").delete().where(_db.table("quotas").c.project_id == row.id))
+                conn.execute(projects.delete().where(projects.c.id == row.id))
+            return True, None
+        want = {k: v for k, v in (("description", description), ("enabled", enabled)) if v is not None}
+        if row is None:
+            want.setdefault("enabled", True)
+            if not check_mode:
+                conn.execute(projects.insert().values(id=_db.new_id(), name=name, created_at=_db.now(), **want))
+            return True, _public(find_project(conn, name)) if not check_mode else dict(want, name=name)
+        if {k: getattr(row, k) for k in want} == want:
+            return False, _public(row)
+        if not check_mode:
+            conn.execute(projects.update().where(projects.c.id == row.id).values(**want))
+        return True, _public(find_project(conn, name))
+
+
+def ensure_user(db, name, password, default_project, enabled, update_password, state, check_mode):
+    """Users with scrypt-hashed passwords; the hash never leaves this module."""
+    _validate_name("user", name)
+    users = _db.table("users")
+    with db.tx() as conn:
+        row = find_user(conn, name)
+        if state == "absent":
+            if row is None:
+                return False, None
+            if not check_mode:
+                conn.execute(_db.table("role_assignments").delete().where(_db.table("role_assignments").c.user_id == row.id))
+                conn.execute(users.delete().where(users.c.id == row.id))
+            return True, None
+        proj = None
+        if default_project:
+            proj = find_project(conn, default_project)
+            if proj is None:
+                raise NotFound("Project %s could not be found." % default_project)
+        if row is None:
+            if not password:
+                raise InvalidRequest("password is required to create user %s." % name)
+            if not check_mode:
+                conn.execute(users.insert().values(id=_db.new_id(), name=name, password_hash=hash_password(password),
+                                                   default_project_id=proj.id if proj else None,
+                                                   enabled=True if enabled is None else enabled,
+                                                   created_at=_db.now()))
+            return True, _public(find_user(conn, name), "password_hash") if not check_mode else {"name": name}
+        values = {}
+        if enabled is not None and row.enabled != enabled:
+            values["enabled"] = enabled
+        if proj is not None and row.default_project_id != proj.id:
+            values["default_project_id"] = proj.id
+        if password and update_password == "always" and not verify_password(password, row.password_hash):
+            values["password_hash"] = hash_password(password)
+        if not values:
+            return False, _public(row, "password_hash")
+        if not check_mode:
+            conn.execute(users.update().where(users.c.id == row.id).values(**values))
+        return True, _public(find_user(conn, name), "password_hash")
+
+
+def ensure_role_assignment(db, user, project, role, state, check_mode):
+    if role not in ROLES:
+        raise InvalidRequest("role must be one of %s, got %r." % (", ".join(ROLES), role))
+    assignments = _db.table("role_assignments")
+    with db.tx() as conn:
+        urow, prow = find_user(conn, user), find_project(conn, project)
+        if urow is None:
+            raise NotFound("User %s could not be found." % user)
+        if prow is None:
+            raise NotFound("Project %s could not be found." % project)
+        key = (assignments.c.user_id == urow.id, assignments.c.project_id == prow.id, assignments.c.role == role)
+        have = conn.execute(assignments.select().where(*key)).first() is not None
+        if (state == "present") == have:
+            return False
+        if not check_mode:
+            if state == "present":
+                conn.execute(assignments.insert().values(user_id=urow.id, project_id=prow.id, role=role))
+            else:
+                conn.execute(assignments.delete().where(*key))
+        return True

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest, NotFound
 
 
 @pytest.fixture()
@@ -55,7 +55,7 @@ def test_token_round_trip(state):
 @pytest.mark.parametrize("user,password,project,why", [
     ("admin", "wrong", "admin", "wrong user name or password"),
     ("nobody", "s3cret", "admin", "wrong user name or password"),
-    ("admin", "s3cret", "no-such-project", "unknown project"),
+    ("admin", "s3cret", "no-such-project", "unknown or disabled project"),
 ])
 def test_bad_credentials_are_refused(state, user, password, project, why):
     db, keys, _path = state
@@ -98,3 +98,67 @@ def test_bootstrap_refuses_unknown_role_and_empty_password(state):
         _identity.bootstrap(db, "x", "pw", "admin", role="superuser")
     with pytest.raises(InvalidRequest):
         _identity.bootstrap(db, "x", "", "admin")
+
+
+# --- Keystone-grade behaviour: rotation, revocation, validation against the DB ------------------
+
+def test_rotation_keeps_old_tokens_valid_until_their_key_leaves_the_active_set(state):
+    db, keys, _path = state
+    token, _ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin")   # made with primary key 1
+    assert keys.rotate(max_active_keys=3)["keys"] == [0, 1, 2]
+    assert _identity.authenticate(db, keys, token).user_name == "admin"     # key 1 is a secondary now
+    newer, _ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin")  # made with key 2
+    rotated = keys.rotate(max_active_keys=3)
+    assert rotated["keys"] == [0, 2, 3] and rotated["removed"] == [1]
+    with pytest.raises(AuthError, match="not valid"):
+        _identity.authenticate(db, keys, token)      # its key left the repository
+    assert _identity.authenticate(db, keys, newer).project_name == "admin"
+
+
+def test_rotation_refuses_fewer_than_two_keys(state):
+    _db_, keys, _path = state
+    with pytest.raises(InvalidRequest, match="at least 2"):
+        keys.rotate(max_active_keys=1)
+
+
+def test_revoked_token_is_refused_and_others_are_not(state):
+    db, keys, _path = state
+    token, _ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin")
+    other, _ctx = _identity.issue_token(db, keys, "admin", "s3cret", "admin")
+    assert _identity.revoke(db, _identity.authenticate(db, keys, token)) is True
+    with pytest.raises(AuthError, match="revoked"):
+        _identity.authenticate(db, keys, token)
+    assert _identity.authenticate(db, keys, other).user_name == "admin"
+
+
+def test_roles_are_those_of_now_and_disabled_users_are_refused(state):
+    db, keys, _path = state
+    _identity.ensure_project(db, "p1", "", True, "present", False)
+    _identity.ensure_user(db, "alice", "pw", "p1", True, "on_create", "present", False)
+    _identity.ensure_role_assignment(db, "alice", "p1", "member", "present", False)
+    token, ctx = _identity.issue_token(db, keys, "alice", "pw", "p1")
+    assert ctx.roles == ("member",)
+    _identity.ensure_role_assignment(db, "alice", "p1", "reader", "present", False)
+    _identity.ensure_role_assignment(db, "alice", "p1", "member", "absent", False)
+    assert _identity.authenticate(db, keys, token).roles == ("reader",)   # not what the token said
+    _identity.ensure_role_assignment(db, "alice", "p1", "reader", "absent", False)
+    with pytest.raises(AuthError, match="no longer has a role"):
+        _identity.authenticate(db, keys, token)
+    _identity.ensure_role_assignment(db, "alice", "p1", "member", "present", False)
+    _identity.ensure_user(db, "alice", None, None, False, "on_create", "present", False)
+    with pytest.raises(AuthError, match="disabled"):
+        _identity.authenticate(db, keys, token)
+
+
+def test_user_admin_is_idempotent_and_never_returns_the_hash(state):
+    db, _keys, _path = state
+    _identity.ensure_project(db, "p1", "first", True, "present", False)
+    assert _identity.ensure_project(db, "p1", "first", True, "present", False)[0] is False
+    changed, user = _identity.ensure_user(db, "bob", "pw", "p1", True, "on_create", "present", False)
+    assert changed and "password_hash" not in user
+    assert _identity.ensure_user(db, "bob", "other", "p1", True, "on_create", "present", False)[0] is False
+    assert _identity.ensure_user(db, "bob", "other", "p1", True, "always", "present", False)[0] is True
+    with pytest.raises(InvalidRequest, match="password is required"):
+        _identity.ensure_user(db, "carol", None, "p1", True, "on_create", "present", False)
+    with pytest.raises(NotFound):
+        _identity.ensure_role_assignment(db, "nobody", "p1", "member", "present", False)

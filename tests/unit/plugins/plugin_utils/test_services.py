@@ -91,7 +91,7 @@ def test_check_mode_create_writes_nothing(cloud):
 
 def test_reader_may_not_create(cloud):
     reader = _identity.AuthContext("u", "r", cloud["auth"].project_id, "admin", ("reader",), time.time() + 60, "a")
-    with pytest.raises(AuthError, match="Policy does not allow"):
+    with pytest.raises(AuthError, match="Policy doesn.t allow compute:create"):
         _boot.create(cloud["db"], reader, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
 
 

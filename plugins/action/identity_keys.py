@@ -1,0 +1,32 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.identity_keys (Fernet key repository: setup and rotation)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        state=dict(type="str", default="present", choices=["present", "rotated"]),
+        max_active_keys=dict(type="int", default=3),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        enforce(ctx.auth, "identity:keys")
+        keys = _identity.key_repository(ctx.state_dir)
+        if a["state"] == "present":
+            return {"changed": False, "fernet_keys": keys.state()}
+        if ctx.check_mode:
+            if a["max_active_keys"] < 2:
+                keys.rotate(a["max_active_keys"])  # raises the same error a real run would
+            return {"changed": True, "fernet_keys": keys.state()}
+        rotated = keys.rotate(a["max_active_keys"])
+        return {"changed": True, "fernet_keys": {"primary": rotated["primary"], "keys": rotated["keys"]},
+                "removed": rotated["removed"]}

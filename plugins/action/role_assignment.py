@@ -1,0 +1,26 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.role_assignment (keystone role assignments)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        user=dict(type="str", required=True),
+        project=dict(type="str", required=True),
+        role=dict(type="str", required=True, choices=list(_identity.ROLES)),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        enforce(ctx.auth, "identity:role_assignment")
+        changed = _identity.ensure_role_assignment(ctx.db, a["user"], a["project"], a["role"], a["state"], ctx.check_mode)
+        return {"changed": changed, "user": a["user"], "project": a["project"], "role": a["role"]}

@@ -1,0 +1,29 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.user (keystone users)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        name=dict(type="str", required=True),
+        password=dict(type="str", no_log=True),
+        update_password=dict(type="str", default="on_create", choices=["always", "on_create"]),
+        default_project=dict(type="str"),
+        enabled=dict(type="bool"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        enforce(ctx.auth, "identity:user")
+        changed, user = _identity.ensure_user(ctx.db, a["name"], a["password"], a["default_project"], a["enabled"],
+                                              a["update_password"], a["state"], ctx.check_mode)
+        return {"changed": changed, "user": user}

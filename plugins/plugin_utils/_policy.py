@@ -1,0 +1,68 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The policy table: which role may do what. The one place authorization is decided.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+Modelled on the services' default policies with Keystone's three default roles:
+``admin`` (everything, any project), ``member`` (create and change its own project's resources),
+``reader`` (look only). Project scoping is the other half: lookups of instances, ports, volumes
+and private images are limited to the token's project unless the caller is admin, and a
+resource of another project is "not found" (as the OpenStack APIs answer, to not leak it).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError
+
+ADMIN = ("admin",)
+MEMBER = ("admin", "member")
+READER = ("admin", "member", "reader")
+
+POLICY = {
+    # keystone
+    "identity:project": ADMIN,
+    "identity:user": ADMIN,
+    "identity:role_assignment": ADMIN,
+    "identity:quota": ADMIN,
+    "identity:keys": ADMIN,
+    "identity:validate_token": READER,
+    "identity:revoke_token": READER,          # one's own token
+    # nova
+    "compute:create": MEMBER,
+    "compute:get": READER,
+    "compute:delete": MEMBER,
+    "compute:set_error": MEMBER,
+    "compute:force_host": ADMIN,              # availability_zone=az:host
+    "compute:flavor_manage": ADMIN,
+    "compute:report_node": ADMIN,             # nova-compute's resource tracker (service role in Nova)
+    "compute:host_step": MEMBER,              # compute-side work on the instance's host
+    "scheduler:select_destinations": MEMBER,
+    "placement:release": MEMBER,
+    # glance
+    "image:upload": MEMBER,
+    "image:publicize": ADMIN,
+    "image:delete": MEMBER,
+    "image:download": MEMBER,
+    # neutron
+    "network:manage": ADMIN,                  # networks, subnets (provider networks)
+    "network:create_port": MEMBER,
+    "network:delete_port": MEMBER,
+    # cinder
+    "volume:create": MEMBER,
+    "volume:attach": MEMBER,
+    "volume:delete": MEMBER,
+}
+
+
+def allowed(auth, rule):
+    return bool(set(POLICY[rule]) & set(auth.roles))
+
+
+def enforce(auth, rule):
+    """Raise AuthError (Keystone/oslo.policy's 403) unless the caller has a role the rule allows."""
+    if not allowed(auth, rule):
+        raise AuthError(
+            "Policy doesn't allow %s to be performed: it needs one of the roles %s; user %s has %s on project %s."
+            % (rule, ", ".join(POLICY[rule]), auth.user_name or auth.user_id, ", ".join(auth.roles) or "no role",
+               auth.project_name or auth.project_id))

@@ -1,0 +1,75 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-project quotas (Nova: instances, cores, ram; Cinder: volumes, gigabytes).
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+Checked by nova-api before anything is written, inside the same transaction that then writes
+the instance, so two parallel requests cannot both take the last unit on SQLite (BEGIN
+IMMEDIATE serialises them).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, QuotaExceeded
+
+# Nova's and Cinder's defaults
+DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "volumes": 10, "gigabytes": 1000}
+UNITS = {"instances": "instances", "cores": "cores", "ram": "MB of RAM", "volumes": "volumes", "gigabytes": "GB of volumes"}
+UNLIMITED = -1
+
+
+def limits(conn, project_id):
+    quotas = _db.table("quotas")
+    out = dict(DEFAULTS)
+    for row in conn.execute(quotas.select().where(quotas.c.project_id == project_id)):
+        out[row.resource] = row.hard_limit
+    return out
+
+
+def usage(conn, project_id):
+    inst, flavors, vols = _db.table("instances"), _db.table("flavors"), _db.table("volumes")
+    count, cores, ram = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(flavors.c.vcpus), 0),
+                  sa.func.coalesce(sa.func.sum(flavors.c.ram_mb), 0))
+        .select_from(inst.join(flavors, flavors.c.id == inst.c.flavor_id))
+        .where(inst.c.project_id == project_id, inst.c.deleted == 0)).one()
+    nvol, gigs = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(vols.c.size_gb), 0))
+        .where(vols.c.project_id == project_id, vols.c.status != "deleted")).one()
+    return {"instances": count, "cores": cores, "ram": ram, "volumes": nvol, "gigabytes": gigs}
+
+
+def check(conn, project_id, requested):
+    """Raise QuotaExceeded naming the first resource the request would push over its limit."""
+    lim, used = limits(conn, project_id), usage(conn, project_id)
+    for resource, amount in requested.items():
+        if not amount or lim[resource] == UNLIMITED:
+            continue
+        if used[resource] + amount > lim[resource]:
+            raise QuotaExceeded("Quota exceeded for %s: Requested %d, but already used %d of %d %s."
+                                % (resource, amount, used[resource], lim[resource], UNITS[resource]),
+                                quota={"resource": resource, "requested": amount, "used": used[resource],
+                                       "limit": lim[resource]})
+
+
+def set_limits(db, project_id, wanted, check_mode):
+    """Set hard limits (None = leave as is). Returns (changed, limits)."""
+    quotas = _db.table("quotas")
+    unknown = set(wanted) - set(DEFAULTS)
+    if unknown:
+        raise InvalidRequest("Unknown quota resource(s) %s (known: %s)." % (", ".join(sorted(unknown)), ", ".join(DEFAULTS)))
+    with db.tx() as conn:
+        have = limits(conn, project_id)
+        changes = {r: v for r, v in wanted.items() if v is not None and have[r] != v}
+        for resource, value in changes.items():
+            if value < UNLIMITED:
+                raise InvalidRequest("Quota %s must be -1 (unlimited) or more, got %d." % (resource, value))
+        if changes and not check_mode:
+            for resource, value in changes.items():
+                conn.execute(quotas.delete().where(quotas.c.project_id == project_id, quotas.c.resource == resource))
+                conn.execute(quotas.insert().values(project_id=project_id, resource=resource, hard_limit=value))
+        have.update(changes)
+        return bool(changes), have

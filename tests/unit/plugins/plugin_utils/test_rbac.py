@@ -1,0 +1,104 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Authorization on a real SQLite DB: the policy table, project scoping, quotas."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _compute_api, _db, _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _networking, _policy, _quota, _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, NotFound, QuotaExceeded
+
+
+@pytest.fixture()
+def cloud(tmp_path):
+    state_dir = str(tmp_path / "state")
+    db = _db.open_db(state_dir=state_dir)
+    keys = _identity.key_repository(state_dir)
+    _identity.bootstrap(db, "admin", "pw", "admin")
+    auth = {}
+    for project, user, role in (("pa", "alice", "member"), ("pb", "bob", "member"), ("pa", "rita", "reader")):
+        _identity.ensure_project(db, project, "", True, "present", False)
+        _identity.ensure_user(db, user, "pw", project, True, "on_create", "present", False)
+        _identity.ensure_role_assignment(db, user, project, role, "present", False)
+        token, _ctx = _identity.issue_token(db, keys, user, "pw", project)
+        auth[user] = _identity.authenticate(db, keys, token)
+    token, _ctx = _identity.issue_token(db, keys, "admin", "pw", "admin")
+    auth["admin"] = _identity.authenticate(db, keys, token)
+    image = tmp_path / "disk.raw"
+    image.write_bytes(b"\0" * 65536)
+    _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
+    _images.ensure_image(db, auth["admin"], state_dir, "public-img", str(image), "raw", "bare", "public", 0, 0, {}, "present", False)
+    _images.ensure_image(db, auth["alice"], state_dir, "alice-img", str(image), "raw", "bare", "private", 0, 0, {}, "present", False)
+    _networking.ensure_network(db, "net", "br-test", "present", False)
+    _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/24", None, None, None, None, [], "present", False)
+    _c, inst = _boot.create(db, auth["alice"], "vm-a", "m1.tiny", "alice-img", ["net"], 1, None, False)
+    return {"db": db, "auth": auth, "inst": inst}
+
+
+def test_policy_table_names_only_known_roles():
+    for rule, roles in _policy.POLICY.items():
+        assert roles and set(roles) <= set(_identity.ROLES), rule
+        assert "admin" in roles, rule  # admin may do everything
+
+
+@pytest.mark.parametrize("user,rule,ok", [
+    ("alice", "compute:create", True), ("rita", "compute:create", False), ("rita", "compute:get", True),
+    ("alice", "network:manage", False), ("admin", "network:manage", True), ("alice", "image:publicize", False),
+    ("alice", "identity:user", False), ("rita", "volume:attach", False), ("alice", "volume:attach", True),
+])
+def test_enforce(cloud, user, rule, ok):
+    if ok:
+        _policy.enforce(cloud["auth"][user], rule)
+    else:
+        with pytest.raises(AuthError, match="Policy doesn't allow %s" % rule):
+            _policy.enforce(cloud["auth"][user], rule)
+
+
+def test_member_of_another_project_cannot_see_instance_volume_or_private_image(cloud):
+    db, bob, inst = cloud["db"], cloud["auth"]["bob"], cloud["inst"]
+    with db.tx() as conn:
+        assert _compute_api.find_instance(conn, "vm-a", bob) is None
+        assert _compute_api.find_instance(conn, inst.uuid, bob) is None
+        with pytest.raises(NotFound):
+            _compute_api.get_instance(conn, inst.uuid, bob)
+        vol = _volumes.instance_volumes(conn, inst.uuid)[0]
+        with pytest.raises(NotFound):
+            _volumes.get_volume(conn, vol.name, bob)
+        with pytest.raises(NotFound):
+            _images.find_image(conn, "alice-img", bob)
+        assert _images.find_image(conn, "public-img", bob).visibility == "public"
+        # the owner and the admin do see them
+        assert _compute_api.get_instance(conn, inst.uuid, cloud["auth"]["alice"]).name == "vm-a"
+        assert _compute_api.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-a"
+        assert _volumes.get_volume(conn, vol.name, cloud["auth"]["rita"]).id == vol.id
+
+
+def test_member_cannot_boot_from_another_projects_private_image(cloud):
+    with pytest.raises(NotFound, match="Image alice-img could not be found"):
+        _boot.create(cloud["db"], cloud["auth"]["bob"], "vm-b", "m1.tiny", "alice-img", ["net"], 0, None, False)
+
+
+def test_quota_exceeded_fails_before_anything_is_created(cloud):
+    db, alice = cloud["db"], cloud["auth"]["alice"]
+    pa = alice.project_id
+    assert _quota.set_limits(db, pa, {"instances": 1}, False)[0] is True
+    with db.tx() as conn:
+        before = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("instances"))).scalar()
+    with pytest.raises(QuotaExceeded, match="Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"):
+        _boot.create(db, alice, "vm-a2", "m1.tiny", "alice-img", ["net"], 0, None, False)
+    _quota.set_limits(db, pa, {"instances": 5, "gigabytes": 1}, False)
+    with pytest.raises(QuotaExceeded, match="gigabytes"):
+        _boot.create(db, alice, "vm-a2", "m1.tiny", "alice-img", ["net"], 1, None, False)
+    with db.tx() as conn:
+        after = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("instances"))).scalar()
+        assert _quota.usage(conn, pa)["gigabytes"] == 1
+    assert after == before
+    # another project's usage does not count against alice
+    _boot.create(db, cloud["auth"]["bob"], "vm-b", "m1.tiny", "public-img", ["net"], 1, None, False)
+
+
+def test_quota_limits_are_validated(cloud):
+    with pytest.raises(Exception, match="Unknown quota resource"):
+        _quota.set_limits(cloud["db"], cloud["auth"]["alice"].project_id, {"bananas": 1}, False)
