@@ -65,8 +65,7 @@ def ensure_flavor(db, name, vcpus, ram_mb, disk_gb, extra_specs, state, check_mo
         if state == "absent":
             if row is None:
                 return False, None
-            in_use = conn.execute(sa.select(sa.func.count()).select_from(_db.table("instances")).where(
-                _db.table("instances").c.flavor_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+            in_use = _db.live_instances(conn, flavor_id=row.id)
             if in_use:
                 raise Conflict("Flavor %s is used by %d instance(s)." % (name, in_use))
             if not check_mode:
@@ -86,8 +85,7 @@ def ensure_flavor(db, name, vcpus, ram_mb, disk_gb, extra_specs, state, check_mo
         if have == want:
             return False, dict(_db.row_dict(row))
         # Nova flavors are immutable; we allow it only while no live instance uses it.
-        in_use = conn.execute(sa.select(sa.func.count()).select_from(_db.table("instances")).where(
-            _db.table("instances").c.flavor_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+        in_use = _db.live_instances(conn, flavor_id=row.id)
         if in_use:
             raise Conflict("Flavor %s is used by %d instance(s) and cannot be changed; create a new flavor." % (name, in_use))
         if not check_mode:

@@ -447,6 +447,17 @@ def _safe_url(url):
         return "<db_url>"
 
 
+def count(conn, name, *where):
+    """Number of rows of table ``name`` matching the conditions (built with ``table(name).c``)."""
+    return conn.execute(sa.select(sa.func.count()).select_from(table(name)).where(*where)).scalar()
+
+
+def live_instances(conn, **match):
+    """Number of not-deleted instances whose columns equal ``match`` (e.g. flavor_id=...)."""
+    inst = table("instances")
+    return count(conn, "instances", inst.c.deleted == 0, *[inst.c[k] == v for k, v in match.items()])
+
+
 def row_dict(row):
     if row is None:
         return None

@@ -296,12 +296,10 @@ def ensure_project(db, name, description, enabled, state, check_mode):
         if state == "absent":
             if row is None:
                 return False, None
-            live = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("instances")).where(
-                _db.table("instances").c.project_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+            live = _db.live_instances(conn, project_id=row.id)
             if live:
                 raise Conflict("Project %s still has %d instance(s); delete them first." % (name, live))
-            vols = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("volumes")).where(
-                _db.table("volumes").c.project_id == row.id, _db.table("volumes").c.status != "deleted")).scalar()
+            vols = _db.count(conn, "volumes", _db.table("volumes").c.project_id == row.id, _db.table("volumes").c.status != "deleted")
             if vols:
                 raise Conflict("Project %s still has %d volume(s); delete them first." % (name, vols))
             if not check_mode:

@@ -90,8 +90,7 @@ def ensure_image(db, auth, state_dir, name, filename, disk_format, container_for
         if not check_mode:
             with db.tx() as conn:
                 for row in existing:
-                    in_use = conn.execute(sa.select(sa.func.count()).select_from(_db.table("instances")).where(
-                        _db.table("instances").c.image_id == row.id, _db.table("instances").c.deleted == 0)).scalar()
+                    in_use = _db.live_instances(conn, image_id=row.id)
                     if in_use:
                         raise Conflict("Image %s is used by %d instance(s)." % (name, in_use))
                     conn.execute(images.update().where(images.c.id == row.id).values(status="deleted", updated_at=_db.now()))

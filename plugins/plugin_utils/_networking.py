@@ -47,8 +47,7 @@ def ensure_network(db, name, bridge, state, check_mode):
         if state == "absent":
             if row is None:
                 return False, None
-            used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
-                _db.table("ports").c.network_id == row.id)).scalar()
+            used = _db.count(conn, "ports", _db.table("ports").c.network_id == row.id)
             if used:
                 raise Conflict("Network %s still has %d port(s)." % (name, used))
             if not check_mode:
@@ -64,8 +63,7 @@ def ensure_network(db, name, bridge, state, check_mode):
                 return True, _db.row_dict(row)
             return True, {"name": name, "bridge": bridge}
         if row.bridge != bridge:
-            used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
-                _db.table("ports").c.network_id == row.id)).scalar()
+            used = _db.count(conn, "ports", _db.table("ports").c.network_id == row.id)
             if used:
                 raise Conflict("Network %s has ports on bridge %s; cannot move it to %s." % (name, row.bridge, bridge))
             if not check_mode:
@@ -83,8 +81,7 @@ def ensure_subnet(db, network, name, cidr, gateway_ip, pool_start, pool_end, dhc
         if state == "absent":
             if row is None:
                 return False, None
-            used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
-                _db.table("ports").c.subnet_id == row.id)).scalar()
+            used = _db.count(conn, "ports", _db.table("ports").c.subnet_id == row.id)
             if used:
                 raise Conflict("Subnet %s still has %d port(s)." % (name, used))
             if not check_mode:
@@ -104,8 +101,7 @@ def ensure_subnet(db, network, name, cidr, gateway_ip, pool_start, pool_end, dhc
         have = {k: getattr(row, k) for k in want}
         if have == want:
             return False, _db.row_dict(row)
-        used = conn.execute(sa.select(sa.func.count()).select_from(_db.table("ports")).where(
-            _db.table("ports").c.subnet_id == row.id)).scalar()
+        used = _db.count(conn, "ports", _db.table("ports").c.subnet_id == row.id)
         if used:
             raise Conflict("Subnet %s has %d port(s) and cannot be changed." % (name, used))
         if not check_mode:
