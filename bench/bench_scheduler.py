@@ -62,7 +62,7 @@ def populate(db, n):
             conn.execute(nodes.insert(), node_rows[start:start + 2000])
         for start in range(0, len(alloc_rows), 2000):
             conn.execute(alloc.insert(), alloc_rows[start:start + 2000])
-    if db.is_postgresql:
+    if db.url.startswith("postgresql"):   # (not db.is_postgresql: the script also runs against older checkouts)
         with db.engine.connect() as conn:   # fresh statistics, as autovacuum would have them
             conn.execute(_db.sa.text("COMMIT"))
             conn.execute(_db.sa.text("ANALYZE"))
@@ -81,7 +81,7 @@ def one_decision(db, spec, cfg):
     return t1 - t0, t2 - t1, t3 - t2, host
 
 
-def run_backend(name, url, sizes, repeat, make_url):
+def run_backend(name, sizes, repeat, make_url):
     rows = []
     spec = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)
     cfg = _scheduler.SchedulerConfig(service_down_time=10 ** 9)
@@ -92,7 +92,7 @@ def run_backend(name, url, sizes, repeat, make_url):
             populate(db, n)
             fill = time.perf_counter() - t0
             one_decision(db, spec, cfg)          # warm-up (connection, statement caches)
-            samples = [one_decision(db, spec, cfg) for _ in range(repeat)]
+            samples = [one_decision(db, spec, cfg) for _sample in range(repeat)]
         finally:
             db.dispose()
         med = [statistics.median(s[k] for s in samples) * 1000 for k in range(3)]
@@ -121,7 +121,7 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory(prefix="bootflow-bench-") as tmp:
         if "sqlite" in backends:
-            results += run_backend("sqlite", None, sizes, args.repeat,
+            results += run_backend("sqlite", sizes, args.repeat,
                                    lambda n: "sqlite:///%s" % os.path.join(tmp, "bench-%d.db" % n))
         if "postgresql" in backends:
             import pgserver  # bench/pgserver.py  # pylint: disable=import-outside-toplevel
@@ -130,7 +130,7 @@ def main(argv=None):
             else:
                 server = pgserver.PgServer(fast=False).start()
                 try:
-                    results += run_backend("postgresql", None, sizes, args.repeat,
+                    results += run_backend("postgresql", sizes, args.repeat,
                                            lambda n: server.create_database("bench_%d" % n))
                 finally:
                     server.stop()

@@ -59,9 +59,9 @@ options:
         V(CapacityFilter) checks free vCPUs, memory and disk with the hosts' allocation ratios and reservations;
         V(ComputeCapabilitiesFilter) matches the flavor's C(extra_specs).
       - V(ImagePropertiesFilter) matches the properties of the instance's image (see
-        O(bootflow.cloud.image#module:properties)) against what the host reported: C(hw_architecture) (or
-        C(architecture)) against its architecture, C(img_hv_type) (or C(hypervisor_type)) against its hypervisor
-        type, and C(img_hv_requested_version) (for example V(>=7.2)) against its hypervisor version. An image
+        O(bootflow.cloud.image#module:properties)) against what the host reported. C(hw_architecture) (or
+        C(architecture)) must be the host's architecture, C(img_hv_type) (or C(hypervisor_type)) its hypervisor
+        type, and C(img_hv_requested_version) (for example V(>=7.2)) must match its hypervisor version. An image
         without these properties passes every host.
       - The request built here carries no availability zone, forced host or server group, so the remaining filters
         pass every host.

@@ -62,7 +62,7 @@ def _run_workers(target, args_of, n):
     procs = [CTX.Process(target=target, args=args_of(i, barrier, queue)) for i in range(n)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=120) for _ in procs]
+    results = [queue.get(timeout=120) for _proc in procs]
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
