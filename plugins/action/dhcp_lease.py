@@ -4,10 +4,19 @@
 
 from __future__ import annotations
 
+import shlex
+import time
+
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
+
+from ansible_collections.bootflow.cloud.plugins.module_utils import _dhcp
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError, InvalidRequest, NotFound
+
+PROGRESS_EVERY = 5.0  # seconds between two progress lines while waiting for a lease
 
 # module option <- port_spec key
 _FROM_PORT = {"network_id": "network_id", "bridge": "bridge", "cidr": "cidr", "dhcp_ip": "dhcp_ip",
@@ -37,7 +46,66 @@ class ActionModule(HostStep):
             if args.get(opt) is None:
                 args[opt] = spec[key]
         self._port = port
+        if args.get("state") == "leased":
+            return None   # a look at the leases file, not a step of the boot: no step row
         return instance
+
+    def run_module(self, ctx, module_args):
+        if module_args.get("state") != "leased":
+            return super().run_module(ctx, module_args)
+        return self._wait_leased(ctx, module_args)
+
+    def _wait_leased(self, ctx, module_args):
+        """state=leased: the module looks once (it validates the arguments and knows the files); then
+        the leases file is polled over the connection with a cheap grep, with progress lines."""
+        res = super().run_module(ctx, dict(module_args, wait=False))   # the module validated the arguments
+        wait = boolean(module_args.get("wait", True), strict=False) if module_args.get("wait") is not None else True
+        timeout = int(module_args["wait_timeout"]) if module_args.get("wait_timeout") is not None else 120
+        if res.get("leased") and wait and not ctx.check_mode:
+            ctx.progress("%s holds %s (after %.1f s)" % (res["mac"], res["leased_ip"], res.get("waited") or 0.0))
+        if res.get("leased") or not wait or ctx.check_mode:
+            return res
+        what = "%s (%s)" % (res["mac"], res["ip"]) if res.get("ip") else res["mac"]
+        if res.get("hopeless"):
+            raise BootflowError("%s cannot get a DHCP lease on network %s: %s"
+                                % (what, module_args.get("network_id"), "; ".join(res.get("diagnosis") or [])),
+                                module_result=res)
+        cmd = "date +%%s && { grep -F -i -e %s %s 2>/dev/null || true; }" % (
+            shlex.quote(" %s " % res["mac"]), shlex.quote(res["leases_file"]))
+        started = time.monotonic()
+        ctx.progress("waiting for %s to hold its DHCP lease (dnsmasq's %s), up to %d s"
+                     % (what, res["leases_file"], timeout))
+        last_note = started
+        while True:
+            out = self._low_level_execute_command(cmd, sudoable=False)
+            if out.get("rc") != 0:
+                raise BootflowError("cannot read %s on %s (rc=%s): %s" % (
+                    res["leases_file"], ctx.host, out.get("rc"), to_text(out.get("stderr") or out.get("stdout")).strip()))
+            lines = to_text(out.get("stdout") or "").splitlines()
+            try:
+                now = int(lines[0].strip())
+            except (IndexError, ValueError):
+                raise BootflowError("unexpected answer from %s while polling %s: %r"
+                                    % (ctx.host, res["leases_file"], to_text(out.get("stdout"))[:200]))
+            lease = _dhcp.find_active_lease("\n".join(lines[1:]), res["mac"], res.get("ip"), now=now)
+            elapsed = time.monotonic() - started
+            if lease:
+                ctx.progress("%s holds %s (after %.1f s)" % (res["mac"], lease["ip"], elapsed))
+                res.update(leased=True, lease=lease, leased_ip=lease["ip"], reserved=True, diagnosis=[],
+                           waited=round(elapsed + res.get("waited", 0.0), 1))
+                return res
+            if elapsed >= timeout:
+                break
+            if time.monotonic() - last_note >= PROGRESS_EVERY:
+                ctx.progress("still waiting for %s: %d s of %d s" % (what, elapsed, timeout))
+                last_note = time.monotonic()
+            time.sleep(_dhcp.LEASE_POLL)
+        # timed out: the module looks once more and says why
+        final = super().run_module(ctx, dict(module_args, wait=False))
+        if final.get("leased"):
+            return final
+        raise BootflowError("no DHCP lease for %s in %s after %d s: %s" % (
+            what, final.get("leases_file"), timeout, "; ".join(final.get("diagnosis") or [])), module_result=final)
 
     def record(self, ctx, args, result, instance):
         if getattr(self, "_port", None) is None or args.get("state", "present") != "present":

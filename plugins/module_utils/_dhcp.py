@@ -41,6 +41,7 @@ _PORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from its file
+LEASE_POLL = 0.2    # seconds between two looks at the leases file (state=leased)
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
@@ -201,12 +202,16 @@ def render_leases(leases):
                                          le.get("client_id") or "*") for le in leases)
 
 
-def seed_leases(hosts, leases_text, lease_time, now=None):
+def seed_leases(hosts, leases_text, lease_time, now=None, skip=()):
     """Leases text with a lease for every hosts entry that has none (neutron pre-seeds the file so a
-    (re)started dnsmasq does not NAK guests that are already running)."""
+    (re)started dnsmasq does not NAK guests that are already running).
+
+    ``skip``: (mac, ip) pairs not to seed - the reservation this call adds has no running guest yet,
+    and a made-up lease for it would look like the guest had asked for its address (the compute role
+    waits for the guest's lease in this file)."""
     now = int(time.time() if now is None else now)
     leases = parse_leases(leases_text)
-    have = {(le["mac"], le["ip"]) for le in leases}
+    have = {(le["mac"], le["ip"]) for le in leases} | set(skip)
     for e in hosts:
         if e.get("raw") or (e["mac"], e["ip"]) in have:
             continue
@@ -388,9 +393,9 @@ def _wait_exit(pid, timeout=10.0):
 # the dhcp_lease step
 
 
-def dhcp_lease_step(p, check_mode=False, run=None, now=None):
+def dhcp_lease_step(p, check_mode=False, run=None, now=None, sleep=time.sleep):
     """p: network_id, bridge, cidr, dhcp_ip, gateway_ip, dns_servers, mac, ip, hostname, port_id,
-    lease_time, dhcp_dir, state.
+    lease_time, dhcp_dir, state, wait, wait_timeout.
 
     run(argv) -> (rc, stdout, stderr) runs ip and dhcp_release (the module passes
     AnsibleModule.run_command).
@@ -407,6 +412,8 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None):
                   dnsmasq_restarted=False, reloaded=False, lease=None, conf_dir=c["dir"], warnings=[])
     if state == "absent":
         return _absent(p, c, network_id, port_id, mac, result, check_mode, run)
+    if state == "leased":
+        return _leased(p, c, network_id, port_id, mac, result, check_mode, sleep)
 
     # ---- present: validate everything first
     for key in ("bridge", "cidr", "dhcp_ip", "mac", "ip"):
@@ -541,7 +548,9 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None):
                     raise DhcpError("dnsmasq (pid %d) for network %s did not exit after SIGTERM" % (pid, network_id))
                 result["dnsmasq_restarted"] = True
             old_leases = read_text(c["leases"])
-            seeded = seed_leases(new_entries, old_leases or "", lease_time, now)
+            was_reserved = any(not e.get("raw") and (e["mac"], e["ip"]) == (mac, ip) for e in entries)
+            seeded = seed_leases(new_entries, old_leases or "", lease_time, now,
+                                 skip=() if was_reserved else ((mac, ip),))
             if seeded != (old_leases or ""):
                 atomic_write(c["leases"], seeded)
                 undo.append(_restore(c["leases"], old_leases))
@@ -702,4 +711,108 @@ def _absent(p, c, network_id, port_id, mac, result, check_mode, run):
             atomic_write(c["leases"], render_leases(left))
     except OSError as e:
         raise DhcpError("removing the DHCP reservation on network %s failed: %s" % (network_id, e))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# state=leased: has the guest got its address? (seen in dnsmasq's leases file)
+
+
+def find_active_lease(text, mac, ip=None, now=None):
+    """The lease of ``mac`` (for ``ip`` when given) in leases text that has not expired (dnsmasq
+    writes expiry 0 for an infinite lease), else None."""
+    now = int(time.time() if now is None else now)
+    for le in parse_leases(text or ""):
+        if le["mac"] == mac and (not ip or le["ip"] == ip) and (le["expiry"] == 0 or le["expiry"] > now):
+            return le
+    return None
+
+
+def lease_diagnosis(c, network_id, mac, ip, leases_text, hosts_text, pid, now=None, log_lines=5):
+    """Why ``mac`` holds no lease of ``ip``: a list of findings, the first ones decisive."""
+    now = int(time.time() if now is None else now)
+    out = []
+    reserved = [e for e in parse_hosts(hosts_text or "") if not e.get("raw") and e["mac"] == mac]
+    if not reserved:
+        out.append("MAC %s has no reservation in %s (run dhcp_lease with state=present first)" % (mac, c["host"]))
+    elif ip and all(e["ip"] != ip for e in reserved):
+        out.append("MAC %s is reserved for %s in %s, not for %s" % (mac, reserved[0]["ip"], c["host"], ip))
+    if not pid:
+        out.append("dnsmasq for network %s is not running (pid file %s)" % (network_id, c["pid"]))
+    for le in parse_leases(leases_text or ""):
+        if le["mac"] == mac and ip and le["ip"] != ip:
+            out.append("the leases file gives MAC %s the address %s instead" % (mac, le["ip"]))
+        elif le["mac"] == mac and le["expiry"] and le["expiry"] <= now:
+            out.append("the lease of %s expired %d s ago" % (le["ip"], now - le["expiry"]))
+    if leases_text is None:
+        out.append("there is no leases file %s" % c["leases"])
+    log = read_text(c["log"]) or ""
+    seen = [line.strip() for line in log.splitlines() if mac in line.lower()][-log_lines:]
+    if seen:
+        out.append("dnsmasq.log: " + " | ".join(seen))
+    elif pid:
+        out.append("dnsmasq has not heard from MAC %s (nothing in %s): is the guest's NIC on the bridge "
+                   "and its DHCP client running?" % (mac, c["log"]))
+    return out
+
+
+def _leased(p, c, network_id, port_id, mac, result, check_mode, sleep):
+    """Wait (wait_timeout) until the guest holds its lease; with wait=false (or in check mode) look once.
+
+    The lease must be one dnsmasq wrote: a reservation added by state=present is never pre-seeded into
+    the leases file (see seed_leases), so a lease for it means the guest asked for its address.
+    """
+    ports = parse_ports(read_text(c["ports"]))
+    known = ports.get(port_id) if port_id else None
+    if mac is None and known:
+        mac = known["mac"]
+    if mac is None:
+        raise DhcpError("give mac (or the port_id of a reservation in %s) with state=leased" % c["ports"])
+    ip = p.get("ip") or (known["ip"] if known and known["mac"] == mac else None)
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise DhcpError("ip %r is not an IP address" % (ip,))
+    wait = p.get("wait") is not False and not check_mode
+    timeout = p.get("wait_timeout")
+    timeout = 120 if timeout is None else int(timeout)
+    if timeout < 0:
+        raise DhcpError("wait_timeout must not be negative")
+    started = time.monotonic()
+    marker = "--dhcp-hostsfile=%s" % c["host"]
+    result.update(mac=mac, ip=ip, leases_file=c["leases"], leased=False, leased_ip=None, waited=0.0,
+                  reserved=False, hopeless=False, diagnosis=[])
+    while True:
+        leases_text = read_text(c["leases"])
+        lease = find_active_lease(leases_text, mac, ip)
+        if lease:
+            break
+        hosts_text = read_text(c["host"])
+        pid = pid_alive(c["pid"], marker)
+        reserved = any(not e.get("raw") and e["mac"] == mac and (not ip or e["ip"] == ip)
+                       for e in parse_hosts(hosts_text or ""))
+        # nobody will hand this address out: no reservation, or no dnsmasq
+        hopeless = not reserved or not pid
+        if not wait or hopeless or time.monotonic() - started >= timeout:
+            break
+        sleep(LEASE_POLL)
+    waited = round(time.monotonic() - started, 1)
+    pid = pid_alive(c["pid"], marker)
+    result.update(dnsmasq_pid=pid, waited=waited)
+    if lease:
+        result.update(leased=True, lease=lease, leased_ip=lease["ip"], reserved=True)
+        if not pid:
+            result["warnings"].append("the leases file lists %s for %s, but dnsmasq for network %s is not running"
+                                      % (lease["ip"], mac, network_id))
+        return result
+    diagnosis = lease_diagnosis(c, network_id, mac, ip, leases_text, hosts_text, pid)
+    result.update(reserved=reserved, hopeless=hopeless, diagnosis=diagnosis)
+    if wait:
+        what = "%s (%s)" % (mac, ip) if ip else mac
+        if hopeless:
+            raise DhcpError("%s cannot get a DHCP lease on network %s: %s" % (what, network_id, "; ".join(diagnosis)),
+                            **{k: v for k, v in result.items() if k not in ("warnings", "diff")})
+        raise DhcpError("no DHCP lease for %s in %s after %d s: %s" % (what, c["leases"], timeout, "; ".join(diagnosis)),
+                        **{k: v for k, v in result.items() if k not in ("warnings", "diff")})
     return result

@@ -22,11 +22,24 @@ description:
   - The IP and the MAC may not already be reserved for another port of the network.
   - With O(state=absent), removes the reservation, asks a running dnsmasq to drop the guest's lease
     with C(dhcp_release) (a stopped dnsmasq's leases file is edited directly) and sends C(SIGHUP).
+  - With O(state=leased), waits until the guest holds its lease - the port's MAC with its IP (O(ip), when
+    given) in dnsmasq's leases file, not expired - and returns the address it observed (RV(leased_ip)).
+    The action plugin looks at the leases file over the task's connection every 0.2 seconds (a C(grep), no
+    module run) and prints a progress line while it waits; after O(wait_timeout) seconds the task fails with
+    what it found (no reservation, dnsmasq not running, another address, an expired lease, dnsmasq's log
+    lines for the MAC). It fails at once when nobody can hand out the address (no reservation, or dnsmasq does
+    not run). With O(wait=false) or in check mode it looks once and reports RV(leased) without failing. With
+    O(auth_token) and O(port_id), the MAC and IP come from the port record; without them, O(port_id) finds
+    them in the network's C(ports) file.
+  - A reservation that O(state=present) adds is not pre-seeded into the leases file when dnsmasq is
+    (re)started (reservations that already existed are, so their running guests are not refused); so a lease
+    for it in that file means the guest really asked dnsmasq for its address.
   - A running dnsmasq is recognised by its pid file B(and) its command line naming this network's
     directory, so a recycled PID is never signalled.
   - On failure, the files, the address and the directory this call changed are put back.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.wait
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.HOST
 attributes:
@@ -105,8 +118,10 @@ options:
     description:
       - V(present) reserves the address, V(absent) removes the reservation (identified by O(port_id),
         else O(mac), else O(ip)).
+      - V(leased) changes nothing, it waits until the guest holds its lease (see the description).
+        O(wait) and O(wait_timeout) apply to it only.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, leased]
     default: present
 requirements:
   - dnsmasq (Debian package C(dnsmasq-base)) and iproute2 on the hypervisor host
@@ -132,6 +147,14 @@ EXAMPLES = r"""
     hostname: "{{ item.hostname }}"
     port_id: "{{ item.id }}"
   loop: "{{ instance.ports }}"
+
+- name: Wait until the guest holds its address (observed in dnsmasq's leases file)
+  bootflow.cloud.dhcp_lease:
+    port_id: "{{ item.id }}"
+    state: leased
+    wait_timeout: 120
+  loop: "{{ instance.ports }}"
+  register: leases
 
 - name: Remove the reservation when the port is deleted
   bootflow.cloud.dhcp_lease:
@@ -173,6 +196,52 @@ lease:
   returned: always
   type: dict
   sample: {expiry: 1795391513, mac: "52:54:00:00:01:11", ip: 10.99.1.11, hostname: host-10-99-1-11, client_id: "01:52:54:00:00:01:11"}
+leased:
+  description: Whether the guest holds its lease (O(state=leased)).
+  returned: with O(state=leased)
+  type: bool
+  sample: true
+leased_ip:
+  description: The address dnsmasq leased to the port's MAC, as observed in the leases file.
+  returned: with O(state=leased)
+  type: str
+  sample: 10.99.1.11
+waited:
+  description: Seconds spent waiting for the lease.
+  returned: with O(state=leased)
+  type: float
+  sample: 4.2
+mac:
+  description: The MAC address looked for.
+  returned: with O(state=leased)
+  type: str
+  sample: 52:54:00:00:01:11
+ip:
+  description: The address looked for (none when only the MAC was known).
+  returned: with O(state=leased)
+  type: str
+  sample: 10.99.1.11
+leases_file:
+  description: The leases file looked at.
+  returned: with O(state=leased)
+  type: str
+  sample: /var/lib/bootflow/dhcp/5a1c0d9e-2b3f-4c5d-8e9f-0a1b2c3d4e5f/leases
+reserved:
+  description: Whether the hosts file holds a reservation for the MAC (and IP).
+  returned: with O(state=leased)
+  type: bool
+  sample: true
+hopeless:
+  description: Whether nobody can hand the address out (no reservation, or dnsmasq does not run), so waiting is pointless.
+  returned: with O(state=leased)
+  type: bool
+  sample: false
+diagnosis:
+  description: Why there is no lease (empty when there is one).
+  returned: with O(state=leased)
+  type: list
+  elements: str
+  sample: ["dnsmasq for network 5a1c0d9e-2b3f-4c5d-8e9f-0a1b2c3d4e5f is not running (pid file ...)"]
 conf_dir:
   description: The network's dnsmasq directory.
   returned: always
@@ -185,6 +254,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
     AUTH_ARGSPEC,
+    WAIT_ARGSPEC,
     argspec,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils._dhcp import (
@@ -196,6 +266,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argspec(
             AUTH_ARGSPEC,
+            WAIT_ARGSPEC,
             network_id=dict(type="str", required=True),
             bridge=dict(type="str"),
             cidr=dict(type="str"),
@@ -208,11 +279,12 @@ def main():
             port_id=dict(type="str"),
             lease_time=dict(type="int", default=86400),
             dhcp_dir=dict(type="path", default="/var/lib/bootflow/dhcp"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=["present", "absent", "leased"], default="present"),
         ),
         required_if=[
             ("state", "present", ("bridge", "cidr", "dhcp_ip", "mac", "ip")),
             ("state", "absent", ("port_id", "mac", "ip"), True),
+            ("state", "leased", ("port_id", "mac"), True),
         ],
         supports_check_mode=True,
     )

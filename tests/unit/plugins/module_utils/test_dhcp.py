@@ -77,6 +77,24 @@ def test_seed_leases_adds_missing_only():
     assert seeded[1] == dict(expiry=1600, mac="52:54:00:00:01:12", ip="10.99.1.12", hostname="h2", client_id=None)
 
 
+def test_seed_leases_skips_the_new_reservation():
+    hosts = dh.parse_hosts("52:54:00:00:01:11,h1,10.99.1.11\n52:54:00:00:01:12,h2,10.99.1.12\n")
+    seeded = dh.parse_leases(dh.seed_leases(hosts, "", 600, now=1000, skip=[("52:54:00:00:01:12", "10.99.1.12")]))
+    assert [(le["mac"], le["ip"]) for le in seeded] == [("52:54:00:00:01:11", "10.99.1.11")]
+
+
+def test_find_active_lease():
+    text = ("2000 52:54:00:00:01:11 10.99.1.11 * 01:52:54:00:00:01:11\n"
+            "500 52:54:00:00:01:12 10.99.1.12 * *\n"
+            "0 52:54:00:00:01:13 10.99.1.13 * *\n")
+    assert dh.find_active_lease(text, "52:54:00:00:01:11", "10.99.1.11", now=1000)["client_id"] == "01:52:54:00:00:01:11"
+    assert dh.find_active_lease(text, "52:54:00:00:01:11", "10.99.1.99", now=1000) is None   # another address
+    assert dh.find_active_lease(text, "52:54:00:00:01:11", now=1000)["ip"] == "10.99.1.11"
+    assert dh.find_active_lease(text, "52:54:00:00:01:12", "10.99.1.12", now=1000) is None    # expired
+    assert dh.find_active_lease(text, "52:54:00:00:01:13", "10.99.1.13", now=10 ** 9)["expiry"] == 0  # infinite
+    assert dh.find_active_lease(None, "52:54:00:00:01:11") is None
+
+
 def test_render_opts():
     assert dh.render_opts(NET, "10.99.1.1", ["10.99.1.1", "9.9.9.9"]) == (
         "tag:subnet-%s,option:router,10.99.1.1\n"
@@ -223,6 +241,13 @@ def wait_for(fn, timeout=5.0):
     return False
 
 
+def guest_gets_lease(env, mac="52:54:00:00:01:11", ip="10.99.1.11", expiry=None):
+    """What dnsmasq writes when the guest's DHCPREQUEST is acknowledged (the fake dnsmasq cannot)."""
+    expiry = int(time.time()) + 86400 if expiry is None else expiry
+    with open(env["conf"]["leases"], "a") as f:
+        f.write("%d %s %s * 01:%s\n" % (expiry, mac, ip, mac))
+
+
 def test_present_starts_then_is_idempotent_then_reloads(env):
     ip = FakeIp()
     p = lease_params(env)
@@ -238,8 +263,8 @@ def test_present_starts_then_is_idempotent_then_reloads(env):
     assert "option:router,10.99.1.1" in open(env["conf"]["opts"]).read()
     assert open(env["conf"]["interface"]).read() == "br-test\n"
     assert ["addr", "replace", "10.99.1.2/24", "dev", "br-test"] in ip.calls
-    assert r["lease"] == dict(expiry=1000 + 86400, mac="52:54:00:00:01:11", ip="10.99.1.11",
-                              hostname="host-10-99-1-11", client_id=None)  # seeded before the start
+    # a reservation this call adds is not pre-seeded: its guest has not asked yet (state=leased waits for it)
+    assert r["lease"] is None and (dh.read_text(env["conf"]["leases"]) or "") == ""
     pid = r["dnsmasq_pid"]
 
     again = dh.dhcp_lease_step(p, run=ip)
@@ -324,6 +349,7 @@ def test_input_validation(env, kw, msg):
 def test_absent_with_dnsmasq_stopped_edits_files(env):
     ip = FakeIp()
     r = dh.dhcp_lease_step(lease_params(env), run=ip)
+    guest_gets_lease(env)
     os.kill(r["dnsmasq_pid"], signal.SIGTERM)
     assert wait_for(lambda: dh.pid_alive(env["conf"]["pid"], env["conf"]["dir"]) is None)
     p = lease_params(env, state="absent", bridge=None, cidr=None, dhcp_ip=None, mac=None, ip=None)  # by port id
@@ -340,9 +366,124 @@ def test_absent_with_dnsmasq_running_releases(env, monkeypatch):
     monkeypatch.setattr(dh, "RELEASE_WAIT", 0.2)
     ip = FakeIp()
     r = dh.dhcp_lease_step(lease_params(env), run=ip)
+    guest_gets_lease(env)
     gone = dh.dhcp_lease_step(lease_params(env, state="absent"), run=ip)
     assert gone["changed"] and gone["reloaded"] and gone["dnsmasq_pid"] == r["dnsmasq_pid"]
-    assert [c for c in ip.calls if c[:1] == ["br-test"]] == [["br-test", "10.99.1.11", "52:54:00:00:01:11"]]
+    # the client id the guest used goes along (dnsmasq only releases a lease whose client id matches)
+    assert [c for c in ip.calls if c[:1] == ["br-test"]] == [["br-test", "10.99.1.11", "52:54:00:00:01:11",
+                                                              "01:52:54:00:00:01:11"]]
     # the fake dnsmasq does not drop the lease: the module warns instead of touching the file
     assert gone["warnings"] and "10.99.1.11" in open(env["conf"]["leases"]).read()
     assert open(env["conf"]["host"]).read() == ""
+
+
+def test_restart_after_a_kill_seeds_the_running_guests_only(env):
+    """dnsmasq killed between two boots: the next reservation starts it again with the leases of the
+    existing reservations (their guests keep their addresses), but not one for the new reservation."""
+    ip = FakeIp()
+    r1 = dh.dhcp_lease_step(lease_params(env), run=ip)
+    os.kill(r1["dnsmasq_pid"], signal.SIGKILL)
+    assert wait_for(lambda: dh.pid_alive(env["conf"]["pid"], env["conf"]["dir"]) is None)
+    r2 = dh.dhcp_lease_step(lease_params(env, mac="52:54:00:00:01:12", ip="10.99.1.12", port_id=PORT2), run=ip,
+                            now=1000)
+    assert r2["changed"] and r2["dnsmasq_started"] and r2["dnsmasq_pid"] != r1["dnsmasq_pid"]
+    leases = dh.parse_leases(open(env["conf"]["leases"]).read())
+    assert [(le["mac"], le["ip"], le["expiry"]) for le in leases] == [("52:54:00:00:01:11", "10.99.1.11", 1000 + 86400)]
+    assert r2["lease"] is None
+    # a lease dnsmasq wrote is kept as it is (client id and all)
+    guest_gets_lease(env, "52:54:00:00:01:12", "10.99.1.12", expiry=5000)
+    os.kill(r2["dnsmasq_pid"], signal.SIGKILL)
+    assert wait_for(lambda: dh.pid_alive(env["conf"]["pid"], env["conf"]["dir"]) is None)
+    r3 = dh.dhcp_lease_step(lease_params(env), run=ip, now=2000)
+    assert r3["dnsmasq_started"] and r3["changed"]
+    leases = dh.parse_leases(open(env["conf"]["leases"]).read())
+    assert leases[1] == dict(expiry=5000, mac="52:54:00:00:01:12", ip="10.99.1.12", hostname=None,
+                             client_id="01:52:54:00:00:01:12")
+    assert len(leases) == 2
+
+
+# ---- state=leased
+
+
+def leased_params(env, **kw):
+    p = dict(network_id=NET, mac="52:54:00:00:01:11", ip="10.99.1.11", port_id=PORT, dhcp_dir=env["dhcp_dir"],
+             state="leased", wait=True, wait_timeout=5)
+    p.update(kw)
+    return p
+
+
+def test_leased_waits_until_the_guest_holds_its_lease(env):
+    dh.dhcp_lease_step(lease_params(env), run=FakeIp())
+    looks = []
+
+    def sleep(_s):
+        looks.append(1)
+        if len(looks) == 3:
+            guest_gets_lease(env)
+
+    r = dh.dhcp_lease_step(leased_params(env), run=FakeIp(), sleep=sleep)
+    assert r["leased"] and r["leased_ip"] == "10.99.1.11" and not r["changed"]
+    assert r["lease"]["client_id"] == "01:52:54:00:00:01:11" and len(looks) == 3
+    assert r["reserved"] and r["dnsmasq_pid"] and r["diagnosis"] == []
+
+
+def test_leased_finds_mac_and_ip_by_port_id(env):
+    dh.dhcp_lease_step(lease_params(env), run=FakeIp())
+    guest_gets_lease(env)
+    r = dh.dhcp_lease_step(leased_params(env, mac=None, ip=None), run=FakeIp())
+    assert r["leased"] and (r["mac"], r["ip"], r["leased_ip"]) == ("52:54:00:00:01:11", "10.99.1.11", "10.99.1.11")
+    with pytest.raises(dh.DhcpError, match="give mac"):
+        dh.dhcp_lease_step(leased_params(env, mac=None, ip=None, port_id=PORT2), run=FakeIp())
+
+
+def test_leased_times_out_with_what_it_saw(env, monkeypatch):
+    monkeypatch.setattr(dh, "LEASE_POLL", 0.01)
+    dh.dhcp_lease_step(lease_params(env), run=FakeIp())
+    with open(env["conf"]["log"], "w") as f:
+        f.write("dnsmasq-dhcp[7]: DHCPDISCOVER(br-test) 52:54:00:00:01:11 no address available\n")
+    guest_gets_lease(env, ip="10.99.1.77")   # an address that is not the port's
+    t0 = time.monotonic()
+    with pytest.raises(dh.DhcpError) as e:
+        dh.dhcp_lease_step(leased_params(env, wait_timeout=1), run=FakeIp())
+    assert 1 <= time.monotonic() - t0 < 3
+    msg = str(e.value)
+    assert msg.startswith("no DHCP lease for 52:54:00:00:01:11 (10.99.1.11) in %s after 1 s" % env["conf"]["leases"])
+    assert "gives MAC 52:54:00:00:01:11 the address 10.99.1.77 instead" in msg
+    assert "no address available" in msg
+    # wait=false looks once and reports, without failing
+    r = dh.dhcp_lease_step(leased_params(env, wait=False), run=FakeIp())
+    assert not r["leased"] and not r["hopeless"] and r["reserved"] and r["diagnosis"]
+    # check mode never waits
+    r = dh.dhcp_lease_step(leased_params(env, wait_timeout=60), run=FakeIp(), check_mode=True)
+    assert not r["leased"] and r["waited"] < 1
+
+
+def test_leased_fails_at_once_when_nobody_can_answer(env):
+    # no reservation (and no dnsmasq): waiting would be pointless
+    t0 = time.monotonic()
+    with pytest.raises(dh.DhcpError, match="cannot get a DHCP lease.*has no reservation.*is not running"):
+        dh.dhcp_lease_step(leased_params(env, wait_timeout=30), run=FakeIp())
+    r = dh.dhcp_lease_step(lease_params(env), run=FakeIp())
+    os.kill(r["dnsmasq_pid"], signal.SIGKILL)
+    assert wait_for(lambda: dh.pid_alive(env["conf"]["pid"], env["conf"]["dir"]) is None)
+    with pytest.raises(dh.DhcpError, match="dnsmasq for network %s is not running" % NET):
+        dh.dhcp_lease_step(leased_params(env, wait_timeout=30), run=FakeIp())
+    assert time.monotonic() - t0 < 10
+    # an expired lease is no lease
+    guest_gets_lease(env, expiry=int(time.time()) - 5)
+    r = dh.dhcp_lease_step(leased_params(env, wait=False), run=FakeIp())
+    assert not r["leased"] and r["hopeless"] and any("expired" in d for d in r["diagnosis"])
+    # a lease in the file while dnsmasq is down is reported, with a warning
+    guest_gets_lease(env)
+    r = dh.dhcp_lease_step(leased_params(env), run=FakeIp())
+    assert r["leased"] and r["warnings"] and "not running" in r["warnings"][0]
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(ip="nope"), "not an IP"),
+    (dict(wait_timeout=-1), "negative"),
+    (dict(mac="zz"), "MAC"),
+])
+def test_leased_input_validation(env, kw, msg):
+    with pytest.raises(dh.DhcpError, match=msg):
+        dh.dhcp_lease_step(leased_params(env, **kw), run=FakeIp())

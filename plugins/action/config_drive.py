@@ -1,0 +1,37 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.config_drive (nova-compute builds the config drive, seed step 28)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NotFound
+
+
+class ActionModule(HostStep):
+    SEED_STEPS = "28"
+    SERVICE = "nova-compute"
+
+    def prepare(self, ctx, args):
+        """Fill name, user_data and ports from the instance record (like Nova's InstanceMetadata)."""
+        if not args.get("instance_uuid"):
+            raise InvalidRequest("instance_uuid is required.")
+        with ctx.db.tx() as conn:
+            try:
+                instance = api.get_instance(conn, args["instance_uuid"], ctx.auth)
+            except NotFound:
+                if args.get("state") == "absent":   # removing the drive of a gone instance
+                    return None
+                raise
+            if instance.uuid != args["instance_uuid"]:
+                raise InvalidRequest("instance_uuid must be the instance's UUID, not %r." % args["instance_uuid"])
+            ports = [_networking.port_spec(conn, p) for p in _networking.instance_ports(conn, instance.uuid)]
+        if args.get("name") is None:
+            args["name"] = instance.name
+        if args.get("user_data") is None:
+            args["user_data"] = (instance.request or {}).get("user_data")
+        if args.get("ports") is None:
+            args["ports"] = [{"id": p["id"], "mac": p["mac"], "ip": p["ip"]} for p in ports]
+        return instance
