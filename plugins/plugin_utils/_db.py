@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import os
 import time
 import traceback
@@ -445,6 +446,20 @@ def _safe_url(url):
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # pylint: disable=broad-except
         return "<db_url>"
+
+
+def lock(conn, name):
+    """Serialise a read-check-write on ``name`` with every other transaction that locks the same name.
+
+    For checks no constraint or compare-and-swap can express (a quota: count, compare, insert).
+    SQLite needs nothing: BEGIN IMMEDIATE already serialises every transaction. On PostgreSQL
+    (READ COMMITTED) this takes a transaction-scoped advisory lock, released at commit/rollback;
+    call it first in the transaction, before the reads it protects.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def count(conn, name, *where):

@@ -11,6 +11,8 @@ each with its own engine.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 
 import pytest
 
@@ -180,3 +182,41 @@ def test_unreachable_postgresql_is_a_clear_error():
         port = sock.getsockname()[1]
     with pytest.raises(_db.DBError, match=r"cannot open the bootflow database postgresql\+psycopg2://bf:\*\*\*@127\.0\.0\.1:\d+/x: .*Connection refused"):
         _db.open_db("postgres://bf:secret@127.0.0.1:%d/x" % port)
+
+
+def _take_if_below(url, barrier, locked, queue, limit=3):
+    """count, compare, insert: what a quota check does. Returns True when a row was taken."""
+    db = _db.open_db(url)
+    flavors = _db.table("flavors")
+    try:
+        barrier.wait(30)
+        with db.tx() as conn:
+            if locked:
+                _db.lock(conn, "test:limit")
+            taken = _db.count(conn, "flavors", flavors.c.name.like("taken-%"))
+            time.sleep(0.5)   # widen the window between the check and the write
+            ok = taken < limit
+            if ok:
+                conn.execute(flavors.insert().values(id=_db.new_id(), name="taken-%d" % os.getpid(), vcpus=1, ram_mb=1,
+                                                     disk_gb=0, extra_specs={}, created_at=_db.now()))
+        queue.put([ok])
+    except Exception as exc:  # pylint: disable=broad-except
+        queue.put(["%s: %s" % (type(exc).__name__, exc)])
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("locked", [True, False], ids=["lock", "no-lock"])
+def test_lock_serialises_a_check_then_write(db_url, locked):
+    got = _run_workers(_take_if_below, lambda i, b, q: (db_url, b, locked, q), 6)
+    db = _db.open_db(db_url)
+    with db.tx() as conn:
+        taken = _db.count(conn, "flavors", _db.table("flavors").c.name.like("taken-%"))
+    db.dispose()
+    if locked or db_url.startswith("sqlite"):
+        # serialised (PG: the advisory lock; SQLite: BEGIN IMMEDIATE): exactly the limit
+        assert sorted(got, key=str) == [False] * 3 + [True] * 3 and taken == 3, got
+    else:
+        # PG without the lock: every check saw the same count and went over the limit;
+        # shows that the lock is what holds the limit on PostgreSQL
+        assert taken > 3, got
