@@ -10,6 +10,7 @@ persistent definition.
 
 from __future__ import annotations
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._virt import next_device
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
@@ -37,7 +38,9 @@ class ActionModule(HostStep):
         args["domain"] = "bootflow-%s" % instance.uuid
         args.setdefault("pool", vol.pool)
         if args.get("device") is None:
-            args["device"] = vol.device or "vdb"
+            with ctx.db.tx() as conn:
+                taken = {v.device for v in _volumes.instance_volumes(conn, instance.uuid) if v.id != vol.id and v.device}
+            args["device"] = vol.device if vol.device and vol.device not in taken else next_device(taken)
         self._volume = vol
         return instance
 
@@ -70,5 +73,7 @@ class ActionModule(HostStep):
             if args.get("state", "present") == "absent":
                 _volumes.set_status(conn, vol.id, "available", instance_uuid=None, device=None)
             else:
+                if vol.status == "available":  # Cinder: available -> attaching -> in-use
+                    _volumes.set_status(conn, vol.id, "attaching", instance_uuid=instance.uuid, device=args["device"])
                 _volumes.set_status(conn, vol.id, "in-use", instance_uuid=instance.uuid, device=args["device"])
         return None

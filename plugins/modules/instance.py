@@ -64,10 +64,17 @@ options:
   volume_size_gb:
     description:
       - Size in GiB of a blank data volume to create and attach as C(vdb) (a block device mapping, seed steps
-        25-27), deleted together with the instance.
+        25-27), deleted together with the instance unless O(volume_delete_on_termination=false).
       - V(0) means no volume. Values outside 0 to 16384 fail with RV(error=invalid).
     type: int
     default: 0
+  volume_delete_on_termination:
+    description:
+      - Delete the O(volume_size_gb) volume when the instance is deleted (Nova's C(delete_on_termination)).
+      - With V(false), C(playbooks/delete.yml) detaches the volume and keeps it C(available), so
+        M(bootflow.cloud.volume_attach) can attach it to another instance on the same host.
+    type: bool
+    default: true
   user_data:
     description:
       - User data for cloud-init in the guest, as plain text (not base64), at most 65535 bytes; more fails with

@@ -23,7 +23,8 @@ def _request_of(flavor, image, networks, volume_size_gb, user_data):
             "volume_size_gb": volume_size_gb or 0, "user_data": user_data}
 
 
-def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode):
+def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
+           volume_delete_on_termination=True):
     """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass."""
     enforce(auth, "compute:create")
     api.validate_name("instance", name)
@@ -78,7 +79,7 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
             conn.execute(vols.insert().values(
                 id=vid, name="volume-%s" % vid, project_id=auth.project_id, size_gb=volume_size_gb,
                 status="creating", pool="bootflow", instance_uuid=uuid, device="vdb",
-                delete_on_termination=True, created_at=_db.now()))
+                delete_on_termination=volume_delete_on_termination, created_at=_db.now()))
         return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
 
 

@@ -116,7 +116,7 @@ def console(env, uuid):
 
 def wait_console(env, uuid, pattern, timeout=90):
     """Wait until the guest printed ``pattern`` on its serial console; returns the match."""
-    rx = re.compile(pattern)
+    rx = re.compile(pattern, re.M)
     out = env.ssh("for i in $(seq 1 %d); do grep -E %s /var/lib/bootflow/instances/%s/console.log && exit 0; sleep 0.5; done; exit 1"
                   % (timeout * 2, json.dumps(pattern), uuid), check=False)
     m = rx.search(out)

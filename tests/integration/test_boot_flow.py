@@ -85,13 +85,13 @@ def test_second_boot_reports_no_changes(booted):
 def test_delete_leaves_nothing(booted):
     env, inst = booted["env"], booted["instance"]
     port = env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
+    vol_id = env.query("SELECT id FROM volumes WHERE instance_uuid=?", inst["uuid"])[0]["id"]
     env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME)
     after = env.host_snapshot()
     assert after == booted["before"], (after, booted["before"])
     assert env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"]) == []
     assert env.query("SELECT * FROM allocations WHERE consumer_id=?", inst["uuid"]) == []
-    assert [v["status"] for v in env.query("SELECT status FROM volumes WHERE id IN "
-                                           "(SELECT id FROM volumes WHERE project_id=?)", inst["project_id"])] == ["deleted"]
+    assert [v["status"] for v in env.query("SELECT status FROM volumes WHERE id=?", vol_id)] == ["deleted"]
     row = env.query("SELECT vm_state, deleted FROM instances WHERE uuid=?", inst["uuid"])[0]
     assert row["vm_state"] == "deleted" and row["deleted"] != 0
     # the lease was released too (dhcp_release), not just the reservation
