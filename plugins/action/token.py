@@ -14,32 +14,51 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enfo
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
         AUTH_ARGSPEC,
-        username=dict(type="str", default="admin"),
+        username=dict(type="str"),
         password=dict(type="str", no_log=True),
         project=dict(type="str"),
+        user_domain=dict(type="str"),
+        project_domain=dict(type="str"),
+        cloud=dict(type="str"),
         ttl=dict(type="int", default=_identity.DEFAULT_TTL),
         state=dict(type="str", default="issued", choices=["issued", "validated", "revoked"]),
     )
 
     def step(self, ctx):
         args = ctx.args
-        keys = _identity.key_repository(ctx.state_dir)
+        keystone = ctx.auth_backend == "keystone"
         if args["state"] == "revoked":
-            auth = ctx.auth  # only a valid token can be revoked (by its holder)
+            auth = ctx.authenticate(fresh=True)  # only a valid token can be revoked (by its holder)
             enforce(auth, "identity:revoke_token")
-            changed = ctx.check_mode or _identity.revoke(ctx.db, auth)
+            if keystone:
+                changed = ctx.check_mode or ctx.keystone().revoke(args["auth_token"])
+            else:
+                changed = ctx.check_mode or _identity.revoke(ctx.db, auth)
             return {"changed": changed, "revoked": True, "audit_id": auth.audit_id}
         if args["state"] == "validated":
-            auth = ctx.auth  # validates, raises AuthError with the reason
+            auth = ctx.authenticate(fresh=True)  # validates, raises AuthError with the reason
             return {"valid": True, "auth": auth.as_dict(), "expires_at": auth.as_dict()["expires_at"]}
         if args["ttl"] < 1:
             raise InvalidRequest("ttl must be a positive number of seconds, got %d." % args["ttl"])
+        if keystone:
+            # Keystone decides the lifetime ([token] expiration); ttl does not apply
+            token, auth = ctx.keystone(cloud=args["cloud"]).issue(
+                args["username"], args["password"], args["project"], args["user_domain"], args["project_domain"])
+            return {"token": token, "expires_at": auth.as_dict()["expires_at"], "auth": auth.as_dict()}
+        if args["cloud"]:
+            raise InvalidRequest("cloud (a clouds.yaml cloud) is only used with auth_backend=keystone.")
+        for opt in ("user_domain", "project_domain"):
+            if args[opt] and args[opt].lower() != "default":
+                raise InvalidRequest("%s %r: the local backend has only the default domain (Default); other domains "
+                                     "need auth_backend=keystone." % (opt, args[opt]))
+        username = args["username"] or "admin"
         password = args["password"]
-        if password is None and args["username"] == "admin":
+        if password is None and username == "admin":
             # embedded default: the password bootstrap generated (0600 file on the controller)
             password = _identity.read_or_create_admin_password(ctx.state_dir, create=False)
             if password is None:
                 raise AuthError(_identity.UNAUTHENTICATED + " (no password given and no admin-password file in the "
                                 "state dir: run playbooks/bootstrap.yml first)")
-        token, auth = _identity.issue_token(ctx.db, keys, args["username"], password, args["project"], args["ttl"])
+        keys = _identity.key_repository(ctx.state_dir)
+        token, auth = _identity.issue_token(ctx.db, keys, username, password, args["project"], args["ttl"])
         return {"token": token, "expires_at": auth.as_dict()["expires_at"], "auth": auth.as_dict()}

@@ -15,6 +15,32 @@ options:
         refuses an invalid or expired token before doing anything.
       - Set it once per play with C(module_defaults) for C(group/bootflow.cloud.bootflow).
     type: str
+  auth_backend:
+    description:
+      - Which identity service issues and validates O(auth_token).
+      - V(local) is the embedded identity (users, projects and Fernet keys of the bootflow database and
+        O(state_dir)).
+      - V(keystone) uses a real OpenStack Keystone (identity API v3) at O(auth_url). Tokens are issued
+        and revoked by Keystone, and every step validates its token there (C(GET /v3/auth/tokens)), so the
+        caller's user, project and roles are Keystone's. A validation is reused for up to 30 seconds, and
+        never past the token's expiry, from a cache in O(state_dir) (directory C(keystone-tokens), mode 0700).
+        A token revoked or a role removed in Keystone by other means is refused once that cache entry is
+        older than 30 seconds.
+      - Defaults to the E(BOOTFLOW_AUTH_BACKEND) environment variable on the controller, or V(local).
+      - Instances, ports, volumes, images, flavors and networks stay in the bootflow database with either
+        backend; with V(keystone) their project and user IDs are Keystone's.
+    type: str
+    choices: [local, keystone]
+  auth_url:
+    description:
+      - URL of Keystone's identity API v3, for example C(https://keystone.example.com:5000/v3). A URL without
+        C(/v3) gets it appended.
+      - Only used with O(auth_backend=keystone).
+      - Defaults to the E(OS_AUTH_URL) environment variable on the controller, or the C(auth_url) of the
+        clouds.yaml cloud named by E(OS_CLOUD). M(bootflow.cloud.token) also takes it from the clouds.yaml
+        cloud it is given.
+      - For HTTPS with a private CA, set E(OS_CACERT) (or C(cacert) in clouds.yaml).
+    type: str
   db_url:
     description:
       - SQLAlchemy URL of the bootflow database, for example C(postgresql+psycopg2://user@127.0.0.1/bootflow).
@@ -24,8 +50,8 @@ options:
     type: str
   state_dir:
     description:
-      - Directory on the controller holding the SQLite database, the Fernet key repository and the
-        image store. Created with mode 0700 when missing.
+      - Directory on the controller holding the SQLite database, the Fernet key repository, the
+        Keystone validation cache and the image store. Created with mode 0700 when missing.
       - Defaults to E(BOOTFLOW_STATE_DIR), or C(~/.bootflow).
     type: path
 """

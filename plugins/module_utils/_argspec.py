@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import copy
 
-# Consumed on the controller by the action plugins (token validation, DB).
+# Consumed on the controller by the action plugins (token validation, DB). auth_backend and
+# auth_url have no default here: the controller resolves them (option, else BOOTFLOW_AUTH_BACKEND /
+# OS_AUTH_URL / OS_CLOUD in the controller's environment, else local), never the host.
 AUTH_ARGSPEC = dict(
     auth_token=dict(type="str", no_log=True),
+    auth_backend=dict(type="str", choices=["local", "keystone"]),
+    auth_url=dict(type="str"),
     db_url=dict(type="str", no_log=True),
     state_dir=dict(type="path"),
 )

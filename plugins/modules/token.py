@@ -14,19 +14,31 @@ description:
   - Keystone's part of the OpenStack Nova boot request flow. In seed steps 1-2 the client sends the user's
     credentials to Keystone, which authenticates them and hands back an auth token; in seed steps 4-5
     nova-api asks Keystone to validate that token and gets the caller's roles back.
-  - With O(state=issued), authenticates O(username) with O(password) against the bootflow database and
-    issues a Fernet token scoped to O(project), valid for O(ttl) seconds. The token carries the user ID, the
-    project ID, the user's roles on that project and the expiry time; nothing is stored when a token is
-    issued. Any O(auth_token) (for example one set through C(module_defaults)) is ignored.
+  - With O(state=issued), authenticates O(username) with O(password) and issues a token scoped to O(project).
+    Any O(auth_token) (for example one set through C(module_defaults)) is ignored.
+  - With O(auth_backend=local) (the default), the user is checked against the bootflow database and the
+    token is a Fernet token valid for O(ttl) seconds. It carries the user ID, the project ID, the user's
+    roles on that project and the expiry time; nothing is stored when a token is issued.
+  - With O(auth_backend=keystone), the token is issued by the Keystone at O(auth_url) (password
+    authentication, identity API v3), and Keystone decides its lifetime. O(cloud) takes O(auth_url) and the
+    credentials from a clouds.yaml cloud. Options not given fall back to the cloud's values, then to the
+    C(openrc) variables E(OS_USERNAME), E(OS_PASSWORD), E(OS_PROJECT_NAME), E(OS_USER_DOMAIN_NAME) and
+    E(OS_PROJECT_DOMAIN_NAME) on the controller.
   - With O(state=validated), only validates O(auth_token) (seed steps 4-5) and returns what it says about the
     caller; O(username), O(password), O(project) and O(ttl) are then ignored.
-  - Validation, here and in every other module, is done like Keystone's. The token must decrypt with a key of
-    the repository and not be expired, and the database is checked too. The token must not be revoked, its user
-    and its project must still exist and be enabled, and the user must still have a role on the project.
-    The roles the caller gets are the ones the user has B(now) on the project, not the ones in the token.
-  - With O(state=revoked), revokes the token given in O(auth_token), by its audit ID (Keystone's revocation
-    event), so that every module refuses it from then on. Any role may revoke its own token. O(username),
-    O(password), O(project) and O(ttl) are then ignored.
+  - Validation, here and in every other module, is done like Keystone's. With the local backend, the token
+    must decrypt with a key of the repository and not be expired, and the database is checked too. The token
+    must not be revoked, its user and its project must still exist and be enabled, and the user must still have
+    a role on the project. The roles the caller gets are the ones the user has B(now) on the project, not the
+    ones in the token.
+  - With O(auth_backend=keystone), Keystone validates the token (C(GET /v3/auth/tokens), the token validating
+    itself) and answers with the user, the project and the roles (implied roles included). Other modules reuse
+    a validation for up to 30 seconds; this module with O(state=validated) or O(state=revoked) always asks
+    Keystone.
+  - With O(state=revoked), revokes the token given in O(auth_token) so that every module refuses it from then
+    on. Locally that is by its audit ID (Keystone's revocation event); with O(auth_backend=keystone) it is
+    Keystone's C(DELETE /v3/auth/tokens). Any role may revoke its own token. O(username), O(password),
+    O(project) and O(ttl) are then ignored.
   - Every other module of the collection takes the token as O(auth_token), usually set once per play
     through C(module_defaults) for C(group/bootflow.cloud.bootflow).
   - No role is required; any user with at least one role (V(admin), V(member) or V(reader)) on the
@@ -40,30 +52,63 @@ options:
   username:
     description:
       - Name of the user to authenticate.
+      - When omitted, V(admin). With O(auth_backend=keystone), the O(cloud)'s user name or E(OS_USERNAME) first.
       - An unknown user, a disabled user or a wrong password fails the task with
-        C(The request you have made requires authentication. (wrong user name or password)).
+        C(The request you have made requires authentication. (wrong user name or password)). Keystone does not
+        say which was wrong, so with O(auth_backend=keystone) the message says that Keystone refused the
+        credentials, for a wrong user name or password or no role on the project.
     type: str
-    default: admin
   password:
     description:
       - Password of O(username). Treated as a secret (C(no_log)), it is never shown in logs or output.
-      - When omitted and O(username=admin), the password that M(bootflow.cloud.identity_bootstrap) generated
-        is read from the C(admin-password) file in O(state_dir); the task fails if that file does not exist
-        (run C(playbooks/bootstrap.yml) first).
+      - When omitted and O(username=admin) with the local backend, the password that
+        M(bootflow.cloud.identity_bootstrap) generated is read from the C(admin-password) file in O(state_dir);
+        the task fails if that file does not exist (run C(playbooks/bootstrap.yml) first).
+      - When omitted with O(auth_backend=keystone), the O(cloud)'s password or E(OS_PASSWORD); the task fails
+        without asking Keystone when there is none.
       - When omitted for any other user, authentication fails.
     type: str
   project:
     description:
       - Name of the project to scope the token to.
-      - Defaults to the user's default project (the one it was bootstrapped with).
+      - Defaults to the user's default project (the one it was bootstrapped with). With
+        O(auth_backend=keystone), the O(cloud)'s project or E(OS_PROJECT_NAME) first, and a token that ends up
+        without a project (the user has no default project in Keystone) is refused.
       - An unknown project fails with C(unknown project); a project on which the user has no role fails with
         C(User ... has no role on project ...).
+    type: str
+  user_domain:
+    description:
+      - Name of the Keystone domain of O(username). Only with O(auth_backend=keystone).
+      - When omitted, the O(cloud)'s user domain, else E(OS_USER_DOMAIN_NAME), else C(Default).
+      - The local backend has only the domain C(Default); any other name fails with RV(error=invalid).
+    type: str
+  project_domain:
+    description:
+      - Name of the Keystone domain of O(project). Only with O(auth_backend=keystone).
+      - When omitted, the O(cloud)'s project domain, else E(OS_PROJECT_DOMAIN_NAME), else C(Default).
+      - The local backend has only the domain C(Default); any other name fails with RV(error=invalid).
+    type: str
+  cloud:
+    description:
+      - Name of a cloud in C(clouds.yaml), as used by the OpenStack clients. Only with O(auth_backend=keystone).
+      - Its C(auth_url) is used when O(auth_url) is not given, and its C(username), C(password),
+        C(project_name) (or C(project_id)), C(user_domain_name) (or C(user_domain_id)) and C(project_domain_name)
+        (or C(project_domain_id)) when the matching option is not given. Only password authentication is
+        supported. Its C(cacert) and C(verify) settings are used for HTTPS.
+      - The file is E(OS_CLIENT_CONFIG_FILE), else the first C(clouds.yaml) in the current directory,
+        C(~/.config/openstack/) and C(/etc/openstack/). A C(secure.yaml) beside it (or E(OS_CLIENT_SECURE_FILE))
+        is merged in.
+      - When omitted and neither O(auth_url) nor E(OS_AUTH_URL) is set, the cloud named by E(OS_CLOUD) is used.
+      - Other modules do not take this option; they find Keystone through O(auth_url), E(OS_AUTH_URL) or
+        E(OS_CLOUD).
     type: str
   ttl:
     description:
       - Lifetime of the issued token in seconds. Tasks that present the token after it expired fail.
       - Must be 1 or more; a smaller value fails the task with RV(error=invalid) before the credentials are checked.
-      - Ignored when O(state=validated) or O(state=revoked).
+      - Ignored when O(state=validated) or O(state=revoked), and with O(auth_backend=keystone), where Keystone's
+        C([token] expiration) setting decides.
     type: int
     default: 3600
   state:
@@ -74,7 +119,7 @@ options:
         no longer has a role on the project, fails the task with RV(error=auth).
       - V(revoked) revokes the token given in O(auth_token). The token must be valid (same checks as
         V(validated)); revoking a token that is already revoked fails with RV(error=auth)
-        (C(the token has been revoked)).
+        (C(the token has been revoked); with Keystone C(refused the token)).
     type: str
     default: issued
     choices: [issued, validated, revoked]
@@ -84,7 +129,8 @@ attributes:
     details:
       - Issuing or validating a token changes nothing in the database, so the module runs normally in check mode
         and returns a usable token. It never reports a change then.
-      - With O(state=revoked), reports a change without recording the revocation; the token stays valid.
+      - With O(state=revoked), reports a change without recording the revocation (nor asking Keystone to revoke
+        it); the token stays valid.
   diff_mode:
     support: none
 notes:
@@ -100,6 +146,15 @@ notes:
   - Failures are reported with RV(error=auth) and a message saying why authentication or validation was refused
     (wrong password, unknown project, no role, malformed/tampered/unknown-key token, expired token, revoked
     token, disabled or deleted user or project).
+  - With O(auth_backend=keystone), Keystone's answers become the same kind of message. A 401 gives
+    C(The request you have made requires authentication.) followed by which Keystone refused the token (it is
+    expired, revoked or not a valid token) or the credentials. A server that cannot be reached gives
+    C(cannot reach Keystone at URL (connection refused)), and a URL without Keystone behind it
+    C(no Keystone identity v3 API at URL (404 Not Found)).
+  - The keystone backend needs the C(keystoneauth1) Python package on the controller.
+  - With O(auth_backend=keystone), the users, projects and role assignments are Keystone's. The local identity
+    modules (M(bootflow.cloud.identity_bootstrap), M(bootflow.cloud.user), M(bootflow.cloud.project),
+    M(bootflow.cloud.role_assignment), M(bootflow.cloud.identity_keys)) manage the embedded backend only.
 seealso:
   - module: bootflow.cloud.identity_bootstrap
   - module: bootflow.cloud.identity_keys
@@ -151,6 +206,25 @@ EXAMPLES = r"""
   register: bootflow_auth
   no_log: true
 
+- name: Get a token from an existing Keystone (auth_backend and auth_url usually come from the environment)
+  bootflow.cloud.token:
+    auth_backend: keystone
+    auth_url: https://keystone.example.com:5000/v3
+    username: alice
+    password: "{{ vault_alice_password }}"
+    project: demo
+    user_domain: Default
+    project_domain: Default
+  register: keystone_auth
+  no_log: true
+
+- name: Get a token with the credentials of a clouds.yaml cloud
+  bootflow.cloud.token:
+    auth_backend: keystone
+    cloud: mycloud
+  register: keystone_auth
+  no_log: true
+
 - name: Check that a token is still valid
   bootflow.cloud.token:
     auth_token: "{{ bootflow_auth.token }}"
@@ -170,7 +244,8 @@ EXAMPLES = r"""
 RETURN = r"""
 token:
   description:
-    - The issued Fernet token, to pass as O(auth_token) to the other modules.
+    - The issued token (a Fernet token, from the local backend or from Keystone), to pass as O(auth_token) to
+      the other modules.
     - SENSITIVE. This is a bearer credential for the user and project until RV(expires_at). Set C(no_log) on the
       task that registers it.
   returned: when O(state=issued)
@@ -192,6 +267,8 @@ auth:
     - With O(state=validated), checked against the database. The names are the current ones, and C(roles)
       are the roles the user has now on the project, which may differ from those it had when the token was
       issued.
+    - With O(auth_backend=keystone), Keystone's answer. IDs are Keystone's (32 hexadecimal digits), C(roles)
+      include the implied roles (an admin also gets member and reader, and any other role Keystone defines).
   returned: when O(state=issued) or O(state=validated)
   type: dict
   contains:
@@ -202,7 +279,7 @@ auth:
       sample: 5d1f0b8e-3c1a-4b8e-9f7d-0a2b3c4d5e6f
     user:
       description:
-        - Name of the user, read from the database (names are not carried in the token, only IDs).
+        - Name of the user, read from the database (names are not carried in the token, only IDs), or Keystone's.
       type: str
       returned: success
       sample: admin
@@ -214,7 +291,7 @@ auth:
     project:
       description:
         - Name of the project the token is scoped to, read from the database (names are not carried in the
-          token, only IDs).
+          token, only IDs), or Keystone's.
       type: str
       returned: success
       sample: admin
@@ -232,7 +309,8 @@ auth:
       returned: success
       sample: "2025-01-10T10:15:02Z"
     audit_id:
-      description: Random ID of the token, for audit logs and revocation (it is not the token).
+      description: Random ID of the token, for audit logs and revocation (it is not the token). Keystone's are 22
+        characters of URL-safe base64.
       type: str
       returned: success
       sample: 3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6
@@ -248,8 +326,9 @@ audit_id:
   sample: 3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6
 error:
   description:
-    - Kind of failure. V(auth) for every authentication, validation or revocation refusal, V(invalid) for an
-      O(ttl) below 1.
+    - Kind of failure. V(auth) for every authentication, validation or revocation refusal, and for Keystone
+      errors. V(invalid) for an O(ttl) below 1, an unknown O(auth_backend), a missing O(auth_url) with
+      O(auth_backend=keystone), an unusable O(cloud), or Keystone-only options with the local backend.
   returned: failure
   type: str
   sample: auth

@@ -28,8 +28,9 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUT
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 display = Display()
@@ -60,12 +61,35 @@ class StepContext:
         return self._db
 
     @property
+    def auth_backend(self):
+        """``local`` or ``keystone``: the option, else BOOTFLOW_AUTH_BACKEND, else local."""
+        return _keystone.resolve_backend(self.args.get("auth_backend"))
+
+    def keystone(self, cloud=None):
+        """The Keystone of ``auth_url`` (or OS_AUTH_URL / the clouds.yaml cloud) with this state dir's cache."""
+        return _keystone.Keystone(self.args.get("auth_url"), self.state_dir, cloud=cloud)
+
+    def authenticate(self, fresh=False):
+        """Validate ``auth_token`` with the configured backend and return its AuthContext (raises
+        AuthError saying why not). ``fresh`` skips the Keystone validation cache."""
+        token = self.args.get("auth_token")
+        if self.auth_backend == "keystone":
+            return self.keystone().validate(token, use_cache=not fresh)
+        keys = _identity.key_repository(self.state_dir)
+        return _identity.authenticate(self.db, keys, token)
+
+    @property
     def auth(self):
         """The validated caller; raises AuthError when the token is missing/invalid/expired."""
         if self._auth is None:
-            keys = _identity.key_repository(self.state_dir)
-            self._auth = _identity.authenticate(self.db, keys, self.args.get("auth_token"))
+            self._auth = self.authenticate()
         return self._auth
+
+    def require_local_identity(self, what):
+        """For steps that manage the embedded identity (users, projects, keys...): refuse with keystone."""
+        if self.auth_backend != "local":
+            raise InvalidRequest("%s manages the embedded (local) identity; with auth_backend=keystone, manage users, "
+                                 "projects and role assignments in Keystone itself." % what)
 
     def progress(self, msg):
         display.display("  [%s] %s" % (self.host or "controller", msg))
