@@ -21,6 +21,9 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         args = ctx.args
+        if ctx.auth_backend == "keystone":
+            return {"changed": False, "skipped": True,
+                    "msg": "auth_backend=keystone: users, projects and roles are Keystone's; nothing to bootstrap"}
         password = args["password"]
         generated = False
         if password is None and args["username"] != "admin":

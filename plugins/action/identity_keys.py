@@ -10,6 +10,10 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import Cont
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
+def _keys_view(state):
+    return {"primary": state["primary"], "indexes": state["keys"]}
+
+
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
         AUTH_ARGSPEC,
@@ -19,14 +23,15 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
+        ctx.require_local_identity("bootflow.cloud.identity_keys")
         enforce(ctx.auth, "identity:keys")
         keys = _identity.key_repository(ctx.state_dir)
         if a["state"] == "present":
-            return {"changed": False, "fernet_keys": keys.state()}
+            return {"changed": False, "fernet_keys": _keys_view(keys.state())}
         if ctx.check_mode:
             if a["max_active_keys"] < 2:
                 keys.rotate(a["max_active_keys"])  # raises the same error a real run would
-            return {"changed": True, "fernet_keys": keys.state()}
+            return {"changed": True, "fernet_keys": _keys_view(keys.state())}
         rotated = keys.rotate(a["max_active_keys"])
-        return {"changed": True, "fernet_keys": {"primary": rotated["primary"], "keys": rotated["keys"]},
+        return {"changed": True, "fernet_keys": {"primary": rotated["primary"], "indexes": rotated["keys"]},
                 "removed": rotated["removed"]}

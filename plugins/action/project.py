@@ -21,6 +21,7 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
+        ctx.require_local_identity("bootflow.cloud.project")
         enforce(ctx.auth, "identity:project")
         changed, project = _identity.ensure_project(ctx.db, a["name"], a["description"], a["enabled"], a["state"],
                                                     ctx.check_mode)

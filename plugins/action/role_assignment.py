@@ -21,6 +21,7 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
+        ctx.require_local_identity("bootflow.cloud.role_assignment")
         enforce(ctx.auth, "identity:role_assignment")
         changed = _identity.ensure_role_assignment(ctx.db, a["user"], a["project"], a["role"], a["state"], ctx.check_mode)
         return {"changed": changed, "user": a["user"], "project": a["project"], "role": a["role"]}

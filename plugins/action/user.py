@@ -23,6 +23,7 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
+        ctx.require_local_identity("bootflow.cloud.user")
         enforce(ctx.auth, "identity:user")
         changed, user = _identity.ensure_user(ctx.db, a["name"], a["password"], a["default_project"], a["enabled"],
                                               a["update_password"], a["state"], ctx.check_mode)

@@ -71,6 +71,7 @@ attributes:
   diff_mode:
     support: none
 notes:
+  - With O(auth_backend=keystone) nothing is done and C(skipped=true) is returned, since users, projects and roles are Keystone's.
   - Running it again with the same arguments changes nothing. With O(password) omitted it is idempotent as
     long as the C(admin-password) file is kept.
   - Keep the C(admin-password) file and the C(fernet-keys/) directory private; they are created with mode 0600 and

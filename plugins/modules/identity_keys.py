@@ -56,6 +56,8 @@ attributes:
   diff_mode:
     support: none
 notes:
+  - Manages the embedded (local) identity only. With O(auth_backend=keystone) the task fails with RV(error=invalid);
+    manage Keystone's users, projects, role assignments and keys in Keystone itself.
   - Key roles, as in Keystone. The primary key (highest index) encrypts and signs new tokens. Secondary keys
     (indexes between C(0) and the primary) only decrypt tokens issued before they were replaced. The staged key
     C(0) only decrypts too; it is the next primary, so it can be copied to other controllers before it is used.
@@ -89,7 +91,7 @@ EXAMPLES = r"""
 
 - name: Show which key signs new tokens
   ansible.builtin.debug:
-    msg: "primary key {{ fernet.fernet_keys.primary }} of {{ fernet.fernet_keys['keys'] | join(', ') }}"
+    msg: "primary key {{ fernet.fernet_keys.primary }} of {{ fernet.fernet_keys.indexes | join(', ') }}"
 
 - name: Rotate the Fernet keys, keeping two secondary keys
   bootflow.cloud.identity_keys:
@@ -117,7 +119,7 @@ fernet_keys:
       type: int
       returned: success
       sample: 3
-    keys:
+    indexes:
       description: Indexes of all keys in the repository, ascending; C(0) is the staged key.
       type: list
       elements: int

@@ -61,6 +61,8 @@ attributes:
   diff_mode:
     support: none
 notes:
+  - Manages the embedded (local) identity only. With O(auth_backend=keystone) the task fails with RV(error=invalid);
+    manage Keystone's users, projects, role assignments and keys in Keystone itself.
   - Idempotent, the same O(name) with the same values reports no change; options left out are never reset.
   - O(state=absent) is refused with RV(error=conflict) (C(Project ... still has N instance(s); delete them
     first.)) while live (not deleted) instances belong to the project. Volumes of the project are not checked

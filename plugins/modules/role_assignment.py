@@ -60,6 +60,8 @@ attributes:
   diff_mode:
     support: none
 notes:
+  - Manages the embedded (local) identity only. With O(auth_backend=keystone) the task fails with RV(error=invalid);
+    manage Keystone's users, projects, role assignments and keys in Keystone itself.
   - Idempotent, granting a role the user has or revoking one it does not have reports no change.
   - Takes effect at once, also for tokens already issued. Tokens are checked against the roles the user has
     now, so a revoked role is no longer usable with an existing token, and a user left with no role on the

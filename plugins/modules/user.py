@@ -83,6 +83,8 @@ attributes:
   diff_mode:
     support: none
 notes:
+  - Manages the embedded (local) identity only. With O(auth_backend=keystone) the task fails with RV(error=invalid);
+    manage Keystone's users, projects, role assignments and keys in Keystone itself.
   - Idempotent, the same O(name) with the same values reports no change; options left out are never reset.
   - Passwords are stored only as salted scrypt hashes. Neither the password nor its hash is ever returned.
   - Nothing stops an admin from disabling or deleting its own user, which makes its own token invalid for the
