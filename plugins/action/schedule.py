@@ -9,6 +9,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUT
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms, table
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NoValidHostError
 
@@ -29,7 +30,7 @@ class ActionModule(ControllerStep):
     def step(self, ctx):
         a = ctx.args
         auth = ctx.auth
-        api.require_role(auth, "admin", "member")
+        enforce(auth, "placement:release" if a["state"] == "absent" else "scheduler:select_destinations")
         with ctx.db.tx() as conn:
             row = api.get_instance(conn, a["instance"], auth)
             if a["state"] == "absent":

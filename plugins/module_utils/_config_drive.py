@@ -31,6 +31,7 @@ import tempfile
 import unicodedata
 import uuid as _uuid
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_install
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
 
 LABEL = "cidata"
@@ -386,15 +387,8 @@ def config_drive_step(p, check_mode=False, run=None):
                                    "(label %r, files %s)" % (label, sorted(written)), cmd=argv)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_install(tmp, path, 0o644)
         tmp = None
-        with contextlib.suppress(OSError):
-            dfd = os.open(inst_dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
     except BaseException as e:
         if tmp:
             with contextlib.suppress(OSError):

@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_write_text, file_lock
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -232,27 +233,7 @@ def render_opts(network_id, gateway_ip=None, dns_servers=()):
     return "".join(line + "\n" for line in lines)
 
 
-def atomic_write(path, text, mode=0o644):
-    """Write text to path atomically: a tmp file in the same dir, fsync, chmod, rename, fsync dir."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+atomic_write = atomic_write_text  # the name the DHCP code and its tests use
 
 
 def read_text(path):
@@ -410,10 +391,23 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None, sleep=time.sleep):
     mac = normalize_mac(p["mac"]) if p.get("mac") else None
     result = dict(changed=False, hosts_line=None, dnsmasq_pid=None, dnsmasq_started=False,
                   dnsmasq_restarted=False, reloaded=False, lease=None, conf_dir=c["dir"], warnings=[])
-    if state == "absent":
-        return _absent(p, c, network_id, port_id, mac, result, check_mode, run)
     if state == "leased":
         return _leased(p, c, network_id, port_id, mac, result, check_mode, sleep)
+    if check_mode:
+        return _change(p, c, network_id, port_id, mac, result, check_mode, run, now, sleep)
+    # One change at a time per network on this host: two boots landing here together would
+    # otherwise read-modify-write the host/ports files over each other and lose a reservation.
+    os.makedirs(os.path.normpath(dhcp_dir), mode=0o755, exist_ok=True)
+    with file_lock(os.path.join(os.path.normpath(dhcp_dir), ".%s.lock" % network_id)):
+        return _change(p, c, network_id, port_id, mac, result, check_mode, run, now, sleep)
+
+
+def _change(p, c, network_id, port_id, mac, result, check_mode, run, now, sleep):
+    """present / absent (the caller holds the network's lock unless in check mode)."""
+    state = p.get("state") or "present"
+    dhcp_dir = p.get("dhcp_dir") or "/var/lib/bootflow/dhcp"
+    if state == "absent":
+        return _absent(p, c, network_id, port_id, mac, result, check_mode, run)
 
     # ---- present: validate everything first
     for key in ("bridge", "cidr", "dhcp_ip", "mac", "ip"):

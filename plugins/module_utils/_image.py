@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,11 @@ import tempfile
 import urllib.parse
 import uuid as _uuid
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._files import (  # noqa: F401  (re-exported)
+    atomic_install,
+    atomic_write_text,
+    file_lock,
+)
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
 
 GIB = 1024 ** 3
@@ -245,55 +249,6 @@ def safety_check(path, declared_format, cache_dir=None):
 
 # --------------------------------------------------------------------------------------------
 # files
-
-
-def fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_install(tmp, dest, mode=0o644):
-    """Give tmp its final mode and rename it over dest (same filesystem), then fsync the dir."""
-    os.chmod(tmp, mode)
-    os.replace(tmp, dest)
-    fsync_dir(os.path.dirname(os.path.abspath(dest)))
-
-
-def atomic_write_text(path, text, mode=0o644):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        atomic_install(tmp, path, mode)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """Exclusive flock on path (created 0644 when missing), like oslo's external lock."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
 
 def makedirs(path, mode=0o755):

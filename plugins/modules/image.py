@@ -81,7 +81,7 @@ options:
   properties:
     description:
       - Free-form image properties (Glance's additional properties), stored with the image and returned in
-        RV(image.properties). The scheduler does not read them.
+        RV(image.properties). The scheduler reads C(hw_architecture) and C(img_hv_type) (ImagePropertiesFilter).
       - Only used when the image is created.
     type: dict
     default: {}

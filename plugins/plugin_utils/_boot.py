@@ -36,6 +36,8 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
         raise InvalidRequest("user_data is %d bytes; at most %d are allowed." % (len(user_data.encode()), api.MAX_USER_DATA))
     inst, vols = _db.table("instances"), _db.table("volumes")
     with db.tx() as conn:
+        # one create per project at a time: the name check and the quota check hold until commit
+        _db.lock(conn, "project:%s" % auth.project_id)
         flavor = api.get_flavor(conn, flavor_ref)
         image = _images.find_image(conn, image_ref, auth)
         if image.status != "active":

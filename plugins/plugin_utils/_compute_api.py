@@ -14,7 +14,7 @@ import time
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
-    AuthError, Conflict, InvalidRequest, NotFound,
+    Conflict, InvalidRequest, NotFound,
 )
 
 # nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
@@ -27,13 +27,6 @@ VM_STATES = (BUILDING, ACTIVE, ERROR, DELETED)
 MAX_NAME = 255
 MAX_USER_DATA = 65535  # Nova's limit on base64 user_data is 64 KiB
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def require_role(auth, *roles):
-    if not set(roles) & set(auth.roles):
-        raise AuthError("Policy does not allow this action: it needs one of the roles %s, user %s has %s on project %s."
-                        % (", ".join(roles), auth.user_name or auth.user_id, ", ".join(auth.roles) or "none",
-                           auth.project_name or auth.project_id))
 
 
 def validate_name(kind, name):
