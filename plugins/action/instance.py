@@ -23,6 +23,7 @@ class ActionModule(ControllerStep):
         networks=dict(type="list", elements="str"),
         volume_size_gb=dict(type="int", default=0),
         volume_delete_on_termination=dict(type="bool", default=True),
+        availability_zone=dict(type="str"),
         user_data=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent", "error"]),
         fault=dict(type="str"),
@@ -35,7 +36,8 @@ class ActionModule(ControllerStep):
         if a["state"] == "present":
             changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], a["image"], a["networks"],
                                         a["volume_size_gb"], a["user_data"], ctx.check_mode,
-                                        volume_delete_on_termination=a["volume_delete_on_termination"])
+                                        volume_delete_on_termination=a["volume_delete_on_termination"],
+                                        availability_zone=a["availability_zone"])
             if row is None:  # check mode, would be created
                 return {"changed": True, "instance": {"name": a["name"], "vm_state": api.BUILDING,
                                                       "task_state": api.SCHEDULING}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
@@ -62,10 +63,9 @@ class ActionModule(ControllerStep):
             wanted = set(a["hosts"])
             states = [s for s in states if s.name in wanted]
         # Nova's RequestSpec carries the flavor and the image meta; ImagePropertiesFilter reads the image's
-        # hw_architecture / img_hv_type / img_hv_requested_version, ComputeCapabilitiesFilter the extra_specs
-        spec = _scheduler.RequestSpec(vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=flavor.disk_gb,
-                                      flavor_extra_specs=flavor.extra_specs or {},
-                                      image_properties=(image.properties if image is not None else None) or {})
+        # hw_architecture / img_hv_type / img_hv_requested_version, ComputeCapabilitiesFilter the extra_specs,
+        # and an admin's availability_zone=ZONE:HOST becomes the forced host
+        spec = _boot.request_spec(flavor, image, row.request)
         before = (row.vm_state, row.task_state)
         try:
             if not states:

@@ -68,6 +68,13 @@ options:
       - V(0) means no volume. Values outside 0 to 16384 fail with RV(error=invalid).
     type: int
     default: 0
+  availability_zone:
+    description:
+      - Where to boot, as Nova's C(--availability-zone) - V(ZONE), V(ZONE:HOST) or V(:HOST). The scheduler then
+        keeps only hosts of that zone (every host is in zone V(nova) for now) or only the named host.
+      - Naming a host needs the V(admin) role (policy rule C(compute:force_host)); a member gets RV(error=auth).
+        A forced host that does not fit the flavor still fails with C(No valid host).
+    type: str
   volume_delete_on_termination:
     description:
       - Delete the O(volume_size_gb) volume when the instance is deleted (Nova's C(delete_on_termination)).

@@ -9,6 +9,7 @@ PRIVATE to the collection: may change at any time. Controller side only.
 from __future__ import annotations
 
 
+from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _images, _networking, _placement, _quota
@@ -18,18 +19,41 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enfo
 MAX_VOLUME_GB = 16384
 
 
-def _request_of(flavor, image, networks, volume_size_gb, user_data):
+def _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone):
     return {"flavor": flavor.name, "image": image.id, "networks": [n.id for n in networks],
-            "volume_size_gb": volume_size_gb or 0, "user_data": user_data}
+            "volume_size_gb": volume_size_gb or 0, "user_data": user_data, "availability_zone": availability_zone}
+
+
+def parse_availability_zone(value):
+    """Nova's ``--availability-zone``: ``zone``, ``zone:host`` or ``:host``. Returns (zone, host)."""
+    if not value:
+        return None, None
+    if any(c.isspace() for c in value) or value.count(":") > 2:
+        raise InvalidRequest("Invalid availability_zone %r: use ZONE, ZONE:HOST or :HOST." % value)
+    zone, _sep, rest = value.partition(":")
+    host = rest.split(":", 1)[0] or None
+    return zone or None, host
+
+
+def request_spec(flavor, image, request):
+    """The scheduler's RequestSpec for an instance record (flavor, image properties, zone/host)."""
+    zone, host = parse_availability_zone(request.get("availability_zone"))
+    return _scheduler.RequestSpec(
+        vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=flavor.disk_gb,
+        flavor_extra_specs=flavor.extra_specs or {},
+        image_properties=(image.properties if image is not None else None) or {},
+        availability_zone=zone, force_host=("%s:%s" % (zone or "", host)) if host else None)
 
 
 def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
-           volume_delete_on_termination=True):
+           volume_delete_on_termination=True, availability_zone=None):
     """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass."""
     enforce(auth, "compute:create")
     api.validate_name("instance", name)
     if not network_refs:
         raise InvalidRequest("At least one network is required.")
+    if parse_availability_zone(availability_zone)[1]:
+        enforce(auth, "compute:force_host")  # naming the host is an admin's privilege, as in Nova
     if volume_size_gb is not None and not 0 <= volume_size_gb <= MAX_VOLUME_GB:
         raise InvalidRequest("volume_size_gb must be between 0 and %d, got %d." % (MAX_VOLUME_GB, volume_size_gb))
     if user_data is not None and len(user_data.encode()) > api.MAX_USER_DATA:
@@ -56,7 +80,7 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
             net = _networking.find_network(conn, ref)
             _networking.network_subnet(conn, net.id)
             networks.append(net)
-        request = _request_of(flavor, image, networks, volume_size_gb, user_data)
+        request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone)
         existing = api.find_instance(conn, name, auth)
         if existing is not None:
             if existing.request.get("flavor") != request["flavor"] or existing.request.get("image") != request["image"] \

@@ -102,3 +102,42 @@ def test_quota_exceeded_fails_before_anything_is_created(cloud):
 def test_quota_limits_are_validated(cloud):
     with pytest.raises(Exception, match="Unknown quota resource"):
         _quota.set_limits(cloud["db"], cloud["auth"]["alice"].project_id, {"bananas": 1}, False)
+
+
+def test_only_an_admin_may_name_the_host(cloud):
+    db = cloud["db"]
+    with pytest.raises(AuthError, match="compute:force_host"):
+        _boot.create(db, cloud["auth"]["alice"], "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,
+                     availability_zone="nova:hv2")
+    with db.tx() as conn:
+        assert _compute_api.find_instance(conn, "vm-forced", cloud["auth"]["admin"]) is None
+    # a zone alone is fine for a member
+    _boot.create(db, cloud["auth"]["alice"], "vm-zone", "m1.tiny", "public-img", ["net"], 0, None, False,
+                 availability_zone="nova")
+
+
+@pytest.mark.parametrize("value,zone,host", [
+    (None, None, None), ("nova", "nova", None), ("nova:hv2", "nova", "hv2"), (":hv2", None, "hv2"),
+    ("nova:hv2:node", "nova", "hv2"),
+])
+def test_parse_availability_zone(value, zone, host):
+    assert _boot.parse_availability_zone(value) == (zone, host)
+
+
+def test_forced_host_wins_over_the_weighers(cloud):
+    db, admin = cloud["db"], cloud["auth"]["admin"]
+    from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
+    for name, mem in (("hv1", 8192), ("hv2", 1024)):
+        _placement.upsert_compute_node(db, name, {"vcpus": 4, "memory_mb": mem, "local_gb": 20}, {}, False)
+    _c, row = _boot.create(db, admin, "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,
+                           availability_zone="nova:hv2")
+    with db.tx() as conn:
+        flavor = _compute_api.get_flavor(conn, "m1.tiny")
+        states = _placement.host_states(conn)
+    spec = _boot.request_spec(flavor, None, row.request)
+    assert spec.force_host == "nova:hv2" and spec.availability_zone == "nova"
+    sel = _scheduler.select_hosts(states, spec, _scheduler.SchedulerConfig())
+    assert sel.host == "hv2" and "hv1" in sel.rejected           # the RAM weigher alone would pick hv1
+    free = _scheduler.select_hosts(states, _boot.request_spec(flavor, None, {}), _scheduler.SchedulerConfig())
+    assert free.host == "hv1"
