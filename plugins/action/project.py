@@ -16,6 +16,7 @@ class ActionModule(ControllerStep):
         name=dict(type="str", required=True),
         description=dict(type="str"),
         enabled=dict(type="bool"),
+        domain=dict(type="str", default="Default"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
 
@@ -24,5 +25,5 @@ class ActionModule(ControllerStep):
         ctx.require_local_identity("bootflow.cloud.project")
         enforce(ctx.auth, "identity:project")
         changed, project = _identity.ensure_project(ctx.db, a["name"], a["description"], a["enabled"], a["state"],
-                                                    ctx.check_mode)
+                                                    ctx.check_mode, domain=a["domain"])
         return {"changed": changed, "project": project}

@@ -16,6 +16,8 @@ class ActionModule(ControllerStep):
         user=dict(type="str", required=True),
         project=dict(type="str", required=True),
         role=dict(type="str", required=True, choices=list(_identity.ROLES)),
+        user_domain=dict(type="str", default="Default"),
+        project_domain=dict(type="str", default="Default"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
 
@@ -23,5 +25,6 @@ class ActionModule(ControllerStep):
         a = ctx.args
         ctx.require_local_identity("bootflow.cloud.role_assignment")
         enforce(ctx.auth, "identity:role_assignment")
-        changed = _identity.ensure_role_assignment(ctx.db, a["user"], a["project"], a["role"], a["state"], ctx.check_mode)
+        changed = _identity.ensure_role_assignment(ctx.db, a["user"], a["project"], a["role"], a["state"], ctx.check_mode,
+                                                   user_domain=a["user_domain"], project_domain=a["project_domain"])
         return {"changed": changed, "user": a["user"], "project": a["project"], "role": a["role"]}

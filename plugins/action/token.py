@@ -47,10 +47,6 @@ class ActionModule(ControllerStep):
             return {"token": token, "expires_at": auth.as_dict()["expires_at"], "auth": auth.as_dict()}
         if args["cloud"]:
             raise InvalidRequest("cloud (a clouds.yaml cloud) is only used with auth_backend=keystone.")
-        for opt in ("user_domain", "project_domain"):
-            if args[opt] and args[opt].lower() != "default":
-                raise InvalidRequest("%s %r: the local backend has only the default domain (Default); other domains "
-                                     "need auth_backend=keystone." % (opt, args[opt]))
         username = args["username"] or "admin"
         password = args["password"]
         if password is None and username == "admin":
@@ -60,5 +56,6 @@ class ActionModule(ControllerStep):
                 raise AuthError(_identity.UNAUTHENTICATED + " (no password given and no admin-password file in the "
                                 "state dir: run playbooks/bootstrap.yml first)")
         keys = _identity.key_repository(ctx.state_dir)
-        token, auth = _identity.issue_token(ctx.db, keys, username, password, args["project"], args["ttl"])
+        token, auth = _identity.issue_token(ctx.db, keys, username, password, args["project"], args["ttl"],
+                                            user_domain=args["user_domain"], project_domain=args["project_domain"])
         return {"token": token, "expires_at": auth.as_dict()["expires_at"], "auth": auth.as_dict()}

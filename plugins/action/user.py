@@ -18,6 +18,7 @@ class ActionModule(ControllerStep):
         update_password=dict(type="str", default="on_create", choices=["always", "on_create"]),
         default_project=dict(type="str"),
         enabled=dict(type="bool"),
+        domain=dict(type="str", default="Default"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
 
@@ -26,5 +27,6 @@ class ActionModule(ControllerStep):
         ctx.require_local_identity("bootflow.cloud.user")
         enforce(ctx.auth, "identity:user")
         changed, user = _identity.ensure_user(ctx.db, a["name"], a["password"], a["default_project"], a["enabled"],
-                                              a["update_password"], a["state"], ctx.check_mode)
+                                              a["update_password"], a["state"], ctx.check_mode,
+                                              domain=a["domain"])
         return {"changed": changed, "user": user}

@@ -25,7 +25,8 @@ extends_documentation_fragment:
 options:
   name:
     description:
-      - Name of the project, unique in the database. An existing project can also be given by its ID.
+      - Name of the project, unique within its O(domain) (two domains can each have a project of the same name).
+        An existing project can also be given by its ID.
       - An empty or whitespace-only name, a name longer than 255 characters or one with control characters
         (newline, tab, NUL) fails the task with RV(error=invalid), also with O(state=absent).
     type: str
@@ -43,6 +44,16 @@ options:
       - Tokens scoped to a disabled project are refused by every module from then on (RV(error=auth),
         C(the token's project is disabled or gone)); enabling it again makes them valid again until they expire.
     type: bool
+  domain:
+    description:
+      - Name or ID of the Keystone domain the project is in (see M(bootflow.cloud.identity_domain)); O(name) is
+        looked up in it and a new project is created in it. The default domain has the ID C(default).
+      - An unknown domain fails the task with RV(error=not_found) (C(Domain ... could not be found.)), except
+        with O(state=absent), where nothing happens.
+      - A project cannot be moved to another domain.
+      - Tokens scoped to a project of a disabled domain are refused like those of a disabled project.
+    type: str
+    default: Default
   state:
     description:
       - V(present) creates the project or updates it to the given values.
@@ -100,6 +111,12 @@ EXAMPLES = r"""
     name: demo
     enabled: false
 
+- name: Create project web in domain Partners (created with bootflow.cloud.identity_domain)
+  bootflow.cloud.project:
+    auth_token: "{{ bootflow_auth.token }}"
+    name: web
+    domain: Partners
+
 - name: Delete project old-demo once its instances are gone
   bootflow.cloud.project:
     auth_token: "{{ bootflow_auth.token }}"
@@ -142,10 +159,16 @@ project:
       type: str
       returned: success, except in check mode for a project that would be created
       sample: "2025-01-10T09:15:02.123456Z"
+    domain_id:
+      description: ID of the project's domain.
+      type: str
+      returned: success
+      sample: default
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid, revoked or expired token or a caller without the V(admin)
-      role, V(invalid) for a bad name, V(conflict) when a project with live instances would be deleted.
+      role, V(invalid) for a bad name, V(conflict) when a project with live instances would be deleted,
+      V(not_found) for an unknown O(domain).
   returned: failure
   type: str
   sample: conflict

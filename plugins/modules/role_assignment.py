@@ -27,13 +27,13 @@ extends_documentation_fragment:
 options:
   user:
     description:
-      - Name or ID of the user.
+      - Name or ID of the user. A name is looked up in O(user_domain).
       - An unknown user fails the task with RV(error=not_found) (C(User ... could not be found.)).
     type: str
     required: true
   project:
     description:
-      - Name or ID of the project.
+      - Name or ID of the project. A name is looked up in O(project_domain).
       - An unknown project fails the task with RV(error=not_found) (C(Project ... could not be found.)).
     type: str
     required: true
@@ -44,6 +44,19 @@ options:
     type: str
     required: true
     choices: [admin, member, reader]
+  user_domain:
+    description:
+      - Name or ID of the domain O(user) is looked up in when it is a name.
+      - An unknown domain fails the task with RV(error=not_found) (C(Domain ... could not be found.)).
+    type: str
+    default: Default
+  project_domain:
+    description:
+      - Name or ID of the domain O(project) is looked up in when it is a name. The user and the project can be
+        in different domains.
+      - An unknown domain fails the task with RV(error=not_found) (C(Domain ... could not be found.)).
+    type: str
+    default: Default
   state:
     description:
       - V(present) grants the role; nothing happens when the user already has it.

@@ -79,15 +79,20 @@ options:
     type: str
   user_domain:
     description:
-      - Name of the Keystone domain of O(username). Only with O(auth_backend=keystone).
-      - When omitted, the O(cloud)'s user domain, else E(OS_USER_DOMAIN_NAME), else C(Default).
-      - The local backend has only the domain C(Default); any other name fails with RV(error=invalid).
+      - Name of the Keystone domain of O(username).
+      - With O(auth_backend=keystone), when omitted, the O(cloud)'s user domain, else E(OS_USER_DOMAIN_NAME),
+        else C(Default).
+      - With the local backend, a domain name or ID (see M(bootflow.cloud.identity_domain)), C(Default) when
+        omitted. An unknown or disabled domain fails with RV(error=auth) (C(unknown or disabled domain)).
     type: str
   project_domain:
     description:
-      - Name of the Keystone domain of O(project). Only with O(auth_backend=keystone).
-      - When omitted, the O(cloud)'s project domain, else E(OS_PROJECT_DOMAIN_NAME), else C(Default).
-      - The local backend has only the domain C(Default); any other name fails with RV(error=invalid).
+      - Name of the Keystone domain of O(project).
+      - With O(auth_backend=keystone), when omitted, the O(cloud)'s project domain, else
+        E(OS_PROJECT_DOMAIN_NAME), else C(Default).
+      - With the local backend, a domain name or ID, C(Default) when omitted; not used when O(project) is
+        omitted (the user's default project). An unknown or disabled domain fails with RV(error=auth).
+      - Tokens of a user or scoped to a project whose domain is disabled later are refused by every module.
     type: str
   cloud:
     description:
@@ -314,6 +319,16 @@ auth:
       type: str
       returned: success
       sample: 3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6
+    user_domain_id:
+      description: ID of the user's domain.
+      type: str
+      returned: success, with the local backend
+      sample: default
+    project_domain_id:
+      description: ID of the project's domain.
+      type: str
+      returned: success, with the local backend
+      sample: default
 revoked:
   description: V(true) when the token given in O(auth_token) is revoked (in check mode, would be).
   returned: when O(state=revoked)

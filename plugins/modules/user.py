@@ -26,7 +26,8 @@ extends_documentation_fragment:
 options:
   name:
     description:
-      - Name of the user, unique in the database. An existing user can also be given by its ID.
+      - Name of the user, unique within its O(domain) (two domains can each have a user of the same name, and
+        they are different users). An existing user can also be given by its ID.
       - An empty or whitespace-only name, a name longer than 255 characters or one with control characters
         (newline, tab, NUL) fails the task with RV(error=invalid), also with O(state=absent).
     type: str
@@ -52,7 +53,8 @@ options:
   default_project:
     description:
       - Name or ID of the project M(bootflow.cloud.token) scopes the user's tokens to when no
-        O(bootflow.cloud.token#module:project) is given.
+        O(bootflow.cloud.token#module:project) is given. A name is looked up in the user's O(domain); give the
+        ID of a project of another domain.
       - It does not give the user a role on that project; use M(bootflow.cloud.role_assignment) for that.
       - When omitted, an existing user keeps its default project and a new user gets none (its token
         requests must then name a project). It cannot be unset.
@@ -65,6 +67,16 @@ options:
       - A disabled user cannot get a token, and the tokens it already holds are refused by every module
         (RV(error=auth), C(the token's user is disabled or gone)).
     type: bool
+  domain:
+    description:
+      - Name or ID of the Keystone domain the user is in (see M(bootflow.cloud.identity_domain)); O(name) is
+        looked up in it and a new user is created in it. The default domain has the ID C(default).
+      - An unknown domain fails the task with RV(error=not_found) (C(Domain ... could not be found.)), except
+        with O(state=absent), where nothing happens.
+      - The user gets tokens with O(bootflow.cloud.token#module:user_domain) set to this domain. Users of a
+        disabled domain cannot get tokens, and the tokens they hold are refused.
+    type: str
+    default: Default
   state:
     description:
       - V(present) creates the user or updates it to the given values.
@@ -145,8 +157,8 @@ user:
   description:
     - The user after the task, without its password.
     - V(null) when O(state=absent).
-    - In check mode, only C(name) for a user that would be created, and the current user for one that would be
-      changed.
+    - In check mode, only C(name) and C(domain_id) for a user that would be created, and the current user for
+      one that would be changed.
   returned: success
   type: dict
   contains:
@@ -175,11 +187,16 @@ user:
       type: str
       returned: success, except in check mode for a user that would be created
       sample: "2025-01-10T09:15:02.123456Z"
+    domain_id:
+      description: ID of the user's domain.
+      type: str
+      returned: success
+      sample: default
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid, revoked or expired token or a caller without the V(admin)
       role, V(invalid) for a bad name or a missing password on creation, V(not_found) for an unknown
-      O(default_project).
+      O(default_project) or O(domain).
   returned: failure
   type: str
   sample: not_found

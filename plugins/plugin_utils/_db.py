@@ -29,7 +29,10 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
+# Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
+DEFAULT_DOMAIN_ID = "default"
+DEFAULT_DOMAIN_NAME = "Default"
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError  # noqa: E402
 
@@ -74,12 +77,23 @@ def _build_metadata():
     uuid_col = sa.String(36)
 
     sa.Table(
+        "domains", md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("description", sa.Text, nullable=False, server_default=""),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
         "projects", md,
         sa.Column("id", uuid_col, primary_key=True),
-        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("name", sa.String(255), nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("description", sa.Text, nullable=False, server_default=""),
         sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("domain_id", sa.String(64), sa.ForeignKey("domains.id", name="fk_projects0domain_id"),
+                  nullable=False, server_default=DEFAULT_DOMAIN_ID),
+        sa.UniqueConstraint("domain_id", "name", name="uniq_projects0domain_id0name"),
     )
     sa.Table(
         "revocation_events", md,
@@ -96,11 +110,14 @@ def _build_metadata():
     sa.Table(
         "users", md,
         sa.Column("id", uuid_col, primary_key=True),
-        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("name", sa.String(255), nullable=False),
         sa.Column("password_hash", sa.String(512), nullable=False),
         sa.Column("default_project_id", uuid_col, sa.ForeignKey("projects.id")),
         sa.Column("enabled", sa.Boolean, nullable=False, default=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("domain_id", sa.String(64), sa.ForeignKey("domains.id", name="fk_users0domain_id"),
+                  nullable=False, server_default=DEFAULT_DOMAIN_ID),
+        sa.UniqueConstraint("domain_id", "name", name="uniq_users0domain_id0name"),
     )
     sa.Table(
         "role_assignments", md,
@@ -411,6 +428,12 @@ class Database:
 
         with EnvironmentContext(cfg, script, fn=do_upgrade, destination_rev="head") as env:
             with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    # Batch migrations rebuild a table (copy, drop, rename): with foreign keys enforced,
+                    # dropping a table others point at would fail (or delete through them). The pragma
+                    # only takes effect outside a transaction, so it is set on the DBAPI connection
+                    # (autocommit) before ours begins; the keys are checked before commit instead.
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
                 if self.is_postgresql:
                     # Two controller processes on a new database: the second waits here, then finds
                     # the schema at head (Alembic reads alembic_version after the lock) and does nothing.
@@ -419,7 +442,14 @@ class Database:
                 env.configure(connection=conn, target_metadata=METADATA, render_as_batch=self.is_sqlite)
                 with env.begin_transaction():
                     env.run_migrations()
+                    if self.is_sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise DBError("the schema upgrade would leave rows with dangling foreign keys "
+                                          "(table, rowid, parent): %s; nothing was changed" % broken[:10])
                 conn.commit()
+                if self.is_sqlite:
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
         return True
 
     def dispose(self):

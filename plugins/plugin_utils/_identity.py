@@ -139,31 +139,50 @@ class AuthContext:
     roles: tuple
     expires_at: float
     audit_id: str
+    # the local backend's domains (the keystone backend leaves them None)
+    user_domain_id: str = None
+    project_domain_id: str = None
 
     def as_dict(self):
-        return {
+        out = {
             "user_id": self.user_id, "user": self.user_name, "project_id": self.project_id,
             "project": self.project_name, "roles": list(self.roles),
             "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expires_at)),
             "audit_id": self.audit_id,
         }
+        if self.user_domain_id is not None:
+            out.update(user_domain_id=self.user_domain_id, project_domain_id=self.project_domain_id)
+        return out
 
 
 def key_repository(state_dir):
     return KeyRepository(os.path.join(_db.resolve_state_dir(state_dir), "fernet-keys"))
 
 
-def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TTL):
-    """Authenticate with a password and return (token, AuthContext) scoped to a project."""
+def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TTL, user_domain=None, project_domain=None):
+    """Authenticate with a password and return (token, AuthContext) scoped to a project.
+
+    The user name is looked up in ``user_domain``, the project name in ``project_domain`` (names
+    or IDs, both ``Default`` when None, as Keystone's clients do); both domains must be enabled."""
     users, projects, assignments = _db.table("users"), _db.table("projects"), _db.table("role_assignments")
     with db.tx() as conn:
-        user = conn.execute(users.select().where(users.c.name == username)).first()
+        udom = find_domain(conn, user_domain or _db.DEFAULT_DOMAIN_NAME)
+        if udom is None or not udom.enabled:
+            raise AuthError(UNAUTHENTICATED + " (unknown or disabled domain %r)" % (user_domain or _db.DEFAULT_DOMAIN_NAME,))
+        user = conn.execute(users.select().where(users.c.name == username, users.c.domain_id == udom.id)).first()
         if user is None or not user.enabled or not verify_password(password or "", user.password_hash):
             raise AuthError(UNAUTHENTICATED + " (wrong user name or password)")
         if project:
-            proj = conn.execute(projects.select().where(projects.c.name == project)).first()
+            pdom = find_domain(conn, project_domain or _db.DEFAULT_DOMAIN_NAME)
+            if pdom is None or not pdom.enabled:
+                raise AuthError(UNAUTHENTICATED + " (unknown or disabled domain %r)"
+                                % (project_domain or _db.DEFAULT_DOMAIN_NAME,))
+            proj = conn.execute(projects.select().where(projects.c.name == project, projects.c.domain_id == pdom.id)).first()
         else:
             proj = conn.execute(projects.select().where(projects.c.id == user.default_project_id)).first()
+            pdom = find_domain(conn, proj.domain_id) if proj is not None else None
+            if pdom is not None and not pdom.enabled:
+                raise AuthError(UNAUTHENTICATED + " (the default project's domain %s is disabled)" % pdom.name)
         if proj is None or not proj.enabled:
             raise AuthError(UNAUTHENTICATED + " (unknown or disabled project %r)" % (project,))
         roles = tuple(sorted(r.role for r in conn.execute(
@@ -171,7 +190,8 @@ def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TTL):
     if not roles:
         raise AuthError("User %s has no role on project %s." % (username, proj.name))
     audit = uuid.uuid4()
-    ctx = AuthContext(user.id, user.name, proj.id, proj.name, roles, round(time.time() + ttl, 3), audit.hex)
+    ctx = AuthContext(user.id, user.name, proj.id, proj.name, roles, round(time.time() + ttl, 3), audit.hex,
+                      user.domain_id, proj.domain_id)
     payload = msgpack.packb([TOKEN_VERSION, uuid.UUID(user.id).bytes, uuid.UUID(proj.id).bytes, list(roles),
                              ctx.expires_at, audit.bytes])
     token = keys.fernet().encrypt(payload).decode().rstrip("=")
@@ -212,11 +232,19 @@ def authenticate(db, keys, token, now=None):
             raise AuthError(UNAUTHENTICATED + " (the token's user is disabled or gone)")
         if proj is None or not proj.enabled:
             raise AuthError(UNAUTHENTICATED + " (the token's project is disabled or gone)")
+        domains = _db.table("domains")
+        enabled = {d.id: d.enabled for d in conn.execute(
+            domains.select().where(domains.c.id.in_([user.domain_id, proj.domain_id])))}
+        if not enabled.get(user.domain_id):
+            raise AuthError(UNAUTHENTICATED + " (the token's user's domain is disabled or gone)")
+        if not enabled.get(proj.domain_id):
+            raise AuthError(UNAUTHENTICATED + " (the token's project's domain is disabled or gone)")
         roles = tuple(sorted(r.role for r in conn.execute(assignments.select().where(
             assignments.c.user_id == user.id, assignments.c.project_id == proj.id))))
     if not roles:
         raise AuthError(UNAUTHENTICATED + " (user %s no longer has a role on project %s)" % (user.name, proj.name))
-    return AuthContext(user.id, user.name, proj.id, proj.name, roles, ctx.expires_at, ctx.audit_id)
+    return AuthContext(user.id, user.name, proj.id, proj.name, roles, ctx.expires_at, ctx.audit_id,
+                       user.domain_id, proj.domain_id)
 
 
 def revoke(db, ctx):
@@ -274,25 +302,52 @@ def _validate_name(kind, name):
         raise InvalidRequest("Invalid %s name %r: 1-255 characters, no control characters." % (kind, name))
 
 
-def find_project(conn, ref):
-    projects = _db.table("projects")
-    return conn.execute(projects.select().where(_db.sa.or_(projects.c.id == ref, projects.c.name == ref))).first()
+def find_domain(conn, ref):
+    """A domain by ID or name (``default`` and ``Default`` both name Keystone's default domain)."""
+    domains = _db.table("domains")
+    return conn.execute(domains.select().where(_db.sa.or_(domains.c.id == ref, domains.c.name == ref))
+                        .order_by((domains.c.id == ref).desc())).first()
 
 
-def find_user(conn, ref):
-    users = _db.table("users")
-    return conn.execute(users.select().where(_db.sa.or_(users.c.id == ref, users.c.name == ref))).first()
+def _domain_id(conn, domain):
+    """The ID of the domain named (or with the ID) ``domain``, Default when None; NotFound otherwise."""
+    row = find_domain(conn, domain or _db.DEFAULT_DOMAIN_NAME)
+    if row is None:
+        raise NotFound("Domain %s could not be found." % domain)
+    return row.id
+
+
+def _find_in_domain(conn, table, ref, domain):
+    """A project or user by ID, or by name within ``domain`` (Default when None)."""
+    by_id = conn.execute(table.select().where(table.c.id == ref)).first()
+    if by_id is not None:
+        return by_id
+    return conn.execute(table.select().where(table.c.name == ref, table.c.domain_id == _domain_id(conn, domain))).first()
+
+
+def find_project(conn, ref, domain=None):
+    """A project by ID, or by name within ``domain`` (name or ID; Default when None)."""
+    return _find_in_domain(conn, _db.table("projects"), ref, domain)
+
+
+def find_user(conn, ref, domain=None):
+    """A user by ID, or by name within ``domain`` (name or ID; Default when None)."""
+    return _find_in_domain(conn, _db.table("users"), ref, domain)
 
 
 def _public(row, *hidden):
     return {k: v for k, v in _db.row_dict(row).items() if k not in hidden} if row is not None else None
 
 
-def ensure_project(db, name, description, enabled, state, check_mode):
+def ensure_project(db, name, description, enabled, state, check_mode, domain=None):
+    """A project, named uniquely within ``domain`` (Default when None)."""
     _validate_name("project", name)
     projects = _db.table("projects")
     with db.tx() as conn:
-        row = find_project(conn, name)
+        if state == "absent" and find_domain(conn, domain or _db.DEFAULT_DOMAIN_NAME) is None:
+            return False, None
+        domain_id = _domain_id(conn, domain)
+        row = find_project(conn, name, domain_id)
         if state == "absent":
             if row is None:
                 return False, None
@@ -313,21 +368,27 @@ def ensure_project(db, name, description, enabled, state, check_mode):
         if row is None:
             want.setdefault("enabled", True)
             if not check_mode:
-                conn.execute(projects.insert().values(id=_db.new_id(), name=name, created_at=_db.now(), **want))
-            return True, _public(find_project(conn, name)) if not check_mode else dict(want, name=name)
+                conn.execute(projects.insert().values(id=_db.new_id(), name=name, created_at=_db.now(),
+                                                      domain_id=domain_id, **want))
+            return True, (_public(find_project(conn, name, domain_id)) if not check_mode
+                          else dict(want, name=name, domain_id=domain_id))
         if {k: getattr(row, k) for k in want} == want:
             return False, _public(row)
         if not check_mode:
             conn.execute(projects.update().where(projects.c.id == row.id).values(**want))
-        return True, _public(find_project(conn, name))
+        return True, _public(find_project(conn, row.id))
 
 
-def ensure_user(db, name, password, default_project, enabled, update_password, state, check_mode):
-    """Users with scrypt-hashed passwords; the hash never leaves this module."""
+def ensure_user(db, name, password, default_project, enabled, update_password, state, check_mode, domain=None):
+    """Users with scrypt-hashed passwords; the hash never leaves this module. Names are unique within
+    ``domain`` (Default when None); ``default_project`` is a project ID or a name in that domain."""
     _validate_name("user", name)
     users = _db.table("users")
     with db.tx() as conn:
-        row = find_user(conn, name)
+        if state == "absent" and find_domain(conn, domain or _db.DEFAULT_DOMAIN_NAME) is None:
+            return False, None
+        domain_id = _domain_id(conn, domain)
+        row = find_user(conn, name, domain_id)
         if state == "absent":
             if row is None:
                 return False, None
@@ -337,7 +398,7 @@ def ensure_user(db, name, password, default_project, enabled, update_password, s
             return True, None
         proj = None
         if default_project:
-            proj = find_project(conn, default_project)
+            proj = find_project(conn, default_project, domain_id)
             if proj is None:
                 raise NotFound("Project %s could not be found." % default_project)
         if row is None:
@@ -347,8 +408,9 @@ def ensure_user(db, name, password, default_project, enabled, update_password, s
                 conn.execute(users.insert().values(id=_db.new_id(), name=name, password_hash=hash_password(password),
                                                    default_project_id=proj.id if proj else None,
                                                    enabled=True if enabled is None else enabled,
-                                                   created_at=_db.now()))
-            return True, _public(find_user(conn, name), "password_hash") if not check_mode else {"name": name}
+                                                   created_at=_db.now(), domain_id=domain_id))
+            return True, (_public(find_user(conn, name, domain_id), "password_hash") if not check_mode
+                          else {"name": name, "domain_id": domain_id})
         values = {}
         if enabled is not None and row.enabled != enabled:
             values["enabled"] = enabled
@@ -360,15 +422,16 @@ def ensure_user(db, name, password, default_project, enabled, update_password, s
             return False, _public(row, "password_hash")
         if not check_mode:
             conn.execute(users.update().where(users.c.id == row.id).values(**values))
-        return True, _public(find_user(conn, name), "password_hash")
+        return True, _public(find_user(conn, row.id), "password_hash")
 
 
-def ensure_role_assignment(db, user, project, role, state, check_mode):
+def ensure_role_assignment(db, user, project, role, state, check_mode, user_domain=None, project_domain=None):
+    """A role of a user (ID, or name in ``user_domain``) on a project (ID, or name in ``project_domain``)."""
     if role not in ROLES:
         raise InvalidRequest("role must be one of %s, got %r." % (", ".join(ROLES), role))
     assignments = _db.table("role_assignments")
     with db.tx() as conn:
-        urow, prow = find_user(conn, user), find_project(conn, project)
+        urow, prow = find_user(conn, user, user_domain), find_project(conn, project, project_domain)
         if urow is None:
             raise NotFound("User %s could not be found." % user)
         if prow is None:
@@ -383,3 +446,41 @@ def ensure_role_assignment(db, user, project, role, state, check_mode):
             else:
                 conn.execute(assignments.delete().where(*key))
         return True
+
+
+def ensure_domain(db, name, description, enabled, state, check_mode):
+    """Keystone domains. The default domain can be neither disabled nor deleted (the admin is in it);
+    as in Keystone, a domain must be disabled before it is deleted, and it must be empty."""
+    _validate_name("domain", name)
+    domains = _db.table("domains")
+    with db.tx() as conn:
+        row = find_domain(conn, name)
+        is_default = row is not None and row.id == _db.DEFAULT_DOMAIN_ID
+        if state == "absent":
+            if row is None:
+                return False, None
+            if is_default:
+                raise InvalidRequest("The default domain (%s) cannot be deleted." % row.name)
+            if row.enabled:
+                raise Conflict("Domain %s is enabled; disable it first (enabled: false), as Keystone requires." % row.name)
+            used = {t: _db.count(conn, t, _db.table(t).c.domain_id == row.id) for t in ("projects", "users")}
+            if any(used.values()):
+                raise Conflict("Domain %s still has %d project(s) and %d user(s); delete them first."
+                               % (row.name, used["projects"], used["users"]))
+            if not check_mode:
+                conn.execute(domains.delete().where(domains.c.id == row.id))
+            return True, None
+        want = {k: v for k, v in (("description", description), ("enabled", enabled)) if v is not None}
+        if is_default and want.get("enabled") is False:
+            raise InvalidRequest("The default domain (%s) cannot be disabled." % row.name)
+        if row is None:
+            want.setdefault("enabled", True)
+            if not check_mode:
+                conn.execute(domains.insert().values(id=uuid.uuid4().hex, name=name, created_at=_db.now(), **want))
+            return True, _public(find_domain(conn, name)) if not check_mode else dict(want, name=name)
+        if {k: getattr(row, k) for k in want} == want:
+            return False, _public(row)
+        if not check_mode:
+            conn.execute(domains.update().where(domains.c.id == row.id).values(**want))
+            return True, _public(find_domain(conn, row.id))
+        return True, _public(row)

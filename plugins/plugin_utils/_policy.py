@@ -24,6 +24,7 @@ POLICY = {
     "identity:project": ADMIN,
     "identity:user": ADMIN,
     "identity:role_assignment": ADMIN,
+    "identity:domain": ADMIN,
     "identity:quota": ADMIN,
     "identity:keys": ADMIN,
     "identity:validate_token": READER,
