@@ -31,7 +31,7 @@ import tempfile
 import unicodedata
 import uuid as _uuid
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_install
+from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_install, find_bin
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
 
 LABEL = "cidata"
@@ -43,7 +43,6 @@ MAX_ISO_READ = 64 * 1024 * 1024  # an existing image larger than this is not rea
 _SECTOR = 2048
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
 class ConfigDriveError(StepError):
@@ -277,17 +276,6 @@ def describe_files(files):
 
 # --------------------------------------------------------------------------------------------
 # the config_drive step
-
-
-def find_bin(name):
-    path = shutil.which(name)
-    if path:
-        return path
-    for d in _SBIN:
-        cand = os.path.join(d, name)
-        if os.access(cand, os.X_OK):
-            return cand
-    return None
 
 
 def genisoimage_argv(genisoimage, output, paths):

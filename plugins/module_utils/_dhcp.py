@@ -27,13 +27,12 @@ import contextlib
 import ipaddress
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_write_text, file_lock
+from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_write_text, file_lock, find_bin, makedirs
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -43,7 +42,6 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from its file
 LEASE_POLL = 0.2    # seconds between two looks at the leases file (state=leased)
-_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
 class DhcpError(StepError):
@@ -309,17 +307,6 @@ def pid_alive(pidfile, expected_cmd_substr):
     return pid
 
 
-def find_bin(name):
-    path = shutil.which(name)
-    if path:
-        return path
-    for d in _SBIN:
-        cand = os.path.join(d, name)
-        if os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
 def start_daemon(argv, timeout=30):
     """Run a self-daemonising program (dnsmasq) without keeping pipes to it. Returns (rc, stderr).
 
@@ -519,7 +506,7 @@ def _change(p, c, network_id, port_id, mac, result, check_mode, run, now, sleep)
 
     undo = []
     try:
-        made = _makedirs(c["dir"])
+        made = makedirs(c["dir"])
         for d in reversed(made):
             undo.append(lambda d=d: os.rmdir(d))
         if addr_missing:
@@ -587,21 +574,6 @@ def _restore(path, old):
         else:
             atomic_write(path, old)
     return fn
-
-
-def _makedirs(path, mode=0o755):
-    made, todo, p = [], [], os.path.abspath(path)
-    while not os.path.isdir(p):
-        todo.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(todo):
-        os.mkdir(d, mode)
-        os.chmod(d, mode)
-        made.append(d)
-    return made
 
 
 def _find_lease(text, mac=None, ip=None):

@@ -8,9 +8,13 @@ PRIVATE to the collection: may change at any time. Stdlib only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import shutil
 import tempfile
+
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
 def fsync_dir(path):
@@ -63,3 +67,37 @@ def file_lock(path):
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def find_bin(name):
+    """Path of a program, also in the sbin directories a non-login SSH session may lack on PATH."""
+    path = shutil.which(name)
+    if path:
+        return path
+    for d in _SBIN:
+        cand = os.path.join(d, name)
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def makedirs(path, mode=0o755):
+    """mkdir -p with exact modes (no umask surprises); returns the directories it created, outermost first."""
+    made = []
+    todo = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p):
+        todo.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(todo):
+        try:
+            os.mkdir(d, mode)
+            os.chmod(d, mode)
+            made.append(d)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+    return made

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._files import (  # 
     atomic_install,
     atomic_write_text,
     file_lock,
+    makedirs,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
 
@@ -251,28 +251,6 @@ def safety_check(path, declared_format, cache_dir=None):
 # files
 
 
-def makedirs(path, mode=0o755):
-    """mkdir -p; returns the directories it created (outermost first)."""
-    made = []
-    todo = []
-    p = os.path.abspath(path)
-    while not os.path.isdir(p):
-        todo.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(todo):
-        try:
-            os.mkdir(d, mode)
-            os.chmod(d, mode)   # no umask surprises
-            made.append(d)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
-    return made
-
-
 # --------------------------------------------------------------------------------------------
 # qemu-img
 
@@ -327,7 +305,9 @@ def read_info(path):
 
 def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, now=None):
     """p: image_id, disk_format, checksum, os_hash_algo, os_hash_value, size, url, url_timeout, src,
-    instance_uuid, root_gb, instances_path, state.
+    instance_uuid, root_gb, create_disk, instances_path, state.
+
+    With create_disk false (boot from volume), an instance_uuid names the instance but no overlay is made.
 
     run(argv) -> (rc, stdout, stderr) runs qemu-img (the module passes AnsibleModule.run_command);
     opener(url, timeout) -> a readable response (the module passes ansible's open_url).
@@ -339,7 +319,9 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
     uuid = _check_uuid(p["instance_uuid"]) if p.get("instance_uuid") else None
     state = p.get("state") or "present"
     paths = _paths(instances_path, p.get("image_id"), uuid)
-    result = dict(changed=False, base_path=paths["base"], disk_path=paths["disk"], base_downloaded=False,
+    create_disk = bool(uuid) and p.get("create_disk", True) is not False
+    result = dict(changed=False, base_path=paths["base"], disk_path=paths["disk"] if create_disk else None,
+                  base_downloaded=False,
                   base_missing=False, virtual_size=None, disk_created=False, disk_resized=False,
                   cache_name=paths["cache_name"], warnings=[])
 
@@ -393,7 +375,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
             result.update(changed=True, base_downloaded=True)
             info = safety_check(src, fmt) if src else {"virtual_size": None}
         result["virtual_size"] = info.get("virtual_size")
-        if uuid:
+        if create_disk:
             _plan_disk(paths, result, want_bytes, check_mode=True)
         return result
 
@@ -431,7 +413,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
                                          "image now says %s; remove the stale cache file"
                                          % (paths["base"], p["image_id"], algo, have, want))
         result["virtual_size"] = info["virtual_size"]
-        if uuid:
+        if create_disk:
             # still under the lock: two runs for one instance must not both 'qemu-img create' it
             _plan_disk(paths, result, want_bytes, check_mode=False, run=run, qemu_img=qemu_img, fmt=fmt)
     return result
