@@ -24,6 +24,9 @@ class ActionModule(ControllerStep):
         volume_size_gb=dict(type="int", default=0),
         volume_delete_on_termination=dict(type="bool", default=True),
         availability_zone=dict(type="str"),
+        boot_from_volume=dict(type="bool", default=False),
+        root_volume_size_gb=dict(type="int"),
+        root_volume_delete_on_termination=dict(type="bool", default=True),
         user_data=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent", "error"]),
         fault=dict(type="str"),
@@ -37,7 +40,10 @@ class ActionModule(ControllerStep):
             changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], a["image"], a["networks"],
                                         a["volume_size_gb"], a["user_data"], ctx.check_mode,
                                         volume_delete_on_termination=a["volume_delete_on_termination"],
-                                        availability_zone=a["availability_zone"])
+                                        availability_zone=a["availability_zone"],
+                                        boot_from_volume=a["boot_from_volume"],
+                                        root_volume_size_gb=a["root_volume_size_gb"],
+                                        root_volume_delete_on_termination=a["root_volume_delete_on_termination"])
             if row is None:  # check mode, would be created
                 return {"changed": True, "instance": {"name": a["name"], "vm_state": api.BUILDING,
                                                       "task_state": api.SCHEDULING}}

@@ -7,7 +7,8 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep, SkipModule
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, NotFound
+from ansible_collections.bootflow.cloud.plugins.module_utils import _image
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
@@ -30,6 +31,13 @@ class ActionModule(HostStep):
             if args.get("state") == "absent" and vol.status == "in-use":
                 raise Conflict("Volume %s is in-use by instance %s; detach it first." % (vol.name, vol.instance_uuid))
             instance = api.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
+        if args.get("source_path"):
+            # the root volume of a boot from volume: only the cache file of its instance's image
+            want = _image.cache_name(instance.image_id) if instance is not None else None
+            path = args["source_path"].rstrip("/")
+            if want is None or path.split("/")[-1] != want or path.split("/")[-2:-1] != ["_base"]:
+                raise InvalidRequest("source_path %s is not the cached image of volume %s's instance (_base/%s)."
+                                     % (args["source_path"], vol.name, want))
         args["name"] = vol.name
         if args.get("size_gb") is None:
             args["size_gb"] = vol.size_gb

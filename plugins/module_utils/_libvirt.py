@@ -38,6 +38,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._virt import (
     volume_xml,
 )
 
+from ansible_collections.bootflow.cloud.plugins.module_utils._image import safety_check
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError, finish
 
 try:
@@ -354,8 +355,34 @@ def compute_node_info(conn, instances_path, cpuinfo_path="/proc/cpuinfo", kvm_pa
 # volume
 
 
-def volume_step(conn, p, check_mode=False):
-    """p: name, pool, pool_path, size_gb, format, state."""
+def _source_info(p, want):
+    """The image file a new volume is made from (source_path): its declared format must match its
+    content, no backing/data file, and its virtual size must fit the volume."""
+    src, src_fmt = p.get("source_path"), p.get("source_format")
+    if not str(src).startswith("/"):
+        raise StepError("source_path must be an absolute path")
+    if src_fmt not in ("raw", "qcow2"):
+        raise StepError("source_format (raw or qcow2) is required with source_path")
+    if not os.path.isfile(src):
+        raise StepError("source_path %s is not a file on this host" % src)
+    if os.path.basename(os.path.dirname(os.path.realpath(src))) != "_base":
+        # only the verified image cache, never an arbitrary host file, becomes a volume's content
+        raise StepError("source_path %s is not a cached image in an image cache directory (_base)" % src)
+    try:
+        info = safety_check(src, src_fmt)
+    except StepError as e:
+        raise StepError("source_path %s refused: %s" % (src, e))
+    if info["virtual_size"] > want:
+        raise StepError("the volume (%d bytes) is smaller than the image %s (%d bytes virtual size)"
+                        % (want, src, info["virtual_size"]), virtual_size=info["virtual_size"])
+    return info
+
+
+def volume_step(conn, p, check_mode=False, run=None, qemu_img="qemu-img"):
+    """p: name, pool, pool_path, size_gb, format, state, source_path, source_format.
+
+    With source_path, a volume that does not exist yet is created with the content of that image
+    file (``qemu-img convert -n`` into the new pool volume; run(argv) -> (rc, out, err))."""
     try:
         check_volume_name(p["name"])
         check_pool_name(p["pool"])
@@ -400,7 +427,10 @@ def volume_step(conn, p, check_mode=False):
     vol = lookup_volume(pool, name) if pool is not None else None
     before = _vol_view(name, volume_info(vol)) if vol is not None else ""
     if vol is None:
-        result["actions"].append("create %s volume %s of %d GiB" % (fmt, name, size_gb))
+        src = p.get("source_path")
+        if src:
+            _source_info(p, want)
+        result["actions"].append("create %s volume %s of %d GiB%s" % (fmt, name, size_gb, " from %s" % src if src else ""))
         result["changed"] = True
         if check_mode:
             result.update(path=os.path.join(p["pool_path"], name), capacity_bytes=want, format=fmt,
@@ -410,6 +440,14 @@ def volume_step(conn, p, check_mode=False):
             vol = pool.createXML(volume_xml(name, want, fmt), 0)
         except libvirt.libvirtError as e:
             undo.fail("cannot create volume %s in pool %s: %s" % (name, pool_name, _err(e)))
+        if src:
+            undo.push("delete volume %s" % name, vol.delete, 0)
+            argv = [qemu_img, "convert", "-n", "-f", p["source_format"], "-O", fmt, src, vol.path()]
+            rc, out, err = run(argv)
+            if rc != 0:
+                undo.fail("qemu-img convert of %s into volume %s failed (rc=%s): %s"
+                          % (src, name, rc, (err or out).strip()))
+            result["source_path"] = src
         info = volume_info(vol)
     else:
         info = volume_info(vol)

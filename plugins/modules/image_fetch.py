@@ -22,6 +22,8 @@ description:
   - With O(instance_uuid), the instance disk C(<instances_path>/<instance_uuid>/disk) is then created
     as a qcow2 overlay on the cached base (C(qemu-img create -f qcow2 -F <format> -b <base>)), with the
     virtual size O(root_gb) when given, and grown later when O(root_gb) grows.
+  - With O(create_disk=false) (boot from volume), no instance disk is made; the cached base is then the
+    source of the root volume (M(bootflow.cloud.volume) with O(bootflow.cloud.volume#module:source_path)).
   - When the base is not cached and neither O(url) nor O(src) is given, nothing is done and
     RV(base_missing=true) is returned; the action plugin then uploads the image from the controller's
     image store and calls the module again with O(src).
@@ -95,6 +97,12 @@ options:
         smaller than the image's virtual size. C(0) or unset keeps the image's virtual size.
       - An existing instance disk is grown to this size, never shrunk.
     type: int
+  create_disk:
+    description:
+      - With O(instance_uuid), create (or grow) the instance disk. V(false) only caches the image (and records the
+        step for the instance), for an instance that boots from a volume.
+    type: bool
+    default: true
   instances_path:
     description:
       - Directory holding the image cache and the instance directories (created with mode 0755).
@@ -150,7 +158,7 @@ base_path:
   sample: /var/lib/bootflow/instances/_base/0b2c5d0e8a1f4f6c9f2b3a4d5e6f708192a3b4c5
 disk_path:
   description: Path of the instance disk (qcow2 overlay).
-  returned: when O(instance_uuid) is given
+  returned: when O(instance_uuid) is given and O(create_disk=true)
   type: str
   sample: /var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/disk
 cache_name:
@@ -230,6 +238,7 @@ def main():
             src=dict(type="path"),
             instance_uuid=dict(type="str"),
             root_gb=dict(type="int"),
+            create_disk=dict(type="bool", default=True),
             instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
@@ -247,7 +256,8 @@ def main():
         return open_url(url, timeout=timeout, http_agent="bootflow.cloud-image_fetch")
 
     qemu_img = module.get_bin_path("qemu-img", required=module.params["state"] == "present"
-                                   and not module.check_mode and bool(module.params["instance_uuid"]))
+                                   and not module.check_mode and bool(module.params["instance_uuid"])
+                                   and module.params["create_disk"])
 
     def run(argv):
         return module.run_command(argv)

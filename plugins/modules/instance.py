@@ -75,6 +75,29 @@ options:
       - Naming a host needs the V(admin) role (policy rule C(compute:force_host)); a member gets RV(error=auth).
         A forced host that does not fit the flavor still fails with C(No valid host).
     type: str
+  boot_from_volume:
+    description:
+      - Boot from a volume, like C(nova boot --block-device source=image,dest=volume,size=N,bootindex=0) - nova-api
+        records a root volume (device C(vda), status C(creating)) that the compute side creates in the host's
+        storage pool from the image (M(bootflow.cloud.volume) with O(bootflow.cloud.volume#module:source_path)); the
+        domain's C(vda) is that pool volume and no qcow2 overlay is made in the instance directory.
+      - The root volume counts against the C(volumes) and C(gigabytes) quotas. A data volume (O(volume_size_gb))
+        stays C(vdb).
+    type: bool
+    default: false
+  root_volume_size_gb:
+    description:
+      - Size in GiB of the root volume with O(boot_from_volume=true). Defaults to the flavor's disk.
+      - A size smaller than the flavor's disk, the image's C(min_disk) or the image's virtual size, or outside 1 to
+        16384, fails with RV(error=invalid) before anything is written; so does giving it without
+        O(boot_from_volume).
+    type: int
+  root_volume_delete_on_termination:
+    description:
+      - Delete the root volume when the instance is deleted. With V(false), C(playbooks/delete.yml) keeps it
+        C(available), and M(bootflow.cloud.volume_attach) can attach it to another instance (as a data disk).
+    type: bool
+    default: true
   volume_delete_on_termination:
     description:
       - Delete the O(volume_size_gb) volume when the instance is deleted (Nova's C(delete_on_termination)).
@@ -111,7 +134,8 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Idempotent, as long as the name exists with the same O(flavor), O(image), O(networks) and O(volume_size_gb),
+  - Idempotent, as long as the name exists with the same O(flavor), O(image), O(networks), O(volume_size_gb) and
+    root volume size,
     O(state=present) reports no change and returns the existing instance, whatever state it is in. The same name
     with a different flavor, image, networks or volume size is refused with RV(error=conflict); delete the
     instance first or pick another name.
@@ -280,6 +304,16 @@ instance:
           type: int
           returned: success
           sample: 10
+        boot_from_volume:
+          description: V(true) for a boot-from-volume request.
+          type: bool
+          returned: when O(boot_from_volume=true)
+          sample: true
+        root_volume_size_gb:
+          description: Size of the root volume in GiB.
+          type: int
+          returned: when O(boot_from_volume=true)
+          sample: 1
         user_data:
           description: The user data as given.
           type: str

@@ -17,7 +17,13 @@ description:
     domain uses it); a smaller one fails, shrinking is not supported.
   - O(state=absent) deletes the volume, and fails while any domain on the host (running or only
     defined) still references it. The pool is kept.
-  - When creating the volume fails, a pool this call created is removed again.
+  - With O(source_path), a volume that does not exist yet is created with the content of that image file
+    (boot from volume - the root volume made from the image cached by M(bootflow.cloud.image_fetch)), with
+    C(qemu-img convert -n) into the new pool volume of O(size_gb) GiB. The file's content must be its declared
+    O(source_format) and it must not have a backing or data file; its virtual size must fit O(size_gb).
+    An existing volume is never overwritten.
+  - When creating the volume fails, a pool this call created is removed again (and a half-made volume
+    deleted).
 extends_documentation_fragment:
   - bootflow.cloud.auth
   - bootflow.cloud.libvirt
@@ -57,14 +63,30 @@ options:
     type: str
     choices: [qcow2, raw]
     default: qcow2
+  source_path:
+    description:
+      - Path B(on the hypervisor host) of an image file the new volume is made from, for example the cached base
+        C(<instances_path>/_base/<sha1(image_id)>) that M(bootflow.cloud.image_fetch) returns as C(base_path).
+      - Only used when the volume is created. It must be a file in an image cache directory named C(_base)
+        (symbolic links resolved); with a token, the action plugin also requires it to be the cache file of the
+        image of the volume's instance.
+    type: path
+  source_format:
+    description:
+      - Declared format of O(source_path) (the image's C(disk_format)). Required with O(source_path).
+    type: str
+    choices: [raw, qcow2]
   state:
     description:
       - V(present) creates or extends the volume, V(absent) deletes it.
     type: str
     choices: [present, absent]
     default: present
+requirements:
+  - qemu-img (Debian package C(qemu-utils)) on the hypervisor host, with O(source_path)
 seealso:
   - module: bootflow.cloud.volume_attach
+  - module: bootflow.cloud.image_fetch
 """
 
 EXAMPLES = r"""
@@ -72,6 +94,13 @@ EXAMPLES = r"""
   bootflow.cloud.volume:
     name: volume-{{ vol.id }}
     size_gb: 1
+
+- name: Create the root volume of a boot-from-volume instance from the cached image
+  bootflow.cloud.volume:
+    name: volume-{{ root.id }}
+    size_gb: 1
+    source_path: "{{ fetched.base_path }}"
+    source_format: qcow2
 
 - name: Delete it (after volume_attach state=absent)
   bootflow.cloud.volume:
@@ -95,6 +124,11 @@ format:
   returned: when O(state=present)
   type: str
   sample: qcow2
+source_path:
+  description: The image file the volume was made from.
+  returned: when this call created the volume from O(source_path)
+  type: str
+  sample: /var/lib/bootflow/instances/_base/0b2c5d0e8a1f4f6c9f2b3a4d5e6f708192a3b4c5
 actions:
   description: What was done (would be done in check mode).
   returned: always
@@ -128,14 +162,19 @@ def main():
             pool_path=dict(type="path", default="/var/lib/bootflow/volumes"),
             size_gb=dict(type="int"),
             format=dict(type="str", choices=["qcow2", "raw"], default="qcow2"),
+            source_path=dict(type="path"),
+            source_format=dict(type="str", choices=["raw", "qcow2"]),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         required_if=[("state", "present", ("size_gb",))],
+        required_by={"source_path": ("source_format",)},
         supports_check_mode=True,
     )
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    run_libvirt_step(module, lambda conn: volume_step(conn, module.params, check_mode=module.check_mode),
+    qemu_img = module.get_bin_path("qemu-img", required=bool(module.params["source_path"]) and not module.check_mode)
+    run_libvirt_step(module, lambda conn: volume_step(conn, module.params, check_mode=module.check_mode,
+                                                      run=module.run_command, qemu_img=qemu_img),
                      "volume %s" % module.params["name"])
 
 

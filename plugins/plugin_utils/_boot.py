@@ -19,9 +19,35 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enfo
 MAX_VOLUME_GB = 16384
 
 
-def _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone):
-    return {"flavor": flavor.name, "image": image.id, "networks": [n.id for n in networks],
-            "volume_size_gb": volume_size_gb or 0, "user_data": user_data, "availability_zone": availability_zone}
+def _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_volume_size_gb=0):
+    out = {"flavor": flavor.name, "image": image.id, "networks": [n.id for n in networks],
+           "volume_size_gb": volume_size_gb or 0, "user_data": user_data, "availability_zone": availability_zone}
+    if root_volume_size_gb:
+        # boot from volume (nova boot --block-device source=image,dest=volume,size=N,bootindex=0)
+        out.update(boot_from_volume=True, root_volume_size_gb=root_volume_size_gb)
+    return out
+
+
+def root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb):
+    """The root volume's size in GiB for a boot-from-volume request (0 without one); refuses a size
+    smaller than the flavor's disk, the image's min_disk or the image's virtual size."""
+    if not boot_from_volume:
+        if root_volume_size_gb:
+            raise InvalidRequest("root_volume_size_gb is only valid with boot_from_volume.")
+        return 0
+    size = root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb
+    if not size or not 1 <= size <= MAX_VOLUME_GB:
+        raise InvalidRequest("The root volume size must be between 1 and %d GB, got %s (flavor %s has a %d GB disk)."
+                             % (MAX_VOLUME_GB, size, flavor.name, flavor.disk_gb or 0))
+    if flavor.disk_gb and size < flavor.disk_gb:
+        raise InvalidRequest("Root volume size %d GB is smaller than flavor %s's disk (%d GB)."
+                             % (size, flavor.name, flavor.disk_gb))
+    if image.min_disk and size < image.min_disk:
+        raise InvalidRequest("Root volume size %d GB is smaller than the image's min_disk (%d GB)." % (size, image.min_disk))
+    if image.virtual_size and size * 1024 ** 3 < image.virtual_size:
+        raise InvalidRequest("Root volume size %d GB is smaller than the image (%d bytes virtual size)."
+                             % (size, image.virtual_size))
+    return size
 
 
 def parse_availability_zone(value):
@@ -46,7 +72,8 @@ def request_spec(flavor, image, request):
 
 
 def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
-           volume_delete_on_termination=True, availability_zone=None):
+           volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
+           root_volume_size_gb=None, root_volume_delete_on_termination=True):
     """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass."""
     enforce(auth, "compute:create")
     api.validate_name("instance", name)
@@ -75,23 +102,26 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
         if flavor.disk_gb and image.virtual_size and flavor.disk_gb * 1024 ** 3 < image.virtual_size:
             raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image (%d bytes)."
                                  % (flavor.name, flavor.disk_gb, image.virtual_size))
+        root_gb = root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb)
         networks = []
         for ref in network_refs:
             net = _networking.find_network(conn, ref)
             _networking.network_subnet(conn, net.id)
             networks.append(net)
-        request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone)
+        request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_gb)
         existing = api.find_instance(conn, name, auth)
         if existing is not None:
             if existing.request.get("flavor") != request["flavor"] or existing.request.get("image") != request["image"] \
                     or existing.request.get("networks") != request["networks"] \
-                    or existing.request.get("volume_size_gb", 0) != request["volume_size_gb"]:
-                raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume; "
+                    or existing.request.get("volume_size_gb", 0) != request["volume_size_gb"] \
+                    or existing.request.get("root_volume_size_gb", 0) != request.get("root_volume_size_gb", 0):
+                raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume; "
                                "delete it first or pick another name." % (name, existing.uuid))
             return False, existing
         _quota.check(conn, auth.project_id, {
             "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
-            "volumes": 1 if volume_size_gb else 0, "gigabytes": volume_size_gb or 0})
+            "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),
+            "gigabytes": (volume_size_gb or 0) + root_gb})
         if check_mode:
             return True, None
         uuid = _db.new_id()
@@ -106,6 +136,13 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
                 id=vid, name="volume-%s" % vid, project_id=auth.project_id, size_gb=volume_size_gb,
                 status="creating", pool="bootflow", instance_uuid=uuid, device="vdb",
                 delete_on_termination=volume_delete_on_termination, created_at=_db.now()))
+        if root_gb:
+            # the boot volume (bootindex 0): created on the host from the image, the domain's vda
+            rid = _db.new_id()
+            conn.execute(vols.insert().values(
+                id=rid, name="volume-%s" % rid, project_id=auth.project_id, size_gb=root_gb,
+                status="creating", pool="bootflow", instance_uuid=uuid, device="vda",
+                delete_on_termination=root_volume_delete_on_termination, created_at=_db.now()))
         return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
 
 
@@ -126,6 +163,11 @@ def spec(conn, row):
     out["ports"] = [_networking.port_spec(conn, p) for p in _networking.instance_ports(conn, row.uuid)]
     out["volumes"] = [_db.row_dict(v) for v in conn.execute(
         vols.select().where(vols.c.instance_uuid == row.uuid, vols.c.status != "deleted").order_by(vols.c.device))]
+    # boot from volume: the vda volume is the root disk (made from the image), the rest are data volumes
+    out["boot_from_volume"] = bool(row.request.get("boot_from_volume"))
+    out["root_volume"] = next((v for v in out["volumes"] if v["device"] == "vda"), None) \
+        if out["boot_from_volume"] else None
+    out["data_volumes"] = [v for v in out["volumes"] if out["root_volume"] is None or v["id"] != out["root_volume"]["id"]]
     alloc = _placement.existing_allocation(conn, row.uuid)
     out["allocation"] = None if alloc is None else {"host": alloc.hostname, "vcpus": alloc.vcpus,
                                                     "memory_mb": alloc.memory_mb, "disk_gb": alloc.disk_gb}
