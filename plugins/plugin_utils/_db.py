@@ -434,12 +434,16 @@ class Database:
                     # only takes effect outside a transaction, so it is set on the DBAPI connection
                     # (autocommit) before ours begins; the keys are checked before commit instead.
                     conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+                # Two controller processes on a new database: the second waits for the first's whole
+                # upgrade, then finds the schema at head (Alembic reads alembic_version inside this
+                # transaction) and does nothing. The transaction is ours, begun before Alembic reads
+                # anything: Alembic treats SQLite DDL as non-transactional and would otherwise run each
+                # revision on its own, letting a second process read the old version in between.
+                conn.begin()  # on SQLite: BEGIN IMMEDIATE (the begin event), the write lock up front
                 if self.is_postgresql:
-                    # Two controller processes on a new database: the second waits here, then finds
-                    # the schema at head (Alembic reads alembic_version after the lock) and does nothing.
-                    # On SQLite, BEGIN IMMEDIATE does the same. Released at commit.
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-                env.configure(connection=conn, target_metadata=METADATA, render_as_batch=self.is_sqlite)
+                env.configure(connection=conn, target_metadata=METADATA, render_as_batch=self.is_sqlite,
+                              transactional_ddl=True)
                 with env.begin_transaction():
                     env.run_migrations()
                     if self.is_sqlite:
