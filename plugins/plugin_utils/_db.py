@@ -296,9 +296,11 @@ def _sqlite_pragmas(dbapi_conn, _record):
     # Python's sqlite3 would open its own transactions; we issue BEGIN ourselves (see below).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=60000")
+    # switching to WAL needs the file to itself: do it only once, not on every connect
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
@@ -467,10 +469,17 @@ def open_db(db_url=None, state_dir=None, migrate=True):
                       % SQLALCHEMY_IMPORT_ERROR)
     db = Database(resolve_db_url(db_url, state_dir))
     if migrate:
-        try:
-            db.upgrade()
-        except sa.exc.OperationalError as exc:
-            raise DBError("cannot open the bootflow database %s: %s" % (_safe_url(db.url), exc.orig)) from exc
+        for attempt in range(5):
+            try:
+                db.upgrade()
+                break
+            except sa.exc.OperationalError as exc:
+                # Several processes opening a brand-new SQLite file at once can get SQLITE_BUSY outside
+                # the busy handler (switching the file to WAL needs it to themselves): transient, retry.
+                if db.is_sqlite and "locked" in str(exc.orig) and attempt < 4:
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                raise DBError("cannot open the bootflow database %s: %s" % (_safe_url(db.url), exc.orig)) from exc
     return db
 
 
