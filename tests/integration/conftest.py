@@ -9,6 +9,7 @@ guests boot under QEMU TCG and get their address from dnsmasq.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -90,24 +91,30 @@ class Env:
         return {t: self.query("SELECT * FROM %s" % t) for t in tables}
 
 
-@pytest.fixture(scope="session")
-def it_env(tmp_path_factory):
-    """A started test host with the hypervisor role applied and the embedded defaults bootstrapped."""
-    base = tmp_path_factory.mktemp("bootflow-it")
-    state_dir = base / "state"
-    # a clean host every session: whatever an earlier (failed) run left is purged first
-    subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
-    subprocess.run([TESTHOST, "start", str(HOST_N)], check=True, timeout=120)
+@contextlib.contextmanager
+def host_session(tmp_path_factory, host_n, label):
+    """Test host ``host_n`` started clean (whatever an earlier failed run left is purged first), its
+    own controller state dir, bootstrap.yml + hypervisors.yml applied; purged again at the end."""
+    base = tmp_path_factory.mktemp(label)
+    subprocess.run([TESTHOST, "purge", str(host_n)], check=False, timeout=120)
+    subprocess.run([TESTHOST, "start", str(host_n)], check=True, timeout=120)
     inventory = base / "inventory.ini"
-    inventory.write_text(subprocess.run([INVENTORY_SH, str(HOST_N)], check=True, stdout=subprocess.PIPE,
+    inventory.write_text(subprocess.run([INVENTORY_SH, str(host_n)], check=True, stdout=subprocess.PIPE,
                                         text=True).stdout)
-    env = Env(state_dir, inventory, HOST_N)
+    env = Env(base / "state", inventory, host_n)
     try:
         env.play("bootstrap.yml")
         env.play("hypervisors.yml")
         yield env
     finally:
-        subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
+        subprocess.run([TESTHOST, "purge", str(host_n)], check=False, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def it_env(tmp_path_factory):
+    """The suite's shared test host (bfhv21 unless BOOTFLOW_IT_HOST says otherwise)."""
+    with host_session(tmp_path_factory, HOST_N, "bootflow-it") as env:
+        yield env
 
 
 def console(env, uuid):

@@ -10,11 +10,10 @@ with its instance is gone; nothing is left on the host."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-from conftest import INVENTORY_SH, REPO, TESTHOST, Env, wait_console
+from conftest import REPO, host_session, wait_console
 
 HOST_N = 91
 PLAY = os.path.join(REPO, "tests", "integration", "playbooks", "volume_op.yml")
@@ -24,18 +23,8 @@ BFV = ("-e", "bootflow_boot_from_volume=true")
 
 @pytest.fixture(scope="module")
 def bfv_env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bootflow-bfv")
-    subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
-    subprocess.run([TESTHOST, "start", str(HOST_N)], check=True, timeout=120)
-    inventory = base / "inventory.ini"
-    inventory.write_text(subprocess.run([INVENTORY_SH, str(HOST_N)], check=True, stdout=subprocess.PIPE, text=True).stdout)
-    env = Env(base / "state", inventory, HOST_N)
-    try:
-        env.play("bootstrap.yml")
-        env.play("hypervisors.yml")
+    with host_session(tmp_path_factory, HOST_N, "bootflow-bfv") as env:
         yield env
-    finally:
-        subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
 
 
 def _op(env, op, volume, **extra):
