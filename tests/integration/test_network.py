@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import INVENTORY_SH, TESTHOST, Env, console, wait_console
+from conftest import console, host_session, wait_console
 
 HOST_N = int(os.environ.get("BOOTFLOW_IT_NET_HOST", "51"))
 LEASE_TIME = 120   # dnsmasq's minimum: guests renew after 60 s, so a renewal is seen within the test
@@ -31,20 +30,9 @@ DHCP = "/var/lib/bootflow/dhcp"
 @pytest.fixture(scope="module")
 def net_env(tmp_path_factory):
     """Test host bfhv51 with the hypervisor role applied and its own controller state dir."""
-    base = tmp_path_factory.mktemp("bootflow-net")
-    subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
-    subprocess.run([TESTHOST, "start", str(HOST_N)], check=True, timeout=120)
-    inventory = base / "inventory.ini"
-    inventory.write_text(subprocess.run([INVENTORY_SH, str(HOST_N)], check=True, stdout=subprocess.PIPE,
-                                        text=True).stdout)
-    env = Env(base / "state", inventory, HOST_N)
-    try:
-        env.play("bootstrap.yml")
-        env.play("hypervisors.yml")
+    with host_session(tmp_path_factory, HOST_N, "bootflow-net") as env:
         env.empty = env.host_snapshot()
         yield env
-    finally:
-        subprocess.run([TESTHOST, "purge", str(HOST_N)], check=False, timeout=120)
 
 
 def boot(env, name, **extra):
