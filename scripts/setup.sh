@@ -9,11 +9,12 @@
 #   3. controller venv .venv (python3.12) + requirements-dev.txt (re-run when its sha256 changes)
 #   4. test guest image (tests/guest/build_guest.sh; rebuilt when that script changes)
 #   5. ansible-test get-pip stand-in (only when ~/.ansible/test/cache has no get_pip for the version)
-#   6. Keystone venv for the keystone-backend tests (tests/keystone/requirements.txt; re-run when
+#   6. OpenStack services venv (Keystone, Glance, Placement) for the backend tests
+#      (tests/openstack/requirements.txt; re-run when
 #      its sha256 changes)
 #
 # env: BOOTFLOW_PYTHON (interpreter for .venv), BOOTFLOW_GUEST_DIR (guest output dir),
-#      BOOTFLOW_KEYSTONE_VENV (default /var/tmp/bootflow-keystone/venv)
+#      BOOTFLOW_OPENSTACK_VENV (default /var/tmp/bootflow-openstack/venv)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,8 +22,8 @@ VENV=$REPO/.venv
 REQ=$REPO/requirements-dev.txt
 GUEST_DIR=${BOOTFLOW_GUEST_DIR:-/var/cache/bootflow/guest}
 LOG=$REPO/build/setup.log
-KS_VENV=${BOOTFLOW_KEYSTONE_VENV:-/var/tmp/bootflow-keystone/venv}
-KS_REQ=$REPO/tests/keystone/requirements.txt
+OS_VENV=${BOOTFLOW_OPENSTACK_VENV:-/var/tmp/bootflow-openstack/venv}
+OS_REQ=$REPO/tests/openstack/requirements.txt
 export DEBIAN_FRONTEND=noninteractive
 
 # postgresql: the tests and bench/ start private servers from its binaries (none runs as a service)
@@ -148,21 +149,22 @@ print(get_venv_packages(types.SimpleNamespace(version="3.12"))["pip"])' 2>> "$LO
   fi
 }
 
-# --- 6. Keystone venv ---------------------------------------------------------------------------
-keystone_venv() {
-  # A real Keystone (+ uwsgi) for tests/keystone/keystone.sh, in a venv of its own so that its
+# --- 6. OpenStack venv --------------------------------------------------------------------------
+openstack_venv() {
+  # Real Keystone, Glance and Placement (+ uwsgi) for tests/openstack/*.sh, in a venv of its own so that their
   # oslo/SQLAlchemy pins never move .venv's. Same interpreter as .venv. About 35 s to 4 min the first
   # time (downloads, uwsgi build), then only this check.
-  local py sum stamp=$KS_VENV/.bootflow-keystone-requirements.sha256
-  sum=$(sha256sum "$KS_REQ" | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && [ -x "$KS_VENV/bin/keystone-manage" ] && [ -x "$KS_VENV/bin/uwsgi" ]; then
-    RESULT="up to date in $KS_VENV"; return 0
+  local py sum stamp=$OS_VENV/.bootflow-openstack-requirements.sha256
+  sum=$(sha256sum "$OS_REQ" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && [ -x "$OS_VENV/bin/keystone-manage" ] && [ -x "$OS_VENV/bin/glance-manage" ] \
+     && [ -x "$OS_VENV/bin/placement-manage" ] && [ -x "$OS_VENV/bin/uwsgi" ]; then
+    RESULT="up to date in $OS_VENV"; return 0
   fi
   py=$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')
-  [ -x "$KS_VENV/bin/python" ] || run "$py" -m venv "$KS_VENV"
-  run "$KS_VENV/bin/python" -m pip install -q -r "$KS_REQ"
+  [ -x "$OS_VENV/bin/python" ] || run "$py" -m venv "$OS_VENV"
+  run "$OS_VENV/bin/python" -m pip install -q -r "$OS_REQ"
   echo "$sum" > "$stamp"          # only after a successful install
-  RESULT="pip install -r tests/keystone/requirements.txt"
+  RESULT="pip install -r tests/openstack/requirements.txt"
 }
 
 T0=$(now)
@@ -171,5 +173,5 @@ step "/dev/kvm"                kvm_perms
 step "venv .venv"              venv
 step "guest image"             guest
 step "ansible-test get-pip"    get_pip
-step "keystone venv"           keystone_venv
+step "openstack venv"         openstack_venv
 echo "setup done in $(secs "$T0") s (log: ${LOG#"$REPO"/})"

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The playbooks, unchanged, with ``auth_backend: keystone`` against a REAL Keystone.
 
-Keystone (from PyPI, tests/keystone/keystone.sh) runs on SQLite under uwsgi on 127.0.0.1 for this
+Keystone (from PyPI, tests/openstack/keystone.sh) runs on SQLite under uwsgi on 127.0.0.1 for this
 module; the collection finds it only through the controller's environment: BOOTFLOW_AUTH_BACKEND=
 keystone and OS_CLOUD naming a cloud of a 0600 clouds.yaml (OS_CLIENT_CONFIG_FILE). Its own test
 host (bfhv61) and state dir: the local SQLite DB still holds flavors, images, networks,
@@ -26,8 +26,8 @@ import pytest
 
 from conftest import INVENTORY_SH, REPO, TESTHOST, Env, wait_console
 
-sys.path.insert(0, os.path.join(REPO, "tests", "keystone"))
-import keystone_server  # noqa: E402  # tests/keystone/keystone_server.py
+sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
+import keystone_server  # noqa: E402  # tests/openstack/keystone_server.py
 
 HOST_N = int(os.environ.get("BOOTFLOW_IT_KEYSTONE_HOST", "61"))
 NAME = "ks-vm"

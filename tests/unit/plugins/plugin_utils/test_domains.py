@@ -61,7 +61,7 @@ def test_migration_0001_to_head_keeps_data_and_matches_the_metadata(tmp_path, ba
         conn.execute(sa.text("INSERT INTO quotas (project_id, resource, hard_limit) VALUES ('p-2', 'instances', 3)"))
 
     assert db.upgrade() is True
-    assert db.schema_revision() == _db.SCHEMA_HEAD == "0003"
+    assert db.schema_revision() == _db.SCHEMA_HEAD and int(_db.SCHEMA_HEAD) >= 3
     with db.tx() as conn:
         domains = conn.execute(sa.text("SELECT id, name, enabled FROM domains")).all()
         assert [tuple(d) for d in domains] == [("default", "Default", True)]

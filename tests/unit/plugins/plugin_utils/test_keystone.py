@@ -1,6 +1,6 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ``keystone`` identity backend against a REAL Keystone (tests/keystone/keystone.sh: Keystone
+"""The ``keystone`` identity backend against a REAL Keystone (tests/openstack/keystone.sh: Keystone
 from PyPI on SQLite under uwsgi on 127.0.0.1, started once for the session and stopped by PID).
 
 Issue, validate, the validation cache (hit, TTL, never past expiry, 0600 files without the token),
@@ -23,9 +23,9 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking,
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest, NotFound
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "keystone"))
+sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
 
-import keystone_server  # noqa: E402  # tests/keystone/keystone_server.py
+import keystone_server  # noqa: E402  # tests/openstack/keystone_server.py
 
 OPENRC = ("OS_AUTH_URL", "OS_CLOUD", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME",
           "OS_PROJECT_DOMAIN_NAME", "OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE", "OS_CACERT",
@@ -40,7 +40,7 @@ def keystone(tmp_path_factory):
     except (RuntimeError, OSError) as exc:
         server.stop()
         pytest.fail("cannot start a private Keystone (scripts/setup.sh installs it into "
-                    "/var/tmp/bootflow-keystone/venv): %s" % exc)
+                    "/var/tmp/bootflow-openstack/venv): %s" % exc)
     print("\nkeystone: setup %.1f s, serving after %.1f s, demo users %.1f s"
           % (server.timings["setup"], server.timings["serve"], server.timings["users"]))
     yield server

@@ -16,10 +16,10 @@
 # stored in each hash). uwsgi answers with "Connection: close": with keep-alive, clients reuse
 # sockets uwsgi already closed (ConnectionResetError), or an idle client holds the only worker.
 #
-# env: BOOTFLOW_KEYSTONE_VENV (default /var/tmp/bootflow-keystone/venv)
+# env: BOOTFLOW_OPENSTACK_VENV (default /var/tmp/bootflow-openstack/venv)
 set -euo pipefail
 
-VENV=${BOOTFLOW_KEYSTONE_VENV:-/var/tmp/bootflow-keystone/venv}
+VENV=${BOOTFLOW_OPENSTACK_VENV:-/var/tmp/bootflow-openstack/venv}
 usage() { echo "usage: $0 setup DIR | serve DIR PORT [EXPIRATION]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1; DIR=$(realpath -m "$2")

@@ -1,6 +1,6 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A real Keystone for a test session (tests/keystone/keystone.sh): set up on SQLite in a temp
+"""A real Keystone for a test session (tests/openstack/keystone.sh): set up on SQLite in a temp
 dir, uwsgi on 127.0.0.1 and a free port, stopped by its PID.
 
 ``KeystoneServer(base).start()`` bootstraps admin/admin/admin (password in ``base/admin-password``,
@@ -24,7 +24,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "keystone.sh")
-VENV = os.environ.get("BOOTFLOW_KEYSTONE_VENV", "/var/tmp/bootflow-keystone/venv")
+VENV = os.environ.get("BOOTFLOW_OPENSTACK_VENV", "/var/tmp/bootflow-openstack/venv")
 
 
 def free_port():
