@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -210,6 +210,10 @@ def _build_metadata():
         sa.Column("disabled", sa.Boolean, nullable=False, default=False),
         sa.Column("generation", sa.Integer, nullable=False, default=0),
         sa.Column("updated_at", sa.DateTime),
+        # revision 0004: what the host step reports besides capacity
+        sa.Column("availability_zone", sa.String(255), nullable=False, server_default="nova"),
+        sa.Column("aggregates", sa.JSON),
+        sa.Column("traits", sa.JSON),
     )
     sa.Table(
         "allocations", md,
@@ -220,6 +224,8 @@ def _build_metadata():
         sa.Column("memory_mb", sa.Integer, nullable=False),
         sa.Column("disk_gb", sa.Integer, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
+        # revision 0004: local (CAS in this DB) or placement (a real Placement holds the claim)
+        sa.Column("backend", sa.String(16), nullable=False, server_default="local"),
     )
     sa.Table(
         "instances", md,
