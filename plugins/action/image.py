@@ -1,10 +1,11 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for bootflow.cloud.image (Glance registry, local backend)."""
+"""Action plugin for bootflow.cloud.image (Glance registry: the local store or a real Glance)."""
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
+    AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec)
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
@@ -13,6 +14,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enfo
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
         AUTH_ARGSPEC,
+        IMAGE_BACKEND_ARGSPEC,
         name=dict(type="str", required=True),
         filename=dict(type="path"),
         disk_format=dict(type="str", default="qcow2", choices=list(_images.DISK_FORMATS)),
@@ -31,7 +33,9 @@ class ActionModule(ControllerStep):
         enforce(auth, "image:delete" if a["state"] == "absent" else "image:upload")
         if a["visibility"] == "public" and a["state"] == "present":
             enforce(auth, "image:publicize")
+        backend = _images.resolve_backend(a["image_backend"])
+        glance = _images.glance_for(ctx) if backend == "glance" else None
         changed, image = _images.ensure_image(
             ctx.db, auth, ctx.state_dir, a["name"], a["filename"], a["disk_format"], a["container_format"],
-            a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode)
-        return {"changed": changed, "image": image}
+            a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode, glance=glance)
+        return {"changed": changed, "image": image, "image_backend": backend}

@@ -4,9 +4,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import tempfile
+import time
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _images
+from ansible.module_utils.parsing.convert_bool import boolean
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import IMAGE_BACKEND_KEYS
+from ansible_collections.bootflow.cloud.plugins.module_utils._files import file_lock
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _db, _glance, _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
@@ -18,14 +26,34 @@ class ActionModule(HostStep):
     POLICY_RULE = "image:download"
     SERVICE = "glance-api"
 
+    _location = None
+    _glance = None
+    _glance_image = None
+    _virtual_size = None
+
     def prepare(self, ctx, args):
-        """Fill the image's format and hashes from the registry (the 'image metadata' of step 21)."""
+        """Fill the image's format and hashes from the registry (the 'image metadata' of step 21); an image of
+        a real Glance is looked up there again, as the caller."""
+        present = args.get("state", "present") == "present"
         with ctx.db.tx() as conn:
             instance = api.get_instance(conn, args["instance_uuid"], ctx.auth) if args.get("instance_uuid") else None
             image = _images.find_image(conn, args.get("image_id") or (instance.image_id if instance else None), ctx.auth)
+            flavor = api.get_flavor(conn, instance.flavor_id) if instance is not None else None
+        if present:
+            self._glance, self._glance_image, image = _images.refresh(ctx, image)
             if image.status != "active":
                 raise InvalidRequest("Image %s is not active (status %s)." % (image.name, image.status))
-            self._location = _boot.image_location(conn, image.id)
+            if flavor is not None:
+                # nova-api checked this at create; the image may have changed since (Glance): check before writing
+                if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
+                    raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image's min_disk (%d GB)."
+                                         % (flavor.name, flavor.disk_gb, image.min_disk))
+                if image.min_ram and flavor.ram_mb < image.min_ram:
+                    raise InvalidRequest("Flavor %s's memory (%d MB) is smaller than the image's min_ram (%d MB)."
+                                         % (flavor.name, flavor.ram_mb, image.min_ram))
+            with ctx.db.tx() as conn:
+                self._location = _boot.image_location(conn, image.id)
+            self._virtual_size = image.virtual_size
         args["image_id"] = image.id
         for key in ("disk_format", "checksum", "os_hash_algo", "os_hash_value", "size"):
             if args.get(key) is None:
@@ -35,24 +63,81 @@ class ActionModule(HostStep):
         return instance
 
     def run_module(self, ctx, module_args):
+        module_args = {k: v for k, v in module_args.items() if k not in IMAGE_BACKEND_KEYS}
+        if module_args.get("force_raw_images") is None and os.environ.get("BOOTFLOW_FORCE_RAW_IMAGES"):
+            module_args["force_raw_images"] = boolean(os.environ["BOOTFLOW_FORCE_RAW_IMAGES"], strict=False)
+        booked = bool(ctx.args.get("auth_token")) and module_args.get("state", "present") == "present"
+        probed_ns = time.time_ns()
         result = super().run_module(ctx, module_args)
-        location = getattr(self, "_location", None)
-        if not result.get("base_missing") or module_args.get("url") or module_args.get("src") or not location:
+        if booked:
+            result.update(transferred_bytes=0, image_source=None)
+        if not result.get("base_missing") or module_args.get("url") or module_args.get("src") or not self._location:
             return result
-        if location.startswith(("http://", "https://")):
-            return super().run_module(ctx, dict(module_args, url=location))
-        if not os.path.isfile(location):
-            raise InvalidRequest("The image store file %s is missing on the controller." % location)
-        # the base is not cached on this host yet: send the image from the controller's store once
-        size_mib = os.path.getsize(location) // 2 ** 20
-        ctx.progress("image %s not cached on %s: transferring %d MiB" % (module_args["image_id"], ctx.host, size_mib))
+        if ctx.check_mode:
+            # predicted without sending anything: the image would be cached, the overlay made on it
+            result.update(changed=True, base_missing=False, base_downloaded=True, virtual_size=self._virtual_size,
+                          disk_created=bool(module_args.get("instance_uuid"))
+                          and boolean(module_args.get("create_disk", True), strict=False))
+            return result
+        if self._location.startswith(("http://", "https://")):
+            return super().run_module(ctx, dict(module_args, url=self._location))
+        # the base is not cached on this host: send it once, whatever the number of parallel boots
+        with self._host_image_lock(ctx, module_args) as lock_path:
+            if os.stat(lock_path).st_mtime_ns > probed_ns:
+                # another boot sent this image to this host after we looked: look again
+                result = super().run_module(ctx, module_args)
+                result.update(transferred_bytes=0, image_source=None)
+                if not result.get("base_missing"):
+                    return result
+            if self._glance is not None:
+                result = self._send_from_glance(ctx, module_args)
+            else:
+                result = self._send_from_store(ctx, module_args)
+            os.utime(lock_path)  # tells the boots waiting for this lock that the image was sent
+        return result
+
+    @contextlib.contextmanager
+    def _host_image_lock(self, ctx, module_args):
+        lock_dir = os.path.join(_db.resolve_state_dir(ctx.state_dir), "locks")
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+        key = "%s\0%s\0%s" % (ctx.host, module_args.get("instances_path") or "", module_args["image_id"])
+        path = os.path.join(lock_dir, "image-fetch-%s.lock" % hashlib.sha1(key.encode()).hexdigest())
+        with file_lock(path):
+            yield path
+
+    def _transfer(self, ctx, module_args, local_path, source):
+        size = os.path.getsize(local_path)
+        ctx.progress("image %s not cached on %s: transferring %d MiB (%s)"
+                     % (module_args["image_id"], ctx.host, size // 2 ** 20, source))
         tmpdir = self._make_tmp_path()
         try:
             remote = self._connection._shell.join_path(tmpdir, "image.part")
-            self._transfer_file(location, remote)
-            return super().run_module(ctx, dict(module_args, src=remote))
+            self._transfer_file(local_path, remote)
+            result = super().run_module(ctx, dict(module_args, src=remote))
         finally:
             self._remove_tmp_path(tmpdir)
+        result.update(transferred_bytes=size, image_source=source)
+        return result
+
+    def _send_from_store(self, ctx, module_args):
+        if not os.path.isfile(self._location):
+            raise InvalidRequest("The image store file %s is missing on the controller." % self._location)
+        return self._transfer(ctx, module_args, self._location, "store")
+
+    def _send_from_glance(self, ctx, module_args):
+        """Stream the image from Glance into a temporary file on the controller (hashes verified on the way),
+        then send that file: the hosts cannot reach Glance, and only verified bytes leave the controller."""
+        image = self._glance_image
+        expected = _glance.expected_hashes(image)
+        fd, tmp = tempfile.mkstemp(dir=_images.store_dir(ctx.state_dir), prefix=".glance-%s." % image["id"],
+                                   suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self._glance.download(image, out, expected)
+            return self._transfer(ctx, module_args, tmp, "glance")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def record(self, ctx, args, result, instance):
         if instance is None or args.get("state", "present") != "present" or instance.vm_state != api.BUILDING:

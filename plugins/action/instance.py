@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking, _placement, _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _networking, _placement, _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
@@ -17,6 +17,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conf
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
         AUTH_ARGSPEC,
+        IMAGE_BACKEND_ARGSPEC,
         name=dict(type="str", required=True),
         flavor=dict(type="str"),
         image=dict(type="str"),
@@ -37,7 +38,8 @@ class ActionModule(ControllerStep):
         a = ctx.args
         auth = ctx.auth
         if a["state"] == "present":
-            changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], a["image"], a["networks"],
+            image_ref = _images.boot_image_ref(ctx, a["image"])  # image_backend=glance: found in Glance as the caller
+            changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], image_ref, a["networks"],
                                         a["volume_size_gb"], a["user_data"], ctx.check_mode,
                                         volume_delete_on_termination=a["volume_delete_on_termination"],
                                         availability_zone=a["availability_zone"],

@@ -24,6 +24,14 @@ AUTH_ARGSPEC = dict(
     state_dir=dict(type="path"),
 )
 
+# Where the image registry lives (consumed on the controller): the embedded registry or a real
+# Glance. No defaults here: the controller resolves them (option, else BOOTFLOW_IMAGE_BACKEND /
+# BOOTFLOW_GLANCE_URL in its environment, else local / the image endpoint of Keystone's catalog).
+IMAGE_BACKEND_ARGSPEC = dict(
+    image_backend=dict(type="str", choices=["local", "glance"]),
+    glance_url=dict(type="str"),
+)
+
 # Connection to the hypervisor host's libvirt (host-side modules).
 LIBVIRT_ARGSPEC = dict(
     uri=dict(type="str", default="qemu:///system"),
@@ -36,6 +44,7 @@ WAIT_ARGSPEC = dict(
 )
 
 AUTH_KEYS = tuple(AUTH_ARGSPEC)
+IMAGE_BACKEND_KEYS = tuple(IMAGE_BACKEND_ARGSPEC)
 
 
 def argspec(*blocks, **own):

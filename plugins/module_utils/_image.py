@@ -23,6 +23,7 @@ import re
 import shutil
 import struct
 import tempfile
+import time
 import urllib.parse
 import uuid as _uuid
 
@@ -267,6 +268,11 @@ def resize_cmd(qemu_img, disk, size_bytes, fmt="qcow2"):
     return [qemu_img, "resize", "-f", fmt, disk, str(int(size_bytes))]
 
 
+def convert_raw_cmd(qemu_img, src, src_fmt, dest):
+    """qemu-img convert to raw (Nova's force_raw_images), the source format given, never probed."""
+    return [qemu_img, "convert", "-f", src_fmt, "-O", "raw", src, dest]
+
+
 # --------------------------------------------------------------------------------------------
 # the image_fetch step
 
@@ -305,7 +311,7 @@ def read_info(path):
 
 def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, now=None):
     """p: image_id, disk_format, checksum, os_hash_algo, os_hash_value, size, url, url_timeout, src,
-    instance_uuid, root_gb, create_disk, instances_path, state.
+    instance_uuid, root_gb, create_disk, force_raw_images, instances_path, state.
 
     With create_disk false (boot from volume), an instance_uuid names the instance but no overlay is made.
 
@@ -321,7 +327,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
     paths = _paths(instances_path, p.get("image_id"), uuid)
     create_disk = bool(uuid) and p.get("create_disk", True) is not False
     result = dict(changed=False, base_path=paths["base"], disk_path=paths["disk"] if create_disk else None,
-                  base_downloaded=False,
+                  base_downloaded=False, base_format=None,
                   base_missing=False, virtual_size=None, disk_created=False, disk_resized=False,
                   cache_name=paths["cache_name"], warnings=[])
 
@@ -351,7 +357,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
     if url:
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
-            raise ImageError("url must be http:// or https://, not %r" % scheme)
+            raise ImageError("url must be an http:// or https:// URL, not %r" % scheme)
     if src and not os.path.isfile(src):
         raise ImageError("src %s is not a file on this host" % src)
     size = p.get("size")
@@ -362,6 +368,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
         raise ImageError("root_gb must not be negative")
     want_bytes = root_gb * GIB if root_gb else None
     qemu_img = qemu_img or shutil.which("qemu-img") or "/usr/bin/qemu-img"
+    force_raw = bool(p.get("force_raw_images"))
 
     base_exists = os.path.isfile(paths["base"])
     if not base_exists and not (url or src):
@@ -370,9 +377,10 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
 
     if check_mode:
         if base_exists:
-            info = safety_check(paths["base"], fmt, paths["base_dir"])
+            result["base_format"] = base_format(paths, fmt)
+            info = safety_check(paths["base"], result["base_format"], paths["base_dir"])
         else:
-            result.update(changed=True, base_downloaded=True)
+            result.update(changed=True, base_downloaded=True, base_format="raw" if force_raw else fmt)
             info = safety_check(src, fmt) if src else {"virtual_size": None}
         result["virtual_size"] = info.get("virtual_size")
         if create_disk:
@@ -388,9 +396,10 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
             if not (url or src):  # another run removed it meanwhile
                 result["base_missing"] = True
                 return result
-            info, got, nbytes = _fetch_base(paths, fmt, expected, url, src, size, opener,
-                                            p.get("url_timeout") or 60)
+            info, got, nbytes, base_fmt = _fetch_base(paths, fmt, expected, url, src, size, opener,
+                                                      p.get("url_timeout") or 60, force_raw, run, qemu_img)
             record = dict(image_id=p["image_id"], cache_name=paths["cache_name"], disk_format=fmt,
+                          base_format=base_fmt,
                           size=nbytes, virtual_size=info["virtual_size"], checksum=got.get("md5"),
                           os_hash_algo=p.get("os_hash_algo"),
                           os_hash_value=got.get((p.get("os_hash_algo") or "").lower().replace("-", "_")),
@@ -400,9 +409,10 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
                 atomic_write_text(paths["info"], json.dumps(record, indent=2, sort_keys=True) + "\n")
             except OSError as e:
                 result["warnings"].append("could not write %s: %s" % (paths["info"], e))
-            result.update(changed=True, base_downloaded=True, size=nbytes)
+            result.update(changed=True, base_downloaded=True, size=nbytes, base_format=base_fmt)
         else:
-            info = safety_check(paths["base"], fmt, paths["base_dir"])
+            base_fmt = result["base_format"] = base_format(paths, fmt)
+            info = safety_check(paths["base"], base_fmt, paths["base_dir"])
             rec = read_info(paths["info"])
             if rec:
                 for algo, want in expected.items():
@@ -415,13 +425,26 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
         result["virtual_size"] = info["virtual_size"]
         if create_disk:
             # still under the lock: two runs for one instance must not both 'qemu-img create' it
-            _plan_disk(paths, result, want_bytes, check_mode=False, run=run, qemu_img=qemu_img, fmt=fmt)
+            _plan_disk(paths, result, want_bytes, check_mode=False, run=run, qemu_img=qemu_img, fmt=base_fmt)
+        if uuid:
+            # the base's mtime is its last use: cache cleanup (image_cache) removes only bases unused for long
+            with contextlib.suppress(OSError):
+                os.utime(paths["base"])
     return result
 
 
-def _fetch_base(paths, fmt, expected, url, src, size, opener, timeout):
-    """Download/copy into a tmp file in _base, verify, inspect, rename. Nothing is left on failure."""
+def base_format(paths, declared):
+    """Format of a cached base: raw when it was converted (force_raw_images, recorded in .info), else the
+    image's declared format."""
+    rec = read_info(paths["info"]) or {}
+    return rec.get("base_format") if rec.get("base_format") in DISK_FORMATS else declared
+
+
+def _fetch_base(paths, fmt, expected, url, src, size, opener, timeout, force_raw=False, run=None, qemu_img=None):
+    """Download/copy into a tmp file in _base, verify, inspect, (convert to raw,) rename. Nothing is left
+    on failure. Returns (inspection, hashes, bytes fetched, format of the cached base)."""
     fd, tmp = tempfile.mkstemp(dir=paths["base_dir"], prefix="." + paths["cache_name"] + ".", suffix=".part")
+    converted = None
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -446,11 +469,28 @@ def _fetch_base(paths, fmt, expected, url, src, size, opener, timeout):
             raise ImageError("size mismatch: expected %d bytes got %d" % (size, nbytes))
         verify_hashes(got, expected)
         info = safety_check(tmp, fmt, paths["base_dir"])
+        if force_raw and fmt != "raw":
+            # only a verified, self-contained image is ever given to qemu-img
+            converted = tmp[:-len(".part")] + ".raw.part"
+            argv = convert_raw_cmd(qemu_img, tmp, fmt, converted)
+            rc, out, err = run(argv)
+            if rc != 0:
+                raise ImageError("qemu-img convert of image %s to raw failed (rc=%s): %s"
+                                 % (paths["cache_name"], rc, (err or out).strip()), cmd=argv)
+            virtual_size = info["virtual_size"]
+            info = safety_check(converted, "raw", paths["base_dir"])
+            if info["virtual_size"] != virtual_size:
+                raise ImageError("qemu-img convert of image %s gave %d bytes, not the virtual size %d"
+                                 % (paths["cache_name"], info["virtual_size"], virtual_size))
+            atomic_install(converted, paths["base"], 0o644)
+            return info, got, nbytes, "raw"
         atomic_install(tmp, paths["base"], 0o644)
-        return info, got, nbytes
+        return info, got, nbytes, fmt
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        for leftover in (tmp, converted):
+            if leftover:
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
 
 
 def _redact(url):
@@ -509,3 +549,116 @@ def _plan_disk(paths, result, want_bytes, check_mode, run=None, qemu_img=None, f
             with contextlib.suppress(OSError):
                 os.rmdir(d)
         raise
+
+
+# --------------------------------------------------------------------------------------------
+# the image_cache step: cleanup of unused bases (Nova's image cache manager)
+
+
+def overlay_users(instances_path):
+    """({realpath of a backing file: [instance dir names]}, [files that could not be inspected]) for every
+    file in every instance directory (the qcow2 overlays name their base as backing file)."""
+    users, unreadable = {}, []
+    for name in sorted(os.listdir(instances_path)):
+        inst_dir = os.path.join(instances_path, name)
+        if name in ("_base", "locks") or not os.path.isdir(inst_dir) or os.path.islink(inst_dir):
+            continue
+        for fname in sorted(os.listdir(inst_dir)):
+            path = os.path.join(inst_dir, fname)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            try:
+                backing = inspect_format(path).get("backing_file")
+            except (OSError, struct.error, ImageError) as e:
+                unreadable.append("%s: %s" % (path, e))
+                continue
+            if backing:
+                full = backing if backing.startswith("/") else os.path.join(inst_dir, backing)
+                users.setdefault(os.path.realpath(full), []).append(name)
+    return users, unreadable
+
+
+def _cache_entry(base_dir, name, users, now):
+    path = os.path.join(base_dir, name)
+    st = os.stat(path)
+    rec = read_info(path + ".info") or {}
+    return dict(name=name, path=path, image_id=rec.get("image_id"), size=st.st_size,
+                unused_seconds=max(0, int(now - st.st_mtime)),
+                last_used=datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).isoformat(),
+                used_by=sorted(users.get(os.path.realpath(path), [])))
+
+
+def image_cache_step(p, check_mode=False, now=None):
+    """p: instances_path, max_unused_age (seconds), state (cleaned | listed).
+
+    A base in ``_base`` is removed (with its .info) when no file of any instance directory uses it as
+    backing file and it has not been used for ``max_unused_age`` seconds (its mtime: image_fetch touches
+    it at every use). The decision is taken again under the image's lock, the lock image_fetch holds
+    while it fetches a base or makes an overlay on it, so a boot racing the cleanup never loses its
+    base. Download leftovers (``.<name>.*.part`` of a crashed fetch) older than that go too. When a file
+    of an instance directory cannot be inspected, nothing is removed (it might use any base).
+    """
+    instances_path = p.get("instances_path") or "/var/lib/bootflow/instances"
+    if not os.path.isabs(instances_path):
+        raise ImageError("instances_path must be an absolute path")
+    instances_path = os.path.normpath(instances_path)
+    max_age = p.get("max_unused_age")
+    max_age = 86400 if max_age is None else max_age
+    if max_age < 0:
+        raise ImageError("max_unused_age must not be negative")
+    state = p.get("state") or "cleaned"
+    if state not in ("cleaned", "listed"):
+        raise ImageError("state must be cleaned or listed, not %r" % (state,))
+    now = time.time() if now is None else now
+    base_dir = os.path.join(instances_path, "_base")
+    result = dict(changed=False, removed=[], kept=[], leftovers_removed=[], warnings=[])
+    if not os.path.isdir(base_dir):
+        result["diff"] = dict(before="", after="")
+        return result
+    users, unreadable = overlay_users(instances_path)
+    names = sorted(n for n in os.listdir(base_dir)
+                   if not n.endswith(".info") and os.path.isfile(os.path.join(base_dir, n))
+                   and not os.path.islink(os.path.join(base_dir, n)))
+    bases = [n for n in names if not n.startswith(".")]
+    leftovers = [n for n in names if n.startswith(".") and n.endswith(".part")]
+    if unreadable:
+        result["warnings"].append("not removing any base: cannot inspect %s" % "; ".join(unreadable))
+    lock_dir = os.path.join(instances_path, "locks")
+    for name in bases:
+        entry = _cache_entry(base_dir, name, users, now)
+        if entry["used_by"] or unreadable or entry["unused_seconds"] < max_age or state == "listed":
+            entry["reason"] = ("in use" if entry["used_by"] else "unreadable instance files" if unreadable
+                               else "used recently" if entry["unused_seconds"] < max_age else "unused, removable")
+            result["kept"].append(entry)
+            continue
+        if check_mode:
+            result["removed"].append(entry)
+            continue
+        makedirs(lock_dir)
+        with file_lock(os.path.join(lock_dir, name + ".lock")):
+            # again under the lock: an image_fetch may have made an overlay on it (or used it) meanwhile
+            users_now, unreadable_now = overlay_users(instances_path)
+            entry = _cache_entry(base_dir, name, users_now, now)
+            if entry["used_by"] or unreadable_now or entry["unused_seconds"] < max_age:
+                entry["reason"] = "in use" if entry["used_by"] or unreadable_now else "used recently"
+                result["kept"].append(entry)
+                continue
+            for path in (entry["path"] + ".info", entry["path"]):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        result["removed"].append(entry)
+    if state == "cleaned":
+        for name in leftovers:
+            path = os.path.join(base_dir, name)
+            if now - os.stat(path).st_mtime < max_age:
+                continue
+            result["leftovers_removed"].append(name)
+            if not check_mode:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+    result["changed"] = bool(result["removed"] or result["leftovers_removed"])
+    removed = {e["name"] for e in result["removed"]} | set(result["leftovers_removed"])
+    result["diff"] = dict(before="".join("%s\n" % n for n in bases + leftovers),
+                          after="".join("%s\n" % n for n in bases + leftovers if n not in removed),
+                          before_header="%s (before)" % base_dir, after_header="%s (after)" % base_dir)
+    return result

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: image
-short_description: Register disk images in the bootflow image registry (Glance, local store)
+short_description: Register disk images in the bootflow image registry (local store or a real Glance)
 version_added: 0.1.0
 author: bootflow.cloud contributors (@bootflow)
 description:
@@ -21,11 +21,18 @@ description:
     V(active) only once the file is complete; a failed upload leaves it V(killed).
   - With O(state=absent), marks every image of that name the caller can see as V(deleted) and removes its file
     from the store.
+  - With O(image_backend=glance), the same checks run on the controller, then the image is created in a real Glance
+    (C(POST /v2/images) with O(name), O(disk_format), O(container_format), O(visibility), O(min_disk), O(min_ram)
+    and O(properties) as Glance's own attributes and additional properties) and the file is streamed to it
+    (C(PUT /v2/images/<id>/file)). Glance computes C(checksum) and C(os_hash_value) again; they must equal the ones
+    computed here, else the Glance image is deleted and the task fails. The image gets Glance's ID, and a copy of
+    its record is kept in the bootflow database. With O(state=absent), the images are deleted in Glance.
   - Needs a token with the V(admin) or V(member) role; O(visibility=public) needs V(admin). Private images belong
     to the caller's project.
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.image_backend
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.CONTROLLER
 options:
@@ -82,6 +89,8 @@ options:
     description:
       - Free-form image properties (Glance's additional properties), stored with the image and returned in
         RV(image.properties). The scheduler reads C(hw_architecture) and C(img_hv_type) (ImagePropertiesFilter).
+      - Names of Glance's own image attributes (for example C(id), C(owner), C(status), C(visibility)) are refused.
+      - With O(image_backend=glance), the values are sent as strings (Glance's properties are strings).
       - Only used when the image is created.
     type: dict
     default: {}
@@ -150,6 +159,19 @@ EXAMPLES = r"""
     name: appliance
     filename: /srv/images/appliance.raw
     disk_format: raw
+
+- name: Register the test image in a real Glance (the caller's Keystone token is sent to it)
+  bootflow.cloud.image:
+    auth_token: "{{ bootflow_auth.token }}"
+    image_backend: glance
+    glance_url: http://127.0.0.1:9292
+    name: cirros
+    filename: /var/tmp/cirros-0.6.2-x86_64-disk.img
+    disk_format: qcow2
+    visibility: public
+    properties:
+      hw_disk_bus: virtio
+      hw_vif_model: virtio
 
 - name: Remove an image no instance uses any more
   bootflow.cloud.image:
@@ -229,7 +251,9 @@ image:
       returned: success, except in check mode when the image would be created
       sample: 9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca72323c3d99ba5c11d7c7acc6e14b8c5da0c4663475c2e5c3adef46f73bcdec043
     location:
-      description: Path of the image file in the image store on the controller.
+      description:
+        - Path of the image file in the image store on the controller, or for an image of a real Glance
+          C(glance+<glance_url>/v2/images/<id>).
       type: str
       returned: success, except in check mode when the image would be created
       sample: /root/.bootflow/images/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
@@ -258,6 +282,11 @@ image:
       type: str
       returned: success, except in check mode when the image would be created
       sample: "2025-01-10T09:15:09.654321Z"
+image_backend:
+  description: The image backend used, V(local) or V(glance).
+  returned: success
+  type: str
+  sample: glance
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(invalid) for a missing

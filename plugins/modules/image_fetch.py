@@ -25,13 +25,23 @@ description:
   - With O(create_disk=false) (boot from volume), no instance disk is made; the cached base is then the
     source of the root volume (M(bootflow.cloud.volume) with O(bootflow.cloud.volume#module:source_path)).
   - When the base is not cached and neither O(url) nor O(src) is given, nothing is done and
-    RV(base_missing=true) is returned; the action plugin then uploads the image from the controller's
-    image store and calls the module again with O(src).
+    RV(base_missing=true) is returned; the action plugin then sends the image from the controller and calls
+    the module again with O(src) - from the controller's image store, or (an image of a real Glance,
+    O(image_backend=glance)) streamed from Glance into a temporary file on the controller while its
+    C(os_hash_value) is verified, so a corrupted download never reaches the host. The hypervisor hosts never
+    talk to Glance themselves.
+  - The image is sent to a host once. The action plugin holds a lock per host and image on the controller
+    (in O(state_dir)) from the first check to the end of the transfer, so parallel boots of one image on one
+    host (several C(ansible-playbook) runs, or forks) transfer it once; the others wait and then only make
+    their overlay. RV(transferred_bytes) says what a call sent.
+  - With an O(auth_token) and an instance, the image's C(min_disk) and C(min_ram) are checked against the
+    instance's flavor before anything is written on the host (as nova-api does at create).
   - Nothing half-made is left behind on failure - a download that fails verification is deleted (the
     cache stays as it was), and an overlay that cannot be created is removed with the directories this
     call made.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.image_backend
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.HOST
 attributes:
@@ -97,6 +107,16 @@ options:
         smaller than the image's virtual size. C(0) or unset keeps the image's virtual size.
       - An existing instance disk is grown to this size, never shrunk.
     type: int
+  force_raw_images:
+    description:
+      - Convert a qcow2 image to raw when it is put into the cache (Nova's C(force_raw_images)), after it was
+        verified and passed the format check. The instance overlays then have C(backing_fmt=raw); a raw base
+        costs more disk and less CPU.
+      - A base cached before keeps its format (recorded in the C(.info) sidecar).
+      - Defaults to the E(BOOTFLOW_FORCE_RAW_IMAGES) environment variable on the controller (C(true)/C(false)),
+        else V(false).
+    type: bool
+    default: false
   create_disk:
     description:
       - With O(instance_uuid), create (or grow) the instance disk. V(false) only caches the image (and records the
@@ -171,6 +191,24 @@ base_downloaded:
   returned: always
   type: bool
   sample: true
+base_format:
+  description: Format of the cached base - V(raw) when it was converted (O(force_raw_images)), else O(disk_format).
+  returned: state=present and the base is available
+  type: str
+  sample: qcow2
+transferred_bytes:
+  description:
+    - Bytes the action plugin sent from the controller to the host for this call (0 when the base was cached).
+  returned: with O(auth_token) and O(state=present)
+  type: int
+  sample: 16646144
+image_source:
+  description:
+    - Where the sent image came from - V(glance) (downloaded from Glance and verified on the controller) or
+      V(store) (the controller's image store); V(null) when nothing was sent.
+  returned: with O(auth_token) and O(state=present)
+  type: str
+  sample: glance
 base_missing:
   description:
     - The image is not cached and neither O(url) nor O(src) was given; nothing was done.
@@ -216,6 +254,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
     AUTH_ARGSPEC,
+    IMAGE_BACKEND_ARGSPEC,
     argspec,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils._image import (
@@ -227,6 +266,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argspec(
             AUTH_ARGSPEC,
+            IMAGE_BACKEND_ARGSPEC,
             image_id=dict(type="str"),
             disk_format=dict(type="str", choices=["raw", "qcow2"]),
             checksum=dict(type="str"),
@@ -239,6 +279,7 @@ def main():
             instance_uuid=dict(type="str"),
             root_gb=dict(type="int"),
             create_disk=dict(type="bool", default=True),
+            force_raw_images=dict(type="bool", default=False),
             instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
@@ -255,9 +296,10 @@ def main():
     def opener(url, timeout):
         return open_url(url, timeout=timeout, http_agent="bootflow.cloud-image_fetch")
 
-    qemu_img = module.get_bin_path("qemu-img", required=module.params["state"] == "present"
-                                   and not module.check_mode and bool(module.params["instance_uuid"])
-                                   and module.params["create_disk"])
+    params = module.params
+    qemu_img = module.get_bin_path("qemu-img", required=params["state"] == "present" and not module.check_mode
+                                   and (bool(params["instance_uuid"]) and params["create_disk"]
+                                        or params["force_raw_images"]))
 
     def run(argv):
         return module.run_command(argv)

@@ -29,6 +29,7 @@ description:
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.image_backend
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.CONTROLLER
 options:

@@ -372,3 +372,123 @@ def test_existing_disk_on_another_base_is_refused(tmp_path, raw_image, qcow2_ima
                  size=os.path.getsize(qcow2_image))
     with pytest.raises(im.ImageError, match="backing file"):
         fetch(other, qemu_img=QEMU_IMG)
+
+
+# --- force_raw_images -----------------------------------------------------------------------------
+
+
+def test_force_raw_images_converts_the_base_and_the_overlay_follows(tmp_path, qcow2_image):
+    p = params(tmp_path, qcow2_image, disk_format="qcow2", force_raw_images=True, root_gb=1)
+    planned = fetch(p, check_mode=True)
+    assert planned["base_format"] == "raw" and not os.path.exists(p["instances_path"])
+    r = fetch(p)
+    assert r["base_downloaded"] and r["base_format"] == "raw" and r["virtual_size"] == 3 * MIB
+    base = r["base_path"]
+    assert im.inspect_format(base) == dict(format="raw", virtual_size=3 * MIB, backing_file=None,
+                                           backing_format=None, data_file=None)
+    info = json.load(open(base + ".info"))
+    # the .info keeps what was verified (the qcow2 from Glance) and says what is cached
+    assert (info["disk_format"], info["base_format"], info["checksum"]) == ("qcow2", "raw", p["checksum"])
+    disk = im.inspect_format(r["disk_path"])
+    assert (disk["backing_file"], disk["backing_format"], disk["virtual_size"]) == (base, "raw", 1024 ** 3)
+    assert tree(os.path.dirname(base)) == sorted([os.path.basename(base), os.path.basename(base) + ".info"])
+    # a second instance, without the option: the raw base stays as it is and is used as raw
+    other = dict(p, instance_uuid="2c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c12", force_raw_images=False, src=None)
+    r2 = fetch(other)
+    assert not r2["base_downloaded"] and r2["base_format"] == "raw" and r2["disk_created"]
+    assert im.inspect_format(r2["disk_path"])["backing_format"] == "raw"
+
+
+def test_force_raw_of_a_raw_image_is_a_plain_fetch(tmp_path, raw_image):
+    r = fetch(params(tmp_path, raw_image, force_raw_images=True))
+    assert r["base_format"] == "raw" and open(r["base_path"], "rb").read() == open(raw_image, "rb").read()
+
+
+def test_failed_conversion_leaves_the_cache_as_it_was(tmp_path, qcow2_image):
+    p = params(tmp_path, qcow2_image, disk_format="qcow2", force_raw_images=True)
+    with pytest.raises(im.ImageError, match="qemu-img convert of image .* to raw failed"):
+        fetch(p, run=lambda argv: (1, "", "no space left") if argv[1] == "convert" else run(argv))
+    assert tree(os.path.join(p["instances_path"], "_base")) == []
+    assert not os.path.exists(os.path.join(p["instances_path"], INSTANCE))
+
+
+def test_using_a_base_touches_it(tmp_path, raw_image):
+    p = params(tmp_path, raw_image)
+    r = fetch(p)
+    os.utime(r["base_path"], (1000, 1000))
+    fetch(dict(p, src=None))
+    assert os.stat(r["base_path"]).st_mtime > 1000
+
+
+# --- image_cache: cleanup of unused bases ---------------------------------------------------------
+
+
+def cache_of(tmp_path, raw_image, qcow2_image):
+    """Two cached images: A (raw) used by instance INSTANCE's overlay, B (qcow2) used by nobody; both last
+    used long ago, plus a crashed download's leftover."""
+    a = fetch(params(tmp_path, raw_image))
+    md5, sha512 = hashes(qcow2_image)
+    b = fetch(params(tmp_path, qcow2_image, image_id="7e2f3ccd-4d7b-4b1f-8c1f-8f4d2e3fab21", disk_format="qcow2",
+                     checksum=md5, os_hash_value=sha512, instance_uuid=None))
+    base_dir = os.path.dirname(a["base_path"])
+    leftover = os.path.join(base_dir, ".%s.abc123.part" % im.cache_name(IMAGE_ID))
+    open(leftover, "wb").close()
+    for path in (a["base_path"], b["base_path"], leftover):
+        os.utime(path, (1000, 1000))
+    return a, b, leftover
+
+
+def test_cleanup_removes_an_unused_old_base_and_keeps_the_one_in_use(tmp_path, raw_image, qcow2_image):
+    a, b, leftover = cache_of(tmp_path, raw_image, qcow2_image)
+    instances = str(tmp_path / "instances")
+    before = tree(instances)
+    planned = im.image_cache_step({"instances_path": instances, "max_unused_age": 3600}, check_mode=True)
+    assert planned["changed"] and [e["path"] for e in planned["removed"]] == [b["base_path"]]
+    assert tree(instances) == before                  # check mode removed nothing
+    r = im.image_cache_step({"instances_path": instances, "max_unused_age": 3600})
+    assert r["changed"] and [e["path"] for e in r["removed"]] == [b["base_path"]]
+    assert r["removed"][0]["image_id"] == "7e2f3ccd-4d7b-4b1f-8c1f-8f4d2e3fab21"
+    assert [(e["path"], e["used_by"], e["reason"]) for e in r["kept"]] == [(a["base_path"], [INSTANCE], "in use")]
+    assert r["leftovers_removed"] == [os.path.basename(leftover)]
+    assert not os.path.exists(b["base_path"]) and not os.path.exists(b["base_path"] + ".info")
+    assert os.path.exists(a["base_path"]) and os.path.exists(a["base_path"] + ".info") and not os.path.exists(leftover)
+    assert r["diff"]["before"] != r["diff"]["after"] and os.path.basename(b["base_path"]) not in r["diff"]["after"]
+    again = im.image_cache_step({"instances_path": instances, "max_unused_age": 3600})
+    assert not again["changed"] and again["removed"] == []
+
+
+def test_cleanup_waits_for_the_age_and_for_the_last_overlay(tmp_path, raw_image, qcow2_image):
+    a, b, _leftover = cache_of(tmp_path, raw_image, qcow2_image)
+    instances = str(tmp_path / "instances")
+    os.utime(b["base_path"])                          # used just now
+    r = im.image_cache_step({"instances_path": instances, "max_unused_age": 3600})
+    reasons = {e["path"]: e["reason"] for e in r["kept"]}
+    assert reasons == {a["base_path"]: "in use", b["base_path"]: "used recently"} and r["removed"] == []
+    listed = im.image_cache_step({"instances_path": instances, "max_unused_age": 0, "state": "listed"})
+    reasons = {e["path"]: e["reason"] for e in listed["kept"]}
+    assert not listed["changed"] and reasons == {a["base_path"]: "in use", b["base_path"]: "unused, removable"}
+    # the instance goes away: its base is unused from then on (age 0 removes at once)
+    fetch(params(tmp_path, raw_image, state="absent"))
+    r = im.image_cache_step({"instances_path": instances, "max_unused_age": 0})
+    assert sorted(e["path"] for e in r["removed"]) == sorted([a["base_path"], b["base_path"]])
+    assert tree(os.path.join(instances, "_base")) == []
+
+
+def test_cleanup_removes_nothing_when_an_instance_file_cannot_be_read(tmp_path, raw_image, qcow2_image):
+    _a, b, _leftover = cache_of(tmp_path, raw_image, qcow2_image)
+    instances = str(tmp_path / "instances")
+    # a file whose header cannot be inspected (truncated qcow2) might use any base
+    with open(os.path.join(instances, INSTANCE, "disk.rescue"), "wb") as f:
+        f.write(im.QCOW2_MAGIC + b"\0" * 10)
+    r = im.image_cache_step({"instances_path": instances, "max_unused_age": 0})
+    assert r["removed"] == [] and os.path.exists(b["base_path"])    # (the download leftover still goes)
+    assert "not removing any base: cannot inspect" in r["warnings"][0] and "disk.rescue" in r["warnings"][0]
+
+
+def test_cleanup_input_and_empty_cache(tmp_path):
+    with pytest.raises(im.ImageError, match="absolute"):
+        im.image_cache_step({"instances_path": "rel/path"})
+    with pytest.raises(im.ImageError, match="must not be negative"):
+        im.image_cache_step({"instances_path": str(tmp_path), "max_unused_age": -1})
+    r = im.image_cache_step({"instances_path": str(tmp_path / "none")})
+    assert not r["changed"] and r["removed"] == r["kept"] == []

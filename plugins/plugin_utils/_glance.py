@@ -1,0 +1,284 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ``glance`` image backend: a real Glance (image API v2) through openstacksdk.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+
+``Glance(url, token)`` talks to one Glance: with a Keystone token (``auth_backend=keystone``: Glance's
+keystonemiddleware validates it, Glance's policy and visibility rules apply to the caller), or with
+none (``auth_backend=local``: Glance runs with noauth, every request is an admin's, and bootflow's own
+policy and project scoping decide; see docs/images.md).
+
+Records are read as Glance's JSON (``GET /v2/images/<id>``: ``os_hash_value``, extra properties at the
+top level) through the openstacksdk image proxy; the data goes through the SDK's streaming
+``download_image`` and a streamed ``PUT /v2/images/<id>/file`` - neither holds an image in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import re
+import traceback
+import warnings
+
+try:
+    import openstack
+    from keystoneauth1 import exceptions as ks_exc
+    from keystoneauth1 import noauth as ks_noauth
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1 import token_endpoint as ks_token_endpoint
+    HAS_OPENSTACKSDK = True
+    OPENSTACKSDK_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - reported when the glance backend is used
+    HAS_OPENSTACKSDK = False
+    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
+    AuthError, BootflowError, Conflict, InvalidRequest, NotFound)
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._keystone import _unreachable
+
+TIMEOUT = 60            # seconds per request (a whole upload/download may take longer: it streams)
+CHUNK = 1024 * 1024
+LOCATION_PREFIX = "glance+"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+# Glance's own image attributes (the image schema); every other key of an image is a property
+CORE = frozenset((
+    "id", "name", "status", "visibility", "protected", "os_hidden", "checksum", "os_hash_algo",
+    "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk", "created_at", "updated_at",
+    "tags", "self", "file", "schema", "disk_format", "container_format", "locations", "direct_url",
+    "stores", "os_glance_import_task", "os_glance_failed_import", "os_glance_importing_to_stores"))
+
+
+def normalize_url(url):
+    """Glance's root URL: ``http://h:9292``, ``http://h:9292/`` and ``http://h:9292/v2`` give ``http://h:9292``."""
+    url = (url or "").strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise InvalidRequest("glance_url must be an http:// or https:// URL of Glance, got %r." % url)
+    if url.endswith("/v2"):
+        url = url[:-3]
+    return url
+
+
+def location(url, image_id):
+    """The ``location`` of a Glance image in the bootflow registry (where the record came from)."""
+    return "%s%s/v2/images/%s" % (LOCATION_PREFIX, url, image_id)
+
+
+def parse_location(value):
+    """(glance_url, image_id) of a ``glance+...`` location, or None for any other location."""
+    if not value or not value.startswith(LOCATION_PREFIX):
+        return None
+    url, sep, image_id = value[len(LOCATION_PREFIX):].rpartition("/v2/images/")
+    if not sep or not url or not image_id:
+        return None
+    return url, image_id
+
+
+def properties_of(image):
+    """The extra properties of a Glance image record (everything that is not a core attribute)."""
+    return {k: v for k, v in image.items() if k not in CORE}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """openstacksdk 4.x warns about its own internal calls (proxy._extract_name, resource._compute_attributes)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The (_compute_attributes method|'service_type' parameter) is")
+        yield
+
+
+def _message(resp):
+    """Glance's error text (its bodies are small HTML pages or JSON) in one line."""
+    try:
+        text = resp.text
+    except Exception:  # pragma: no cover - a body that cannot be decoded
+        return "HTTP %s" % resp.status_code
+    try:
+        data = resp.json()
+        text = (data.get("error") or {}).get("message") or data.get("message") or text
+    except ValueError:
+        pass
+    text = html.unescape(re.sub(r"<[^>]+>", " ", str(text)))
+    text = " ".join(text.split())
+    # "404 Not Found 404 Not Found No image found with ID x" -> drop the repeated title
+    text = re.sub(r"^(\d{3} [A-Za-z ]+?) \1 ", "", text)
+    return text[:400]
+
+
+class Glance:
+    """One Glance image API v2, used with the caller's token (or none: noauth Glance)."""
+
+    def __init__(self, url, token=None, timeout=TIMEOUT):
+        if not HAS_OPENSTACKSDK:
+            raise InvalidRequest("image_backend=glance needs the openstacksdk Python package on the controller "
+                                 "(pip install openstacksdk): %s" % OPENSTACKSDK_IMPORT_ERROR)
+        self.url = normalize_url(url)
+        self.token = token
+        auth = ks_token_endpoint.Token(self.url, token) if token else ks_noauth.NoAuth()
+        self._session = ks_session.Session(auth=auth, timeout=timeout, app_name="bootflow.cloud")
+        self._conn = None
+        self.requests = 0
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = openstack.connection.Connection(session=self._session, image_endpoint_override=self.url)
+        return self._conn
+
+    # --- HTTP --------------------------------------------------------------------------------------
+
+    def _call(self, method, path, ok=(200,), **kwargs):
+        self.requests += 1
+        try:
+            with _quiet():
+                resp = self.conn.image.request(path, method, **kwargs)
+        except (ks_exc.ClientException, openstack.exceptions.SDKException) as exc:
+            raise self._failed(exc) from exc
+        if resp.status_code not in ok:
+            self._raise(resp, method, path)
+        return resp
+
+    def _failed(self, exc):
+        """The error for a request that got no answer (the connection's, when one is in the chain)."""
+        cause = exc
+        while cause is not None and not isinstance(cause, ks_exc.ConnectionError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None and isinstance(exc, ks_exc.DiscoveryFailure):
+            # the SDK's version discovery hides why: ask the root URL once more to find out
+            try:
+                self._session.get(self.url, authenticated=False, connect_retries=0, raise_exc=False)
+            except ks_exc.ConnectionError as probe:
+                cause = probe
+        if cause is not None:
+            return InvalidRequest("cannot reach Glance at %s (%s)" % (self.url, _unreachable(cause)))
+        return InvalidRequest("Glance at %s: %s" % (self.url, " ".join(str(exc).split())[:400]))
+
+    def _raise(self, resp, method, path):
+        msg = _message(resp)
+        code = resp.status_code
+        where = "Glance at %s (%s %s)" % (self.url, method, path)
+        if code == 401:
+            hint = ("" if self.token else ": this Glance wants a Keystone token; with auth_backend=local, run Glance "
+                    "without authentication (noauth) or use auth_backend=keystone")
+            raise AuthError("%s refused the request (401 Unauthorized)%s" % (where, hint))
+        if code == 403:
+            raise AuthError("%s forbids this (403): %s" % (where, msg))
+        if code == 404:
+            raise NotFound("%s: %s" % (where, msg))
+        if code == 409:
+            raise Conflict("%s: %s" % (where, msg))
+        if code in (400, 413, 415):
+            # 415 is what Glance answers for image data it refuses (format mismatch, failed safety check)
+            raise InvalidRequest("%s refused it (%d): %s" % (where, code, msg))
+        raise BootflowError("%s answered %d: %s" % (where, code, msg))
+
+    # --- records -----------------------------------------------------------------------------------
+
+    def image(self, image_id):
+        """The image record, or None when Glance has no such image (or hides it from the caller)."""
+        try:
+            return self._call("GET", "/images/%s" % image_id).json()
+        except NotFound:
+            return None
+
+    def images_named(self, name):
+        """Every image of that name the caller can see (Glance pages at 25 by default)."""
+        out, params = [], {"name": name, "limit": 100}
+        path = "/images"
+        while True:
+            data = self._call("GET", path, params=params).json()
+            out.extend(data.get("images") or [])
+            nxt = data.get("next")
+            if not nxt or not data.get("images"):
+                return out
+            # "next" is "/v2/images?marker=...": relative to the versioned endpoint
+            path, params = nxt[len("/v2"):] if nxt.startswith("/v2/") else nxt, None
+
+    def find(self, ref):
+        """Image by id, else by name (exactly one); raises NotFound / Conflict."""
+        if _UUID.match(ref or ""):
+            image = self.image(ref)
+            if image is not None:
+                return image
+        found = self.images_named(ref)
+        if not found:
+            raise NotFound("Image %s could not be found in Glance at %s." % (ref, self.url))
+        if len(found) > 1:
+            raise Conflict("Multiple images are named %s in Glance; use the image ID (%s)."
+                           % (ref, ", ".join(i["id"] for i in found)))
+        return found[0]
+
+    def create(self, fields):
+        """POST /v2/images (status queued); returns the record."""
+        return self._call("POST", "/images", ok=(201,), json=fields).json()
+
+    def upload(self, image_id, path, size):
+        """PUT /v2/images/<id>/file, streamed from the file (requests sends it in blocks)."""
+        with open(path, "rb") as f:
+            self._call("PUT", "/images/%s/file" % image_id, ok=(204,), data=f,
+                       headers={"Content-Type": "application/octet-stream", "X-OpenStack-Image-Size": str(size)})
+
+    def delete(self, image_id):
+        """DELETE the image; an image that is gone already is fine."""
+        try:
+            self._call("DELETE", "/images/%s" % image_id, ok=(204,))
+        except NotFound:
+            pass
+
+    # --- data --------------------------------------------------------------------------------------
+
+    def download(self, image, out, expected, chunk=CHUNK):
+        """Stream the image's data into the binary file ``out`` while hashing it; verify the size and
+        every hash of ``expected`` ({algo: hex}); returns the number of bytes. Raises InvalidRequest on a
+        mismatch (the caller removes ``out``)."""
+        hashes = {algo: hashlib.new(algo) for algo in expected}
+        self.requests += 1
+        try:
+            with _quiet():
+                resp = self.conn.image.download_image(image["id"], stream=True, chunk_size=chunk)
+        except openstack.exceptions.NotFoundException as exc:
+            raise NotFound("Image %s has no data in Glance at %s: %s" % (image["id"], self.url, exc)) from exc
+        except (ks_exc.ClientException, openstack.exceptions.SDKException) as exc:
+            raise self._failed(exc) from exc
+        try:
+            if resp.status_code != 200:
+                self._raise(resp, "GET", "/images/%s/file" % image["id"])
+            nbytes = 0
+            limit = image.get("size")
+            for block in resp.iter_content(chunk_size=chunk):
+                nbytes += len(block)
+                if limit is not None and nbytes > limit:
+                    raise InvalidRequest("download of image %s from Glance is larger than its size (%d bytes); refusing it"
+                                         % (image["id"], limit))
+                out.write(block)
+                for h in hashes.values():
+                    h.update(block)
+        finally:
+            resp.close()
+        if limit is not None and nbytes != limit:
+            raise InvalidRequest("download of image %s from Glance has %d bytes, Glance says %d; refusing it"
+                                 % (image["id"], nbytes, limit))
+        for algo, want in expected.items():
+            have = hashes[algo].hexdigest()
+            if have != want:
+                raise InvalidRequest("checksum mismatch (%s) downloading image %s from Glance: expected %s got %s; "
+                                     "refusing it" % (algo, image["id"], want, have),
+                                     expected=want, actual=have, algorithm=algo)
+        return nbytes
+
+
+def expected_hashes(image):
+    """{algo: hex} to verify a download of a Glance record with: its multihash (os_hash_algo +
+    os_hash_value), or its md5 checksum when it has none (as Nova does)."""
+    algo = (image.get("os_hash_algo") or "").lower().replace("-", "_")
+    if algo and image.get("os_hash_value"):
+        if algo not in hashlib.algorithms_available:
+            raise InvalidRequest("Glance image %s uses hash algorithm %r, which this controller does not have."
+                                 % (image["id"], algo))
+        return {algo: image["os_hash_value"].lower()}
+    if image.get("checksum"):
+        return {"md5": image["checksum"].lower()}
+    raise InvalidRequest("Glance image %s has no os_hash_value and no checksum; refusing to use data that "
+                         "cannot be verified." % image["id"])
