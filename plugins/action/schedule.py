@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
@@ -18,13 +18,14 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Inva
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
         AUTH_ARGSPEC,
+        PLACEMENT_ARGSPEC,
         instance=dict(type="str", required=True),
         hosts=dict(type="list", elements="str"),
         enabled_filters=dict(type="list", elements="str"),
         weight_multipliers=dict(type="dict", default={}),
         host_subset_size=dict(type="int", default=1),
         max_attempts=dict(type="int", default=3),
-        service_down_time=dict(type="int", default=0),
+        service_down_time=dict(type="int", default=60),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
 
@@ -32,6 +33,9 @@ class ActionModule(ControllerStep):
         a = ctx.args
         auth = ctx.auth
         enforce(auth, "placement:release" if a["state"] == "absent" else "scheduler:select_destinations")
+        if a["service_down_time"] < 0:
+            raise InvalidRequest("service_down_time must be 0 (off) or a number of seconds, got %d." % a["service_down_time"])
+        placement = _placement.for_step(ctx)   # None: the local backend
         with ctx.db.tx() as conn:
             row = api.get_instance(conn, a["instance"], auth)
             if a["state"] == "absent":
@@ -49,28 +53,36 @@ class ActionModule(ControllerStep):
                     image = conn.execute(table("images").select().where(table("images").c.id == row.image_id)).first()
                 states = _placement.host_states(conn)
         if a["state"] == "absent":
-            host = _placement.release(ctx.db, row.uuid, ctx.check_mode)
+            host = _placement.release(ctx.db, row.uuid, ctx.check_mode, placement=placement)
             return {"changed": host is not None, "released_from": host}
         try:
             cfg = _scheduler.SchedulerConfig(
                 enabled_filters=a["enabled_filters"], multipliers=a["weight_multipliers"],
                 host_subset_size=a["host_subset_size"], max_attempts=a["max_attempts"],
-                # 0 = do not judge liveness by report age (hosts report when hypervisors.yml runs)
+                # 0 = do not judge liveness by the age of the last report or heartbeat
                 service_down_time=a["service_down_time"] or 10 ** 9)
+            # Nova's RequestSpec carries the flavor and the image meta; ImagePropertiesFilter reads the image's
+            # hw_architecture / img_hv_type / img_hv_requested_version, ComputeCapabilitiesFilter the extra_specs
+            # (TraitsFilter and AggregateFilter their trait:NAME and member_of), and an admin's
+            # availability_zone=ZONE:HOST becomes the forced host
+            spec = _boot.request_spec(flavor, image, row.request)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         if a["hosts"] is not None:
             wanted = set(a["hosts"])
             states = [s for s in states if s.name in wanted]
-        # Nova's RequestSpec carries the flavor and the image meta; ImagePropertiesFilter reads the image's
-        # hw_architecture / img_hv_type / img_hv_requested_version, ComputeCapabilitiesFilter the extra_specs,
-        # and an admin's availability_zone=ZONE:HOST becomes the forced host
-        spec = _boot.request_spec(flavor, image, row.request)
         before = (row.vm_state, row.task_state)
         try:
             if not states:
                 raise _scheduler.NoValidHost({})
+            pre_rejected = {}
+            if placement is not None:
+                # Placement's capacity pre-filter (GET /allocation_candidates), as nova-scheduler does first
+                states, pre_rejected = _placement.apply_candidates(states, placement.allocation_candidates(spec), spec, cfg)
+                if not states:
+                    raise _scheduler.NoValidHost(pre_rejected)
             selection = _scheduler.select_hosts(states, spec, cfg)
+            selection.rejected = dict(sorted(dict(pre_rejected, **selection.rejected).items()))
         except _scheduler.NoValidHost as exc:
             msg = str(exc) if states else "No valid host was found. There are no compute nodes: run playbooks/hypervisors.yml."
             self._fail_instance(ctx, row, msg)
@@ -80,7 +92,9 @@ class ActionModule(ControllerStep):
             return {"changed": True, "host": selection.host, "alternates": selection.alternates,
                     "rejected": selection.rejected, "weights": weights}
         try:
-            host, alternates, claim_failures = _placement.claim(ctx.db, row.uuid, spec, [h[0] for h in selection.hosts])
+            host, alternates, claim_failures = _placement.claim(ctx.db, row.uuid, spec, [h[0] for h in selection.hosts],
+                                                                placement=placement, project_id=row.project_id,
+                                                                user_id=row.user_id)
         except NoValidHostError as exc:
             self._fail_instance(ctx, row, str(exc))
             exc.details["rejected"] = selection.rejected
@@ -93,6 +107,7 @@ class ActionModule(ControllerStep):
         return {
             "changed": True, "host": host, "alternates": alternates, "rejected": selection.rejected,
             "claim_failures": claim_failures, "weights": weights, "instance": api.instance_dict(new),
+            "placement_backend": "local" if placement is None else "placement",
             "bootflow_step": api.step_row(row.name, "8-12", "nova-scheduler", "select_destinations", host, before,
                                           (new.vm_state, new.task_state), True, ms),
         }

@@ -32,6 +32,15 @@ IMAGE_BACKEND_ARGSPEC = dict(
     glance_url=dict(type="str"),
 )
 
+# Which placement backend holds the compute nodes' inventories and the claims (schedule, compute_node,
+# the conductor's reschedule). Consumed on the controller; no defaults here: the controller resolves
+# them (option, else BOOTFLOW_PLACEMENT_BACKEND / BOOTFLOW_PLACEMENT_URL, else local).
+PLACEMENT_ARGSPEC = dict(
+    placement_backend=dict(type="str", choices=["local", "placement"]),
+    placement_url=dict(type="str"),
+)
+PLACEMENT_KEYS = tuple(PLACEMENT_ARGSPEC)
+
 # Connection to the hypervisor host's libvirt (host-side modules).
 LIBVIRT_ARGSPEC = dict(
     uri=dict(type="str", default="qemu:///system"),

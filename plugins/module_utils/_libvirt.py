@@ -333,11 +333,19 @@ def compute_node_info(conn, instances_path, cpuinfo_path="/proc/cpuinfo", kvm_pa
         hostname = conn.getHostname()
     except libvirt.libvirtError:
         hostname = os.uname()[1]
+    # getInfo's memory is the sum of the NUMA nodes' MemTotal; on kernels that set up memory lazily
+    # (deferred_init=lazy) that is a fraction of the host's memory. The kernel's MemTotal (node stats of
+    # all cells) is what the host has (docs/scheduler.md).
+    try:
+        total_kib = int(conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS).get("total", 0))
+    except libvirt.libvirtError:
+        total_kib = 0
     return dict(
         hostname=hostname,
         arch=info[0],
         vcpus=int(info[2]),
-        memory_mb=int(info[1]),
+        memory_mb=max(int(info[1]), total_kib // 1024),
+        numa_memory_mb=int(info[1]),
         local_gb=int(st.f_blocks * st.f_frsize // GIB),
         free_disk_gb=int(st.f_bavail * st.f_frsize // GIB),
         hypervisor_type=conn.getType(),

@@ -48,6 +48,9 @@ __all__ = [
     "free",
     "match_extra_spec",
     "normalize",
+    "requested_aggregates",
+    "requested_resources",
+    "requested_traits",
     "schedule_instances",
     "select_hosts",
     "weigh_hosts",
@@ -108,6 +111,7 @@ class HostState:
     traits: frozenset = frozenset()
     stats: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     generation: int = 0
+    uuid: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -185,11 +189,58 @@ class RequestSpec:
         object.__setattr__(self, "flavor_extra_specs", dict(self.flavor_extra_specs or {}))
         object.__setattr__(self, "image_properties", dict(self.image_properties or {}))
         object.__setattr__(self, "group_hosts", list(self.group_hosts or []))
+        # the Placement-style extra specs must parse (Nova validates them when the flavor is saved)
+        requested_traits(self)
+        requested_aggregates(self)
 
     @property
     def disk_gb(self) -> int:
         """DISK_GB requested from Placement (root + ephemeral)."""
         return self.root_gb + self.ephemeral_gb
+
+
+# ---------------------------------------------------------------------------------------------
+# What the request asks Placement for: resources, required/forbidden traits, aggregate membership
+
+TRAIT_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
+
+
+def requested_resources(spec: "RequestSpec") -> dict:
+    """``{"VCPU": n, "MEMORY_MB": n, "DISK_GB": n}`` without the zero amounts (Placement is not asked for those)."""
+    out = {"VCPU": spec.vcpus, "MEMORY_MB": spec.memory_mb, "DISK_GB": spec.disk_gb}
+    return {rc: amount for rc, amount in out.items() if amount}
+
+
+def requested_traits(spec: "RequestSpec") -> tuple[frozenset, frozenset]:
+    """(required, forbidden) trait names from the flavor's ``trait:NAME=required|forbidden`` extra specs (Nova's
+    syntax, sent to Placement as ``required=NAME,!OTHER``). A bad name or value raises ValueError."""
+    required, forbidden = set(), set()
+    for key, value in spec.flavor_extra_specs.items():
+        if not str(key).startswith("trait:"):
+            continue
+        name = str(key)[len("trait:"):]
+        if not TRAIT_RE.match(name):
+            raise ValueError("flavor extra spec %s: %r is not a trait name (upper-case letters, digits and _; "
+                             "custom traits start with CUSTOM_)" % (key, name))
+        kind = str(value).strip().lower()
+        if kind not in ("required", "forbidden"):
+            raise ValueError("flavor extra spec %s must be 'required' or 'forbidden', got %r" % (key, value))
+        (required if kind == "required" else forbidden).add(name)
+    return frozenset(required), frozenset(forbidden)
+
+
+def requested_aggregates(spec: "RequestSpec") -> frozenset:
+    """Aggregate names from the flavor's ``member_of`` extra spec: ``NAME`` or ``in:NAME1,NAME2`` (the host must
+    be in at least one of them, like Placement's ``member_of`` parameter). Empty: no restriction."""
+    value = spec.flavor_extra_specs.get("member_of")
+    if value is None or value == "":
+        return frozenset()
+    text = str(value)
+    names = text[3:].split(",") if text.startswith("in:") else [text]
+    names = [n.strip() for n in names]
+    if not all(names):
+        raise ValueError("flavor extra spec member_of must be NAME or in:NAME1,NAME2, got %r" % value)
+    return frozenset(names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +472,27 @@ def availability_zone_filter(host: HostState, spec: RequestSpec, now: float, cfg
     return None
 
 
+def aggregate_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Pre-filter like Placement's ``member_of``: the host is in one of the aggregates the flavor's ``member_of`` names."""
+    wanted = requested_aggregates(spec)
+    if wanted and not wanted & host.aggregates:
+        return "not in aggregate %s (host aggregates: %s)" % (
+            " or ".join(sorted(wanted)), ", ".join(sorted(host.aggregates)) or "none")
+    return None
+
+
+def traits_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Pre-filter like Placement's ``required``: the flavor's required traits present, its forbidden traits absent."""
+    required, forbidden = requested_traits(spec)
+    missing = sorted(required - host.traits)
+    if missing:
+        return "lacks required trait%s %s" % ("s" if len(missing) > 1 else "", ", ".join(missing))
+    present = sorted(forbidden & host.traits)
+    if present:
+        return "has forbidden trait%s %s" % ("s" if len(present) > 1 else "", ", ".join(present))
+    return None
+
+
 def compute_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
     """The compute service is enabled and up (heartbeat within ``service_down_time``)."""
     if host.disabled:
@@ -533,6 +605,8 @@ def server_group_affinity_filter(host: HostState, spec: RequestSpec, now: float,
 FILTERS: "OrderedDict[str, FilterFunc]" = OrderedDict([
     ("ForceHostFilter", force_host_filter),
     ("AvailabilityZoneFilter", availability_zone_filter),
+    ("AggregateFilter", aggregate_filter),
+    ("TraitsFilter", traits_filter),
     ("ComputeFilter", compute_filter),
     ("CapacityFilter", capacity_filter),
     ("ComputeCapabilitiesFilter", compute_capabilities_filter),
@@ -542,11 +616,13 @@ FILTERS: "OrderedDict[str, FilterFunc]" = OrderedDict([
 ])
 
 # Not optional in Nova either (request pre-filters and Placement): always run, whatever enabled_filters says.
-MANDATORY_FILTERS = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "CapacityFilter"))
+MANDATORY_FILTERS = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
+                               "CapacityFilter"))
 
-# Nova skips the configurable filters for a forced host; the enabled/up check is kept here
-# because booting on a disabled or dead host cannot succeed anyway.
-_KEPT_WHEN_FORCED = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "ComputeFilter", "CapacityFilter"))
+# Nova skips the configurable filters for a forced host, but still asks Placement (resources, traits,
+# aggregates); the enabled/up check is kept here because booting on a disabled or dead host cannot succeed.
+_KEPT_WHEN_FORCED = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
+                               "ComputeFilter", "CapacityFilter"))
 
 
 # ---------------------------------------------------------------------------------------------

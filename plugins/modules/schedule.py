@@ -18,7 +18,13 @@ description:
   - With O(state=present), filters the registered compute nodes (see M(bootflow.cloud.compute_node)) against the
     instance's flavor and image, weighs the hosts that pass, picks one among the best O(host_subset_size), then claims the
     flavor's vCPUs, memory and disk on it atomically, as Placement does. If the claim fails because another boot
-    took the capacity first, the alternates are tried in order. On success the instance's host is set (it stays
+    took the capacity first, the alternates are tried in order.
+  - With O(placement_backend=placement), the capacity check and the claim are made by a real Placement, as in Nova.
+    First, C(GET /allocation_candidates) gives the hosts with room, and their usage comes from Placement. Hosts that
+    are not candidates are rejected, with the reason the filters give for them. Then the claim is
+    C(PUT /allocations/{instance}). The bootflow database keeps a copy of the allocation.
+  - A boot from volume (O(bootflow.cloud.instance#module:boot_from_volume=true)) claims no local disk. The root disk
+    is a volume, as in Nova. On success the instance's host is set (it stays
     C(building/scheduling)) and the step is recorded in its step log (seed steps V(8-12), service
     V(nova-scheduler)).
   - When no host passes the filters, or every claim fails, the instance goes to C(vm_state=error) with the reason as
@@ -30,6 +36,7 @@ description:
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.placement
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.CONTROLLER
 options:
@@ -51,10 +58,17 @@ options:
   enabled_filters:
     description:
       - Scheduler filters to run, in Nova's order, from V(ForceHostFilter), V(AvailabilityZoneFilter),
-        V(ComputeFilter), V(CapacityFilter), V(ComputeCapabilitiesFilter), V(ImagePropertiesFilter),
-        V(ServerGroupAntiAffinityFilter) and V(ServerGroupAffinityFilter). An unknown name fails the task with
-        RV(error=invalid).
-      - V(ForceHostFilter), V(AvailabilityZoneFilter) and V(CapacityFilter) always run, whatever this list says.
+        V(AggregateFilter), V(TraitsFilter), V(ComputeFilter), V(CapacityFilter), V(ComputeCapabilitiesFilter),
+        V(ImagePropertiesFilter), V(ServerGroupAntiAffinityFilter) and V(ServerGroupAffinityFilter). An unknown name
+        fails the task with RV(error=invalid).
+      - V(ForceHostFilter), V(AvailabilityZoneFilter), V(AggregateFilter), V(TraitsFilter) and V(CapacityFilter) always
+        run, whatever this list says. In Nova, these checks are pre-filters and Placement queries.
+      - V(AvailabilityZoneFilter) keeps the hosts of the requested zone (O(bootflow.cloud.instance#module:availability_zone)).
+        A host's zone is what M(bootflow.cloud.compute_node) reported (O(bootflow.cloud.compute_node#module:availability_zone)).
+      - V(AggregateFilter) keeps the hosts in one of the aggregates named by the flavor's C(member_of) extra spec
+        (C(NAME) or C(in:NAME1,NAME2)). V(TraitsFilter) keeps the hosts that have every trait the flavor's
+        C(trait:NAME=required) extra specs name, and none of the C(trait:NAME=forbidden) ones. Both use the aggregates
+        and traits the host reported.
       - V(ComputeFilter) rejects disabled hosts and hosts that are down (see O(service_down_time));
         V(CapacityFilter) checks free vCPUs, memory and disk with the hosts' allocation ratios and reservations;
         V(ComputeCapabilitiesFilter) matches the flavor's C(extra_specs).
@@ -63,8 +77,7 @@ options:
         C(architecture)) must be the host's architecture, C(img_hv_type) (or C(hypervisor_type)) its hypervisor
         type, and C(img_hv_requested_version) (for example V(>=7.2)) must match its hypervisor version. An image
         without these properties passes every host.
-      - The request built here carries no availability zone, forced host or server group, so the remaining filters
-        pass every host.
+      - The request built here carries no server group, so the server group filters pass every host.
       - By default all filters run.
     type: list
     elements: str
@@ -92,12 +105,15 @@ options:
     default: 3
   service_down_time:
     description:
-      - Seconds after which a compute node whose last report (the last M(bootflow.cloud.compute_node) run) is older
-        is considered down and rejected by V(ComputeFilter).
-      - V(0) does not judge liveness by the report's age, since hosts only report when the hypervisor play runs.
+      - A compute node is down after this many seconds without a report or heartbeat, like Nova's C(service_down_time).
+        V(ComputeFilter) then rejects it. Reports and heartbeats come from M(bootflow.cloud.compute_node).
+      - C(playbooks/boot.yml) keeps this working by itself. Just before scheduling, it sends a heartbeat to each
+        candidate host whose last one is older than C(bootflow_heartbeat_interval) (30 seconds). A host that answers
+        is up. A host that does not answer becomes down once this many seconds have passed since it last answered.
+      - V(0) turns this check off. Hosts are then never judged by the age of their report.
       - A negative value fails the task with RV(error=invalid).
     type: int
-    default: 0
+    default: 60
   state:
     description:
       - V(present) schedules the instance and claims resources on the chosen host.
@@ -120,7 +136,10 @@ notes:
   - Only an instance in C(building/scheduling) without an allocation can be scheduled. Any other state (for
     example C(error) after an earlier failure) fails with RV(error=invalid); delete the instance and boot it again.
   - Parallel boots are safe, on SQLite and on PostgreSQL, claims use a compare-and-swap on the host's resource
-    provider generation and are retried on conflict.
+    provider generation and are retried on conflict. With O(placement_backend=placement), Placement does the same.
+    A claim is retried on its C(placement.concurrent_update) conflict. A claim refused for capacity moves on to the
+    next host.
+  - Filters, weighers, claims, both backends and down detection are described in C(docs/scheduler.md).
 seealso:
   - module: bootflow.cloud.instance
   - module: bootflow.cloud.compute_node
@@ -191,6 +210,11 @@ rejected:
   returned: when the instance was scheduled, and on a scheduling failure
   type: dict
   sample: {"hv4": "CapacityFilter: RAM: requested 4096 MB, free 1024 MB", "hv5": "ComputeFilter: disabled"}
+placement_backend:
+  description: The backend that made the claim, V(local) or V(placement).
+  returned: when the instance was scheduled (not in check mode and not when it already had an allocation)
+  type: str
+  sample: local
 claim_failures:
   description:
     - Hosts on which the claim failed (capacity taken by a concurrent boot meanwhile), with the reason.
@@ -362,9 +386,10 @@ bootflow_step:
       sample: 21
 error:
   description:
-    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an
-      unknown instance, V(invalid) for a bad scheduler setting or an instance that cannot be scheduled,
-      V(no_valid_host) when no host passed the filters or every claim failed.
+    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role (also when Placement refuses
+      the token), V(not_found) for an unknown instance, V(invalid) for a bad scheduler setting, flavor extra spec or
+      placement option, or an instance that cannot be scheduled, V(no_valid_host) when no host passed the filters or
+      every claim failed, V(placement) when Placement cannot be reached or gives an answer that cannot be used.
   returned: failure
   type: str
   sample: no_valid_host

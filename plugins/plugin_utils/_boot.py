@@ -65,7 +65,8 @@ def request_spec(flavor, image, request):
     """The scheduler's RequestSpec for an instance record (flavor, image properties, zone/host)."""
     zone, host = parse_availability_zone(request.get("availability_zone"))
     return _scheduler.RequestSpec(
-        vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=flavor.disk_gb,
+        # boot from volume: the root disk is a volume, not the host's local disk (Nova requests no root_gb then)
+        vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=0 if request.get("boot_from_volume") else flavor.disk_gb,
         flavor_extra_specs=flavor.extra_specs or {},
         image_properties=(image.properties if image is not None else None) or {},
         availability_zone=zone, force_host=("%s:%s" % (zone or "", host)) if host else None)

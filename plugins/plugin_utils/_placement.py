@@ -1,31 +1,103 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Resource tracker records and the scheduler's atomic claim (local Placement backend).
+"""Resource tracker records, host states and the scheduler's atomic claim, with two backends.
 
 PRIVATE to the collection: may change at any time. Controller side only.
 
-A claim is Placement's: inside one transaction, re-read the provider's usage, check
-``(total - reserved) * ratio - used`` and bump the provider ``generation`` with
-``UPDATE ... WHERE generation = :seen``. If another claim got there first the update matches no
-row, and we retry (like report.py's ``@retries`` on ``placement.concurrent_update``).
+``local`` (default): the claim is Placement's algorithm on the bootflow database. Inside one
+transaction, re-read the provider's usage, check ``(total - reserved) * ratio - used`` and bump the
+provider ``generation`` with ``UPDATE ... WHERE generation = :seen``. If another claim got there
+first the update matches no row, and we retry (like report.py's ``@retries`` on
+``placement.concurrent_update``).
+
+``placement``: a real OpenStack Placement (API microversion 1.39) holds the inventories and the
+claims, as in Nova. Each compute node is a resource provider (its UUID is the compute node's id,
+its name the host name) with VCPU/MEMORY_MB/DISK_GB inventories (reserved, allocation ratio), its
+traits and aggregates (its availability zone is one more aggregate); ``sync_provider`` keeps them in
+step with what ``compute_node`` reports. The scheduler asks ``GET /allocation_candidates`` for the
+hosts with room (capacity pre-filter; their usage comes from Placement), runs its own filters and
+weighers on those, and claims with ``PUT /allocations/{consumer}`` (``consumer_generation: null``
+for a new consumer); a 409 ``placement.concurrent_update`` is retried, a 409 for capacity moves on
+to the next host. Release is ``DELETE /allocations/{consumer}``. The bootflow database keeps a copy
+of every allocation either way (``allocations.backend`` says which backend holds it): delete,
+instance_info and reschedule read it.
+
+Plain HTTP through urllib (stdlib): the forked action worker imports nothing more. Auth: with the
+local identity, Placement runs with ``auth_strategy = noauth2`` and gets the token ``admin`` (see
+docs/scheduler.md); with Keystone, the caller's token when it has the admin or service role, else a
+service token issued with the controller's credentials (E(BOOTFLOW_PLACEMENT_CLOUD) or openrc).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import random
+import socket
 import time
-
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid as uuidlib
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, NoValidHostError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
+    AuthError,
+    BootflowError,
+    Conflict,
+    InvalidRequest,
+    NoValidHostError,
+    NotFound,
+)
 
 CLAIM_RETRIES = 4
+BACKENDS = ("local", "placement")
+DEFAULT_BACKEND = "local"
+MICROVERSION = "1.39"
+TIMEOUT = 30               # seconds per request to Placement
+NOAUTH_TOKEN = "admin"     # auth_strategy = noauth2: this token is an admin
+PLACEMENT_ROLES = ("admin", "service")   # Placement's default policy: admin_or_service_api
+CONCURRENT_UPDATE = "placement.concurrent_update"
+# aggregate UUIDs made from names (Placement aggregates are UUIDs; Nova uses the host aggregate's uuid)
+AGGREGATE_NS = uuidlib.uuid5(uuidlib.NAMESPACE_URL, "https://bootflow.cloud/placement/aggregates")
+RESOURCE_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
+
+
+class PlacementError(BootflowError):
+    """Placement unreachable, or an answer we cannot act on."""
+
+    kind = "placement"
+
+
+def resolve_backend(value=None):
+    """``placement_backend`` option, else E(BOOTFLOW_PLACEMENT_BACKEND), else ``local``."""
+    backend = value or os.environ.get("BOOTFLOW_PLACEMENT_BACKEND") or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        where = "" if value else " (from the BOOTFLOW_PLACEMENT_BACKEND environment variable)"
+        raise InvalidRequest("placement_backend must be one of %s, got %r%s." % (", ".join(BACKENDS), backend, where))
+    return backend
+
+
+def aggregate_uuid(name):
+    return str(uuidlib.uuid5(AGGREGATE_NS, "aggregate:" + name))
+
+
+def zone_uuid(zone):
+    return str(uuidlib.uuid5(AGGREGATE_NS, "availability_zone:" + zone))
+
+
+# --- resource tracker records --------------------------------------------------------------------
+
+def _names(values):
+    return sorted(set(values or ()))
 
 
 def upsert_compute_node(db, hostname, report, overrides, check_mode):
-    """Store what a host reported (plus configured reservations/ratios). Returns (changed, row dict)."""
+    """Store what a host reported (plus configured reservations/ratios, zone, aggregates, traits).
+    Returns (changed, row dict)."""
     nodes = _db.table("compute_nodes")
     want = {
         "vcpus": int(report["vcpus"]), "memory_mb": int(report["memory_mb"]), "local_gb": int(report["local_gb"]),
@@ -33,14 +105,21 @@ def upsert_compute_node(db, hostname, report, overrides, check_mode):
         "hypervisor_version": report.get("hypervisor_version"), "virt_type": report.get("virt_type"),
     }
     want.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("aggregates", "traits"):
+        if key in want:
+            want[key] = _names(want[key])
     with db.tx() as conn:
         row = conn.execute(nodes.select().where(nodes.c.hostname == hostname)).first()
         if row is None:
-            if not check_mode:
-                conn.execute(nodes.insert().values(id=_db.new_id(), hostname=hostname, generation=0,
-                                                   updated_at=_db.now(), **want))
-            return True, dict(want, hostname=hostname)
+            if check_mode:
+                return True, dict(want, hostname=hostname)
+            node_id = _db.new_id()
+            conn.execute(nodes.insert().values(id=node_id, hostname=hostname, generation=0, updated_at=_db.now(), **want))
+            return True, _db.row_dict(conn.execute(nodes.select().where(nodes.c.id == node_id)).first())
         have = {k: getattr(row, k) for k in want}
+        for key in ("aggregates", "traits"):
+            if key in have:
+                have[key] = _names(have[key])
         changed = have != want
         if not check_mode:
             values = dict(want, updated_at=_db.now())
@@ -50,6 +129,34 @@ def upsert_compute_node(db, hostname, report, overrides, check_mode):
                 values["generation"] = nodes.c.generation + 1
             conn.execute(nodes.update().where(nodes.c.id == row.id).values(**values))
         return changed, _db.row_dict(conn.execute(nodes.select().where(nodes.c.id == row.id)).first())
+
+
+def _unregistered(hostname):
+    return NotFound("%s is not a registered compute node: run playbooks/hypervisors.yml (compute_node without "
+                    "heartbeat) first." % hostname)
+
+
+def report_age(db, hostname):
+    """Seconds since the host's last report or heartbeat; raises NotFound for an unregistered host."""
+    nodes = _db.table("compute_nodes")
+    with db.tx() as conn:
+        row = conn.execute(sa.select(nodes.c.updated_at).where(nodes.c.hostname == hostname)).first()
+    if row is None:
+        raise _unregistered(hostname)
+    return None if row.updated_at is None else time.time() - _db.epoch(row.updated_at)
+
+
+def heartbeat(db, hostname, check_mode=False):
+    """The compute service's heartbeat (Nova's service ``updated_at``): the host answered just now.
+    Inventory, overrides and Placement are left alone. Raises NotFound for an unregistered host."""
+    nodes = _db.table("compute_nodes")
+    with db.tx() as conn:
+        row = conn.execute(nodes.select().where(nodes.c.hostname == hostname)).first()
+        if row is None:
+            raise _unregistered(hostname)
+        if not check_mode:
+            conn.execute(nodes.update().where(nodes.c.id == row.id).values(updated_at=_db.now()))
+        return _db.row_dict(conn.execute(nodes.select().where(nodes.c.id == row.id)).first())
 
 
 def _usage_query(node_id=None):
@@ -64,9 +171,9 @@ def _usage_query(node_id=None):
     return query.group_by(alloc.c.compute_node_id)
 
 
-_NODE_COLUMNS = ("hostname", "vcpus", "memory_mb", "local_gb", "reserved_host_memory_mb", "cpu_allocation_ratio",
+_NODE_COLUMNS = ("id", "hostname", "vcpus", "memory_mb", "local_gb", "reserved_host_memory_mb", "cpu_allocation_ratio",
                  "ram_allocation_ratio", "disk_allocation_ratio", "disabled", "updated_at", "arch", "hypervisor_type",
-                 "hypervisor_version", "generation")
+                 "hypervisor_version", "generation", "availability_zone", "aggregates", "traits")
 
 
 def _states(conn, node_id=None):
@@ -81,17 +188,19 @@ def _states(conn, node_id=None):
                        usage.c.local_gb_used, usage.c.num_instances)
              .select_from(nodes.outerjoin(usage, usage.c.compute_node_id == nodes.c.id)))
     query = query.order_by(nodes.c.hostname) if node_id is None else query.where(nodes.c.id == node_id)
-    host_state, epoch = _scheduler.HostState, _db.epoch
+    host_state, epoch, empty = _scheduler.HostState, _db.epoch, frozenset()
     out = []
-    for (name, vcpus, memory_mb, local_gb, reserved_mb, cpu_ratio, ram_ratio, disk_ratio, disabled, updated_at, arch,
-         hv_type, hv_version, generation, vcpus_used, mem_used, disk_used, count) in conn.execute(query).fetchall():
+    for (nid, name, vcpus, memory_mb, local_gb, reserved_mb, cpu_ratio, ram_ratio, disk_ratio, disabled, updated_at,
+         arch, hv_type, hv_version, generation, zone, aggregates, traits,
+         vcpus_used, mem_used, disk_used, count) in conn.execute(query).fetchall():
         out.append(host_state(
             name=name, vcpus=vcpus, memory_mb=memory_mb, local_gb=local_gb,
             vcpus_used=vcpus_used or 0, memory_mb_used=mem_used or 0, local_gb_used=disk_used or 0,
             num_instances=count or 0, reserved_host_memory_mb=reserved_mb, cpu_allocation_ratio=cpu_ratio,
             ram_allocation_ratio=ram_ratio, disk_allocation_ratio=disk_ratio, disabled=bool(disabled),
             updated_at=epoch(updated_at), arch=arch, hypervisor_type=hv_type, hypervisor_version=hv_version,
-            generation=generation))
+            generation=generation, availability_zone=zone or "nova", aggregates=aggregates or empty,
+            traits=traits or empty, uuid=nid))
     return out
 
 
@@ -101,10 +210,13 @@ def host_states(conn):
 
 
 def existing_allocation(conn, consumer_id):
+    """The instance's allocation as recorded in the bootflow DB (either backend), with its ``hostname``."""
     alloc, nodes = _db.table("allocations"), _db.table("compute_nodes")
     return conn.execute(sa.select(alloc, nodes.c.hostname).join(nodes, nodes.c.id == alloc.c.compute_node_id)
                         .where(alloc.c.consumer_id == consumer_id)).first()
 
+
+# --- the local backend: CAS on the provider generation --------------------------------------------
 
 # PostgreSQL errors that mean "lost a race, try again": serialization_failure, deadlock_detected,
 # lock_not_available (lock_timeout). Under READ COMMITTED the CAS normally just matches no row.
@@ -150,8 +262,8 @@ def _try_claim(db, consumer_id, hostname, spec):
             if res.rowcount != 1:
                 raise Conflict("resource provider generation conflict on %s" % hostname)
             conn.execute(alloc.insert().values(id=_db.new_id(), consumer_id=consumer_id, compute_node_id=node_id,
-                                               vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.root_gb,
-                                               created_at=_db.now()))
+                                               vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
+                                               created_at=_db.now(), backend="local"))
     except sa.exc.IntegrityError as exc:
         # unique consumer_id: the same instance was claimed concurrently (rolled back here)
         with db.tx() as conn:
@@ -166,13 +278,24 @@ def _try_claim(db, consumer_id, hostname, spec):
     return None
 
 
-def claim(db, consumer_id, spec, hosts, cfg=None):
-    """Walk the sorted hosts, claim the first that still fits. Returns (host, alternates, tried)."""
+def claim(db, consumer_id, spec, hosts, cfg=None, placement=None, project_id=None, user_id=None):
+    """Walk the sorted hosts, claim the first that still fits. Returns (host, alternates, tried).
+
+    ``placement`` (a :class:`Placement`, from :func:`for_step`) makes the claim in Placement; None is the
+    local backend. Placement needs the consumer's project and user: by default the instance's
+    (``consumer_id`` is the instance UUID).
+    """
+    del cfg
+    if placement is not None and (project_id is None or user_id is None):
+        project_id, user_id = _owner(db, consumer_id, project_id, user_id)
     tried = {}
     for idx, hostname in enumerate(hosts):
         for attempt in range(CLAIM_RETRIES):
             try:
-                reason = _try_claim(db, consumer_id, hostname, spec)
+                if placement is None:
+                    reason = _try_claim(db, consumer_id, hostname, spec)
+                else:
+                    reason = _try_claim_placement(db, placement, consumer_id, hostname, spec, project_id, user_id)
                 break
             except Conflict:
                 time.sleep(random.uniform(0, (attempt + 1) * 0.05))
@@ -187,15 +310,359 @@ def claim(db, consumer_id, spec, hosts, cfg=None):
                            % "; ".join("%s: %s" % kv for kv in tried.items()), claim_failures=tried)
 
 
-def release(db, consumer_id, check_mode=False):
-    """Delete the instance's allocation (bumping the provider generation). Returns the host or None."""
+def release(db, consumer_id, check_mode=False, placement=None):
+    """Delete the instance's allocation: in Placement when ``placement`` is given (also one the DB has no
+    copy of), and the DB's copy (bumping the local provider generation). Returns the host or None."""
     nodes, alloc = _db.table("compute_nodes"), _db.table("allocations")
     with db.tx() as conn:
         row = existing_allocation(conn, consumer_id)
-        if row is None:
-            return None
-        if not check_mode:
+    hostname = row.hostname if row is not None else None
+    if placement is None:
+        if row is not None and row.backend == "placement":
+            raise InvalidRequest("The allocation of %s on %s is held by Placement: release it with "
+                                 "placement_backend=placement (and placement_url, or BOOTFLOW_PLACEMENT_URL)."
+                                 % (consumer_id, row.hostname))
+    else:
+        held = placement.allocations(consumer_id)
+        if held:
+            hostname = hostname or _hostname_of(db, next(iter(held)))
+            if not check_mode:
+                placement.request("DELETE", "/allocations/%s" % consumer_id, expect=(204, 404))
+    if row is not None and not check_mode:
+        with db.tx() as conn:
             conn.execute(alloc.delete().where(alloc.c.consumer_id == consumer_id))
-            conn.execute(nodes.update().where(nodes.c.id == row.compute_node_id)
-                         .values(generation=nodes.c.generation + 1))
-        return row.hostname
+            if row.backend == "local":
+                conn.execute(nodes.update().where(nodes.c.id == row.compute_node_id)
+                             .values(generation=nodes.c.generation + 1))
+    return hostname
+
+
+def _owner(db, consumer_id, project_id, user_id):
+    inst = _db.table("instances")
+    with db.tx() as conn:
+        row = conn.execute(sa.select(inst.c.project_id, inst.c.user_id).where(inst.c.uuid == consumer_id)).first()
+    if row is None and (project_id is None or user_id is None):
+        raise InvalidRequest("Placement needs the project and user of consumer %s (no instance has that UUID)." % consumer_id)
+    return project_id or row.project_id, user_id or row.user_id
+
+
+def _hostname_of(db, provider_uuid):
+    nodes = _db.table("compute_nodes")
+    with db.tx() as conn:
+        name = conn.execute(sa.select(nodes.c.hostname).where(nodes.c.id == provider_uuid)).scalar()
+    return name or provider_uuid
+
+
+# --- the placement backend: a real Placement over HTTP --------------------------------------------
+
+class Placement:
+    """A Placement API endpoint and the token to send (``X-Auth-Token``)."""
+
+    def __init__(self, url, token, timeout=TIMEOUT):
+        url = (url or "").rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise InvalidRequest("placement_url must be an http:// or https:// URL of the Placement API, got %r." % url)
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+        self.requests = 0
+
+    def request(self, method, path, body=None, expect=(200,)):
+        """(status, parsed JSON or None). A status outside ``expect`` raises: AuthError for 401/403,
+        NotFound for 404, PlacementError otherwise (Placement's own error text)."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json", "OpenStack-API-Version": "placement " + MICROVERSION,
+                   "X-Auth-Token": self.token, "User-Agent": "bootflow.cloud"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        self.requests += 1
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        except (urllib.error.URLError, socket.timeout, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise PlacementError("cannot reach Placement at %s (%s): check placement_url and that Placement runs."
+                                 % (self.url, reason)) from exc
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        if status in expect:
+            return status, parsed
+        what = "%s %s" % (method, path.split("?")[0])
+        detail = error_detail(parsed)
+        if status == 401:
+            raise AuthError("Placement at %s refused the token (401) for %s: %s" % (self.url, what, detail))
+        if status == 403:
+            raise AuthError("Placement at %s forbids %s (403): the token needs the admin or service role. %s"
+                            % (self.url, what, detail))
+        if status == 404:
+            raise NotFound("Placement at %s: %s: not found: %s" % (self.url, what, detail))
+        if status == 406 or (status == 400 and "microversion" in detail.lower()):
+            raise PlacementError("Placement at %s does not speak microversion %s (needs openstack-placement 2023.1 "
+                                 "or newer): %s" % (self.url, MICROVERSION, detail))
+        raise PlacementError("Placement at %s answered %s to %s: %s" % (self.url, status, what, detail),
+                             status=status, code=error_code(parsed))
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def allocations(self, consumer_id):
+        """provider uuid -> resources of the consumer's allocations ({} when it has none)."""
+        _status, data = self.request("GET", "/allocations/%s" % consumer_id)
+        return {rp: a.get("resources", {}) for rp, a in ((data or {}).get("allocations") or {}).items()}
+
+    def allocation_candidates(self, spec):
+        """provider uuid -> {resource class: (capacity, used)} of every provider that can hold ``spec``
+        (``GET /allocation_candidates`` with its resources, required/forbidden traits, aggregate and zone)."""
+        params = [("resources", ",".join("%s:%d" % kv for kv in _scheduler.requested_resources(spec).items()))]
+        required, forbidden = _scheduler.requested_traits(spec)
+        if required or forbidden:
+            params.append(("required", ",".join(sorted(required) + ["!" + t for t in sorted(forbidden)])))
+        aggregates = _scheduler.requested_aggregates(spec)
+        if aggregates:
+            params.append(("member_of", "in:" + ",".join(sorted(aggregate_uuid(a) for a in aggregates))))
+        if spec.availability_zone:
+            params.append(("member_of", zone_uuid(spec.availability_zone)))
+        _status, data = self.request("GET", "/allocation_candidates?" + urllib.parse.urlencode(params))
+        out = {}
+        for rp, summary in ((data or {}).get("provider_summaries") or {}).items():
+            out[rp] = {rc: (r.get("capacity", 0), r.get("used", 0)) for rc, r in (summary.get("resources") or {}).items()}
+        return out
+
+
+def error_code(parsed):
+    try:
+        return parsed["errors"][0].get("code")
+    except (TypeError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def error_detail(parsed):
+    try:
+        text = parsed["errors"][0].get("detail") or parsed["errors"][0].get("title")
+    except (TypeError, KeyError, IndexError, AttributeError):
+        text = parsed
+    # webob puts its generic sentence for the status first, then a blank line, then Placement's reason
+    text = str(text or "").split("\n\n", 1)[-1]
+    return " ".join(text.split())[:400]
+
+
+def connect(url, auth_backend="local", token=None, auth=None, keystone=None, state_dir=None):
+    """A :class:`Placement` for one step.
+
+    local identity: ``url`` (or E(BOOTFLOW_PLACEMENT_URL)) must be given; Placement runs with noauth2 and
+    gets the token ``admin``. keystone: the caller's ``token`` when its ``auth`` context has the admin or
+    service role, else a service token (:func:`service_token`); ``url`` defaults to the catalog's placement
+    endpoint.
+    """
+    url = url or os.environ.get("BOOTFLOW_PLACEMENT_URL")
+    if auth_backend != "keystone":
+        if not url:
+            raise InvalidRequest("placement_backend=placement with the local identity needs Placement's URL: set "
+                                 "placement_url (or BOOTFLOW_PLACEMENT_URL on the controller).")
+        return Placement(url, NOAUTH_TOKEN)
+    if auth is not None and set(auth.roles) & set(PLACEMENT_ROLES):
+        send = token
+    else:
+        send = service_token(keystone, state_dir, auth)
+    if not url:
+        url = catalog_url(keystone.auth_url, send)
+    return Placement(url, send)
+
+
+def service_token(keystone, state_dir=None, caller=None):
+    """A token of the controller's Placement service user: the clouds.yaml cloud named by
+    E(BOOTFLOW_PLACEMENT_CLOUD), else the openrc variables (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)."""
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _keystone  # pylint: disable=import-outside-toplevel
+
+    cloud = os.environ.get("BOOTFLOW_PLACEMENT_CLOUD")
+    who = "user %s (roles %s)" % (caller.user_name, ", ".join(caller.roles)) if caller is not None else "the caller"
+    try:
+        ks = _keystone.Keystone(keystone.auth_url, state_dir, cloud=cloud) if cloud else keystone
+        token, ctx = ks.issue()
+    except AuthError as exc:
+        raise AuthError("Placement accepts admin or service tokens only; %s has neither, and no service token could "
+                        "be issued with the controller's credentials (BOOTFLOW_PLACEMENT_CLOUD, or OS_USERNAME/"
+                        "OS_PASSWORD/OS_PROJECT_NAME): %s" % (who, exc)) from exc
+    if not set(ctx.roles) & set(PLACEMENT_ROLES):
+        raise AuthError("Placement accepts admin or service tokens only; %s has neither, and the controller's "
+                        "service credentials (user %s) have roles %s." % (who, ctx.user_name, ", ".join(ctx.roles)))
+    return token
+
+
+def catalog_url(auth_url, token, timeout=TIMEOUT):
+    """The placement endpoint of Keystone's catalog (interface E(OS_INTERFACE) or public, region
+    E(OS_REGION_NAME) when set)."""
+    interface = (os.environ.get("OS_INTERFACE") or "public").replace("URL", "")
+    region = os.environ.get("OS_REGION_NAME")
+    req = urllib.request.Request(auth_url.rstrip("/") + "/auth/catalog",
+                                 headers={"X-Auth-Token": token, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            catalog = json.loads(resp.read()).get("catalog") or []
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise PlacementError("cannot read the service catalog from Keystone at %s to find Placement (%s): set "
+                             "placement_url." % (auth_url, getattr(exc, "reason", exc))) from exc
+    for service in catalog:
+        if service.get("type") != "placement":
+            continue
+        for ep in service.get("endpoints") or []:
+            if ep.get("interface") == interface and (not region or ep.get("region_id") == region):
+                return ep["url"]
+    raise PlacementError("Keystone's catalog at %s has no %s placement endpoint%s: register one, or set placement_url."
+                         % (auth_url, interface, " in region %s" % region if region else ""))
+
+
+def for_step(ctx, backend=None):
+    """None for the local backend, else the step's :class:`Placement` (option/env resolution, auth)."""
+    if resolve_backend(backend or ctx.args.get("placement_backend")) == "local":
+        return None
+    auth_backend = ctx.auth_backend
+    if auth_backend == "keystone":
+        return connect(ctx.args.get("placement_url"), "keystone", ctx.args.get("auth_token"), ctx.auth,
+                       ctx.keystone(), ctx.state_dir)
+    return connect(ctx.args.get("placement_url"))
+
+
+# --- resource providers, synced from the compute node reports --------------------------------------
+
+def inventories(node):
+    """Placement inventories of a compute node row: reserved memory and ratios as configured. A class with
+    total 0 is left out (Placement refuses it); reserved is capped at total (Placement refuses more)."""
+    out = {}
+    for rc, total, reserved, ratio in (
+            ("VCPU", node["vcpus"], 0, node["cpu_allocation_ratio"]),
+            ("MEMORY_MB", node["memory_mb"], node["reserved_host_memory_mb"], node["ram_allocation_ratio"]),
+            ("DISK_GB", node["local_gb"], 0, node["disk_allocation_ratio"])):
+        total = int(total or 0)
+        if total > 0:
+            out[rc] = {"total": total, "reserved": min(int(reserved or 0), total), "min_unit": 1, "max_unit": total,
+                       "step_size": 1, "allocation_ratio": float(ratio)}
+    return out
+
+
+def provider_aggregates(node):
+    """The aggregate UUIDs of a compute node: one per aggregate name, plus its availability zone's."""
+    return sorted({aggregate_uuid(a) for a in node.get("aggregates") or ()}
+                  | {zone_uuid(node.get("availability_zone") or "nova")})
+
+
+def sync_provider(client, node, check_mode=False):
+    """Make the node's resource provider in Placement match the row (name, inventories, traits,
+    aggregates). Returns the list of what changed (empty when Placement already matched)."""
+    rp, name = node["id"], node["hostname"]
+    changes = []
+    status, data = client.request("GET", "/resource_providers/%s" % rp, expect=(200, 404))
+    if status == 404:
+        changes.append("provider")
+        if check_mode:
+            return changes + ["inventories", "traits", "aggregates"]
+        status, data = client.request("POST", "/resource_providers", {"name": name, "uuid": rp}, expect=(200, 409))
+        if status == 409:
+            raise PlacementError("Placement at %s already has a resource provider named %s with another UUID (a host "
+                                 "registered by another deployment or an older database): %s. Delete it there "
+                                 "(openstack resource provider delete) or rename the host." % (client.url, name,
+                                                                                                 error_detail(data)))
+    elif data.get("name") != name:
+        changes.append("name")
+        if not check_mode:
+            client.request("PUT", "/resource_providers/%s" % rp, {"name": name})
+    want_traits = sorted(node.get("traits") or ())
+    for what, path, key, want in (
+            ("inventories", "/inventories", "inventories", inventories(node)),
+            ("traits", "/traits", "traits", want_traits),
+            ("aggregates", "/aggregates", "aggregates", provider_aggregates(node))):
+        for _attempt in range(CLAIM_RETRIES):
+            _s, have = client.request("GET", "/resource_providers/%s%s" % (rp, path))
+            current = have[key]
+            if what == "inventories":
+                current = {rc: {k: inv[k] for k in ("total", "reserved", "min_unit", "max_unit", "step_size",
+                                                    "allocation_ratio")} for rc, inv in current.items()}
+            elif isinstance(current, list):
+                current = sorted(current)
+            if current == want:
+                break
+            if what not in changes:
+                changes.append(what)
+            if check_mode:
+                break
+            if what == "traits":
+                for trait in want:
+                    if trait.startswith("CUSTOM_"):
+                        client.request("PUT", "/traits/%s" % trait, expect=(201, 204))
+            body = {key: want, "resource_provider_generation": have["resource_provider_generation"]}
+            status, err = client.request("PUT", "/resource_providers/%s%s" % (rp, path), body, expect=(200, 400, 409))
+            if status == 200:
+                break
+            if status == 400 or error_code(err) != CONCURRENT_UPDATE:
+                hint = " (a custom trait's name starts with CUSTOM_)" if what == "traits" else ""
+                raise PlacementError("Placement at %s refused the %s of %s: %s%s"
+                                     % (client.url, what, name, error_detail(err), hint))
+        else:
+            raise PlacementError("Placement at %s: the %s of %s kept changing under us (generation conflicts)"
+                                 % (client.url, what, name))
+    return changes
+
+
+# --- scheduling with Placement ---------------------------------------------------------------------
+
+def apply_candidates(states, candidates, spec, cfg, now=None):
+    """Placement's capacity pre-filter: (states of the candidate hosts with Placement's usage, rejected).
+
+    A host that is not a candidate is rejected with the reason our own filters give for it (e.g.
+    ``CapacityFilter: RAM: requested ...``), or, when they would pass it, with Placement's verdict.
+    """
+    now = time.time() if now is None else now
+    kept, others = [], []
+    for state in states:
+        summary = candidates.get(state.uuid)
+        if summary is None:
+            others.append(state)
+            continue
+        used = {rc: summary[rc][1] for rc in RESOURCE_CLASSES if rc in summary}
+        kept.append(dataclasses.replace(
+            state, vcpus_used=used.get("VCPU", state.vcpus_used), memory_mb_used=used.get("MEMORY_MB", state.memory_mb_used),
+            local_gb_used=used.get("DISK_GB", state.local_gb_used)))
+    rejected = {}
+    if others:
+        _passed, reasons = _scheduler.filter_hosts(others, spec, cfg, now)
+        for state in others:
+            rejected[state.name] = reasons.get(state.name) or (
+                "PlacementFilter: Placement has no allocation candidate on this host (no room left there, or not a "
+                "resource provider in Placement: run playbooks/hypervisors.yml with placement_backend=placement)")
+    return kept, rejected
+
+
+def _try_claim_placement(db, client, consumer_id, hostname, spec, project_id, user_id):
+    """One claim in Placement (``PUT /allocations/{consumer}``), then its copy in the DB. None or the reason."""
+    nodes, alloc = _db.table("compute_nodes"), _db.table("allocations")
+    with db.tx() as conn:
+        node_id = conn.execute(sa.select(nodes.c.id).where(nodes.c.hostname == hostname)).scalar()
+        if node_id is None:
+            return "host vanished"
+        held = existing_allocation(conn, consumer_id)
+        if held is not None:
+            raise _Claimed(held.hostname)
+    body = {"allocations": {node_id: {"resources": _scheduler.requested_resources(spec)}},
+            "project_id": project_id, "user_id": user_id, "consumer_generation": None, "consumer_type": "INSTANCE"}
+    status, err = client.request("PUT", "/allocations/%s" % consumer_id, body, expect=(204, 409))
+    if status == 409:
+        if error_code(err) == CONCURRENT_UPDATE:
+            held = client.allocations(consumer_id)
+            if held:   # consumer generation conflict: a concurrent run of the same boot claimed it
+                raise _Claimed(_hostname_of(db, next(iter(held))))
+            raise Conflict("Placement: resource provider generation conflict on %s" % hostname)
+        return "Placement: %s" % error_detail(err)
+    try:
+        with db.tx() as conn:
+            conn.execute(alloc.insert().values(id=_db.new_id(), consumer_id=consumer_id, compute_node_id=node_id,
+                                               vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
+                                               created_at=_db.now(), backend="placement"))
+    except BaseException:
+        # nothing half-made: the DB has no copy, so Placement must not keep the claim either
+        client.request("DELETE", "/allocations/%s" % consumer_id, expect=(204, 404))
+        raise
+    return None

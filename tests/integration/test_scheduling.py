@@ -5,23 +5,31 @@
 The hosts report different memory through the hypervisor role's capacity override (host var
 ``bootflow_memory_mb`` -> compute_node ``memory_mb``; 512 MB of each is reserved for the host):
 
-* weighing and filtering (SQLite): 1024, 2048 and 192 MB for guests. boot.yml lands on the host
-  with the most free RAM; a flavor too big for one host gets that host rejected with the reason
-  in the schedule task's result; a flavor too big for all, or an image whose hw_architecture no
-  host has, fails with NoValidHost and every host's reason.
-* racing boots (SQLite and PostgreSQL): 384, 256 and 128 MB, room for 3 + 2 + 1 m1.tiny guests.
-  20 ``ansible-playbook boot.yml`` processes start at once (separate processes, like AWX jobs):
-  exactly 6 guests boot, the other 14 fail with "No valid host", no host is overcommitted and
-  every claim is exactly one allocation on the instance's host. delete.yml then removes all 20
-  (again in parallel) and the hosts are empty.
+* weighing and filtering (SQLite): 1024, 2048 and 192 MB for guests, bfhv43 in availability zone
+  az2 (host var ``bootflow_host_availability_zone``). boot.yml lands on the host with the most free
+  RAM; a flavor too big for one host gets that host rejected with the reason in the schedule task's
+  result; a flavor too big for all, or an image whose hw_architecture no host has, fails with
+  NoValidHost and every host's reason; a boot into zone az2 lands on bfhv43. Down detection: a
+  host that is stopped (its sshd and libvirtd gone) and has not been seen for longer than
+  service_down_time (its last report is moved back in the DB: time passing, not waited for) is
+  rejected as down although boot.yml tried a heartbeat; started again, the next boot's heartbeat
+  brings it back.
+* racing boots (SQLite, PostgreSQL, and a real Placement holding the claims): 384, 256 and 128 MB,
+  room for 3 + 2 + 1 m1.tiny guests. 20 ``ansible-playbook boot.yml`` processes start at once
+  (separate processes, like AWX jobs): exactly 6 guests boot, the other 14 fail with "No valid
+  host", no host is overcommitted and every claim is exactly one allocation on the instance's host
+  - in the DB and, with the placement backend, in Placement's own usages and allocations. delete.yml
+  then removes all 20 (again in parallel) and the hosts (and Placement) are empty.
 
-Real everything: libvirtd, QEMU TCG guests, dnsmasq, sshd on the test hosts, SQLite, and a
-private PostgreSQL server (bench/pgserver.py: 127.0.0.1, stopped by its pid). The schedule task's
-result is read from ``boot.yml -v`` output.
+Real everything: libvirtd, QEMU TCG guests, dnsmasq, sshd on the test hosts, SQLite, a private
+PostgreSQL server (bench/pgserver.py: 127.0.0.1, stopped by its pid) and a private Placement
+(tests/openstack/placement.sh: openstack-placement 16, noauth2, 127.0.0.1, stopped by its pid). The
+schedule task's result is read from ``boot.yml -v`` output.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -36,12 +44,15 @@ import sqlalchemy as sa
 from conftest import INVENTORY_SH, REPO, TESTHOST, PlayResult
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
 import pgserver  # noqa: E402  # bench/pgserver.py
+import placement_server  # noqa: E402  # tests/openstack/placement_server.py
 
 HOSTS = (41, 42, 43)
 RESERVED_MB = 512
 WEIGH_MB = {41: 1024, 42: 2048, 43: 192}      # memory for guests per host
 RACE_MB = {41: 3 * 128, 42: 2 * 128, 43: 128}  # m1.tiny (128 MB) slots: 3 + 2 + 1
+WEIGH_VARS = {43: "bootflow_host_availability_zone=az2"}
 RACE_BOOTS = 20
 SCHEDULE_TASK = "8-12 | nova-scheduler: filter, weigh and claim a host"
 SCHED_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "scheduling.yml")
@@ -51,14 +62,16 @@ def hostname(n):
     return "bfhv%d" % n
 
 
-def write_inventory(path, guest_mb):
-    """tests/hosts/inventory.sh for the three hosts, each with its bootflow_memory_mb override."""
+def write_inventory(path, guest_mb, host_vars=None):
+    """tests/hosts/inventory.sh for the three hosts, each with its bootflow_memory_mb override (and more vars)."""
     text = subprocess.run([INVENTORY_SH, *map(str, HOSTS)], check=True, stdout=subprocess.PIPE, text=True).stdout
     out = []
     for line in text.splitlines():
         m = re.match(r"^bfhv(\d+) ", line)
         if m:
             line += " bootflow_memory_mb=%d" % (RESERVED_MB + guest_mb[int(m.group(1))])
+            if (host_vars or {}).get(int(m.group(1))):
+                line += " " + host_vars[int(m.group(1))]
         out.append(line)
     path.write_text("\n".join(out) + "\n")
     return path
@@ -91,16 +104,22 @@ EMPTY = {"domains": [], "volumes": [], "instances": [], "dhcp_hosts": []}
 class Cloud:
     """One controller: its own state dir and database (SQLite file, or a PostgreSQL database by URL)."""
 
-    def __init__(self, base, db_url=None):
+    def __init__(self, base, db_url=None, placement=None):
         self.base = base
         self.state_dir = base / "state"
         self.db_url = db_url
+        self.placement = placement
         self.env = dict(os.environ, BOOTFLOW_STATE_DIR=str(self.state_dir), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
                         PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"],
                         ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
         self.env.pop("BOOTFLOW_DB_URL", None)
         if db_url:
             self.env["BOOTFLOW_DB_URL"] = db_url   # _db.resolve_db_url honours it in every action plugin
+        for name in ("BOOTFLOW_PLACEMENT_BACKEND", "BOOTFLOW_PLACEMENT_URL"):
+            self.env.pop(name, None)
+        if placement is not None:
+            # every step's placement_backend / placement_url default (compute_node, schedule, delete)
+            self.env.update(BOOTFLOW_PLACEMENT_BACKEND="placement", BOOTFLOW_PLACEMENT_URL=placement.url)
         url = db_url or "sqlite:///%s" % (self.state_dir / "bootflow.db")
         self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
 
@@ -119,6 +138,10 @@ class Cloud:
     def query(self, sql, **params):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]  # pylint: disable=protected-access
+
+    def query_exec(self, sql, **params):
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(sql), params)
 
     def capacity(self):
         """hostname -> (guest memory MB, used MB, allocation count), from compute_nodes + allocations."""
@@ -184,7 +207,7 @@ def weigh(tmp_path_factory):
     fresh_hosts()
     base = tmp_path_factory.mktemp("bootflow-sched")
     cloud = Cloud(base)
-    inv = write_inventory(base / "inventory.ini", WEIGH_MB)
+    inv = write_inventory(base / "inventory.ini", WEIGH_MB, WEIGH_VARS)
     cloud.play("bootstrap.yml", inv)
     cloud.play("hypervisors.yml", inv)
     cloud.play(SCHED_PLAYBOOK, inv)
@@ -262,6 +285,40 @@ def test_an_image_for_another_architecture_fits_no_host(weigh):
                                  for n in HOSTS}
 
 
+def test_a_zone_request_lands_in_that_zone(weigh):
+    _res, (status, sched) = weigh["boot"]("sched-z", "-e", "bootflow_availability_zone=az2")
+    assert status == "changed" and sched["host"] == "bfhv43", sched
+    assert sched["rejected"] == {"bfhv41": "AvailabilityZoneFilter: host is in zone nova, requested az2",
+                                 "bfhv42": "AvailabilityZoneFilter: host is in zone nova, requested az2"}
+    zones = {r["hostname"]: r["availability_zone"] for r in weigh["cloud"].query(
+        "SELECT hostname, availability_zone FROM compute_nodes")}
+    assert zones == {"bfhv41": "nova", "bfhv42": "nova", "bfhv43": "az2"}
+
+
+def test_a_silent_host_is_down_and_comes_back_with_a_heartbeat(weigh):
+    cloud = weigh["cloud"]
+    subprocess.run([TESTHOST, "stop", "41"], check=True, timeout=120)
+    try:
+        # bfhv41 last seen 10 minutes ago (its report moved back in time: a clock, not a wait)
+        cloud.query_exec("UPDATE compute_nodes SET updated_at = :t WHERE hostname = 'bfhv41'",
+                         t=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=10))
+        res, (status, sched) = weigh["boot"]("sched-e")
+        assert status == "changed" and sched["host"] == "bfhv42", sched
+        assert re.match(r"^ComputeFilter: down \(last update 6\d\ds ago, service_down_time 60s\)$", sched["rejected"]["bfhv41"]), sched
+        assert "bfhv41" not in sched["weights"]
+        # boot.yml did try: the heartbeat to bfhv41 found nobody (unreachable, ignored), the others answered
+        assert "heartbeats of the candidate hosts" in res.out and "UNREACHABLE" in res.out
+    finally:
+        subprocess.run([TESTHOST, "start", "41"], check=True, timeout=120)
+    # started again: the next boot's heartbeat reaches it, and it is a candidate again
+    _res, (status, sched) = weigh["boot"]("sched-f")
+    assert status == "changed" and "bfhv41" not in sched["rejected"] and "bfhv41" in sched["weights"], sched
+    age = cloud.query("SELECT updated_at FROM compute_nodes WHERE hostname = 'bfhv41'")[0]["updated_at"]
+    if isinstance(age, str):
+        age = datetime.datetime.fromisoformat(age)
+    assert datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - age < datetime.timedelta(minutes=5)
+
+
 def test_delete_leaves_the_hosts_empty(weigh):
     cloud = weigh["cloud"]
     assert weigh["names"], "no boot ran"
@@ -275,18 +332,27 @@ def test_delete_leaves_the_hosts_empty(weigh):
 
 # --- 20 boots at once ------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "placement"])
 def race(request, tmp_path):
-    db_url = None
+    db_url, placement = None, None
     if request.param == "postgresql":
         db_url = request.getfixturevalue("pg").create_database("race")
+    if request.param == "placement":
+        # the claims in a real Placement (its own, fresh), the DB (SQLite) keeps copies
+        placement = placement_server.PlacementServer(tmp_path / "osp")
+        try:
+            placement.start()
+        except (RuntimeError, OSError) as exc:
+            placement.stop()
+            pytest.fail("cannot start a private Placement (scripts/setup.sh installs it): %s" % exc)
+        request.addfinalizer(placement.stop)
     fresh_hosts()
-    cloud = Cloud(tmp_path, db_url)
+    cloud = Cloud(tmp_path, db_url, placement)
     inv = write_inventory(tmp_path / "inventory.ini", RACE_MB)
     cloud.play("bootstrap.yml", inv)
     cloud.play("hypervisors.yml", inv)
     cloud.play(SCHED_PLAYBOOK, inv)   # no quota limits
-    yield {"cloud": cloud, "inv": inv, "backend": request.param, "tmp": tmp_path}
+    yield {"cloud": cloud, "inv": inv, "backend": request.param, "tmp": tmp_path, "placement": placement}
     cloud.close()
 
 
@@ -330,8 +396,8 @@ def test_twenty_simultaneous_boots_fill_the_hosts_and_never_overcommit(race):
         assert sorted(insts) == names
         assert sorted(n for n, r in insts.items() if r["vm_state"] == "active") == sorted(booted)
         assert all(insts[n]["vm_state"] == "error" and insts[n]["host"] is None for n in failed)
-        allocs = cloud.query("SELECT a.consumer_id, n.hostname, a.memory_mb FROM allocations a "
-                             "JOIN compute_nodes n ON n.id = a.compute_node_id")
+        allocs = cloud.query("SELECT a.consumer_id, n.hostname, a.memory_mb, a.vcpus, a.disk_gb, a.backend "
+                             "FROM allocations a JOIN compute_nodes n ON n.id = a.compute_node_id")
         by_uuid = {r["uuid"]: r for r in insts.values()}
         assert len(allocs) == len(booted) == len({a["consumer_id"] for a in allocs})
         for a in allocs:
@@ -345,6 +411,14 @@ def test_twenty_simultaneous_boots_fill_the_hosts_and_never_overcommit(race):
             # the hosts: exactly the instances the DB puts there are running
             want = sorted("bootflow-%s" % r["uuid"] for r in insts.values() if r["host"] == hostname(n))
             assert running_domains(n) == want, hostname(n)
+        pl = race["placement"]
+        assert {a["backend"] for a in allocs} == {"local" if pl is None else "placement"}
+        figures = {hostname(n): "%d/%d MB" % (cap[hostname(n)][1], cap[hostname(n)][0]) for n in HOSTS}
+        if pl is not None:
+            check_placement(pl, cloud, insts, allocs)
+            figures = placement_figures(pl, cloud)
+        print("%s: %d ACTIVE, %d No valid host; memory used/capacity per host: %s"
+              % (race["backend"], len(booted), len(failed), figures))
     finally:
         t1 = time.monotonic()
         deletes = run_parallel(cloud, [cloud.cmd("delete.yml", inv, "-e", "bootflow_instance_name=%s" % name)
@@ -359,3 +433,47 @@ def test_twenty_simultaneous_boots_fill_the_hosts_and_never_overcommit(race):
     assert cloud.query("SELECT id FROM ports") == []
     assert cloud.query("SELECT name FROM instances WHERE deleted = 0") == []
     assert all(c[1:] == (0, 0) for c in cloud.capacity().values())
+    if race["placement"] is not None:
+        pl = race["placement"]
+        for rp in placement_nodes(cloud).values():
+            assert pl.provider_allocations(rp) == {} and set(pl.usages(rp).values()) == {0}, rp
+
+
+def placement_nodes(cloud):
+    return {r["hostname"]: r["id"] for r in cloud.query("SELECT id, hostname FROM compute_nodes")}
+
+
+def placement_figures(pl, cloud):
+    """host -> 'used/capacity MB' of MEMORY_MB as Placement itself counts it."""
+    out = {}
+    for host, rp in sorted(placement_nodes(cloud).items()):
+        inv = pl.inventories(rp)["MEMORY_MB"]
+        out[host] = "%d/%d MB" % (pl.usages(rp)["MEMORY_MB"], (inv["total"] - inv["reserved"]) * inv["allocation_ratio"])
+    return out
+
+
+def check_placement(pl, cloud, insts, allocs):
+    """Placement's own view after the race: one resource provider per compute node (same UUID), no
+    provider used beyond its inventory (usages against (total - reserved) * ratio, every class), and
+    exactly one allocation per ACTIVE instance - on its host, the same as the DB's copy - and none for
+    the instances that got No valid host."""
+    nodes = placement_nodes(cloud)
+    providers = pl.providers()
+    assert {h: providers.get(h) for h in nodes} == nodes
+    copies = {a["consumer_id"]: a for a in allocs}
+    for n in HOSTS:
+        rp = nodes[hostname(n)]
+        inventory, usage = pl.inventories(rp), pl.usages(rp)
+        for rc, inv in inventory.items():
+            assert usage.get(rc, 0) <= (inv["total"] - inv["reserved"]) * inv["allocation_ratio"], (hostname(n), rc, usage)
+        assert usage["MEMORY_MB"] == RACE_MB[n], (hostname(n), usage)
+        on_host = sorted(r["uuid"] for r in insts.values() if r["host"] == hostname(n))
+        assert sorted(pl.provider_allocations(rp)) == on_host, hostname(n)
+    for inst in insts.values():
+        held = pl.allocations(inst["uuid"])
+        if inst["vm_state"] == "active":
+            copy = copies[inst["uuid"]]
+            assert held == {nodes[inst["host"]]: {"VCPU": copy["vcpus"], "MEMORY_MB": copy["memory_mb"],
+                                                  **({"DISK_GB": copy["disk_gb"]} if copy["disk_gb"] else {})}}, inst
+        else:
+            assert held == {} and inst["uuid"] not in copies, inst

@@ -25,6 +25,9 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._scheduler import (
     free,
     match_extra_spec,
     normalize,
+    requested_aggregates,
+    requested_resources,
+    requested_traits,
     schedule_instances,
     select_hosts,
 )
@@ -127,7 +130,8 @@ def test_host_state_coercions_and_validation():
 # --------------------------------------------------------------------------------------------- filters
 
 def test_filter_registry_order():
-    assert list(FILTERS) == ["ForceHostFilter", "AvailabilityZoneFilter", "ComputeFilter", "CapacityFilter",
+    assert list(FILTERS) == ["ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
+                             "ComputeFilter", "CapacityFilter",
                              "ComputeCapabilitiesFilter", "ImagePropertiesFilter", "ServerGroupAntiAffinityFilter",
                              "ServerGroupAffinityFilter"]
     assert SchedulerConfig().enabled_filters == list(FILTERS)
@@ -312,6 +316,55 @@ def test_enabled_filters_subset_and_mandatory():
         select_hosts(hosts, spec(memory_mb=4096), SchedulerConfig(enabled_filters=[]), now=NOW)
     with pytest.raises(NoValidHost, match="AvailabilityZoneFilter"):
         select_hosts(hosts, spec(availability_zone="other"), SchedulerConfig(enabled_filters=[]), now=NOW)
+
+
+def test_aggregate_filter_member_of():
+    def ag(h, value):
+        return run_filter("AggregateFilter", h, spec(flavor_extra_specs={"member_of": value}))
+
+    ssd = host("hv1", aggregates=["ssd", "rack1"])
+    assert run_filter("AggregateFilter", ssd, spec()) is None               # no member_of: any host
+    assert ag(ssd, "ssd") is None
+    assert ag(ssd, "in:gpu,rack1") is None                                   # one of them is enough
+    assert ag(ssd, "gpu") == "not in aggregate gpu (host aggregates: rack1, ssd)"
+    assert ag(host("hv2"), "in:gpu,ssd") == "not in aggregate gpu or ssd (host aggregates: none)"
+    assert requested_aggregates(spec(flavor_extra_specs={"member_of": "in: a , b"})) == frozenset({"a", "b"})
+    for bad in ("in:", "in:a,,b", "in:a, "):
+        with pytest.raises(ValueError, match="member_of"):
+            spec(flavor_extra_specs={"member_of": bad})
+
+
+def test_traits_filter_required_and_forbidden():
+    def tf(h, **es):
+        return run_filter("TraitsFilter", h, spec(flavor_extra_specs=es))
+
+    h = host("hv1", traits=["CUSTOM_SSD", "HW_CPU_X86_AVX2"])
+    assert tf(h) is None
+    assert tf(h, **{"trait:CUSTOM_SSD": "required"}) is None
+    assert tf(h, **{"trait:CUSTOM_SSD": "required", "trait:CUSTOM_GPU": "required", "trait:CUSTOM_FPGA": "required"}) \
+        == "lacks required traits CUSTOM_FPGA, CUSTOM_GPU"
+    assert tf(h, **{"trait:HW_CPU_X86_AVX2": "forbidden"}) == "has forbidden trait HW_CPU_X86_AVX2"
+    assert tf(host("hv2"), **{"trait:HW_CPU_X86_AVX2": "forbidden"}) is None
+    assert requested_traits(spec(flavor_extra_specs={"trait:A": "Required", "trait:B": "forbidden", "hw:x": "1"})) \
+        == (frozenset({"A"}), frozenset({"B"}))
+    with pytest.raises(ValueError, match="'required' or 'forbidden'"):
+        spec(flavor_extra_specs={"trait:CUSTOM_X": "preferred"})
+    with pytest.raises(ValueError, match="not a trait name"):
+        spec(flavor_extra_specs={"trait:custom_x": "required"})
+    # ComputeCapabilitiesFilter leaves the Placement-style keys alone
+    assert run_filter("ComputeCapabilitiesFilter", h, spec(flavor_extra_specs={"trait:CUSTOM_X": "required",
+                                                                               "member_of": "gpu"})) is None
+
+
+def test_prefilters_run_even_when_not_enabled_and_for_a_forced_host():
+    hosts = [host("hv1", aggregates=["a"], traits=["CUSTOM_A"]), host("hv2")]
+    s = spec(flavor_extra_specs={"member_of": "a", "trait:CUSTOM_A": "required"})
+    assert select_hosts(hosts, s, SchedulerConfig(enabled_filters=[]), now=NOW).hosts[0][0] == "hv1"
+    with pytest.raises(NoValidHost) as err:
+        select_hosts(hosts, dataclasses.replace(s, force_host="hv2"), now=NOW)
+    assert err.value.rejected["hv2"].startswith("AggregateFilter: not in aggregate a")
+    assert requested_resources(spec(root_gb=0)) == {"VCPU": 1, "MEMORY_MB": 512}
+    assert requested_resources(spec(root_gb=2, ephemeral_gb=1)) == {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 3}
 
 
 def test_first_failing_filter_is_reported():
