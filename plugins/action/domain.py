@@ -43,7 +43,10 @@ class ActionModule(HostStep):
                 for vol in _volumes.instance_volumes(conn, instance.uuid):
                     if vol.status == "in-use":
                         _volumes.set_status(conn, vol.id, "available")
+                # a failed build being undone keeps its task_state (the conductor decides what comes next);
+                # any other instance is being deleted
+                task_state = instance.task_state if instance.vm_state == api.BUILDING else api.DELETING
                 conn.execute(_db.table("instances").update().where(_db.table("instances").c.uuid == instance.uuid)
-                             .values(power_state="NOSTATE", task_state=api.DELETING, updated_at=_db.now()))
-                return instance.vm_state, api.DELETING
+                             .values(power_state="NOSTATE", task_state=task_state, updated_at=_db.now()))
+                return instance.vm_state, task_state
         return None

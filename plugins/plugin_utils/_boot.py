@@ -12,7 +12,7 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _images, _networking, _placement, _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _faults, _images, _networking, _placement, _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
@@ -169,6 +169,8 @@ def spec(conn, row):
     out["root_volume"] = next((v for v in out["volumes"] if v["device"] == "vda"), None) \
         if out["boot_from_volume"] else None
     out["data_volumes"] = [v for v in out["volumes"] if out["root_volume"] is None or v["id"] != out["root_volume"]["id"]]
+    # the reschedule bookkeeping (Nova's RequestSpec.retry): attempts so far, hosts tried, each failure
+    out["retry"] = _faults.retry_of(row.request) if (row.request or {}).get("retry") else None
     alloc = _placement.existing_allocation(conn, row.uuid)
     out["allocation"] = None if alloc is None else {"host": alloc.hostname, "vcpus": alloc.vcpus,
                                                     "memory_mb": alloc.memory_mb, "disk_gb": alloc.disk_gb}
@@ -181,3 +183,26 @@ def spec(conn, row):
 def image_location(conn, image_id):
     images = _db.table("images")
     return conn.execute(sa.select(images.c.location).where(images.c.id == image_id)).scalar()
+
+
+# --- a failed build: what the conductor resets before a reschedule or ERROR ------------------------
+
+def save_retry(conn, uuid, retry):
+    """Keep the retry bookkeeping in the instance's request (survives a crash and a re-run)."""
+    inst = _db.table("instances")
+    request = conn.execute(sa.select(inst.c.request).where(inst.c.uuid == uuid)).scalar() or {}
+    conn.execute(inst.update().where(inst.c.uuid == uuid).values(request=dict(request, retry=retry),
+                                                                 updated_at=_db.now()))
+
+
+def reset_build_volumes(conn, uuid):
+    """The failed build's volumes (and their attachments) go back to what nova-api wrote: status
+    ``creating``, no host, the device kept. Their pool volumes were removed from the failed host by
+    the compute role's undo; the next host creates them again. Returns the names reset."""
+    vols = _db.table("volumes")
+    rows = conn.execute(vols.select().where(vols.c.instance_uuid == uuid, vols.c.status != "deleted")).fetchall()
+    changed = [r.name for r in rows if r.status != "creating" or r.host is not None]
+    if changed:
+        conn.execute(vols.update().where(vols.c.instance_uuid == uuid, vols.c.status != "deleted")
+                     .values(status="creating", host=None, updated_at=_db.now()))
+    return changed

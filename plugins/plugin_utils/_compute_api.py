@@ -139,10 +139,20 @@ def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **field
 
 def set_fault(conn, uuid, message, step, host):
     """vm_state ERROR with a recorded fault (like add_instance_fault_from_exc)."""
+    record_fault(conn, uuid, {"message": message, "step": step, "host": host, "at": now_iso()})
+
+
+def record_fault(conn, uuid, fault, **fields):
+    """vm_state ERROR, task_state None and ``fault`` (a dict with at least message, step, host, at);
+    ``fields`` are further instance columns to write (e.g. ``host=None`` once nothing is left on it)."""
     inst = _db.table("instances")
     conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
-        vm_state=ERROR, task_state=None, updated_at=_db.now(),
-        fault={"message": message, "step": step, "host": host, "at": _db.now().isoformat() + "Z"}))
+        vm_state=ERROR, task_state=None, updated_at=_db.now(), fault=fault, **fields))
+
+
+def now_iso():
+    """The time as the fault records it (UTC, ISO 8601 with Z)."""
+    return _db.now().isoformat() + "Z"
 
 
 def record_step(conn, instance_uuid, seed_steps, service, action, host, before, after, changed, ms):

@@ -1,0 +1,31 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.reschedule (nova-conductor after a failed build: re-claim an alternate or ERROR)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _faults, _reschedule
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        instance=dict(type="str", required=True),
+        host=dict(type="str", required=True),
+        alternates=dict(type="list", elements="str", default=[]),
+        max_attempts=dict(type="int", default=3),
+        failure=dict(type="dict", default={}),
+        failed_task=dict(type="str"),
+        failed_action=dict(type="str"),
+        cleanup_error=dict(type="str"),
+    )
+
+    def step(self, ctx):
+        a = ctx.args
+        failure = _faults.failure_of(a["failure"], task=a["failed_task"], action=a["failed_action"], host=a["host"])
+        return _reschedule.failed_build(ctx.db, ctx.auth, a["instance"], a["host"], failure,
+                                        alternates=a["alternates"], max_attempts=a["max_attempts"],
+                                        cleanup_error=a["cleanup_error"], check_mode=ctx.check_mode,
+                                        started=ctx.started)

@@ -1,0 +1,120 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nova-conductor after a failed build: release what the controller holds, then re-claim an
+alternate host or put the instance in ERROR with its fault (Nova's build_instances on a reschedule,
+``_cleanup_when_reschedule_fails`` / ``BuildAbortException``).
+
+PRIVATE to the collection: may change at any time. Controller side only. The decision itself
+(classification, max_attempts, alternates left) is pure code in ``_faults``.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _faults, _networking, _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms, table
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NoValidHostError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+
+
+def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=3, cleanup_error=None,
+                 check_mode=False, started=None, placement=None):
+    """Handle the failed build of ``instance`` on ``host`` (after the compute role's undo there).
+
+    ``failure`` is a ``_faults.Failure``; ``placement`` the Placement client when a real Placement
+    holds the claims (None: the local backend). Returns the task result: ``rescheduled`` with the new
+    ``host`` and the ``alternates`` left, or the instance in ERROR with its ``fault``.
+    """
+    for rule in ("compute:set_error", "placement:release", "scheduler:select_destinations"):
+        enforce(auth, rule)
+    if max_attempts < 1:
+        raise InvalidRequest("max_attempts must be at least 1, got %d." % max_attempts)
+    verdict = _faults.classify(failure)
+    with db.tx() as conn:
+        row = api.get_instance(conn, instance, auth)
+        if row.vm_state not in (api.BUILDING, api.ERROR):
+            raise Conflict("Instance %s is %s: only a failed build is rescheduled or put in ERROR."
+                           % (row.name, row.vm_state))
+        alloc = _placement.existing_allocation(conn, row.uuid)
+        if alloc is not None and alloc.hostname != host:
+            raise Conflict("Instance %s holds its claim on %s, not on %s: the failure on %s is not its build."
+                           % (row.name, alloc.hostname, host, host))
+        flavors, images = table("flavors"), table("images")
+        flavor = conn.execute(flavors.select().where(flavors.c.id == row.flavor_id)).first()
+        image = conn.execute(images.select().where(images.c.id == row.image_id)).first() if row.image_id else None
+    at = api.now_iso()
+    retry = _faults.add_failure(_faults.retry_of(row.request), _faults.attempt_record(failure, verdict, at))
+    if row.vm_state == api.ERROR and verdict.reschedulable:
+        # a step put the instance in ERROR itself: that is final
+        verdict = _faults.Verdict(False, "error", "the failed step put the instance in ERROR itself")
+    decision = _faults.decide(verdict, retry, list(alternates), max_attempts, row.uuid, cleanup_error)
+    before = (row.vm_state, row.task_state)
+    out = {"changed": True, "rescheduled": False, "reschedulable": verdict.reschedulable,
+           "category": verdict.category, "reason": decision.reason or verdict.reason,
+           "failure": {"message": failure.message, "step": failure.step, "action": failure.action,
+                       "host": failure.host, "kind": failure.kind},
+           "num_attempts": retry["num_attempts"], "tried": retry["hosts"], "host": None, "alternates": []}
+    if check_mode:
+        return out
+    if decision.reschedule:
+        new_host, left, why = _reclaim(db, row, flavor, image, retry, decision.candidates, placement)
+        if new_host is not None:
+            after = (api.BUILDING, api.SCHEDULING)
+            out.update(rescheduled=True, host=new_host, alternates=left, num_attempts=retry["num_attempts"] + 1)
+            return _finish(db, out, row, "8-12", "reschedule", new_host, before, after, started)
+        decision = _faults.Decision(False, (), why)
+    if not cleanup_error:
+        release(db, row.uuid, placement)
+    fault = _faults.fault_record(failure, verdict, decision, retry, at)
+    with db.tx() as conn:
+        _boot.save_retry(conn, row.uuid, retry)
+        # with a cleanup error something may still run on the host: the host, the claim and the ports
+        # stay, so that delete.yml goes there and undoes the rest (Nova keeps instance.host for this too)
+        api.record_fault(conn, row.uuid, fault, **({} if cleanup_error else {"host": None}))
+    out.update(reason=decision.reason, fault=fault)
+    return _finish(db, out, row, "fault", "build_failed", host, before, (api.ERROR, None), started)
+
+
+def _placement_kwargs(placement, row=None):
+    """The _placement.claim/release arguments of the backend: none for the local one."""
+    if placement is None:
+        return {}
+    return {"placement": placement} if row is None else {"placement": placement, "project_id": row.project_id,
+                                                         "user_id": row.user_id}
+
+
+def release(db, uuid, placement=None):
+    """What the controller holds for a failed build, in the undo order: the volume attachments and
+    records (back to 'creating', no host), the ports (IP addresses), then the claim. Idempotent."""
+    with db.tx() as conn:
+        _boot.reset_build_volumes(conn, uuid)
+    _networking.release_ports(db, uuid)
+    _placement.release(db, uuid, **_placement_kwargs(placement))
+
+
+def _reclaim(db, row, flavor, image, retry, candidates, placement=None):
+    """Nova's conductor on a reschedule: free the claim on the failed host (host None, task_state
+    scheduling), then claim the first alternate that still fits - it may be stale. Returns
+    (host, alternates after it, '') or (None, [], why nothing could be claimed)."""
+    release(db, row.uuid, placement)
+    with db.tx() as conn:
+        _boot.save_retry(conn, row.uuid, _faults.next_attempt(retry))
+        api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, host=None)
+    spec = _boot.request_spec(flavor, image, row.request)
+    try:
+        host, alternates, _tried = _placement.claim(db, row.uuid, spec, list(candidates),
+                                                    **_placement_kwargs(placement, row))
+    except NoValidHostError as exc:
+        return None, [], "%s (no alternate could be claimed: %s)" % (_faults.MAX_RETRIES % row.uuid, exc)
+    with db.tx() as conn:
+        api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, expected_task_state=api.SCHEDULING, host=host)
+    return host, [h for h in alternates if h not in retry["hosts"]], ""
+
+
+def _finish(db, out, row, seed, action, host, before, after, started):
+    ms = monotonic_ms(started) if started is not None else 0
+    with db.tx() as conn:
+        api.record_step(conn, row.uuid, seed, "nova-conductor", action, host, before, after, True, ms)
+        out["instance"] = api.instance_dict(api.get_instance(conn, row.uuid))
+    out["bootflow_step"] = api.step_row(row.name, seed, "nova-conductor", action, host, before, after, True, ms)
+    return out
