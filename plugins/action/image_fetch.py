@@ -37,8 +37,12 @@ class ActionModule(HostStep):
         present = args.get("state", "present") == "present"
         with ctx.db.tx() as conn:
             instance = api.get_instance(conn, args["instance_uuid"], ctx.auth) if args.get("instance_uuid") else None
-            image = _images.find_image(conn, args.get("image_id") or (instance.image_id if instance else None), ctx.auth)
             flavor = api.get_flavor(conn, instance.flavor_id) if instance is not None else None
+        ref = args.get("image_id") or (instance.image_id if instance is not None else None)
+        if instance is None and present:
+            ref = _images.boot_image_ref(ctx, ref)  # image_backend=glance: a Glance image bootflow has not seen yet
+        with ctx.db.tx() as conn:
+            image = _images.find_image(conn, ref, ctx.auth)
         if present:
             self._glance, self._glance_image, image = _images.refresh(ctx, image)
             if image.status != "active":
@@ -83,17 +87,24 @@ class ActionModule(HostStep):
             return super().run_module(ctx, dict(module_args, url=self._location))
         # the base is not cached on this host: send it once, whatever the number of parallel boots
         with self._host_image_lock(ctx, module_args) as lock_path:
-            if os.stat(lock_path).st_mtime_ns > probed_ns:
+            sent = lock_path[:-len(".lock")] + ".sent"
+            # (file times come from a coarse clock, a tick behind time_ns: 50 ms of margin)
+            if os.path.exists(sent) and os.stat(sent).st_mtime_ns > probed_ns - 50_000_000:
                 # another boot sent this image to this host after we looked: look again
                 result = super().run_module(ctx, module_args)
                 result.update(transferred_bytes=0, image_source=None)
                 if not result.get("base_missing"):
+                    ctx.progress("image %s was sent to %s by another boot meanwhile: not sent again"
+                                 % (module_args["image_id"], ctx.host))
                     return result
             if self._glance is not None:
                 result = self._send_from_glance(ctx, module_args)
             else:
                 result = self._send_from_store(ctx, module_args)
-            os.utime(lock_path)  # tells the boots waiting for this lock that the image was sent
+            # tells the boots that wait for this lock (they looked before it was sent) to look again
+            with open(sent, "w"):
+                pass
+            os.utime(sent)
         return result
 
     @contextlib.contextmanager
