@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _faults, _reschedule
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _faults, _placement, _reschedule
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
 
 
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
         AUTH_ARGSPEC,
+        PLACEMENT_ARGSPEC,
         instance=dict(type="str", required=True),
         host=dict(type="str", required=True),
         alternates=dict(type="list", elements="str", default=[]),
@@ -28,4 +29,4 @@ class ActionModule(ControllerStep):
         return _reschedule.failed_build(ctx.db, ctx.auth, a["instance"], a["host"], failure,
                                         alternates=a["alternates"], max_attempts=a["max_attempts"],
                                         cleanup_error=a["cleanup_error"], check_mode=ctx.check_mode,
-                                        started=ctx.started)
+                                        started=ctx.started, placement=_placement.for_step(ctx))

@@ -37,6 +37,7 @@ description:
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.placement
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.CONTROLLER
 options:
