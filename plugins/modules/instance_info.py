@@ -178,10 +178,23 @@ instance:
       returned: success
       sample: "#cloud-config\nhostname: web1\n"
     fault:
-      description: The recorded fault (message, step, host, at), V(null) unless the instance went to error.
+      description:
+        - The recorded fault, V(null) unless the instance went to error.
+        - C(message), C(step) (the failed task's name or the failed step), C(host) and C(at) (UTC, ISO 8601) are always
+          there.
+        - A build that failed on its host (see M(bootflow.cloud.reschedule)) adds C(action) (the failed module),
+          C(category) (what failed, for example V(host), V(host_resources), V(image), V(no_ips)), C(reschedulable),
+          C(reason) (why the build ended in ERROR, for example Nova's C(Exceeded maximum number of retries) or why
+          the failure is not reschedulable) and C(attempts) (every failed build - host, step, action, message,
+          category, reschedulable, at).
       type: dict
       returned: success
-      sample: null
+      sample: {"message": "cannot start domain bootflow-6f1c...: Hook script execution failed", "host": "hv3",
+               "step": "28 | nova-compute -> libvirt: define and start the domain, wait until it runs",
+               "action": "domain", "at": "2025-01-10T09:15:40.5Z", "category": "host", "reschedulable": true,
+               "reason": "Exceeded maximum number of retries. Exhausted all hosts available for retrying build
+                          failures for instance 6f1c... (3 of max_attempts=3 builds tried; tried hv1, hv2, hv3)",
+               "attempts": []}
     created_at:
       description: Creation time, UTC, ISO 8601.
       type: str
@@ -440,6 +453,29 @@ instance:
           type: str
           returned: success
           sample: null
+    retry:
+      description:
+        - The reschedule bookkeeping (Nova's C(RequestSpec.retry)), V(null) while no build of the instance failed.
+        - A rescheduled instance that ended C(active) keeps it, it says where and why the earlier builds failed.
+      type: dict
+      returned: success
+      contains:
+        num_attempts:
+          description: Builds tried, the current one included.
+          type: int
+          returned: success
+          sample: 2
+        hosts:
+          description: Hosts a build failed on, in order.
+          type: list
+          elements: str
+          returned: success
+          sample: [hv1]
+        failures:
+          description: One entry per failed build - host, step, action, message, category, reschedulable, at.
+          type: list
+          elements: dict
+          returned: success
     allocation:
       description: The resources claimed on the host by M(bootflow.cloud.schedule), V(null) before scheduling.
       type: dict

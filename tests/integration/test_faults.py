@@ -296,6 +296,41 @@ def test_instance_dir_out_of_space_rescheduled_and_first_host_clean(cloud):
     assert_deleted(cloud, "f-disk")
 
 
+LIBVIRTD_STOP = ("kill \"$(cat /run/libvirt/libvirtd.pid)\"; for i in $(seq 50); do "
+                 "virsh -c qemu:///system -q version >/dev/null 2>&1 || exit 0; sleep 0.2; done; exit 1")
+LIBVIRTD_START = ("taskset -c 0 libvirtd -d -p /run/libvirt/libvirtd.pid; for i in $(seq 150); do "
+                  "virsh -c qemu:///system -q version >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
+
+
+def test_libvirtd_down_cleanup_fails_error_keeps_the_host_for_delete(cloud):
+    """libvirtd stopped on the chosen host: the first step that needs it fails, and so does the undo's
+    first step (the domain cannot be looked at), so nothing proves the host clean. Like Nova ("Could not
+    clean up failed build, not rescheduling") the instance goes to ERROR and keeps its host, claim and
+    port; delete.yml, once libvirtd is back, removes the rest."""
+    host = cloud.env[121]
+    host.ssh(LIBVIRTD_STOP)
+    try:
+        # service_down_time=0: the scheduler does not judge hosts by their heartbeats here
+        res = cloud.boot("f-virtd", "-e", "bootflow_service_down_time=0", check=False)
+    finally:
+        host.ssh(LIBVIRTD_START)
+    assert res.rc != 0 and "Could not clean up the failed build on bfhv121, not rescheduling" in res.out, \
+        res.out[-3000:]
+    inst = cloud.instance("f-virtd")
+    fault = inst["fault"]
+    assert (inst["vm_state"], inst["host"]) == ("error", "bfhv121")
+    assert fault["host"] == "bfhv121" and fault["step"].startswith("25-27 | ") and fault["action"] == "volume"
+    assert fault["reason"].startswith("Could not clean up the failed build on bfhv121, not rescheduling: "
+                                      "Undo | libvirt: destroy and undefine the domain")
+    assert len(fault["attempts"]) == 1
+    assert cloud.claims() == [{"consumer_id": inst["uuid"], "hostname": "bfhv121"}]
+    assert len(cloud.query("SELECT id FROM ports WHERE instance_uuid=?", inst["uuid"])) == 1
+    left = cloud.host_state(121)
+    assert left["instances"] == [inst["uuid"]] and len(left["dhcp_hosts"]) == 1 and left["domains"] == [], left
+    assert cloud.host_state(122) == EMPTY and cloud.host_state(123) == EMPTY
+    assert_deleted(cloud, "f-virtd")
+
+
 def test_every_host_failing_ends_in_error_after_max_attempts_nothing_left(cloud):
     for n in HOSTS:
         flag(n, "fail-start")
