@@ -22,7 +22,8 @@ to the next host. Release is ``DELETE /allocations/{consumer}``. The bootflow da
 of every allocation either way (``allocations.backend`` says which backend holds it): delete,
 instance_info and reschedule read it.
 
-Plain HTTP through urllib (stdlib): the forked action worker imports nothing more. Auth: with the
+Plain HTTP through ansible's ``open_url`` (urllib underneath): the forked action worker imports
+nothing more. Auth: with the
 local identity, Placement runs with ``auth_strategy = noauth2`` and gets the token ``admin`` (see
 docs/scheduler.md); with Keystone, the caller's token when it has the admin or service role, else a
 service token issued with the controller's credentials (E(BOOTFLOW_PLACEMENT_CLOUD) or openrc).
@@ -38,8 +39,10 @@ import socket
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 import uuid as uuidlib
+
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import SSLValidationError, open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
@@ -375,14 +378,14 @@ class Placement:
                    "X-Auth-Token": self.token, "User-Agent": "bootflow.cloud"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         self.requests += 1
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with open_url(self.url + path, data=data, headers=headers, method=method, timeout=self.timeout,
+                          ca_path=os.environ.get("OS_CACERT"), follow_redirects="none") as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
-        except (urllib.error.URLError, socket.timeout, OSError) as exc:
+        except (urllib.error.URLError, socket.timeout, OSError, UrlsConnectionError, SSLValidationError) as exc:
             reason = getattr(exc, "reason", exc)
             raise PlacementError("cannot reach Placement at %s (%s): check placement_url and that Placement runs."
                                  % (self.url, reason)) from exc
@@ -498,12 +501,11 @@ def catalog_url(auth_url, token, timeout=TIMEOUT):
     E(OS_REGION_NAME) when set)."""
     interface = (os.environ.get("OS_INTERFACE") or "public").replace("URL", "")
     region = os.environ.get("OS_REGION_NAME")
-    req = urllib.request.Request(auth_url.rstrip("/") + "/auth/catalog",
-                                 headers={"X-Auth-Token": token, "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open_url(auth_url.rstrip("/") + "/auth/catalog", headers={"X-Auth-Token": token, "Accept": "application/json"},
+                      timeout=timeout, ca_path=os.environ.get("OS_CACERT")) as resp:
             catalog = json.loads(resp.read()).get("catalog") or []
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, UrlsConnectionError, SSLValidationError) as exc:
         raise PlacementError("cannot read the service catalog from Keystone at %s to find Placement (%s): set "
                              "placement_url." % (auth_url, getattr(exc, "reason", exc))) from exc
     for service in catalog:
@@ -562,10 +564,10 @@ def sync_provider(client, node, check_mode=False):
             return changes + ["inventories", "traits", "aggregates"]
         status, data = client.request("POST", "/resource_providers", {"name": name, "uuid": rp}, expect=(200, 409))
         if status == 409:
-            raise PlacementError("Placement at %s already has a resource provider named %s with another UUID (a host "
-                                 "registered by another deployment or an older database): %s. Delete it there "
-                                 "(openstack resource provider delete) or rename the host." % (client.url, name,
-                                                                                                 error_detail(data)))
+            raise PlacementError(
+                "Placement at %s already has a resource provider named %s with another UUID (a host registered by "
+                "another deployment or an older database): %s. Delete it there (openstack resource provider delete) "
+                "or rename the host." % (client.url, name, error_detail(data)))
     elif data.get("name") != name:
         changes.append("name")
         if not check_mode:

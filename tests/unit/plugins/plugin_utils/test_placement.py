@@ -113,7 +113,7 @@ def test_sync_caps_reserved_and_leaves_out_empty_classes(db, client, placement, 
 
 
 def test_sync_refuses_a_name_taken_by_another_provider(db, client, placement, hv):
-    status, _ = placement.call("POST", "/resource_providers", {"name": hv("x"), "uuid": str(uuid.uuid4())})
+    status, _body = placement.call("POST", "/resource_providers", {"name": hv("x"), "uuid": str(uuid.uuid4())})
     assert status == 200
     _c, node = _placement.upsert_compute_node(db, hv("x"), {"vcpus": 1, "memory_mb": 1024, "local_gb": 1}, {}, False)
     with pytest.raises(_placement.PlacementError, match="already has a resource provider named %s" % hv("x")):
@@ -131,7 +131,7 @@ def test_an_unknown_standard_trait_is_a_clear_error(db, client, hv):
 
 def test_claims_respect_placement_capacity_and_keep_a_db_copy(db, client, placement, hv):
     node = report(db, client, hv("a"), 512 + 2 * 256)   # room for 2
-    c0, c1, cx = (str(uuid.uuid4()) for _ in range(3))   # Placement's consumers are UUIDs
+    c0, c1, cx = (str(uuid.uuid4()) for _i in range(3))   # Placement's consumers are UUIDs
     for consumer in (c0, c1):
         host, _alts, tried = _placement.claim(db, consumer, SPEC, [hv("a")], placement=client,
                                               project_id=PROJECT, user_id=USER)
@@ -180,7 +180,7 @@ def test_candidates_carry_placement_usage_and_honour_zone_aggregates_and_traits(
     got = client.allocation_candidates(_scheduler.RequestSpec(1, 256, 1, flavor_extra_specs={"trait:CUSTOM_SSD": "forbidden"}))
     assert set(got) & {a["id"], b["id"]} == {b["id"]}
     # usage comes from Placement: an allocation made by someone else (not in our DB) counts
-    status, _ = _placement.Placement(client.url, "admin").request(
+    status, _body = _placement.Placement(client.url, "admin").request(
         "PUT", "/allocations/%s" % uuid.uuid4(), {"allocations": {b["id"]: {"resources": {"MEMORY_MB": 1000}}},
                                                   "project_id": PROJECT, "user_id": USER, "consumer_generation": None,
                                                   "consumer_type": "INSTANCE"}, expect=(204,))
@@ -208,7 +208,7 @@ def _claim_worker(args):
 def test_parallel_claims_never_overcommit_a_provider(db, client, placement, hv, tmp_path):
     hosts = [hv("a"), hv("b")]
     nodes = [report(db, client, hv("a"), 512 + 3 * 256), report(db, client, hv("b"), 512 + 2 * 256)]   # 3 + 2
-    consumers = [str(uuid.uuid4()) for _ in range(12)]
+    consumers = [str(uuid.uuid4()) for _i in range(12)]
     with multiprocessing.get_context("fork").Pool(6) as pool:
         got = pool.map(_claim_worker, [(db.url, str(tmp_path / "state"), placement.url, c, hosts) for c in consumers])
     assert sorted(h for h in got if h) == [hv("a")] * 3 + [hv("b")] * 2 and got.count(None) == 7
@@ -430,3 +430,34 @@ def test_boot_from_volume_requests_no_local_disk(db, hv):
     with db.tx() as conn:
         assert _placement.existing_allocation(conn, consumer).disk_gb == 0
         assert _placement.host_states(conn)[0].local_gb_used == 0
+
+
+# --- the conductor's reschedule with the placement backend ------------------------------------------
+
+def test_reschedule_moves_the_claim_in_placement(db, client, placement, hv, tmp_path):
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import (  # pylint: disable=import-outside-toplevel
+        _compute_api, _faults, _identity, _images, _networking, _reschedule)
+
+    state_dir = str(tmp_path / "state")
+    _identity.bootstrap(db, "admin", "pw", "admin")
+    _token, auth = _identity.issue_token(db, _identity.key_repository(state_dir), "admin", "pw", "admin")
+    image_file = tmp_path / "disk.raw"
+    image_file.write_bytes(b"\0" * (1024 * 1024))
+    _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
+    _images.ensure_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
+    _networking.ensure_network(db, "net", "br-test", "present", False)
+    _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/28", None, None, None, None, [], "present", False)
+    a, b = report(db, client, hv("a"), 2048), report(db, client, hv("b"), 2048)
+    _c, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
+    spec = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)
+    assert _placement.claim(db, row.uuid, spec, [hv("a"), hv("b")], placement=client)[0] == hv("a")   # project/user: the instance's
+    assert placement.get("/allocations/%s" % row.uuid)["project_id"] == auth.project_id
+    failure = _faults.Failure("cannot start: Hook script execution failed", "error",
+                              "28 | nova-compute -> libvirt: define and start the domain", "domain", hv("a"))
+    out = _reschedule.failed_build(db, auth, row.uuid, hv("a"), failure, alternates=[hv("b")], placement=client)
+    assert out["rescheduled"] and out["host"] == hv("b")
+    assert placement.allocations(row.uuid) == {b["id"]: {"VCPU": 1, "MEMORY_MB": 128, "DISK_GB": 1}}
+    assert placement.usages(a["id"])["MEMORY_MB"] == 0
+    with db.tx() as conn:
+        copy = _placement.existing_allocation(conn, row.uuid)
+    assert (copy.hostname, copy.backend) == (hv("b"), "placement")
