@@ -238,6 +238,22 @@ class _Claimed(Exception):
         self.hostname = hostname
 
 
+def _claim_target(conn, consumer_id, hostname):
+    """The node id of ``hostname`` (None when it vanished); raises _Claimed when the consumer holds a claim."""
+    nodes = _db.table("compute_nodes")
+    node_id = conn.execute(sa.select(nodes.c.id).where(nodes.c.hostname == hostname)).scalar()
+    held = existing_allocation(conn, consumer_id)
+    if held is not None:
+        raise _Claimed(held.hostname)
+    return node_id
+
+
+def _insert_allocation(conn, consumer_id, node_id, spec, backend):
+    conn.execute(_db.table("allocations").insert().values(
+        id=_db.new_id(), consumer_id=consumer_id, compute_node_id=node_id, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
+        disk_gb=spec.disk_gb, created_at=_db.now(), backend=backend))
+
+
 def _try_claim(db, consumer_id, hostname, spec):
     """One CAS claim attempt on a host. Returns None on success or the reason it failed.
 
@@ -246,15 +262,12 @@ def _try_claim(db, consumer_id, hostname, spec):
     inventory change of that provider since our read bumped the generation, so the UPDATE matches
     no row and we retry with fresh numbers (Conflict). Only this provider's usage is aggregated.
     """
-    nodes, alloc = _db.table("compute_nodes"), _db.table("allocations")
+    nodes = _db.table("compute_nodes")
     try:
         with db.tx() as conn:
-            node_id = conn.execute(sa.select(nodes.c.id).where(nodes.c.hostname == hostname)).scalar()
+            node_id = _claim_target(conn, consumer_id, hostname)
             if node_id is None:
                 return "host vanished"
-            held = existing_allocation(conn, consumer_id)
-            if held is not None:
-                raise _Claimed(held.hostname)
             # generation and usage from one statement, i.e. one snapshot even under READ COMMITTED
             state = _states(conn, node_id)[0]
             ok, reason = _scheduler.fits(state, spec)
@@ -264,9 +277,7 @@ def _try_claim(db, consumer_id, hostname, spec):
                                .values(generation=state.generation + 1))
             if res.rowcount != 1:
                 raise Conflict("resource provider generation conflict on %s" % hostname)
-            conn.execute(alloc.insert().values(id=_db.new_id(), consumer_id=consumer_id, compute_node_id=node_id,
-                                               vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
-                                               created_at=_db.now(), backend="local"))
+            _insert_allocation(conn, consumer_id, node_id, spec, "local")
     except sa.exc.IntegrityError as exc:
         # unique consumer_id: the same instance was claimed concurrently (rolled back here)
         with db.tx() as conn:
@@ -640,14 +651,10 @@ def apply_candidates(states, candidates, spec, cfg, now=None):
 
 def _try_claim_placement(db, client, consumer_id, hostname, spec, project_id, user_id):
     """One claim in Placement (``PUT /allocations/{consumer}``), then its copy in the DB. None or the reason."""
-    nodes, alloc = _db.table("compute_nodes"), _db.table("allocations")
     with db.tx() as conn:
-        node_id = conn.execute(sa.select(nodes.c.id).where(nodes.c.hostname == hostname)).scalar()
-        if node_id is None:
-            return "host vanished"
-        held = existing_allocation(conn, consumer_id)
-        if held is not None:
-            raise _Claimed(held.hostname)
+        node_id = _claim_target(conn, consumer_id, hostname)
+    if node_id is None:
+        return "host vanished"
     body = {"allocations": {node_id: {"resources": _scheduler.requested_resources(spec)}},
             "project_id": project_id, "user_id": user_id, "consumer_generation": None, "consumer_type": "INSTANCE"}
     status, err = client.request("PUT", "/allocations/%s" % consumer_id, body, expect=(204, 409))
@@ -660,9 +667,7 @@ def _try_claim_placement(db, client, consumer_id, hostname, spec, project_id, us
         return "Placement: %s" % error_detail(err)
     try:
         with db.tx() as conn:
-            conn.execute(alloc.insert().values(id=_db.new_id(), consumer_id=consumer_id, compute_node_id=node_id,
-                                               vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
-                                               created_at=_db.now(), backend="placement"))
+            _insert_allocation(conn, consumer_id, node_id, spec, "placement")
     except BaseException:
         # nothing half-made: the DB has no copy, so Placement must not keep the claim either
         client.request("DELETE", "/allocations/%s" % consumer_id, expect=(204, 404))

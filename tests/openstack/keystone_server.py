@@ -188,6 +188,24 @@ class KeystoneServer:
         return all(s.proc.poll() is not None for s in self.servers)
 
 
+def wait_serving(proc, url, log, what, timeout=120):
+    """Wait until ``GET url`` answers 200 (a uwsgi server just started as ``proc``); RuntimeError with the
+    log's tail when the process exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("%s (uwsgi) exited with %s before serving; log %s:\n%s" % (what, proc.returncode, log, _tail(log)))
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("%s at %s not serving after %d s; log %s:\n%s" % (what, url, timeout, log, _tail(log)))
+        time.sleep(0.1)
+
+
 def _tail(path, n=4000):
     try:
         with open(path, errors="replace") as f:

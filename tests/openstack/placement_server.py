@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 
-from keystone_server import _tail, free_port
+from keystone_server import free_port, wait_serving
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "placement.sh")
@@ -99,21 +99,7 @@ class PlacementServer:
         t0 = time.monotonic()
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("placement (uwsgi) exited with %s before serving; log %s:\n%s"
-                                   % (self.proc.returncode, self.log, _tail(self.log)))
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("placement on port %d not serving after %d s; log %s:\n%s"
-                                   % (self.port, timeout, self.log, _tail(self.log)))
-            time.sleep(0.1)
+        wait_serving(self.proc, self.url + "/", self.log, "placement", timeout)
         self.timings["serve"] = time.monotonic() - t0
         return self
 

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
 
 import keystone_server  # noqa: E402  # tests/openstack/keystone_server.py
 import placement_server  # noqa: E402  # tests/openstack/placement_server.py
+from test_faults import cloud  # noqa: E402,F401  # pylint: disable=unused-import  # the reschedule world, a fixture
 
 SPEC = _scheduler.RequestSpec(vcpus=1, memory_mb=256, root_gb=1)
 PROJECT, USER = "p-" + uuid.uuid4().hex[:8], "u-" + uuid.uuid4().hex[:8]
@@ -194,6 +195,7 @@ def test_candidates_carry_placement_usage_and_honour_zone_aggregates_and_traits(
 
 
 def _claim_worker(args):
+    """One claim in its own process (own engine, own HTTP client): the host, or None for No valid host."""
     db_url, state_dir, url, consumer, hosts = args
     database = _db.open_db(db_url, state_dir=state_dir)
     try:
@@ -227,21 +229,11 @@ def test_parallel_claims_never_overcommit_a_provider(db, client, placement, hv, 
             assert list(held) == [node_id] and rows[consumer].hostname == host and rows[consumer].backend == "placement"
 
 
-def _same_consumer(args):
-    db_url, state_dir, url, consumer, hosts = args
-    database = _db.open_db(db_url, state_dir=state_dir)
-    try:
-        return _placement.claim(database, consumer, SPEC, hosts, placement=_placement.connect(url),
-                                project_id=PROJECT, user_id=USER)[0]
-    finally:
-        database.dispose()
-
-
 def test_the_same_consumer_claimed_twice_at_once_gets_one_allocation(db, client, placement, hv, tmp_path):
     nodes = [report(db, client, hv("a"), 4096), report(db, client, hv("b"), 4096)]
     consumer = str(uuid.uuid4())
     with multiprocessing.get_context("fork").Pool(4) as pool:
-        got = pool.map(_same_consumer, [(db.url, str(tmp_path / "state"), placement.url, consumer, order)
+        got = pool.map(_claim_worker, [(db.url, str(tmp_path / "state"), placement.url, consumer, order)
                                         for order in ([hv("a"), hv("b")], [hv("b"), hv("a")]) * 2])
     held = placement.allocations(consumer)
     assert len(held) == 1 and len(set(got)) == 1
@@ -434,19 +426,12 @@ def test_boot_from_volume_requests_no_local_disk(db, hv):
 
 # --- the conductor's reschedule with the placement backend ------------------------------------------
 
-def test_reschedule_moves_the_claim_in_placement(db, client, placement, hv, tmp_path):
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import (  # pylint: disable=import-outside-toplevel
-        _compute_api, _faults, _identity, _images, _networking, _reschedule)
+def test_reschedule_moves_the_claim_in_placement(cloud, client, placement, hv):
+    """test_faults' world (identity, flavor, image, network; its own hosts stay out of Placement) with two hosts
+    of ours in the real Placement: the conductor releases the claim there and claims the alternate."""
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _faults, _reschedule  # pylint: disable=import-outside-toplevel
 
-    state_dir = str(tmp_path / "state")
-    _identity.bootstrap(db, "admin", "pw", "admin")
-    _token, auth = _identity.issue_token(db, _identity.key_repository(state_dir), "admin", "pw", "admin")
-    image_file = tmp_path / "disk.raw"
-    image_file.write_bytes(b"\0" * (1024 * 1024))
-    _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
-    _images.ensure_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
-    _networking.ensure_network(db, "net", "br-test", "present", False)
-    _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/28", None, None, None, None, [], "present", False)
+    db, auth = cloud["db"], cloud["auth"]
     a, b = report(db, client, hv("a"), 2048), report(db, client, hv("b"), 2048)
     _c, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
     spec = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)
