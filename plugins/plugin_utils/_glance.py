@@ -214,11 +214,11 @@ class Glance:
         """POST /v2/images (status queued); returns the record."""
         return self._call("POST", "/images", ok=(201,), json=fields).json()
 
-    def upload(self, image_id, path, size):
-        """PUT /v2/images/<id>/file, streamed from the file (requests sends it in blocks)."""
-        with open(path, "rb") as f:
-            self._call("PUT", "/images/%s/file" % image_id, ok=(204,), data=f,
-                       headers={"Content-Type": "application/octet-stream", "X-OpenStack-Image-Size": str(size)})
+    def upload(self, image_id, data):
+        """PUT /v2/images/<id>/file, streamed from ``data`` (a binary file object with ``len()``: requests sends
+        it in blocks with a Content-Length)."""
+        self._call("PUT", "/images/%s/file" % image_id, ok=(204,), data=data,
+                   headers={"Content-Type": "application/octet-stream", "X-OpenStack-Image-Size": str(len(data))})
 
     def delete(self, image_id):
         """DELETE the image; an image that is gone already is fine."""

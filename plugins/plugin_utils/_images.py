@@ -54,30 +54,47 @@ def find_image(conn, ref, auth=None):
     return rows[0]
 
 
+class HashingReader:
+    """A binary file read through md5 (Glance's legacy ``checksum``) and sha512 (``os_hash_value``): one
+    pass, and what was hashed is exactly what went out. ``len()`` is the file's size, so an HTTP client
+    sends it with a Content-Length, streamed."""
+
+    def __init__(self, f, size):
+        self.f, self.size, self.nbytes = f, size, 0
+        self.md5, self.sha = hashlib.md5(), hashlib.new(HASH_ALGO)  # md5: Glance's checksum, not security
+
+    def read(self, n=-1):
+        block = self.f.read(n if n is not None and n >= 0 else CHUNK)
+        self.md5.update(block)
+        self.sha.update(block)
+        self.nbytes += len(block)
+        return block
+
+    def __len__(self):
+        return self.size
+
+    def digests(self):
+        """(md5 hex, sha512 hex, bytes read)."""
+        return self.md5.hexdigest(), self.sha.hexdigest(), self.nbytes
+
+
 def hash_file(path):
-    md5, sha = hashlib.md5(), hashlib.new(HASH_ALGO)  # md5 is Glance's legacy checksum field, not a security hash
-    size = 0
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            md5.update(chunk)
-            sha.update(chunk)
-            size += len(chunk)
-    return md5.hexdigest(), sha.hexdigest(), size
+        reader = HashingReader(f, os.path.getsize(path))
+        while reader.read(CHUNK):
+            pass
+    return reader.digests()
 
 
 def _copy_hashing(src, dest):
-    md5, sha = hashlib.md5(), hashlib.new(HASH_ALGO)
-    size = 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-        for chunk in iter(lambda: fin.read(CHUNK), b""):
-            md5.update(chunk)
-            sha.update(chunk)
-            size += len(chunk)
+        reader = HashingReader(fin, os.path.getsize(src))
+        for chunk in iter(lambda: reader.read(CHUNK), b""):
             fout.write(chunk)
         fout.flush()
         os.fsync(fout.fileno())
-    return md5.hexdigest(), sha.hexdigest(), size
+    return reader.digests()
 
 
 def resolve_backend(value=None):
@@ -211,7 +228,7 @@ def refresh(ctx, row):
 
 def validate_upload(name, filename, disk_format, properties):
     """Everything about an upload that can be checked before anything is written: returns the file's
-    format inspection and (md5, sha512, size)."""
+    format inspection. (Its hashes are computed while it is copied or sent: one pass over the file.)"""
     validate_name("image", name)
     if disk_format not in DISK_FORMATS:
         raise InvalidRequest("disk_format must be one of %s, got %r." % (", ".join(DISK_FORMATS), disk_format))
@@ -230,7 +247,7 @@ def validate_upload(name, filename, disk_format, properties):
     if real.get("data_file"):
         raise InvalidRequest("Image file %s is a qcow2 with an external data file (%s); upload a self-contained image."
                              % (filename, real["data_file"]))
-    return real, hash_file(filename)
+    return real
 
 
 def ensure_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
@@ -262,16 +279,17 @@ def ensure_image(db, auth, state_dir, name, filename, disk_format, container_for
                         os.unlink(row.location)
         return True, None
 
-    real, (checksum, os_hash, size) = validate_upload(name, filename, disk_format, properties)
+    real = validate_upload(name, filename, disk_format, properties)
     if len(existing) > 1:
         raise Conflict("Multiple images are named %s; remove the duplicates first." % name)
     if existing:
         row = existing[0]
-        if row.os_hash_value == os_hash and row.status == "active":
+        if row.os_hash_value == hash_file(filename)[1] and row.status == "active":
             return False, image_dict(row)
         raise Conflict("Image %s already exists (%s) with different content; images are immutable, "
                        "register the new file under a new name." % (name, row.id))
     if check_mode:
+        checksum, _os_hash, size = hash_file(filename)
         return True, {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
 
     image_id = _db.new_id()
@@ -283,9 +301,7 @@ def ensure_image(db, auth, state_dir, name, filename, disk_format, container_for
             disk_format=disk_format, container_format=container_format, min_disk=min_disk or 0,
             min_ram=min_ram or 0, properties=properties or {}, created_at=_db.now()))
     try:
-        got_md5, got_sha, got_size = _copy_hashing(filename, part)
-        if (got_md5, got_sha, got_size) != (checksum, os_hash, size):
-            raise InvalidRequest("Image file %s changed while it was uploaded; try again." % filename)
+        checksum, os_hash, size = _copy_hashing(filename, part)
         os.rename(part, final)
     except Exception:
         if os.path.exists(part):
@@ -305,7 +321,7 @@ def _ensure_glance_image(db, auth, glance, name, filename, disk_format, containe
     """``ensure_image`` against a real Glance: the same checks, the same idempotency, Glance's ids."""
     validate_name("image", name)
     if state != "absent":
-        _real, (checksum, os_hash, size) = validate_upload(name, filename, disk_format, properties)
+        validate_upload(name, filename, disk_format, properties)
     # what the caller sees in Glance of that name, scoped like the local registry (own project or public)
     existing = [i for i in glance.images_named(name)
                 if i.get("status") not in ("deleted", "pending_delete")
@@ -332,12 +348,13 @@ def _ensure_glance_image(db, auth, glance, name, filename, disk_format, containe
                        % (name, ", ".join(i["id"] for i in existing)))
     if existing:
         image = existing[0]
-        if image.get("os_hash_value") == os_hash and image.get("status") == "active":
+        if image.get("os_hash_value") == hash_file(filename)[1] and image.get("status") == "active":
             with db.tx() as conn:
                 return False, image_dict(mirror(conn, image, glance.url))
         raise Conflict("Image %s already exists in Glance (%s, status %s) with different content; images are "
                        "immutable, register the new file under a new name." % (name, image["id"], image.get("status")))
     if check_mode:
+        checksum, _os_hash, size = hash_file(filename)
         return True, {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
 
     fields = dict({k: str(v) for k, v in (properties or {}).items()},
@@ -347,7 +364,10 @@ def _ensure_glance_image(db, auth, glance, name, filename, disk_format, containe
         fields["owner"] = auth.project_id  # a noauth Glance has no caller project: bootflow's is the owner
     image = glance.create(fields)
     try:
-        glance.upload(image["id"], filename, size)
+        with open(filename, "rb") as f:
+            reader = HashingReader(f, os.path.getsize(filename))
+            glance.upload(image["id"], reader)
+        checksum, os_hash, size = reader.digests()
         image = glance.image(image["id"]) or {}
         if image.get("status") != "active":
             raise InvalidRequest("Glance left image %s %s after the upload." % (name, image.get("status") or "missing"))

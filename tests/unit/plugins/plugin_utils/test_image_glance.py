@@ -182,7 +182,9 @@ def test_boot_lookup_finds_glance_images_by_name_and_scopes_them(cloud):
     # an image someone registered in Glance directly (not through bootflow): found by name, mirrored
     direct = _client(cloud).create({"name": "g-direct", "disk_format": "raw", "container_format": "bare",
                                     "visibility": "public", "min_ram": 64})
-    _client(cloud).upload(direct["id"], os.path.join(GUEST_DIR, "disk.raw"), os.path.getsize(os.path.join(GUEST_DIR, "disk.raw")))
+    raw = os.path.join(GUEST_DIR, "disk.raw")
+    with open(raw, "rb") as f:
+        _client(cloud).upload(direct["id"], _images.HashingReader(f, os.path.getsize(raw)))
     with db.tx() as conn:
         conn.execute(_db.table("images").delete().where(_db.table("images").c.id == public["id"]))
     ctx = cloud["ctx"](alice)
