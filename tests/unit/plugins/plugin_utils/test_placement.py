@@ -234,7 +234,7 @@ def test_the_same_consumer_claimed_twice_at_once_gets_one_allocation(db, client,
     consumer = str(uuid.uuid4())
     with multiprocessing.get_context("fork").Pool(4) as pool:
         got = pool.map(_claim_worker, [(db.url, str(tmp_path / "state"), placement.url, consumer, order)
-                                        for order in ([hv("a"), hv("b")], [hv("b"), hv("a")]) * 2])
+                                       for order in ([hv("a"), hv("b")], [hv("b"), hv("a")]) * 2])
     held = placement.allocations(consumer)
     assert len(held) == 1 and len(set(got)) == 1
     with db.tx() as conn:
