@@ -16,8 +16,9 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Inva
 OVERRIDES = ("reserved_host_memory_mb", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",
              "vcpus", "memory_mb", "local_gb", "disabled", "availability_zone", "aggregates", "traits")
 # the module's documented defaults (the action sees the task's own arguments, without them)
+# (no default for disabled: a host an admin disabled stays disabled when hypervisors.yml reports it again)
 DEFAULTS = {"reserved_host_memory_mb": 512, "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0,
-            "disk_allocation_ratio": 1.0, "disabled": False, "availability_zone": "nova", "aggregates": [], "traits": []}
+            "disk_allocation_ratio": 1.0, "availability_zone": "nova", "aggregates": [], "traits": []}
 CONTROLLER_ONLY = OVERRIDES + ("heartbeat", "report_interval") + PLACEMENT_KEYS
 _NAME_RE = re.compile(r"^[^\x00-\x1f:,]{1,255}$")
 

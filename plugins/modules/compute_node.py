@@ -82,9 +82,11 @@ options:
     type: int
   disabled:
     description:
-      - Mark the compute service disabled; the scheduler's ComputeFilter then rejects the host. Used on the controller only.
+      - Mark the compute service disabled (V(true)) or enabled (V(false)). The scheduler's ComputeFilter rejects a disabled
+        host. Used on the controller only.
+      - When not given, the node keeps its state, so a report does not enable a host an admin disabled. A new node is
+        enabled.
     type: bool
-    default: false
   availability_zone:
     description:
       - The availability zone the host is in (Nova's default zone is V(nova)). A boot with
@@ -313,7 +315,7 @@ def main():
             vcpus=dict(type="int"),
             memory_mb=dict(type="int"),
             local_gb=dict(type="int"),
-            disabled=dict(type="bool", default=False),
+            disabled=dict(type="bool"),
             availability_zone=dict(type="str", default="nova"),
             aggregates=dict(type="list", elements="str", default=[]),
             traits=dict(type="list", elements="str", default=[]),

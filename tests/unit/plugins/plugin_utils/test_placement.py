@@ -376,6 +376,17 @@ def test_zone_aggregates_and_traits_reach_the_host_states(db, hv):
     assert sel.host == hv("a")
 
 
+def test_a_disabled_host_stays_disabled_when_it_reports_again(db, hv):
+    report_ = {"vcpus": 2, "memory_mb": 2048, "local_gb": 10}
+    assert _placement.upsert_compute_node(db, hv("a"), report_, {}, False)[1]["disabled"] is False   # new: enabled
+    assert _placement.upsert_compute_node(db, hv("a"), report_, {"disabled": True}, False)[1]["disabled"] is True
+    changed, node = _placement.upsert_compute_node(db, hv("a"), report_, {"disabled": None}, False)   # not given
+    assert not changed and node["disabled"] is True
+    with db.tx() as conn:
+        state = _placement.host_states(conn)[0]
+    assert _scheduler.compute_filter(state, SPEC, time.time(), _scheduler.SchedulerConfig()) == "disabled"
+
+
 def test_heartbeat_refreshes_only_the_last_seen_time(db, hv):
     with pytest.raises(NotFound, match="is not a registered compute node"):
         _placement.heartbeat(db, hv("a"))
