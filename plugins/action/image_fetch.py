@@ -45,16 +45,8 @@ class ActionModule(HostStep):
             image = _images.find_image(conn, ref, ctx.auth)
         if present:
             self._glance, self._glance_image, image = _images.refresh(ctx, image)
-            if image.status != "active":
-                raise InvalidRequest("Image %s is not active (status %s)." % (image.name, image.status))
-            if flavor is not None:
-                # nova-api checked this at create; the image may have changed since (Glance): check before writing
-                if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
-                    raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image's min_disk (%d GB)."
-                                         % (flavor.name, flavor.disk_gb, image.min_disk))
-                if image.min_ram and flavor.ram_mb < image.min_ram:
-                    raise InvalidRequest("Flavor %s's memory (%d MB) is smaller than the image's min_ram (%d MB)."
-                                         % (flavor.name, flavor.ram_mb, image.min_ram))
+            # nova-api checked this at create; the image may have changed since (Glance): again, before writing
+            _images.check_bootable(image, flavor)
             with ctx.db.tx() as conn:
                 self._location = _boot.image_location(conn, image.id)
             self._virtual_size = image.virtual_size

@@ -92,17 +92,7 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
         _db.lock(conn, "project:%s" % auth.project_id)
         flavor = api.get_flavor(conn, flavor_ref)
         image = _images.find_image(conn, image_ref, auth)
-        if image.status != "active":
-            raise InvalidRequest("Image %s is not active (status %s)." % (image.name, image.status))
-        if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
-            raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image's min_disk (%d GB)."
-                                 % (flavor.name, flavor.disk_gb, image.min_disk))
-        if image.min_ram and flavor.ram_mb < image.min_ram:
-            raise InvalidRequest("Flavor %s's memory (%d MB) is smaller than the image's min_ram (%d MB)."
-                                 % (flavor.name, flavor.ram_mb, image.min_ram))
-        if flavor.disk_gb and image.virtual_size and flavor.disk_gb * 1024 ** 3 < image.virtual_size:
-            raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image (%d bytes)."
-                                 % (flavor.name, flavor.disk_gb, image.virtual_size))
+        _images.check_bootable(image, flavor)
         root_gb = root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb)
         networks = []
         for ref in network_refs:

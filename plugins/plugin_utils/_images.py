@@ -54,6 +54,24 @@ def find_image(conn, ref, auth=None):
     return rows[0]
 
 
+def check_bootable(image, flavor=None):
+    """nova-api's checks of an image for a boot: active, and (with the flavor) its min_disk, min_ram and
+    virtual size fit the flavor. Raises InvalidRequest."""
+    if image.status != "active":
+        raise InvalidRequest("Image %s is not active (status %s)." % (image.name, image.status))
+    if flavor is None:
+        return
+    if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
+        raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image's min_disk (%d GB)."
+                             % (flavor.name, flavor.disk_gb, image.min_disk))
+    if image.min_ram and flavor.ram_mb < image.min_ram:
+        raise InvalidRequest("Flavor %s's memory (%d MB) is smaller than the image's min_ram (%d MB)."
+                             % (flavor.name, flavor.ram_mb, image.min_ram))
+    if flavor.disk_gb and image.virtual_size and flavor.disk_gb * 1024 ** 3 < image.virtual_size:
+        raise InvalidRequest("Flavor %s's disk (%d GB) is smaller than the image (%d bytes)."
+                             % (flavor.name, flavor.disk_gb, image.virtual_size))
+
+
 class HashingReader:
     """A binary file read through md5 (Glance's legacy ``checksum``) and sha512 (``os_hash_value``): one
     pass, and what was hashed is exactly what went out. ``len()`` is the file's size, so an HTTP client

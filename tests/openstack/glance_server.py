@@ -19,10 +19,8 @@ import re
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
-from keystone_server import _tail, free_port
+from keystone_server import free_port, wait_serving
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "glance.sh")
@@ -64,39 +62,10 @@ class GlanceServer:
     def register_in_keystone(self):
         """Service user glance (admin + service roles on project service), the identity and image services
         and their endpoints in the catalog."""
-        ks = self.keystone
         t0 = time.monotonic()
         with open(os.path.join(self.dir, "glance-password")) as f:
-            password = f.read().strip()
-        projects = ks.admin("GET", "/projects?name=service")["projects"]
-        project = projects[0] if projects else ks.admin(
-            "POST", "/projects", {"project": {"name": "service", "domain_id": "default"}})["project"]
-        users = ks.admin("GET", "/users?name=glance")["users"]
-        user = users[0] if users else ks.admin(
-            "POST", "/users", {"user": {"name": "glance", "password": password, "domain_id": "default"}})["user"]
-        for role_name in ("admin", "service"):
-            roles = ks.admin("GET", "/roles?name=%s" % role_name)["roles"]
-            role = roles[0] if roles else ks.admin("POST", "/roles", {"role": {"name": role_name}})["role"]
-            ks.admin("PUT", "/projects/%s/users/%s/roles/%s" % (project["id"], user["id"], role["id"]))
-        if "RegionOne" not in [r["id"] for r in ks.admin("GET", "/regions")["regions"]]:
-            ks.admin("POST", "/regions", {"region": {"id": "RegionOne"}})
-        # keystonemiddleware finds Keystone itself through the catalog (internal identity endpoint)
-        self._endpoints("keystone", "identity", ks.url)
-        self._endpoints("glance", "image", self.url)
+            self.keystone.register_service("glance", f.read().strip(), "glance", "image", self.url)
         self.timings["register"] = time.monotonic() - t0
-
-    def _endpoints(self, name, service_type, url):
-        ks = self.keystone
-        services = ks.admin("GET", "/services?type=%s" % service_type)["services"]
-        service = services[0] if services else ks.admin(
-            "POST", "/services", {"service": {"name": name, "type": service_type}})["service"]
-        have = {e["interface"]: e for e in ks.admin("GET", "/endpoints?service_id=%s" % service["id"])["endpoints"]}
-        for interface in ("public", "internal", "admin"):
-            if interface in have:
-                ks.admin("PATCH", "/endpoints/%s" % have[interface]["id"], {"endpoint": {"url": url}})
-            else:
-                ks.admin("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
-                                                             "url": url, "region_id": "RegionOne"}})
 
     def serve(self, timeout=120):
         self.port = free_port()
@@ -109,21 +78,7 @@ class GlanceServer:
         t0 = time.monotonic()
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("glance (uwsgi) exited with %s before serving; log %s:\n%s"
-                                   % (self.proc.returncode, self.log, _tail(self.log)))
-            try:
-                with urllib.request.urlopen(self.url + "/healthcheck", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("glance on port %d not serving after %d s; log %s:\n%s"
-                                   % (self.port, timeout, self.log, _tail(self.log)))
-            time.sleep(0.1)
+        wait_serving(self.proc, self.url + "/healthcheck", self.log, "glance", timeout)
         self.timings["serve"] = time.monotonic() - t0
         return self
 

@@ -170,6 +170,31 @@ class KeystoneServer:
         with os.fdopen(fd, "w") as f:
             json.dump(self.users, f)
 
+    def register_service(self, user, password, name, service_type, url):
+        """A service user (roles admin + service on project ``service``) and the service's public/internal/
+        admin endpoints in the catalog, plus Keystone's own identity endpoints (keystonemiddleware finds
+        Keystone through the catalog). Idempotent: endpoints that exist get ``url``."""
+        def one(path, key, create):
+            found = self.admin("GET", path)[key]
+            return found[0] if found else self.admin("POST", "/" + key, {key[:-1]: create})[key[:-1]]
+
+        project = one("/projects?name=service", "projects", {"name": "service", "domain_id": "default"})
+        account = one("/users?name=%s" % user, "users", {"name": user, "password": password, "domain_id": "default"})
+        for role_name in ("admin", "service"):
+            role = one("/roles?name=%s" % role_name, "roles", {"name": role_name})
+            self.admin("PUT", "/projects/%s/users/%s/roles/%s" % (project["id"], account["id"], role["id"]))
+        if "RegionOne" not in [r["id"] for r in self.admin("GET", "/regions")["regions"]]:
+            self.admin("POST", "/regions", {"region": {"id": "RegionOne"}})
+        for svc_name, svc_type, svc_url in (("keystone", "identity", self.url), (name, service_type, url)):
+            service = one("/services?type=%s" % svc_type, "services", {"name": svc_name, "type": svc_type})
+            have = {e["interface"]: e["id"] for e in self.admin("GET", "/endpoints?service_id=%s" % service["id"])["endpoints"]}
+            for interface in ("public", "internal", "admin"):
+                if interface in have:
+                    self.admin("PATCH", "/endpoints/%s" % have[interface], {"endpoint": {"url": svc_url}})
+                else:
+                    self.admin("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
+                                                                   "url": svc_url, "region_id": "RegionOne"}})
+
     # --- stop ----------------------------------------------------------------------------------------
 
     def stop(self):
