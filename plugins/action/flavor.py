@@ -7,7 +7,11 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+
+# Nova's flavor API: vcpus, ram and disk are database integers (at most 2^31 - 1)
+MAX_FLAVOR_VALUE = 2 ** 31 - 1
 
 
 class ActionModule(ControllerStep):
@@ -25,6 +29,9 @@ class ActionModule(ControllerStep):
     def step(self, ctx):
         a = ctx.args
         enforce(ctx.auth, "compute:flavor_manage")
+        for key in ("vcpus", "ram_mb", "disk_gb"):
+            if a[key] is not None and a[key] > MAX_FLAVOR_VALUE:
+                raise InvalidRequest("Invalid flavor %s: %s must be at most %d, got %d." % (a["name"], key, MAX_FLAVOR_VALUE, a[key]))
         changed, flavor = _compute_api.ensure_flavor(ctx.db, a["name"], a["vcpus"], a["ram_mb"], a["disk_gb"],
                                                      a["extra_specs"], a["state"], ctx.check_mode)
         return {"changed": changed, "flavor": flavor}

@@ -43,6 +43,8 @@ class ActionModule(ControllerStep):
         unknown = set(fixed_ips) - set(row.request.get("networks", []))
         if unknown:
             raise InvalidRequest("fixed_ips names network(s) the instance is not on: %s" % ", ".join(sorted(unknown)))
+        with ctx.db.tx() as conn:   # every fixed IP is checked before the first port is made
+            _networking.check_fixed_ips(conn, row.uuid, fixed_ips)
         try:
             for net_id in row.request.get("networks", []):
                 c, _port = _networking.allocate_port(ctx.db, row.uuid, net_id, row.host,

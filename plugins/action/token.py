@@ -10,6 +10,8 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import Cont
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
+MAX_TTL = 365 * 86400
+
 
 class ActionModule(ControllerStep):
     ARGSPEC = argspec(
@@ -40,6 +42,8 @@ class ActionModule(ControllerStep):
             return {"valid": True, "auth": auth.as_dict(), "expires_at": auth.as_dict()["expires_at"]}
         if args["ttl"] < 1:
             raise InvalidRequest("ttl must be a positive number of seconds, got %d." % args["ttl"])
+        if args["ttl"] > MAX_TTL:
+            raise InvalidRequest("ttl must be at most %d seconds (365 days), got %d." % (MAX_TTL, args["ttl"]))
         if keystone:
             # Keystone decides the lifetime ([token] expiration); ttl does not apply
             token, auth = ctx.keystone(cloud=args["cloud"]).issue(

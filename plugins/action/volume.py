@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _quota, _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._boot import MAX_VOLUME_GB
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep, SkipModule
 from ansible_collections.bootflow.cloud.plugins.module_utils import _image
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
@@ -41,9 +42,28 @@ class ActionModule(HostStep):
         args["name"] = vol.name
         if args.get("size_gb") is None:
             args["size_gb"] = vol.size_gb
+        elif args.get("state", "present") == "present":
+            self._check_size(ctx, vol, args)
         args.setdefault("pool", vol.pool)
         self._volume = vol
         return instance
+
+    @staticmethod
+    def _check_size(ctx, vol, args):
+        """A new size is checked here, before the host is asked: a number in Cinder's range, no shrink,
+        and the growth within the project's gigabytes quota."""
+        try:
+            size = int(args["size_gb"])
+        except (TypeError, ValueError):
+            raise InvalidRequest("size_gb must be a whole number of GB, got %r." % (args["size_gb"],)) from None
+        if not 1 <= size <= MAX_VOLUME_GB:
+            raise InvalidRequest("size_gb must be between 1 and %d, got %d." % (MAX_VOLUME_GB, size))
+        if size < vol.size_gb:
+            raise InvalidRequest("Volume %s is %d GB; shrinking it to %d GB is not supported." % (vol.name, vol.size_gb, size))
+        if size > vol.size_gb:
+            with ctx.db.tx() as conn:
+                _quota.check(conn, vol.project_id, {"gigabytes": size - vol.size_gb})
+        args["size_gb"] = size
 
     def record(self, ctx, args, result, instance):
         vol = self._volume

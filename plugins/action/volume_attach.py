@@ -10,12 +10,12 @@ persistent definition.
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._virt import next_device
+from ansible_collections.bootflow.cloud.plugins.module_utils._virt import _DEV_RE as DEVICE_RE, next_device
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
@@ -25,11 +25,21 @@ class ActionModule(HostStep):
     SERVICE = "cinder-api"
 
     def prepare(self, ctx, args):
+        device = args.get("device")
+        if device is not None and not (isinstance(device, str) and DEVICE_RE.match(device)):
+            raise InvalidRequest("Invalid device name %r: vdX, sdX or hdX (for example vdb)." % (device,))
         with ctx.db.tx() as conn:
             vol = _volumes.get_volume(conn, args.get("volume"), ctx.auth)
             instance = api.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
-            if instance is None and args.get("domain"):
-                instance = api.find_instance(conn, args["domain"].replace("bootflow-", "", 1), ctx.auth)
+            named = None
+            if args.get("domain"):
+                named = api.find_instance(conn, args["domain"].replace("bootflow-", "", 1), ctx.auth)
+                if named is None:
+                    raise NotFound("Instance of domain %s could not be found." % args["domain"])
+        if named is not None and instance is not None and named.uuid != instance.uuid:
+            raise Conflict("Volume %s is attached to instance %s, not to %s (multiattach is not supported)."
+                           % (vol.name, instance.name, named.name))
+        instance = instance or named
         if instance is None:
             raise InvalidRequest("Volume %s is not attached to an instance; give the instance's domain." % vol.name)
         if vol.instance_uuid and vol.instance_uuid != instance.uuid:

@@ -42,6 +42,7 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from its file
 LEASE_POLL = 0.2    # seconds between two looks at the leases file (state=leased)
+MAX_LEASE_TIME = 2 ** 31 - 1   # dnsmasq parses the lease time with atoi()
 
 
 class DhcpError(StepError):
@@ -419,6 +420,9 @@ def _change(p, c, network_id, port_id, mac, result, check_mode, run, now, sleep)
     lease_time = int(p.get("lease_time") or 86400)
     if lease_time < 120:
         raise DhcpError("lease_time must be at least 120 seconds (dnsmasq's minimum)")
+    if lease_time > MAX_LEASE_TIME:
+        raise DhcpError("lease_time must be at most %d seconds (dnsmasq reads it as a signed 32-bit number), got %d"
+                        % (MAX_LEASE_TIME, lease_time))
 
     old_hosts = read_text(c["host"])
     entries = parse_hosts(old_hosts or "")

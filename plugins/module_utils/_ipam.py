@@ -109,6 +109,11 @@ def _addr(value: object, what: str) -> ipaddress.IPv4Address:
     return addr
 
 
+def check_ipv4(value: object, what: str) -> str:
+    """An IPv4 address (a DNS server, ...) normalised, or IpamError naming ``what``."""
+    return str(_addr(value, what))
+
+
 def _largest_free_range(first: int, last: int, excluded: Iterable[int]) -> Optional[tuple[int, int]]:
     """Largest contiguous [start, end] in [first, last] avoiding ``excluded`` (lowest one on a tie)."""
     cuts = sorted(x for x in set(excluded) if first <= x <= last)

@@ -106,7 +106,8 @@ options:
     type: str
   lease_time:
     description:
-      - Lease time in seconds (at least 120).
+      - Lease time in seconds, from 120 (dnsmasq's minimum) to 2147483647 (dnsmasq reads it as a signed 32-bit
+        number).
     type: int
     default: 86400
   dhcp_dir:

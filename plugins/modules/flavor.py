@@ -32,18 +32,18 @@ options:
   vcpus:
     description:
       - Number of virtual CPUs.
-      - Required when O(state=present). Must be 1 or more, otherwise the task fails.
+      - Required when O(state=present). Must be between 1 and 2147483647 (Nova's limit), otherwise the task fails.
     type: int
   ram_mb:
     description:
       - Memory in MiB.
-      - Required when O(state=present). Must be 1 or more, otherwise the task fails.
+      - Required when O(state=present). Must be between 1 and 2147483647 (Nova's limit), otherwise the task fails.
     type: int
   disk_gb:
     description:
       - Size of the root disk in GiB; the scheduler claims this much disk on the chosen host.
       - V(0) claims no disk and skips the checks of the image's C(min_disk) and size when an instance is created.
-      - A negative value fails the task.
+      - A negative value, or one over 2147483647, fails the task.
     type: int
     default: 1
   extra_specs:

@@ -43,13 +43,14 @@ options:
     required: true
   fixed_ips:
     description:
-      - Fixed IPv4 address to use per network, as a mapping of network B(ID) to address. The keys are compared with
-        the network IDs stored in the instance's boot request; a key that is a network name, or a network the
-        instance is not on, is silently ignored.
+      - Fixed IPv4 address to use per network, as a mapping of network ID or name to address. A network the
+        instance is not on fails the task with RV(error=invalid).
       - The address may lie outside the allocation pool but must be inside the subnet and must not be its network,
         broadcast, gateway or DHCP address, nor an address already allocated; otherwise the task fails with
-        RV(error=invalid).
-      - Only used when a port is created; an existing port keeps its address.
+        RV(error=invalid). Every address is checked before the first port is created, so a bad one leaves no port
+        behind.
+      - An existing port keeps its address; asking for another address on a network where the instance already
+        has a port fails the task with RV(error=conflict).
     type: dict
     default: {}
   state:

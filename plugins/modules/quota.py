@@ -34,34 +34,34 @@ options:
   instances:
     description:
       - Maximum number of live (not deleted) instances in the project. The default limit is V(10).
-      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) fails the task with
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
   cores:
     description:
       - Maximum number of vCPUs (sum of the flavors' C(vcpus)) of the project's live instances. The default limit
         is V(20).
-      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) fails the task with
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
   ram:
     description:
       - Maximum memory in MiB (sum of the flavors' C(ram_mb)) of the project's live instances. The default limit
         is V(51200).
-      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) fails the task with
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
   volumes:
     description:
       - Maximum number of volumes (not deleted) in the project. The default limit is V(10).
-      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) fails the task with
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
   gigabytes:
     description:
       - Maximum total size in GiB of the project's volumes (not deleted). Root disks of flavors do not count.
         The default limit is V(1000).
-      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) fails the task with
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
 attributes:

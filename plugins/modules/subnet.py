@@ -70,7 +70,7 @@ options:
   dns_servers:
     description:
       - DNS servers handed to the instances by DHCP, in order.
-      - The values are stored as given, they are not checked to be IP addresses.
+      - Each must be an IPv4 address (dnsmasq hands out nothing else); otherwise the task fails with RV(error=invalid).
     type: list
     elements: str
     default: []

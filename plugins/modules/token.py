@@ -111,7 +111,8 @@ options:
   ttl:
     description:
       - Lifetime of the issued token in seconds. Tasks that present the token after it expired fail.
-      - Must be 1 or more; a smaller value fails the task with RV(error=invalid) before the credentials are checked.
+      - Must be between 1 and 31536000 (365 days); another value fails the task with RV(error=invalid) before the
+        credentials are checked.
       - Ignored when O(state=validated) or O(state=revoked), and with O(auth_backend=keystone), where Keystone's
         C([token] expiration) setting decides.
     type: int

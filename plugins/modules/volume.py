@@ -55,7 +55,12 @@ options:
   size_gb:
     description:
       - Size of the volume in GiB.
-      - Required with O(state=present).
+      - Required with O(state=present) when O(auth_token) is not given; with it, the volume record's size is the
+        default.
+      - With O(auth_token), a new size is checked on the controller before the host is asked - between 1 and 16384
+        (Cinder-style limit), not smaller than the volume (no shrinking), and the growth within the project's
+        C(gigabytes) quota (M(bootflow.cloud.quota)); otherwise the task fails with RV(error=invalid) or
+        RV(error=quota) and nothing is changed.
     type: int
   format:
     description:

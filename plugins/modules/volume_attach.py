@@ -35,6 +35,8 @@ options:
   domain:
     description:
       - Name of the libvirt domain (C(bootflow-<instance uuid>)). It must exist.
+      - With O(auth_token), its instance must exist (else the task fails with RV(error=not_found)), and a volume
+        that is already attached to another instance fails the task with RV(error=conflict) (no multiattach).
     type: str
     required: true
   volume:
@@ -49,7 +51,8 @@ options:
     default: bootflow
   device:
     description:
-      - Target device in the guest, for example C(vdb).
+      - Target device in the guest, for example C(vdb) - C(vdX), C(sdX) or C(hdX); another name fails the task
+        before anything is changed.
       - Defaults to the device the volume already has, else the first free C(vdX) after C(vda).
     type: str
   bus:

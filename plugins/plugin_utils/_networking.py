@@ -89,10 +89,11 @@ def ensure_subnet(db, network, name, cidr, gateway_ip, pool_start, pool_end, dhc
             return True, None
         try:
             sub = _ipam.parse_subnet(cidr, gateway_ip=gateway_ip, pool_start=pool_start, pool_end=pool_end, dhcp_ip=dhcp_ip)
+            dns = [_ipam.check_ipv4(d, "DNS server") for d in dns_servers or []]
         except _ipam.IpamError as exc:
             raise InvalidRequest("Invalid subnet %s: %s" % (name, exc)) from exc
         want = dict(cidr=sub.cidr, gateway_ip=sub.gateway_ip, dhcp_ip=sub.dhcp_ip, pool_start=sub.pool_start,
-                    pool_end=sub.pool_end, dns_servers=list(dns_servers or []), enable_dhcp=True)
+                    pool_end=sub.pool_end, dns_servers=dns, enable_dhcp=True)
         if row is None:
             if not check_mode:
                 conn.execute(subnets.insert().values(id=_db.new_id(), network_id=net.id, name=name,
@@ -119,6 +120,33 @@ def instance_ports(conn, instance_uuid):
     return conn.execute(ports.select().where(ports.c.instance_uuid == instance_uuid).order_by(ports.c.created_at)).fetchall()
 
 
+def check_fixed_ips(conn, instance_uuid, fixed_ips):
+    """Validate every requested fixed IP ({network id: ip}) before any port is made: inside its
+    subnet, not the network/broadcast/gateway/DHCP address, not taken, and the same as the IP of a
+    port the instance already has on that network. Raises InvalidRequest/Conflict naming the network."""
+    ports = _db.table("ports")
+    for net_id, ip in fixed_ips.items():
+        net = find_network(conn, net_id)
+        existing = conn.execute(ports.select().where(ports.c.instance_uuid == instance_uuid,
+                                                     ports.c.network_id == net.id)).first()
+        if existing is not None:
+            _check_existing_ip(existing, net, ip)
+            continue
+        subrow = network_subnet(conn, net.id)
+        used = {r.ip for r in conn.execute(sa.select(ports.c.ip).where(ports.c.subnet_id == subrow.id))}
+        try:
+            _ipam.check_fixed_ip(subnet_obj(subrow), ip, used)
+        except _ipam.IpamError as exc:
+            raise InvalidRequest("Invalid fixed IP for network %s: %s" % (net.name, exc)) from exc
+
+
+def _check_existing_ip(existing, net, fixed_ip):
+    if fixed_ip and existing.ip != fixed_ip:
+        raise Conflict("Instance %s already has port %s with IP %s on network %s; it cannot get %s as well "
+                       "(delete the instance's ports first)." % (existing.instance_uuid, existing.id, existing.ip,
+                                                                 net.name, fixed_ip))
+
+
 def allocate_port(db, instance_uuid, network_ref, host, fixed_ip=None, check_mode=False):
     """One port on the network for the instance (idempotent). Returns (changed, port row dict)."""
     ports = _db.table("ports")
@@ -127,6 +155,7 @@ def allocate_port(db, instance_uuid, network_ref, host, fixed_ip=None, check_mod
         existing = conn.execute(ports.select().where(ports.c.instance_uuid == instance_uuid,
                                                      ports.c.network_id == net.id)).first()
         if existing is not None:
+            _check_existing_ip(existing, net, fixed_ip)
             if existing.host == host:
                 return False, _db.row_dict(existing)
             if not check_mode:  # the instance moved (rebuilt elsewhere): the port follows it

@@ -19,6 +19,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Inva
 DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "volumes": 10, "gigabytes": 1000}
 UNITS = {"instances": "instances", "cores": "cores", "ram": "MB of RAM", "volumes": "volumes", "gigabytes": "GB of volumes"}
 UNLIMITED = -1
+MAX_LIMIT = 2 ** 31 - 1   # Nova's and Cinder's quota limits are database integers
 
 
 def limits(conn, project_id):
@@ -61,12 +62,14 @@ def set_limits(db, project_id, wanted, check_mode):
     unknown = set(wanted) - set(DEFAULTS)
     if unknown:
         raise InvalidRequest("Unknown quota resource(s) %s (known: %s)." % (", ".join(sorted(unknown)), ", ".join(DEFAULTS)))
+    for resource, value in wanted.items():
+        if value is not None and value < UNLIMITED:
+            raise InvalidRequest("Quota %s must be -1 (unlimited) or more, got %d." % (resource, value))
+        if value is not None and value > MAX_LIMIT:
+            raise InvalidRequest("Quota %s must be at most %d (or -1 for unlimited), got %d." % (resource, MAX_LIMIT, value))
     with db.tx() as conn:
         have = limits(conn, project_id)
         changes = {r: v for r, v in wanted.items() if v is not None and have[r] != v}
-        for resource, value in changes.items():
-            if value < UNLIMITED:
-                raise InvalidRequest("Quota %s must be -1 (unlimited) or more, got %d." % (resource, value))
         if changes and not check_mode:
             for resource, value in changes.items():
                 conn.execute(quotas.delete().where(quotas.c.project_id == project_id, quotas.c.resource == resource))

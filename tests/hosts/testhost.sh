@@ -47,7 +47,26 @@ ns_exists() { [ -e "/run/netns/$NS" ]; }
 ssh_opts=(-i "$KEY" -o UserKnownHostsFile="$KNOWN" -o StrictHostKeyChecking=accept-new
           -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR)
 
+# With BOOTFLOW_RESIDUE_LOG set (the integration suite's residue check, tests/integration/conftest.py),
+# `start` logs the host and `stop`/`purge` log what it still holds before it goes: domains, paths
+# under /var/lib/bootflow and the lines of its DHCP hosts/ports/leases files.
+residue_log() {   # residue_log EVENT
+  [ -n "${BOOTFLOW_RESIDUE_LOG:-}" ] || return 0
+  {
+    echo "@@ $NS $1 $(date +%s)"
+    [ "$1" = start ] && return 0
+    if [ -S "$SOCK" ] && alive "$H/run/libvirtd.pid" libvirtd; then
+      timeout 20 virsh -c "$URI" list --all --name 2>/dev/null | sed '/^$/d; s/^/domain /'
+    fi
+    [ -d "$H/bootflow" ] && find "$H/bootflow" -mindepth 1 -printf 'path %P\n'
+    for f in "$H"/bootflow/dhcp/*/host "$H"/bootflow/dhcp/*/ports "$H"/bootflow/dhcp/*/leases; do
+      [ -f "$f" ] && sed "s|^|line ${f#"$H"/bootflow/} |" "$f"
+    done
+  } >> "$BOOTFLOW_RESIDUE_LOG" 2>/dev/null || true
+}
+
 do_stop() {
+  if ns_exists; then residue_log "$([ "$cmd" = start ] && echo clear || echo "$cmd")"; fi
   # 1. running domains (qemu would otherwise be killed without libvirt noticing)
   if [ -S "$SOCK" ] && alive "$H/run/libvirtd.pid" libvirtd; then
     for d in $(timeout 20 virsh -c "$URI" list --name 2>/dev/null); do
@@ -76,7 +95,7 @@ do_stop() {
 
 do_start() {
   local t0=$SECONDS
-  if all_alive && ns_exists; then echo "$NS already running ($IP_HOST)"; return 0; fi
+  if all_alive && ns_exists; then residue_log start; echo "$NS already running ($IP_HOST)"; return 0; fi
   # half-started or crashed host: clear it first so start always converges to a clean state
   if ns_exists || ip link show "$VR" >/dev/null 2>&1; then do_stop; fi
   for b in ip unshare virtlogd libvirtd virsh ssh-keygen /usr/sbin/sshd /usr/bin/python3; do
@@ -185,6 +204,7 @@ EOF
   all_alive || { echo "$NS: daemons did not come up (see $H/log/libvirtd.log, $H/sshd/sshd.log)" >&2; exit 1; }
   # first connect: libvirtd probes QEMU once (cached per host); do it now, not in the first test
   timeout 60 virsh -c "$URI" -q version >/dev/null || { echo "$NS: libvirtd not answering" >&2; exit 1; }
+  residue_log start
   echo "$NS up in $((SECONDS - t0)) s: ssh root@$IP_HOST (testhost.sh ssh $N), state $H"
 }
 

@@ -339,6 +339,7 @@ def test_failed_start_is_rolled_back(env):
     (dict(bridge="br0; rm -rf"), "bridge"),
     (dict(cidr="10.99.1.0/31"), "too small"),
     (dict(lease_time=10), "120"),
+    (dict(lease_time=2 ** 31), "at most 2147483647"),
     (dict(dns_servers=["x"]), "dns"),
 ])
 def test_input_validation(env, kw, msg):

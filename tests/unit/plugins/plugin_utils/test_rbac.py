@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _compute_api, _db, _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _networking, _policy, _quota, _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, NotFound, QuotaExceeded
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest, NotFound, QuotaExceeded
 
 
 @pytest.fixture()
@@ -141,3 +141,15 @@ def test_forced_host_wins_over_the_weighers(cloud):
     assert sel.host == "hv2" and "hv1" in sel.rejected           # the RAM weigher alone would pick hv1
     free = _scheduler.select_hosts(states, _boot.request_spec(flavor, None, {}), _scheduler.SchedulerConfig())
     assert free.host == "hv1"
+
+
+@pytest.mark.parametrize("value,msg", [(-2, "must be -1 \\(unlimited\\) or more, got -2"),
+                                       (2 ** 31, "must be at most 2147483647 \\(or -1 for unlimited\\), got 2147483648")])
+def test_quota_limits_out_of_range_are_refused_before_anything_is_written(cloud, value, msg):
+    db = cloud["db"]
+    with db.tx() as conn:
+        pa = _identity.find_project(conn, "admin").id
+    with pytest.raises(InvalidRequest, match="Quota ram " + msg):
+        _quota.set_limits(db, pa, {"instances": 3, "ram": value}, False)
+    with db.tx() as conn:
+        assert _quota.limits(conn, pa)["instances"] == _quota.DEFAULTS["instances"]

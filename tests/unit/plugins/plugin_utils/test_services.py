@@ -183,3 +183,29 @@ def test_fixed_ip_taken_outside_or_gateway_is_refused(cloud):
         with pytest.raises(InvalidRequest, match=why):
             _networking.allocate_port(db, "u2", "net", "hv1", fixed_ip=ip)
     assert _count(db, "ports") == 1
+
+
+def test_fixed_ips_are_checked_before_any_port_and_an_existing_port_keeps_its_ip(cloud):
+    db = cloud["db"]
+    _networking.allocate_port(db, "u1", "net", "hv1", fixed_ip="10.0.0.5")
+    with db.tx() as conn:
+        net_id = _networking.find_network(conn, "net").id
+        for ip, why in (("10.0.0.5", "already allocated"), ("10.0.1.5", "not in subnet"), ("nope", "not a valid IP")):
+            with pytest.raises(InvalidRequest, match="Invalid fixed IP for network net: .*" + why):
+                _networking.check_fixed_ips(conn, "u2", {net_id: ip})
+        _networking.check_fixed_ips(conn, "u1", {net_id: "10.0.0.5"})   # its own port's IP: fine
+        with pytest.raises(Conflict, match="already has port .* with IP 10.0.0.5 on network net; it cannot get 10.0.0.6"):
+            _networking.check_fixed_ips(conn, "u1", {net_id: "10.0.0.6"})
+    with pytest.raises(Conflict, match="cannot get 10.0.0.6"):
+        _networking.allocate_port(db, "u1", "net", "hv1", fixed_ip="10.0.0.6")
+    assert _count(db, "ports") == 1
+
+
+def test_subnet_dns_servers_must_be_ipv4_addresses(cloud):
+    db = cloud["db"]
+    with pytest.raises(InvalidRequest, match="Invalid subnet s2: DNS server '1.1.1.1;reboot' is not a valid IP address"):
+        _networking.ensure_subnet(db, "net", "s2", "10.1.0.0/24", None, None, None, None, ["1.1.1.1;reboot"], "present", False)
+    with pytest.raises(InvalidRequest, match="only IPv4"):
+        _networking.ensure_subnet(db, "net", "s2", "10.1.0.0/24", None, None, None, None, ["fd00::1"], "present", False)
+    assert _networking.ensure_subnet(db, "net", "s2", "10.1.0.0/24", None, None, None, None, [" 9.9.9.9"], "present",
+                                     False)[1]["dns_servers"] == ["9.9.9.9"]
