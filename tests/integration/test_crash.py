@@ -1,0 +1,164 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Crash safety: the controller killed (SIGKILL of the ansible-playbook process group) at each step of
+boot.yml, then boot.yml run again with the same name converges to ACTIVE - one instance, one domain,
+one port (IP), one claim, one volume - and delete.yml removes everything (the host is back to what it
+was before the boot).
+
+Kill points (KILL_POINTS): ``start`` kills as soon as the task's banner is printed, ``end`` as soon as
+its first result line is, and ``host`` as soon as the step's work shows on the host (the overlay, the
+DHCP reservation, the pool volume, the config drive, the domain definition) while the controller has
+not recorded it yet - the remote module finishes without anyone to report to. A ``host`` point whose
+result line comes first is killed there and reported as such.
+
+The runs use bootflow_wait_for_lease=false (the guest is started, nobody waits for its lease), so no
+kill point waits for a guest to boot. One host (bfhv132), one session.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import REPO, TESTHOST, host_session
+
+HOST_N = 132
+HOST = "bfhv%d" % HOST_N
+B = "/var/lib/bootflow"
+RESULT_RE = re.compile(r"^(ok|changed|failed|fatal|skipping): \[")
+BANNER_RE = re.compile(r"^TASK \[(?P<name>.*)\] \*+$")
+
+# id, task name (regex on the banner), when, host condition (sh test, for when == "host")
+KILL_POINTS = [
+    ("instance-create-start", r"3-7 \| nova-api: validate the request", "start", None),
+    ("instance-create-end", r"3-7 \| nova-api: validate the request", "end", None),
+    ("schedule-end", r"8-12 \| nova-scheduler: filter, weigh and claim", "end", None),
+    ("image_fetch-host", r"19-21 \| glance-api: image into the host cache", "host", "ls %s/instances/*/disk" % B),
+    ("port-end", r"22-24 \| neutron-server: allocate the ports", "end", None),
+    ("dhcp_lease-host", r"22-24 \| neutron DHCP agent", "host", "grep -q . %s/dhcp/*/host" % B),
+    ("volume-host", r"25-27 \| cinder-volume: create the volume in the host", "host", "ls %s/volumes/volume-*" % B),
+    ("volume_attach-end", r"25-27 \| cinder-api: attach the volume", "end", None),
+    ("config_drive-host", r"28 \| nova-compute: config drive", "host", "ls %s/instances/*/disk.config" % B),
+    ("domain-host", r"28 \| nova-compute -> libvirt: define and start", "host", "ls /etc/libvirt/qemu/bootflow-*.xml"),
+    ("domain-end", r"28 \| nova-compute -> libvirt: define and start", "end", None),
+]
+NO_WAIT = ("-e", "bootflow_wait_for_lease=false")
+
+
+@pytest.fixture(scope="module")
+def crash_env(tmp_path_factory):
+    with host_session(tmp_path_factory, HOST_N, "bootflow-crash") as env:
+        # the first boot caches the image, starts the network's dnsmasq and defines the pool: boot and
+        # delete once, so every kill point starts from the same host
+        env.play("boot.yml", "-e", "bootflow_instance_name=crash-warmup", *NO_WAIT)
+        env.play("delete.yml", "-e", "bootflow_instance_name=crash-warmup")
+        env.clean = host_view(env)
+        yield env
+
+
+def host_view(env):
+    """What one instance puts on the host: domains, pool volumes, instance dirs, DHCP host/ports/leases lines."""
+    out = env.ssh(
+        "virsh -c qemu:///system list --all --name | sed '/^$/d' | sed 's/^/domain /';"
+        "ls -1 %(b)s/volumes | sed 's/^/volume /';"
+        "ls -1 %(b)s/instances | grep -v -x -e _base -e locks | sed 's/^/instance-dir /';"
+        "for f in %(b)s/dhcp/*/host %(b)s/dhcp/*/ports %(b)s/dhcp/*/leases; do [ -f $f ] && sed \"s|^|$(basename $f) |\" $f; done;"
+        "true" % {"b": B})
+    return sorted(line for line in out.splitlines() if line.strip())
+
+
+def killed_run(env, name, task_re, when, condition, timeout=300):
+    """boot.yml for ``name``, SIGKILLed (whole process group) at the kill point. Returns how it was killed."""
+    cmd = ["ansible-playbook", "-i", str(env.inventory), os.path.join(REPO, "playbooks", "boot.yml"),
+           "-e", "bootflow_instance_name=%s" % name, *NO_WAIT]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+    watcher = None
+    if when == "host":   # fires (prints FIRED) when the step's work shows on the host
+        watcher = subprocess.Popen([TESTHOST, "ssh", str(env.host_n),
+                                    "for i in $(seq 1 6000); do %s >/dev/null 2>&1 && { echo FIRED; exit 0; }; sleep 0.05; done"
+                                    % condition], stdout=subprocess.PIPE, text=True)
+        fired = queue.Queue()
+        threading.Thread(target=lambda: fired.put(watcher.stdout.readline()), daemon=True).start()
+    out, in_task, how = [], False, None
+    deadline = time.monotonic() + timeout
+    try:
+        while how is None and time.monotonic() < deadline:
+            if watcher is not None and in_task:
+                try:
+                    if fired.get_nowait().strip() == "FIRED":
+                        how = "host work seen, step not recorded"
+                        break
+                except queue.Empty:
+                    pass
+            try:
+                line = lines.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            out.append(line)
+            banner = BANNER_RE.match(line.strip())
+            if banner:
+                in_task = bool(re.search(task_re, banner.group("name")))
+                if in_task and when == "start":
+                    how = "at the task's banner"
+            elif in_task and RESULT_RE.match(line) and when in ("end", "host"):
+                how = "at the task's first result" + (" (before the host showed the work)" if when == "host" else "")
+        if how is not None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None and how is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if watcher is not None:
+            watcher.kill()
+            watcher.wait(timeout=30)
+    assert how is not None, "the kill point %r / %s was never reached:\n%s" % (task_re, when, "".join(out)[-4000:])
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, "".join(out)[-3000:])
+    return how
+
+
+@pytest.mark.parametrize("point,task_re,when,condition", KILL_POINTS, ids=[k[0] for k in KILL_POINTS])
+def test_sigkill_then_rerun_converges_and_delete_cleans(crash_env, point, task_re, when, condition):
+    env = crash_env
+    name = "crash-%s" % point.replace("_", "-")
+    how = killed_run(env, name, task_re, when, condition)
+    left = env.query("SELECT uuid, vm_state, task_state, host FROM instances WHERE name=? AND deleted=0", name)
+    print("\nKILLED %s %s; left: %s; host: %s" % (point, how, left, [x for x in host_view(env) if x not in env.clean]))
+
+    res = env.play("boot.yml", "-e", "bootflow_instance_name=%s" % name, *NO_WAIT, check=False)
+    assert res.rc == 0, "%s: the re-run did not converge:\n%s" % (point, res.out[-5000:])
+    rows = env.query("SELECT * FROM instances WHERE name=? AND deleted=0", name)
+    assert len(rows) == 1, rows
+    inst = rows[0]
+    assert (inst["vm_state"], inst["task_state"], inst["host"]) == ("active", None, HOST), inst
+    uuid = inst["uuid"]
+    ports = env.query("SELECT id, ip, mac FROM ports")
+    assert len(ports) == 1 and env.query("SELECT instance_uuid FROM ports")[0]["instance_uuid"] == uuid, ports
+    assert [a["consumer_id"] for a in env.query("SELECT consumer_id FROM allocations")] == [uuid]
+    vols = env.query("SELECT name, status, instance_uuid, device FROM volumes WHERE status != 'deleted'")
+    assert [(v["status"], v["instance_uuid"], v["device"]) for v in vols] == [("in-use", uuid, "vdb")], vols
+    view = host_view(env)
+    assert [x for x in view if x.startswith("domain ")] == ["domain bootflow-%s" % uuid], view
+    assert env.ssh("virsh -c qemu:///system domstate bootflow-%s" % uuid).strip() == "running"
+    assert [x for x in view if x.startswith("volume ")] == ["volume %s" % vols[0]["name"]], view
+    assert [x for x in view if x.startswith("instance-dir ")] == ["instance-dir %s" % uuid], view
+    assert [x for x in view if x.startswith("host ")] == ["host %s,host-%s,%s" % (ports[0]["mac"], ports[0]["ip"].replace(".", "-"),
+                                                                                ports[0]["ip"])], view
+    print("RERUN %s: ACTIVE, 1 domain, 1 port %s, 1 claim, 1 volume" % (point, ports[0]["ip"]))
+
+    env.play("delete.yml", "-e", "bootflow_instance_name=%s" % name)
+    assert host_view(env) == env.clean, point
+    assert env.query("SELECT name FROM instances WHERE deleted=0") == []
+    assert env.query("SELECT id FROM ports") == [] and env.query("SELECT id FROM allocations") == []
+    assert env.query("SELECT name FROM volumes WHERE status != 'deleted'") == []
