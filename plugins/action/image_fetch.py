@@ -34,28 +34,29 @@ class ActionModule(HostStep):
     def prepare(self, ctx, args):
         """Fill the image's format and hashes from the registry (the 'image metadata' of step 21); an image of
         a real Glance is looked up there again, as the caller."""
-        present = args.get("state", "present") == "present"
         with ctx.db.tx() as conn:
             instance = api.get_instance(conn, args["instance_uuid"], ctx.auth) if args.get("instance_uuid") else None
             flavor = api.get_flavor(conn, instance.flavor_id) if instance is not None else None
+        if instance is not None:
+            args["instance_uuid"] = instance.uuid
+        if args.get("state", "present") != "present":
+            # removing an instance's disk needs no image (it may be gone from the registry or Glance by now)
+            return instance
         ref = args.get("image_id") or (instance.image_id if instance is not None else None)
-        if instance is None and present:
+        if instance is None:
             ref = _images.boot_image_ref(ctx, ref)  # image_backend=glance: a Glance image bootflow has not seen yet
         with ctx.db.tx() as conn:
             image = _images.find_image(conn, ref, ctx.auth)
-        if present:
-            self._glance, self._glance_image, image = _images.refresh(ctx, image)
-            # nova-api checked this at create; the image may have changed since (Glance): again, before writing
-            _images.check_bootable(image, flavor)
-            with ctx.db.tx() as conn:
-                self._location = _boot.image_location(conn, image.id)
-            self._virtual_size = image.virtual_size
+        self._glance, self._glance_image, image = _images.refresh(ctx, image)
+        # nova-api checked this at create; the image may have changed since (Glance): again, before writing
+        _images.check_bootable(image, flavor)
+        with ctx.db.tx() as conn:
+            self._location = _boot.image_location(conn, image.id)
+        self._virtual_size = image.virtual_size
         args["image_id"] = image.id
         for key in ("disk_format", "checksum", "os_hash_algo", "os_hash_value", "size"):
             if args.get(key) is None:
                 args[key] = getattr(image, key)
-        if instance is not None:
-            args["instance_uuid"] = instance.uuid
         return instance
 
     def run_module(self, ctx, module_args):

@@ -16,7 +16,8 @@ get ACTIVE guests with their leases while Glance serves the image once; a corrup
 image Glance accepted with a lying disk_format are refused (the cache and the DB stay as they were;
 the lying one also through boot.yml: instance ERROR with the reason); a qcow2 with a backing file
 never gets into Glance; flavors below min_ram / min_disk are refused before anything is written;
-delete.yml + image_cache.yml leave an empty cache. Glance and Keystone are stopped by PID.
+the image is deleted in Glance, then delete.yml + image_cache.yml leave no instance and an empty cache.
+Glance and Keystone are stopped by PID.
 """
 
 from __future__ import annotations
@@ -277,6 +278,9 @@ def test_flavor_below_the_image_minimum_is_refused_before_anything_is_written(gl
 
 def test_delete_and_cache_cleanup_leave_nothing(gl_env, pair):
     env = gl_env
+    # the image goes away in Glance first (someone else deleted it): deleting its instances still works
+    status, _body = env.admin.call("DELETE", "/images/%s" % pair["image"]["id"])
+    assert status == 204
     for name in PAIR:
         env.play("delete.yml", "-e", "bootflow_instance_name=%s" % name)
     assert env.host_snapshot()["instances"] == []
