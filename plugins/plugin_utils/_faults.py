@@ -167,8 +167,8 @@ def decide(verdict, retry, alternates, max_attempts, instance_uuid, cleanup_erro
     if retry["num_attempts"] >= max_attempts or not candidates:
         why = ("%d of max_attempts=%d builds tried" % (retry["num_attempts"], max_attempts)
                if retry["num_attempts"] >= max_attempts else "no alternate host left")
-        return Decision(False, (), "%s (%s; tried %s)" % (MAX_RETRIES % instance_uuid, why,
-                                                           ", ".join(retry["hosts"]) or "-"))
+        tried_text = ", ".join(retry["hosts"]) or "-"
+        return Decision(False, (), "%s (%s; tried %s)" % (MAX_RETRIES % instance_uuid, why, tried_text))
     return Decision(True, candidates, "")
 
 

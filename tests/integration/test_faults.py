@@ -19,7 +19,6 @@ session installs the hook, then stops and starts each host once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -223,9 +222,14 @@ def test_libvirt_refuses_to_start_on_the_chosen_host_rescheduled_and_first_host_
                         inst["uuid"])
     assert {"seed_steps": "8-12", "action": "reschedule", "host": "bfhv122"} in steps
     assert "Reschedule | nova-conductor" in res.out and "REQUEST FLOW [f-start]" in res.out
-    # the rescheduled instance re-runs like any other: nothing changes
-    again = cloud.boot("f-start")
-    assert all(v["changed"] == 0 and v["failed"] == 0 for v in again.recap().values()), again.out[-3000:]
+    # the rescheduled instance re-runs like any other: nothing changes, in check mode neither
+    for extra in ((), ("--check",)):
+        again = cloud.boot("f-start", *extra)
+        assert all(v["changed"] == 0 and v["failed"] == 0 for v in again.recap().values()), again.out[-3000:]
+    # check mode on a new instance creates nothing and claims nothing
+    check = cloud.boot("f-check", "--check")
+    assert check.rc == 0 and cloud.query("SELECT uuid FROM instances WHERE name='f-check'") == []
+    assert len(cloud.claims()) == 1
     assert_deleted(cloud, "f-start")
 
 
@@ -252,6 +256,28 @@ def test_image_hash_mismatch_goes_to_error_at_once_cache_intact(cloud):
     # the cache: nothing of the bad image (no base, no .part), every other cached base untouched
     assert {n: cloud.base_cache(n) for n in HOSTS} == caches
     assert_deleted(cloud, "f-hash")
+
+
+def test_no_ip_left_goes_to_error_at_once_nothing_left(cloud):
+    """The one address of network tiny is taken: the port step fails (the subnet is exhausted, the
+    same on every host), the step itself puts the instance in ERROR, the rescue undoes the build on
+    the host and the conductor releases the claim without trying an alternate."""
+    nets = ["-e", '{"bootflow_networks": ["tiny"], "bootflow_volume_size_gb": 0}']
+    cloud.play(PARTIAL, "-e", "bootflow_instance_name=f-ipholder", "-e", "bootflow_partial=port", *nets)
+    holder = cloud.instance("f-ipholder")
+    assert [p["ip"] for p in cloud.query("SELECT ip FROM ports WHERE instance_uuid=?", holder["uuid"])] == ["10.97.0.5"]
+    res = cloud.boot("f-noip", *nets, check=False)
+    assert res.rc != 0 and "No more IP addresses available on subnet 10.97.0.0/29" in res.out, res.out[-3000:]
+    inst = cloud.instance("f-noip")
+    fault = inst["fault"]
+    assert (inst["vm_state"], inst["host"]) == ("error", None)
+    assert fault["category"] == "no_ips" and not fault["reschedulable"] and fault["action"] == "port"
+    assert fault["step"].startswith("22-24 | ") and fault["host"] == "bfhv121" and len(fault["attempts"]) == 1
+    assert cloud.query("SELECT id FROM ports WHERE instance_uuid=?", inst["uuid"]) == []
+    assert [c["consumer_id"] for c in cloud.claims()] == [holder["uuid"]]
+    assert {n: cloud.host_state(n) for n in HOSTS} == {n: EMPTY for n in HOSTS}
+    assert_deleted(cloud, "f-ipholder")
+    assert_deleted(cloud, "f-noip")
 
 
 def test_dnsmasq_killed_while_the_guest_boots_is_respawned_and_the_boot_converges(cloud):
@@ -290,8 +316,8 @@ def test_instance_dir_out_of_space_rescheduled_and_first_host_clean(cloud):
     assert "No space left on device" in failed[0]["message"]
     # on the full disk only the cache directories and the image's lock file (kept, as Nova's lock_path
     # files are) are left: no .part file in _base, no instance directory
-    assert [p for p in full.split() if not re.match(r"^/var/lib/bootflow/instances/(_base|locks|locks/[0-9a-f]{40}\.lock)$",
-                                                      p)] == [], full
+    kept = re.compile(r"^/var/lib/bootflow/instances/(_base|locks|locks/[0-9a-f]{40}\.lock)$")
+    assert [p for p in full.split() if not kept.match(p)] == [], full
     assert cloud.host_state(121) == EMPTY
     assert_deleted(cloud, "f-disk")
 
