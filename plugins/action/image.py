@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
     AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec)
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api, _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 
@@ -17,6 +20,9 @@ class ActionModule(ControllerStep):
         IMAGE_BACKEND_ARGSPEC,
         name=dict(type="str", required=True),
         filename=dict(type="path"),
+        url=dict(type="str"),
+        url_timeout=dict(type="int", default=60),
+        validate_certs=dict(type="bool", default=True),
         disk_format=dict(type="str", default="qcow2", choices=list(_images.DISK_FORMATS)),
         container_format=dict(type="str", default="bare", choices=list(_images.CONTAINER_FORMATS)),
         visibility=dict(type="str", default="private", choices=["public", "private"]),
@@ -25,7 +31,8 @@ class ActionModule(ControllerStep):
         properties=dict(type="dict", default={}),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
-    REQUIRED_IF = [("state", "present", ("filename",))]
+    MUTUALLY_EXCLUSIVE = [("filename", "url")]
+    REQUIRED_IF = [("state", "present", ("filename", "url"), True)]
 
     def step(self, ctx):
         a = ctx.args
@@ -35,7 +42,24 @@ class ActionModule(ControllerStep):
             enforce(auth, "image:publicize")
         backend = _images.resolve_backend(a["image_backend"])
         glance = _images.glance_for(ctx) if backend == "glance" else None
-        changed, image = _images.ensure_image(
-            ctx.db, auth, ctx.state_dir, a["name"], a["filename"], a["disk_format"], a["container_format"],
-            a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode, glance=glance)
+        filename = a["filename"]
+        if a["url"] and a["state"] == "present":
+            if a["url_timeout"] <= 0:
+                raise InvalidRequest("url_timeout must be a positive number of seconds, got %d." % a["url_timeout"])
+            _compute_api.validate_name("image", a["name"])  # before the download, not after it
+            ctx.progress("downloading image %s" % a["name"])
+            filename = _images.download_url(a["url"], ctx.state_dir, a["url_timeout"], a["validate_certs"])
+        try:
+            changed, image = _images.ensure_image(
+                ctx.db, auth, ctx.state_dir, a["name"], filename, a["disk_format"], a["container_format"],
+                a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode,
+                glance=glance)
+        except InvalidRequest as exc:
+            if filename == a["filename"]:
+                raise
+            # the staging file's name means nothing to the caller: say where the bytes came from
+            raise InvalidRequest("%s (the image downloaded from %s)" % (exc, _images.redact_url(a["url"]))) from exc
+        finally:
+            if filename != a["filename"]:
+                os.unlink(filename)   # the staging copy of the download
         return {"changed": changed, "image": image, "image_backend": backend}

@@ -47,9 +47,32 @@ options:
   filename:
     description:
       - Path of the image file on the controller.
-      - Required when O(state=present). A missing file fails the task with RV(error=invalid).
+      - One of O(filename) and O(url) is required when O(state=present). A missing file fails the task with RV(error=invalid).
       - A qcow2 file with a backing file is refused; upload a self-contained image (C(qemu-img convert)).
     type: path
+  url:
+    description:
+      - Upload from this C(http://) or C(https://) URL instead of a local file (Glance's C(web-download)). The
+        controller streams the download into a private staging file in the image store, then registers it exactly
+        like O(filename) (format inspection, hashes, idempotency) and removes the staging file.
+      - Only http and https are accepted, and a redirect may only lead to another http(s) URL; C(file://), C(ftp://)
+        or a bare path fail with RV(error=invalid), so a URL can never read the controller's own files.
+      - A user name and password in the URL are used for the download but never appear in a message or result.
+      - An HTTP error, an unreachable server or a download whose content does not match O(disk_format) fails the
+        task with RV(error=invalid) and leaves no image record and no file behind.
+      - A re-run downloads the URL again to compare its content with the registered image.
+      - Mutually exclusive with O(filename). One of the two is required when O(state=present).
+    type: str
+  url_timeout:
+    description:
+      - Seconds to wait for the server of O(url) (connect and each read).
+    type: int
+    default: 60
+  validate_certs:
+    description:
+      - Verify the TLS certificate of an C(https://) O(url).
+    type: bool
+    default: true
   disk_format:
     description:
       - Format of the image file. The file's content is inspected; a file that is not in this format (for example
@@ -132,6 +155,13 @@ EXAMPLES = r"""
 #   module_defaults:
 #     group/bootflow.cloud.bootflow:
 #       auth_token: "{{ bootflow_auth.token }}"
+
+- name: Register an image straight from a web server (streamed, hashed, never held in memory)
+  bootflow.cloud.image:
+    name: debian-12
+    url: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
+    disk_format: qcow2
+    visibility: public
 
 - name: Download a Debian cloud image to the controller
   ansible.builtin.get_url:

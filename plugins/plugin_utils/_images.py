@@ -19,6 +19,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import shutil
+import tempfile
+
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
+from ansible.module_utils.urls import SSLValidationError, open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils._image import inspect_format
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _glance
@@ -94,6 +100,54 @@ class HashingReader:
     def digests(self):
         """(md5 hex, sha512 hex, bytes read)."""
         return self.md5.hexdigest(), self.sha.hexdigest(), self.nbytes
+
+
+URL_SCHEMES = ("http", "https")
+
+
+def redact_url(url):
+    """The URL without user:password@ (never echoed into a task result or a log)."""
+    return _url_for_messages(urlsplit(url or ""))
+
+
+def _url_for_messages(parts):
+    host = parts.hostname or ""
+    if parts.port:
+        host += ":%d" % parts.port
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def download_url(url, state_dir, timeout=60, validate_certs=True):
+    """Stream an http(s) URL into a private (0600) staging file in the image store on the controller
+    and return its path; the caller uploads it like a local file and removes it. Only http and https
+    are accepted (no file://, ftp:// or a bare path: a URL never reads the controller's own files), and
+    a redirect may only lead to another http(s) URL. A failed download leaves no file behind."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in URL_SCHEMES or not parts.hostname:
+        raise InvalidRequest("url must be an http:// or https:// URL with a host, got %r." % _url_for_messages(parts))
+    shown = _url_for_messages(parts)
+    fd, path = tempfile.mkstemp(prefix=".download-", dir=store_dir(state_dir))
+    try:
+        with os.fdopen(fd, "wb") as out:
+            resp = open_url(url, timeout=timeout, validate_certs=validate_certs, follow_redirects="safe")
+            try:
+                final = urlsplit(resp.geturl())
+                if final.scheme not in URL_SCHEMES:
+                    raise InvalidRequest("Downloading %s was redirected to a %s URL; only http(s) is followed."
+                                         % (shown, final.scheme))
+                shutil.copyfileobj(resp, out, CHUNK)
+            finally:
+                resp.close()
+    except HTTPError as exc:
+        os.unlink(path)
+        raise InvalidRequest("Downloading the image from %s failed: HTTP %s %s." % (shown, exc.code, exc.reason)) from exc
+    except (URLError, SSLValidationError, OSError, ValueError) as exc:
+        os.unlink(path)
+        raise InvalidRequest("Downloading the image from %s failed: %s." % (shown, getattr(exc, "reason", exc))) from exc
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
 
 
 def hash_file(path):
