@@ -59,8 +59,8 @@ options:
         default.
       - With O(auth_token), a new size is checked on the controller before the host is asked - between 1 and 16384
         (Cinder-style limit), not smaller than the volume (no shrinking), and the growth within the project's
-        C(gigabytes) quota (M(bootflow.cloud.quota)); otherwise the task fails with RV(error=invalid) or
-        RV(error=quota) and nothing is changed.
+        C(gigabytes) quota (M(bootflow.cloud.quota)); otherwise the task fails with an error of kind C(invalid) or
+        C(quota) and nothing is changed.
     type: int
   format:
     description:

@@ -35,8 +35,8 @@ options:
   domain:
     description:
       - Name of the libvirt domain (C(bootflow-<instance uuid>)). It must exist.
-      - With O(auth_token), its instance must exist (else the task fails with RV(error=not_found)), and a volume
-        that is already attached to another instance fails the task with RV(error=conflict) (no multiattach).
+      - With O(auth_token), its instance must exist (else the task fails, not found), and a volume
+        that is already attached to another instance fails the task as a conflict (no multiattach).
     type: str
     required: true
   volume:

@@ -153,8 +153,8 @@ def test_sigkill_then_rerun_converges_and_delete_cleans(crash_env, point, task_r
     assert env.ssh("virsh -c qemu:///system domstate bootflow-%s" % uuid).strip() == "running"
     assert [x for x in view if x.startswith("volume ")] == ["volume %s" % vols[0]["name"]], view
     assert [x for x in view if x.startswith("instance-dir ")] == ["instance-dir %s" % uuid], view
-    assert [x for x in view if x.startswith("host ")] == ["host %s,host-%s,%s" % (ports[0]["mac"], ports[0]["ip"].replace(".", "-"),
-                                                                                ports[0]["ip"])], view
+    port = ports[0]
+    assert [x for x in view if x.startswith("host ")] == ["host %s,host-%s,%s" % (port["mac"], port["ip"].replace(".", "-"), port["ip"])], view
     print("RERUN %s: ACTIVE, 1 domain, 1 port %s, 1 claim, 1 volume" % (point, ports[0]["ip"]))
 
     env.play("delete.yml", "-e", "bootflow_instance_name=%s" % name)
