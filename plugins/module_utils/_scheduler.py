@@ -189,9 +189,10 @@ class RequestSpec:
         object.__setattr__(self, "flavor_extra_specs", dict(self.flavor_extra_specs or {}))
         object.__setattr__(self, "image_properties", dict(self.image_properties or {}))
         object.__setattr__(self, "group_hosts", list(self.group_hosts or []))
-        # the Placement-style extra specs must parse (Nova validates them when the flavor is saved)
-        requested_traits(self)
-        requested_aggregates(self)
+        # the Placement-style extra specs must parse (Nova validates them when the flavor is saved); parsed once
+        # here, not once per host in the filters
+        object.__setattr__(self, "_traits", _parse_traits(self.flavor_extra_specs))
+        object.__setattr__(self, "_aggregates", _parse_aggregates(self.flavor_extra_specs))
 
     @property
     def disk_gb(self) -> int:
@@ -213,9 +214,20 @@ def requested_resources(spec: "RequestSpec") -> dict:
 
 def requested_traits(spec: "RequestSpec") -> tuple[frozenset, frozenset]:
     """(required, forbidden) trait names from the flavor's ``trait:NAME=required|forbidden`` extra specs (Nova's
-    syntax, sent to Placement as ``required=NAME,!OTHER``). A bad name or value raises ValueError."""
+    syntax, sent to Placement as ``required=NAME,!OTHER``)."""
+    return spec._traits  # pylint: disable=protected-access
+
+
+def requested_aggregates(spec: "RequestSpec") -> frozenset:
+    """Aggregate names from the flavor's ``member_of`` extra spec: ``NAME`` or ``in:NAME1,NAME2`` (the host must
+    be in at least one of them, like Placement's ``member_of`` parameter). Empty: no restriction."""
+    return spec._aggregates  # pylint: disable=protected-access
+
+
+def _parse_traits(extra_specs: Mapping[str, Any]) -> tuple[frozenset, frozenset]:
+    """See :func:`requested_traits`. A bad name or value raises ValueError."""
     required, forbidden = set(), set()
-    for key, value in spec.flavor_extra_specs.items():
+    for key, value in extra_specs.items():
         if not str(key).startswith("trait:"):
             continue
         name = str(key)[len("trait:"):]
@@ -229,10 +241,9 @@ def requested_traits(spec: "RequestSpec") -> tuple[frozenset, frozenset]:
     return frozenset(required), frozenset(forbidden)
 
 
-def requested_aggregates(spec: "RequestSpec") -> frozenset:
-    """Aggregate names from the flavor's ``member_of`` extra spec: ``NAME`` or ``in:NAME1,NAME2`` (the host must
-    be in at least one of them, like Placement's ``member_of`` parameter). Empty: no restriction."""
-    value = spec.flavor_extra_specs.get("member_of")
+def _parse_aggregates(extra_specs: Mapping[str, Any]) -> frozenset:
+    """See :func:`requested_aggregates`. A malformed value raises ValueError."""
+    value = extra_specs.get("member_of")
     if value is None or value == "":
         return frozenset()
     text = str(value)
@@ -484,6 +495,8 @@ def aggregate_filter(host: HostState, spec: RequestSpec, now: float, cfg: Schedu
 def traits_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
     """Pre-filter like Placement's ``required``: the flavor's required traits present, its forbidden traits absent."""
     required, forbidden = requested_traits(spec)
+    if not required and not forbidden:
+        return None
     missing = sorted(required - host.traits)
     if missing:
         return "lacks required trait%s %s" % ("s" if len(missing) > 1 else "", ", ".join(missing))

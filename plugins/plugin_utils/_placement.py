@@ -187,11 +187,13 @@ def _states(conn, node_id=None):
     """
     nodes = _db.table("compute_nodes")
     usage = _usage_query(node_id).subquery()
-    query = (sa.select(*[nodes.c[c] for c in _NODE_COLUMNS], usage.c.vcpus_used, usage.c.memory_mb_used,
+    # the JSON lists as text, parsed only when present (the JSON type's processor costs ~3 us a value at 10,000 nodes)
+    columns = [sa.cast(nodes.c[c], sa.Text) if c in ("aggregates", "traits") else nodes.c[c] for c in _NODE_COLUMNS]
+    query = (sa.select(*columns, usage.c.vcpus_used, usage.c.memory_mb_used,
                        usage.c.local_gb_used, usage.c.num_instances)
              .select_from(nodes.outerjoin(usage, usage.c.compute_node_id == nodes.c.id)))
     query = query.order_by(nodes.c.hostname) if node_id is None else query.where(nodes.c.id == node_id)
-    host_state, epoch, empty = _scheduler.HostState, _db.epoch, frozenset()
+    host_state, epoch, empty, loads = _scheduler.HostState, _db.epoch, frozenset(), json.loads
     out = []
     for (nid, name, vcpus, memory_mb, local_gb, reserved_mb, cpu_ratio, ram_ratio, disk_ratio, disabled, updated_at,
          arch, hv_type, hv_version, generation, zone, aggregates, traits,
@@ -202,8 +204,9 @@ def _states(conn, node_id=None):
             num_instances=count or 0, reserved_host_memory_mb=reserved_mb, cpu_allocation_ratio=cpu_ratio,
             ram_allocation_ratio=ram_ratio, disk_allocation_ratio=disk_ratio, disabled=bool(disabled),
             updated_at=epoch(updated_at), arch=arch, hypervisor_type=hv_type, hypervisor_version=hv_version,
-            generation=generation, availability_zone=zone or "nova", aggregates=aggregates or empty,
-            traits=traits or empty, uuid=nid))
+            generation=generation, availability_zone=zone or "nova",
+            aggregates=frozenset(loads(aggregates) or ()) if aggregates else empty,
+            traits=frozenset(loads(traits) or ()) if traits else empty, uuid=nid))
     return out
 
 
