@@ -58,34 +58,10 @@ class PlacementServer:
         self.timings["setup"] = time.monotonic() - t0
 
     def register_in_keystone(self):
-        """Service user ``placement`` (admin + service on project ``service``) and the placement service's
-        public/internal/admin endpoints in the catalog (the identity service's too: keystonemiddleware
-        finds Keystone through it)."""
-        ks = self.keystone
+        """Service user ``placement`` and the placement endpoints in the catalog (KeystoneServer.register_service)."""
         t0 = time.monotonic()
         with open(os.path.join(self.dir, "placement-password")) as f:
-            password = f.read().strip()
-
-        def one(path, key, create):
-            found = ks.admin("GET", path)[key]
-            return found[0] if found else ks.admin("POST", "/" + key, {key[:-1]: create})[key[:-1]]
-
-        project = one("/projects?name=service", "projects", {"name": "service", "domain_id": "default"})
-        user = one("/users?name=placement", "users", {"name": "placement", "password": password, "domain_id": "default"})
-        for role_name in ("admin", "service"):
-            role = one("/roles?name=%s" % role_name, "roles", {"name": role_name})
-            ks.admin("PUT", "/projects/%s/users/%s/roles/%s" % (project["id"], user["id"], role["id"]))
-        if "RegionOne" not in [r["id"] for r in ks.admin("GET", "/regions")["regions"]]:
-            ks.admin("POST", "/regions", {"region": {"id": "RegionOne"}})
-        for name, service_type, url in (("keystone", "identity", ks.url), ("placement", "placement", self.url)):
-            service = one("/services?type=%s" % service_type, "services", {"name": name, "type": service_type})
-            have = {e["interface"]: e["id"] for e in ks.admin("GET", "/endpoints?service_id=%s" % service["id"])["endpoints"]}
-            for interface in ("public", "internal", "admin"):
-                if interface in have:
-                    ks.admin("PATCH", "/endpoints/%s" % have[interface], {"endpoint": {"url": url}})
-                else:
-                    ks.admin("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
-                                                                 "url": url, "region_id": "RegionOne"}})
+            self.keystone.register_service("placement", f.read().strip(), "placement", self.url)
         self.timings["register"] = time.monotonic() - t0
 
     def serve(self, timeout=120):
