@@ -195,31 +195,6 @@ class KeystoneServer:
                     self.admin("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
                                                                    "url": svc_url, "region_id": "RegionOne"}})
 
-    def register_service(self, user_name, password, service_type, url):
-        """A service user (roles admin and service on project ``service``) and the service's public/internal/
-        admin endpoints in the catalog, with the identity service's own (keystonemiddleware finds Keystone
-        through it). Idempotent."""
-        def one(path, key, create):
-            found = self.admin("GET", path)[key]
-            return found[0] if found else self.admin("POST", "/" + key, {key[:-1]: create})[key[:-1]]
-
-        project = one("/projects?name=service", "projects", {"name": "service", "domain_id": "default"})
-        user = one("/users?name=%s" % user_name, "users", {"name": user_name, "password": password, "domain_id": "default"})
-        for role_name in ("admin", "service"):
-            role = one("/roles?name=%s" % role_name, "roles", {"name": role_name})
-            self.admin("PUT", "/projects/%s/users/%s/roles/%s" % (project["id"], user["id"], role["id"]))
-        if "RegionOne" not in [r["id"] for r in self.admin("GET", "/regions")["regions"]]:
-            self.admin("POST", "/regions", {"region": {"id": "RegionOne"}})
-        for stype, surl in (("identity", self.url), (service_type, url)):
-            service = one("/services?type=%s" % stype, "services", {"name": stype, "type": stype})
-            have = {e["interface"]: e["id"] for e in self.admin("GET", "/endpoints?service_id=%s" % service["id"])["endpoints"]}
-            for interface in ("public", "internal", "admin"):
-                if interface in have:
-                    self.admin("PATCH", "/endpoints/%s" % have[interface], {"endpoint": {"url": surl}})
-                else:
-                    self.admin("POST", "/endpoints", {"endpoint": {"service_id": service["id"], "interface": interface,
-                                                                   "url": surl, "region_id": "RegionOne"}})
-
     # --- stop ----------------------------------------------------------------------------------------
 
     def stop(self):

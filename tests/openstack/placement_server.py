@@ -61,7 +61,7 @@ class PlacementServer:
         """Service user ``placement`` and the placement endpoints in the catalog (KeystoneServer.register_service)."""
         t0 = time.monotonic()
         with open(os.path.join(self.dir, "placement-password")) as f:
-            self.keystone.register_service("placement", f.read().strip(), "placement", self.url)
+            self.keystone.register_service("placement", f.read().strip(), "placement", "placement", self.url)
         self.timings["register"] = time.monotonic() - t0
 
     def serve(self, timeout=120):
