@@ -239,6 +239,9 @@ FIXED_PLAYBOOK = """
         - name: Scheduled
           bootflow.cloud.schedule:
             instance: "{{ inst.instance.uuid }}"
+            # no liveness check: this play sends no heartbeat (boot.yml's scheduler role does), and the
+            # host may have been idle longer than the 60 s default while the earlier tests ran
+            service_down_time: 0
 
         - name: Refused fixed IP
           bootflow.cloud.port:
