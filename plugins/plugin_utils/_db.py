@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -156,6 +156,16 @@ def _build_metadata():
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("updated_at", sa.DateTime),
     )
+    # revision 0005: the projects an image is shared with (Glance's members), with the member's status
+    sa.Table(
+        "image_members", md,
+        sa.Column("image_id", uuid_col, sa.ForeignKey("images.id", name="fk_image_members0image_id"), primary_key=True),
+        sa.Column("member_id", sa.String(64), primary_key=True),
+        sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime),
+        sa.Index("ix_image_members_member_id", "member_id"),
+    )
     sa.Table(
         "networks", md,
         sa.Column("id", uuid_col, primary_key=True),
@@ -247,6 +257,26 @@ def _build_metadata():
         sa.Column("deleted_at", sa.DateTime),
         sa.Column("deleted", sa.BigInteger, nullable=False, default=0),
         sa.UniqueConstraint("project_id", "name", "deleted", name="uniq_instances0project_id0name0deleted"),
+    )
+    # revision 0005: Nova's server groups (policy + rules) and their members (one group per instance)
+    sa.Table(
+        "server_groups", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("project_id", uuid_col, nullable=False),
+        sa.Column("user_id", uuid_col, nullable=False),
+        sa.Column("policy", sa.String(32), nullable=False),
+        sa.Column("rules", sa.JSON, nullable=False, default=dict),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("project_id", "name", name="uniq_server_groups0project_id0name"),
+    )
+    sa.Table(
+        "server_group_members", md,
+        sa.Column("instance_uuid", uuid_col, primary_key=True),
+        sa.Column("group_id", uuid_col, sa.ForeignKey("server_groups.id", name="fk_server_group_members0group_id"),
+                  nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Index("ix_server_group_members_group_id", "group_id"),
     )
     sa.Table(
         "volumes", md,

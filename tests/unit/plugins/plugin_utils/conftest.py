@@ -55,3 +55,38 @@ def backend(request):
     if request.param == "sqlite":
         return Backend("sqlite")
     return Backend("postgresql", request.getfixturevalue("pg_server"))
+
+
+def alembic_to(db, conn, rev, down=False):
+    """Move the schema on ``conn`` to revision ``rev`` with Alembic (upgrade, or ``down``grade), the way
+    the migration tests need it: one revision at a time, data inserted in between by the test."""
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+
+    cfg = Config()
+    cfg.set_main_option("script_location", _db.MIGRATIONS_DIR)
+    script = ScriptDirectory.from_config(cfg)
+
+    def fn(current, _context):
+        if down:
+            return script._downgrade_revs(rev, current)  # pylint: disable=protected-access
+        return script._upgrade_revs(rev, current)  # pylint: disable=protected-access
+
+    if db.is_sqlite:
+        conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+    with EnvironmentContext(cfg, script, fn=fn, destination_rev=rev) as env:
+        env.configure(connection=conn, target_metadata=_db.METADATA, render_as_batch=db.is_sqlite)
+        with env.begin_transaction():
+            env.run_migrations()
+    conn.commit()
+    if db.is_sqlite:   # the pooled connection goes back with its keys on, as the connect hook leaves them
+        conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+@pytest.fixture()
+def migrate():
+    """:func:`alembic_to` as a fixture: ``migrate(db, conn, "0003")``, ``migrate(db, conn, "0002", down=True)``."""
+    return alembic_to

@@ -13,24 +13,6 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Auth
 sa = _db.sa
 
 
-def _alembic(db, conn, rev, fn_name="upgrade"):
-    from alembic.config import Config
-    from alembic.runtime.environment import EnvironmentContext
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", _db.MIGRATIONS_DIR)
-    script = ScriptDirectory.from_config(cfg)
-
-    def fn(current, _context):
-        return script._upgrade_revs(rev, current)  # pylint: disable=protected-access
-
-    with EnvironmentContext(cfg, script, fn=fn, destination_rev=rev) as env:
-        env.configure(connection=conn, target_metadata=_db.METADATA, render_as_batch=db.is_sqlite)
-        with env.begin_transaction():
-            env.run_migrations()
-
-
 def _fill_0001(conn):
     """Rows at revision 0001 in the tables that point at projects or users."""
     t = "2025-01-01 00:00:00"
@@ -43,19 +25,17 @@ def _fill_0001(conn):
                          "('u-1', 'p-1', 'admin'), ('u-2', 'p-2', 'member')"))
 
 
-def test_migration_0001_to_head_keeps_data_and_matches_the_metadata(tmp_path, backend):
+def test_migration_0001_to_head_keeps_data_and_matches_the_metadata(tmp_path, backend, migrate):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     db = _db.open_db(backend.new_db_url(), state_dir=str(tmp_path), migrate=False)
     with db.engine.connect() as conn:
-        _alembic(db, conn, "0001")
-        conn.commit()
+        migrate(db, conn, "0001")
     with db.tx() as conn:
         _fill_0001(conn)
     with db.engine.connect() as conn:
-        _alembic(db, conn, "0002")
-        conn.commit()
+        migrate(db, conn, "0002")
     assert db.schema_revision() == "0002"
     with db.tx() as conn:
         conn.execute(sa.text("INSERT INTO quotas (project_id, resource, hard_limit) VALUES ('p-2', 'instances', 3)"))
@@ -93,28 +73,11 @@ def test_migration_0001_to_head_keeps_data_and_matches_the_metadata(tmp_path, ba
     db.dispose()
 
 
-def test_migration_downgrade_and_upgrade_again(tmp_path, backend):
+def test_migration_downgrade_and_upgrade_again(tmp_path, backend, migrate):
     db = _db.open_db(backend.new_db_url(), state_dir=str(tmp_path))
     _identity.bootstrap(db, "admin", "pw", "admin")
     with db.engine.connect() as conn:
-        from alembic.config import Config
-        from alembic.runtime.environment import EnvironmentContext
-        from alembic.script import ScriptDirectory
-
-        cfg = Config()
-        cfg.set_main_option("script_location", _db.MIGRATIONS_DIR)
-        script = ScriptDirectory.from_config(cfg)
-
-        def down(current, _context):
-            return script._downgrade_revs("0002", current)  # pylint: disable=protected-access
-
-        if db.is_sqlite:
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-        with EnvironmentContext(cfg, script, fn=down, destination_rev="0002") as env:
-            env.configure(connection=conn, target_metadata=_db.METADATA, render_as_batch=db.is_sqlite)
-            with env.begin_transaction():
-                env.run_migrations()
-        conn.commit()
+        migrate(db, conn, "0002", down=True)
     assert db.schema_revision() == "0002"
     assert db.upgrade() is True
     keys = _identity.key_repository(str(tmp_path))

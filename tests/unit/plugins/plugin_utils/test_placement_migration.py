@@ -10,36 +10,13 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _placem
 sa = _db.sa
 
 
-def _migrate(db, conn, rev, down=False):
-    from alembic.config import Config
-    from alembic.runtime.environment import EnvironmentContext
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", _db.MIGRATIONS_DIR)
-    script = ScriptDirectory.from_config(cfg)
-
-    def fn(current, _context):
-        if down:
-            return script._downgrade_revs(rev, current)  # pylint: disable=protected-access
-        return script._upgrade_revs(rev, current)  # pylint: disable=protected-access
-
-    if db.is_sqlite:
-        conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-    with EnvironmentContext(cfg, script, fn=fn, destination_rev=rev) as env:
-        env.configure(connection=conn, target_metadata=_db.METADATA, render_as_batch=db.is_sqlite)
-        with env.begin_transaction():
-            env.run_migrations()
-    conn.commit()
-
-
-def test_0003_to_head_keeps_nodes_and_allocations(tmp_path, backend):
+def test_0003_to_head_keeps_nodes_and_allocations(tmp_path, backend, migrate):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     db = _db.open_db(backend.new_db_url(), state_dir=str(tmp_path), migrate=False)
     with db.engine.connect() as conn:
-        _migrate(db, conn, "0003")
+        migrate(db, conn, "0003")
     t = "2025-01-01 00:00:00"
     with db.tx() as conn:
         conn.execute(sa.text(
@@ -62,7 +39,7 @@ def test_0003_to_head_keeps_nodes_and_allocations(tmp_path, backend):
         assert _placement.existing_allocation(conn, "c-1").backend == "local"
         assert compare_metadata(MigrationContext.configure(conn), _db.METADATA) == []
     with db.engine.connect() as conn:
-        _migrate(db, conn, "0003", down=True)
+        migrate(db, conn, "0003", down=True)
     assert db.schema_revision() == "0003"
     with db.tx() as conn:
         cols = {c["name"] for c in sa.inspect(conn).get_columns("compute_nodes")}
