@@ -5,7 +5,8 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # outside the repo: inside it, ansible-test would ask git and see only ignored files
-DEST=/var/tmp/bootflow-sanity-$(echo "$REPO" | sha256sum | cut -c1-12)/ansible_collections/bootflow/cloud
+# (BOOTFLOW_SANITY_DIR: another copy, so that two runs from one checkout do not share it)
+DEST=${BOOTFLOW_SANITY_DIR:-/var/tmp/bootflow-sanity-$(echo "$REPO" | sha256sum | cut -c1-12)}/ansible_collections/bootflow/cloud
 mkdir -p "$DEST"
 cd "$REPO"
 # fresh copy of the files git knows (tracked + new, not ignored); keep tests/output (ansible-test's cache)
