@@ -38,7 +38,10 @@ LABEL = "cidata"
 FILENAME = "disk.config"
 DEFAULT_USER_DATA = "#cloud-config\n{}\n"
 FILES = ("meta-data", "network-config", "user-data")
-MAX_USER_DATA = 65535          # nova-api refuses more (its limit on user_data)
+# nova-api's limit counts user_data base64-encoded (as the API carries it): 65535 bytes of base64,
+# i.e. at most 49149 bytes of user data
+MAX_USER_DATA_BASE64 = 65535
+MAX_USER_DATA = MAX_USER_DATA_BASE64 // 4 * 3
 MAX_ISO_READ = 64 * 1024 * 1024  # an existing image larger than this is not read back, just replaced
 _SECTOR = 2048
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -158,12 +161,24 @@ def normalize_ports(ports):
     return out
 
 
+def user_data_problem(data):
+    """Why ``data`` (bytes or str) is too large for nova-api, or None: Nova limits user_data to 65535
+    bytes once base64-encoded."""
+    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    encoded = 4 * ((size + 2) // 3)
+    if encoded <= MAX_USER_DATA_BASE64:
+        return None
+    return ("user_data is %d bytes, %d once base64-encoded (as nova-api counts it); at most %d base64-encoded "
+            "bytes, i.e. %d bytes of user data, are allowed" % (size, encoded, MAX_USER_DATA_BASE64, MAX_USER_DATA))
+
+
 def drive_files(instance_uuid, hostname, user_data, ports):
     """{file name: bytes} of the drive."""
     ud = render_user_data(user_data)
     data = ud.encode("utf-8") if isinstance(ud, str) else bytes(ud)
-    if len(data) > MAX_USER_DATA:
-        raise ConfigDriveError("user_data is %d bytes; at most %d are allowed" % (len(data), MAX_USER_DATA))
+    problem = user_data_problem(data)
+    if problem:
+        raise ConfigDriveError(problem)
     return {"meta-data": render_meta_data(instance_uuid, hostname).encode("utf-8"),
             "network-config": render_network_config(ports).encode("utf-8"),
             "user-data": data}

@@ -57,7 +57,8 @@ options:
     type: str
   user_data:
     description:
-      - User data of the boot request (for example a C(#cloud-config) document), at most 65535 bytes.
+      - User data of the boot request (for example a C(#cloud-config) document), at most 49149 bytes (Nova's
+        limit of 65535 bytes once base64-encoded).
       - Without it the drive holds C(#cloud-config) and C({}).
     type: str
   ports:

@@ -108,8 +108,9 @@ options:
     default: true
   user_data:
     description:
-      - User data for cloud-init in the guest, as plain text (not base64), at most 65535 bytes; more fails with
-        RV(error=invalid).
+      - User data for cloud-init in the guest, as plain text (not base64). Nova's limit counts it base64-encoded
+        (65535 bytes), so at most 49149 bytes of user data are accepted; more fails with RV(error=invalid)
+        before anything is written.
       - It is stored in the instance record and returned in RV(instance.request); do not put secrets in it
         unless the task has C(no_log).
       - Not compared for idempotency, a different O(user_data) for an existing instance is ignored.

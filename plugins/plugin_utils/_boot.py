@@ -10,6 +10,7 @@ from __future__ import annotations
 
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
+from ansible_collections.bootflow.cloud.plugins.module_utils._config_drive import user_data_problem
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _faults, _images, _networking, _placement, _quota
@@ -84,8 +85,9 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
         enforce(auth, "compute:force_host")  # naming the host is an admin's privilege, as in Nova
     if volume_size_gb is not None and not 0 <= volume_size_gb <= MAX_VOLUME_GB:
         raise InvalidRequest("volume_size_gb must be between 0 and %d, got %d." % (MAX_VOLUME_GB, volume_size_gb))
-    if user_data is not None and len(user_data.encode()) > api.MAX_USER_DATA:
-        raise InvalidRequest("user_data is %d bytes; at most %d are allowed." % (len(user_data.encode()), api.MAX_USER_DATA))
+    too_large = user_data_problem(user_data) if user_data is not None else None
+    if too_large:
+        raise InvalidRequest(too_large + ".")
     inst, vols = _db.table("instances"), _db.table("volumes")
     with db.tx() as conn:
         # one create per project at a time: the name check and the quota check hold until commit

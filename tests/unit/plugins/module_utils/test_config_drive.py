@@ -234,6 +234,7 @@ def test_genisoimage_failure_leaves_the_old_drive(inst, monkeypatch):
     (dict(hostname="bad_name"), "invalid hostname"),
     (dict(ports=[dict(mac="x")]), "invalid MAC"),
     (dict(user_data="x" * 70000), "at most 65535"),
+    (dict(user_data="x" * 49150), r"49150 bytes, 65536 once base64-encoded"),
 ])
 def test_input_validation(inst, kw, msg):
     with pytest.raises(cd.ConfigDriveError, match=msg):
@@ -245,3 +246,12 @@ def test_a_directory_in_the_way_is_an_error(inst):
     os.mkdir(inst["path"])
     with pytest.raises(cd.ConfigDriveError, match="not a regular file"):
         cd.config_drive_step(params(inst), run=run)
+
+
+def test_user_data_limit_counts_base64_as_nova_does():
+    # 49149 bytes encode to 65532 base64 bytes (allowed), 49150 to 65536 (one over Nova's 65535)
+    assert cd.MAX_USER_DATA == 49149
+    assert cd.user_data_problem(b"x" * 49149) is None
+    assert cd.user_data_problem("é" * 24574) is None          # counted in UTF-8 bytes: 49148
+    assert "49150 bytes, 65536 once base64-encoded" in cd.user_data_problem("x" * 49150)
+    assert cd.user_data_problem("é" * 24575).startswith("user_data is 49150 bytes")   # 49150 UTF-8 bytes

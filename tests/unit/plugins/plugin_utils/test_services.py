@@ -73,6 +73,15 @@ def test_create_validates_everything_before_writing(cloud, flavor, image, nets, 
     assert _count(cloud["db"], "volumes") == 0
 
 
+def test_create_limits_user_data_as_nova_counts_it_base64_encoded(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    with pytest.raises(InvalidRequest, match=r"user_data is 49150 bytes, 65536 once base64-encoded"):
+        _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, "#" * 49150, False)
+    assert _count(db, "instances") == 0 and _count(db, "volumes") == 0
+    changed, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, "#" * 49149, False)
+    assert changed and len(row.request["user_data"]) == 49149
+
+
 def test_create_is_idempotent_and_refuses_a_different_request(cloud):
     db, auth = cloud["db"], cloud["auth"]
     changed, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
