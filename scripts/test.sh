@@ -16,7 +16,7 @@ stage() {
 stage unit        python -m pytest -q -p no:cacheprovider tests/unit
 stage sanity      bash scripts/sanity.sh
 stage lint        ansible-lint --profile production
-stage integration python -m pytest -q -p no:cacheprovider tests/integration
+stage integration python -m pytest -q -p no:cacheprovider --durations=25 tests/integration
 echo
 [ $failed -eq 0 ] || echo "failed stages: ${failed_names[*]}"
 echo "stages: $passed passed, $failed failed"
