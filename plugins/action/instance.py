@@ -29,6 +29,7 @@ class ActionModule(ControllerStep):
         root_volume_size_gb=dict(type="int"),
         root_volume_delete_on_termination=dict(type="bool", default=True),
         user_data=dict(type="str"),
+        server_group=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent", "error"]),
         fault=dict(type="str"),
     )
@@ -45,7 +46,8 @@ class ActionModule(ControllerStep):
                                         availability_zone=a["availability_zone"],
                                         boot_from_volume=a["boot_from_volume"],
                                         root_volume_size_gb=a["root_volume_size_gb"],
-                                        root_volume_delete_on_termination=a["root_volume_delete_on_termination"])
+                                        root_volume_delete_on_termination=a["root_volume_delete_on_termination"],
+                                        server_group=a["server_group"])
             if row is None:  # check mode, would be created
                 return {"changed": True, "instance": {"name": a["name"], "vm_state": api.BUILDING,
                                                       "task_state": api.SCHEDULING}}

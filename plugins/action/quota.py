@@ -20,6 +20,8 @@ class ActionModule(ControllerStep):
         ram=dict(type="int"),
         volumes=dict(type="int"),
         gigabytes=dict(type="int"),
+        server_groups=dict(type="int"),
+        server_group_members=dict(type="int"),
     )
 
     def step(self, ctx):

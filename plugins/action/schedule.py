@@ -8,7 +8,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
 from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement, _server_groups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms, table
@@ -52,6 +52,8 @@ class ActionModule(ControllerStep):
                 if row.image_id:
                     image = conn.execute(table("images").select().where(table("images").c.id == row.image_id)).first()
                 states = _placement.host_states(conn)
+                # the scheduler hint group: the policy and the hosts of the other members (claims included)
+                group = _server_groups.scheduling_info(conn, row.uuid)
         if a["state"] == "absent":
             host = _placement.release(ctx.db, row.uuid, ctx.check_mode, placement=placement)
             return {"changed": host is not None, "released_from": host}
@@ -64,8 +66,9 @@ class ActionModule(ControllerStep):
             # Nova's RequestSpec carries the flavor and the image meta; ImagePropertiesFilter reads the image's
             # hw_architecture / img_hv_type / img_hv_requested_version, ComputeCapabilitiesFilter the extra_specs
             # (TraitsFilter and AggregateFilter their trait:NAME and member_of), and an admin's
-            # availability_zone=ZONE:HOST becomes the forced host
-            spec = _boot.request_spec(flavor, image, row.request)
+            # availability_zone=ZONE:HOST becomes the forced host; the server group feeds the ServerGroup*
+            # filters and weighers, the retry record (builds that failed) the RetryFilter
+            spec = _boot.request_spec(flavor, image, row.request, group)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         if a["hosts"] is not None:
@@ -88,9 +91,10 @@ class ActionModule(ControllerStep):
             self._fail_instance(ctx, row, msg)
             raise NoValidHostError(msg, rejected=getattr(exc, "rejected", {})) from exc
         weights = {name: {"total": total, **per} for name, total, per in selection.hosts}
+        group_out = None if group is None else {k: group[k] for k in ("id", "name", "policy", "max_server_per_host", "hosts")}
         if ctx.check_mode:
             return {"changed": True, "host": selection.host, "alternates": selection.alternates,
-                    "rejected": selection.rejected, "weights": weights}
+                    "rejected": selection.rejected, "weights": weights, "server_group": group_out}
         try:
             host, alternates, claim_failures = _placement.claim(ctx.db, row.uuid, spec, [h[0] for h in selection.hosts],
                                                                 placement=placement, project_id=row.project_id,
@@ -107,6 +111,7 @@ class ActionModule(ControllerStep):
         return {
             "changed": True, "host": host, "alternates": alternates, "rejected": selection.rejected,
             "claim_failures": claim_failures, "weights": weights, "instance": api.instance_dict(new),
+            "server_group": group_out,
             "placement_backend": "local" if placement is None else "placement",
             "bootflow_step": api.step_row(row.name, "8-12", "nova-scheduler", "select_destinations", host, before,
                                           (new.vm_state, new.task_state), True, ms),

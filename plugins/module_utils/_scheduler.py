@@ -14,7 +14,9 @@ Mirrors nova-scheduler (see docs/design.md and the anchors report, D1):
 * weighers are normalised to 0..1 like ``nova/weights.py normalize()``, multiplied
   by their multiplier and summed;
 * the chosen host is a random pick among the best ``host_subset_size`` hosts,
-  followed by the other hosts as alternates (``_get_sorted_hosts``).
+  followed by the other hosts as alternates (``_get_sorted_hosts``);
+* server groups: the hard policies are filters (and :func:`server_group_violation`, which the
+  claim re-runs on fresh data), the soft ones weighers (the count of group members on the host).
 
 Stdlib only: runs on the controller and on the hypervisor host (Python 3.11+).
 """
@@ -53,6 +55,7 @@ __all__ = [
     "requested_traits",
     "schedule_instances",
     "select_hosts",
+    "server_group_violation",
     "weigh_hosts",
 ]
 
@@ -173,8 +176,11 @@ class RequestSpec:
     force_host: Optional[str] = None
     num_instances: int = 1
     group_policy: Optional[str] = None
+    # the hosts of the group's other members, one entry per member (a host appears once per member on it)
     group_hosts: list = dataclasses.field(default_factory=list)
     max_server_per_host: int = 1
+    # hosts where a build of this instance already failed (Nova's RequestSpec.retry hosts): never again
+    tried_hosts: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         for fname in ("vcpus", "memory_mb", "root_gb", "ephemeral_gb"):
@@ -189,6 +195,7 @@ class RequestSpec:
         object.__setattr__(self, "flavor_extra_specs", dict(self.flavor_extra_specs or {}))
         object.__setattr__(self, "image_properties", dict(self.image_properties or {}))
         object.__setattr__(self, "group_hosts", list(self.group_hosts or []))
+        object.__setattr__(self, "tried_hosts", list(self.tried_hosts or []))
         # the Placement-style extra specs must parse (Nova validates them when the flavor is saved); parsed once
         # here, not once per host in the filters
         object.__setattr__(self, "_traits", _parse_traits(self.flavor_extra_specs))
@@ -464,6 +471,13 @@ def _parse_force_host(value: str) -> tuple[Optional[str], str]:
     return (parts[0] or None), parts[1]
 
 
+def retry_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Nova's RetryFilter: a host where a build of this instance already failed is not tried again."""
+    if host.name in spec.tried_hosts:
+        return "already tried: a build of this instance failed on this host"
+    return None
+
+
 def force_host_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
     """Admin ``az:host``: only the named host (in that zone, if given) passes."""
     if not spec.force_host:
@@ -596,26 +610,40 @@ def image_properties_filter(host: HostState, spec: RequestSpec, now: float, cfg:
     return None
 
 
-def server_group_anti_affinity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
-    """Hard anti-affinity: fewer than ``max_server_per_host`` group members already on the host."""
-    if spec.group_policy != "anti-affinity":
-        return None
-    count = sum(1 for h in spec.group_hosts if h == host.name)
-    if count >= spec.max_server_per_host:
-        return "anti-affinity: %d group member(s) already on the host, max_server_per_host %d" % (count, spec.max_server_per_host)
-    return None
+def server_group_violation(host_name: str, spec: RequestSpec) -> Optional[str]:
+    """Why placing one more member of a hard (anti-)affinity group on ``host_name`` breaks the group's
+    policy, given the hosts of the other members in ``spec.group_hosts``; None when it does not.
 
-
-def server_group_affinity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
-    """Hard affinity: the host of the other group members (any host for the first member)."""
-    if spec.group_policy != "affinity" or not spec.group_hosts:
-        return None
-    if host.name not in spec.group_hosts:
+    The filters below use it on the scheduler's snapshot; the claim runs it again on the members'
+    hosts read inside the claim transaction (Nova's late ``_validate_instance_group_policy``).
+    Soft policies never forbid a host (their weighers only prefer).
+    """
+    if spec.group_policy == "anti-affinity":
+        count = spec.group_hosts.count(host_name)
+        if count >= spec.max_server_per_host:
+            return "anti-affinity: %d group member(s) already on the host, max_server_per_host %d" % (
+                count, spec.max_server_per_host)
+    elif spec.group_policy == "affinity" and spec.group_hosts and host_name not in spec.group_hosts:
         return "affinity: group members are on %s" % ", ".join(sorted(set(spec.group_hosts)))
     return None
 
 
+def server_group_anti_affinity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Hard anti-affinity: fewer than ``max_server_per_host`` group members already on the host."""
+    if spec.group_policy != "anti-affinity":
+        return None
+    return server_group_violation(host.name, spec)
+
+
+def server_group_affinity_filter(host: HostState, spec: RequestSpec, now: float, cfg: SchedulerConfig) -> Optional[str]:
+    """Hard affinity: the host of the other group members (any host for the first member)."""
+    if spec.group_policy != "affinity":
+        return None
+    return server_group_violation(host.name, spec)
+
+
 FILTERS: "OrderedDict[str, FilterFunc]" = OrderedDict([
+    ("RetryFilter", retry_filter),
     ("ForceHostFilter", force_host_filter),
     ("AvailabilityZoneFilter", availability_zone_filter),
     ("AggregateFilter", aggregate_filter),
@@ -629,13 +657,14 @@ FILTERS: "OrderedDict[str, FilterFunc]" = OrderedDict([
 ])
 
 # Not optional in Nova either (request pre-filters and Placement): always run, whatever enabled_filters says.
-MANDATORY_FILTERS = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
-                               "CapacityFilter"))
+# RetryFilter too: a host where the build already failed is never tried again for this instance.
+MANDATORY_FILTERS = frozenset(("RetryFilter", "ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter",
+                               "TraitsFilter", "CapacityFilter"))
 
 # Nova skips the configurable filters for a forced host, but still asks Placement (resources, traits,
 # aggregates); the enabled/up check is kept here because booting on a disabled or dead host cannot succeed.
-_KEPT_WHEN_FORCED = frozenset(("ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
-                               "ComputeFilter", "CapacityFilter"))
+_KEPT_WHEN_FORCED = frozenset(("RetryFilter", "ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter",
+                               "TraitsFilter", "ComputeFilter", "CapacityFilter"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,18 +676,32 @@ class _Weigher:
     minval: Optional[float] = None
 
 
+def _group_members_on(host: HostState, spec: RequestSpec, policy: str) -> float:
+    """nova/scheduler/weights/affinity.py: the number of the group's members on the host, for a group
+    with ``policy`` (0 for any other request)."""
+    if spec.group_policy != policy:
+        return 0.0
+    return float(spec.group_hosts.count(host.name))
+
+
 WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
     # nova/scheduler/weights/{ram,cpu,disk}.py: minval = 0
     ("RAMWeigher", _Weigher(lambda h, s: free(h, "MEMORY_MB"), 0.0)),
     ("CPUWeigher", _Weigher(lambda h, s: free(h, "VCPU"), 0.0)),
     ("DiskWeigher", _Weigher(lambda h, s: free(h, "DISK_GB"), 0.0)),
     ("NumInstancesWeigher", _Weigher(lambda h, s: -h.num_instances, None)),
+    # soft-affinity: more members on the host is better; soft-anti-affinity: fewer (the count negated)
+    ("ServerGroupSoftAffinityWeigher", _Weigher(lambda h, s: _group_members_on(h, s, "soft-affinity"), None)),
+    ("ServerGroupSoftAntiAffinityWeigher", _Weigher(lambda h, s: -_group_members_on(h, s, "soft-anti-affinity"), None)),
 ])
 
 _WEIGHER_ALIASES = {
     "ram": "RAMWeigher", "cpu": "CPUWeigher", "disk": "DiskWeigher", "num_instances": "NumInstancesWeigher",
+    "soft_affinity": "ServerGroupSoftAffinityWeigher", "soft_anti_affinity": "ServerGroupSoftAntiAffinityWeigher",
     "ram_weight_multiplier": "RAMWeigher", "cpu_weight_multiplier": "CPUWeigher",
     "disk_weight_multiplier": "DiskWeigher", "num_instances_weight_multiplier": "NumInstancesWeigher",
+    "soft_affinity_weight_multiplier": "ServerGroupSoftAffinityWeigher",
+    "soft_anti_affinity_weight_multiplier": "ServerGroupSoftAntiAffinityWeigher",
 }
 
 

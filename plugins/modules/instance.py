@@ -115,6 +115,19 @@ options:
         unless the task has C(no_log).
       - Not compared for idempotency, a different O(user_data) for an existing instance is ignored.
     type: str
+  server_group:
+    description:
+      - Name or ID of the server group the instance joins (Nova's scheduler hint C(group); see
+        M(bootflow.cloud.server_group)). The membership is written in the same transaction as the instance record.
+      - The scheduler then keeps the group's policy - V(affinity) and V(anti-affinity) by its filters and again when
+        it claims the host, V(soft-affinity) and V(soft-anti-affinity) by its weighers.
+      - Checked before anything is written. A group that does not exist, or that belongs to another project (an
+        admin may name another project's group by its ID), fails with RV(error=not_found). A group that already has
+        as many live members as the C(server_group_members) quota allows fails with RV(error=quota).
+      - An existing instance of the same name in another group (or in none) is refused with RV(error=conflict).
+      - The instance leaves the group when its record is deleted (O(state=absent), the end of
+        C(playbooks/delete.yml)).
+    type: str
   state:
     description:
       - V(present) creates the instance record (seed steps 3-7).
@@ -136,8 +149,8 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Idempotent, as long as the name exists with the same O(flavor), O(image), O(networks), O(volume_size_gb) and
-    root volume size,
+  - Idempotent, as long as the name exists with the same O(flavor), O(image), O(networks), O(volume_size_gb),
+    root volume size and O(server_group),
     O(state=present) reports no change and returns the existing instance, whatever state it is in. The same name
     with a different flavor, image, networks or volume size is refused with RV(error=conflict); delete the
     instance first or pick another name.
@@ -153,6 +166,7 @@ seealso:
   - module: bootflow.cloud.schedule
   - module: bootflow.cloud.instance_info
   - module: bootflow.cloud.port
+  - module: bootflow.cloud.server_group
 """
 
 EXAMPLES = r"""
@@ -425,8 +439,10 @@ bootflow_step:
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an
-      unknown flavor, image or network, V(invalid) for a request that fails validation, V(conflict) for a name taken
-      with a different request, several instances matching O(name), or an instance that still holds resources.
+      unknown flavor, image, network or server group, V(invalid) for a request that fails validation, V(quota) for a
+      request over a quota of the project (instances, cores, ram, volumes, gigabytes, server_group_members),
+      V(conflict) for a name taken with a different request, several instances matching O(name), or an instance
+      that still holds resources.
   returned: failure
   type: str
   sample: conflict

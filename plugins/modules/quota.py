@@ -11,7 +11,7 @@ short_description: Set and show the quota limits and usage of a project (Nova an
 version_added: 0.1.0
 author: bootflow.cloud contributors (@bootflow)
 description:
-  - Nova's and Cinder's per-project quotas. In seed steps 6-7 of the OpenStack Nova boot request flow nova-api
+  - Nova's and Cinder's per-project quotas, Nova's server group quotas included. In seed steps 6-7 of the OpenStack Nova boot request flow nova-api
     checks the request against the project's limits before it writes anything; a request that would go over
     a limit fails with RV(bootflow.cloud.instance#module:error=quota) and C(Quota exceeded for ...).
   - Sets the hard limits given and returns the project's limits and current usage. With no limit given, it only
@@ -64,6 +64,21 @@ options:
       - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
+  server_groups:
+    description:
+      - Maximum number of server groups of the project (see M(bootflow.cloud.server_group)). The default limit is
+        V(10), Nova's.
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
+        RV(error=invalid).
+    type: int
+  server_group_members:
+    description:
+      - Maximum number of live members of each server group of the project, as Nova's per-group quota. The default
+        limit is V(10), Nova's. M(bootflow.cloud.instance) refuses an instance that would join a full group
+        (O(bootflow.cloud.instance#module:server_group)).
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
+        RV(error=invalid).
+    type: int
 attributes:
   check_mode:
     support: full
@@ -76,7 +91,8 @@ notes:
   - A limit can be set below the current usage. Nothing that exists is removed; new requests that need more of
     that resource fail until the usage is back under the limit.
   - Limits are checked when M(bootflow.cloud.instance) creates an instance (one instance, its flavor's vCPUs and
-    RAM, and its data volume when O(bootflow.cloud.instance#module:volume_size_gb) is set).
+    RAM, and its data volume when O(bootflow.cloud.instance#module:volume_size_gb) is set, one more member of its
+    server group), and when M(bootflow.cloud.server_group) creates a group.
   - The limits of a project are deleted with it (M(bootflow.cloud.project) with
     O(bootflow.cloud.project#module:state=absent)).
 seealso:
@@ -158,6 +174,16 @@ quota:
       type: int
       returned: success
       sample: 1000
+    server_groups:
+      description: Maximum number of server groups.
+      type: int
+      returned: success
+      sample: 10
+    server_group_members:
+      description: Maximum number of members of each server group.
+      type: int
+      returned: success
+      sample: 10
 usage:
   description: What the project uses now.
   returned: success
@@ -188,6 +214,18 @@ usage:
       type: int
       returned: success
       sample: 20
+    server_groups:
+      description: Number of server groups of the project.
+      type: int
+      returned: success
+      sample: 2
+    server_group_members:
+      description:
+        - Live members of the project's fullest server group (the limit applies to each group; this is the one
+          closest to it). V(0) without groups.
+      type: int
+      returned: success
+      sample: 3
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid, revoked or expired token or a caller without the V(admin)

@@ -24,6 +24,8 @@ description:
   - For a reschedulable failure, while fewer than O(max_attempts) builds were tried and an untried alternate is
     left, claims the first of O(alternates) that still fits (it may be stale, as in Nova) and sets it as the
     instance's host (C(building/scheduling)). The result names the new RV(host); the build starts again there.
+    For a member of an V(affinity) or V(anti-affinity) server group (see M(bootflow.cloud.server_group)), the claim
+    also re-checks the group's policy; an alternate that would break it is skipped (RV(claim_failures)).
   - Otherwise the instance goes to C(vm_state=error) without a host. Its fault (message, step, action, host, time,
     category, reason and every attempt) is readable with M(bootflow.cloud.instance_info).
   - When O(cleanup_error) says the undo on the host failed, the build is never rescheduled (Nova - "Could not
@@ -190,6 +192,13 @@ num_attempts:
   returned: success
   type: int
   sample: 2
+claim_failures:
+  description:
+    - The alternates whose claim failed during the reschedule, with the reason - no room left, or the instance's
+      server group policy (an V(anti-affinity) group member already there, an V(affinity) group elsewhere).
+  returned: success
+  type: dict
+  sample: {"hv2": "server group web: anti-affinity: 1 group member(s) already on the host, max_server_per_host 1 (re-checked at claim time)"}
 tried:
   description: The hosts the build failed on so far.
   returned: success

@@ -57,12 +57,16 @@ options:
     elements: str
   enabled_filters:
     description:
-      - Scheduler filters to run, in Nova's order, from V(ForceHostFilter), V(AvailabilityZoneFilter),
+      - Scheduler filters to run, in Nova's order, from V(RetryFilter), V(ForceHostFilter), V(AvailabilityZoneFilter),
         V(AggregateFilter), V(TraitsFilter), V(ComputeFilter), V(CapacityFilter), V(ComputeCapabilitiesFilter),
         V(ImagePropertiesFilter), V(ServerGroupAntiAffinityFilter) and V(ServerGroupAffinityFilter). An unknown name
         fails the task with RV(error=invalid).
-      - V(ForceHostFilter), V(AvailabilityZoneFilter), V(AggregateFilter), V(TraitsFilter) and V(CapacityFilter) always
-        run, whatever this list says. In Nova, these checks are pre-filters and Placement queries.
+      - V(RetryFilter), V(ForceHostFilter), V(AvailabilityZoneFilter), V(AggregateFilter), V(TraitsFilter) and
+        V(CapacityFilter) always run, whatever this list says. In Nova, these checks are pre-filters and Placement
+        queries.
+      - V(RetryFilter) rejects the hosts where a build of this instance already failed (its retry record, see
+        M(bootflow.cloud.reschedule)), so a run of C(playbooks/boot.yml) after a crash in the middle of a reschedule
+        never tries such a host again.
       - V(AvailabilityZoneFilter) keeps the hosts of the requested zone (O(bootflow.cloud.instance#module:availability_zone)).
         A host's zone is what M(bootflow.cloud.compute_node) reported (O(bootflow.cloud.compute_node#module:availability_zone)).
       - V(AggregateFilter) keeps the hosts in one of the aggregates named by the flavor's C(member_of) extra spec
@@ -77,16 +81,29 @@ options:
         C(architecture)) must be the host's architecture, C(img_hv_type) (or C(hypervisor_type)) its hypervisor
         type, and C(img_hv_requested_version) (for example V(>=7.2)) must match its hypervisor version. An image
         without these properties passes every host.
-      - The request built here carries no server group, so the server group filters pass every host.
+      - V(ServerGroupAntiAffinityFilter) rejects a host that already runs as many members of the instance's
+        V(anti-affinity) server group as the group's C(max_server_per_host) rule allows (one without the rule).
+        V(ServerGroupAffinityFilter) rejects every host but the one the members of the instance's V(affinity) group
+        run on (any host for the first member). See M(bootflow.cloud.server_group) and
+        O(bootflow.cloud.instance#module:server_group). An instance without a group passes both.
+      - The claim checks the hard group policies again, whatever this list says, with the members' hosts as they
+        are when the claim is made (see the notes).
       - By default all filters run.
     type: list
     elements: str
   weight_multipliers:
     description:
       - Multiplier per weigher (Nova's C(*_weight_multiplier) options). Keys are V(RAMWeigher), V(CPUWeigher),
-        V(DiskWeigher) and V(NumInstancesWeigher), or the short names V(ram), V(cpu), V(disk), V(num_instances),
-        or the Nova option names such as V(ram_weight_multiplier). Values are numbers; a negative multiplier for
-        RAM, CPU or disk stacks instances instead of spreading them.
+        V(DiskWeigher), V(NumInstancesWeigher), V(ServerGroupSoftAffinityWeigher) and
+        V(ServerGroupSoftAntiAffinityWeigher), or the short names V(ram), V(cpu), V(disk), V(num_instances),
+        V(soft_affinity), V(soft_anti_affinity), or the Nova option names such as V(ram_weight_multiplier) or
+        V(soft_anti_affinity_weight_multiplier). Values are numbers; a negative multiplier for RAM, CPU or disk
+        stacks instances instead of spreading them.
+      - V(ServerGroupSoftAffinityWeigher) weighs a host by the number of members of the instance's V(soft-affinity)
+        group on it, V(ServerGroupSoftAntiAffinityWeigher) by that number negated for a V(soft-anti-affinity) group.
+        Like every weigher, the values are normalised to 0..1 over the hosts that passed. For an instance without
+        such a group, both weigh every host 0. A negative multiplier turns their preference around (Nova warns
+        about that; it is allowed here too).
       - Weighers not listed get the multiplier V(1.0). An unknown key or a non-numeric value fails the task with
         RV(error=invalid).
     type: dict
@@ -139,7 +156,13 @@ notes:
     provider generation and are retried on conflict. With O(placement_backend=placement), Placement does the same.
     A claim is retried on its C(placement.concurrent_update) conflict. A claim refused for capacity moves on to the
     next host.
-  - Filters, weighers, claims, both backends and down detection are described in C(docs/scheduler.md).
+  - A member of an V(affinity) or V(anti-affinity) server group is checked against its group again when it is
+    claimed, in the claim's transaction, one claim of the group at a time (Nova's late check on the compute host,
+    made atomic). A host that would break the policy by then, because another boot into the group claimed it
+    meanwhile, is listed in RV(claim_failures) with the reason, and the next host is tried. With
+    O(placement_backend=placement) the group stays locked across the check, Placement's claim and the DB copy.
+  - Filters, weighers, claims, server groups, both backends and down detection are described in
+    C(docs/scheduler.md).
 seealso:
   - module: bootflow.cloud.instance
   - module: bootflow.cloud.compute_node
@@ -215,9 +238,43 @@ placement_backend:
   returned: when the instance was scheduled (not in check mode and not when it already had an allocation)
   type: str
   sample: local
+server_group:
+  description:
+    - The instance's server group as the scheduler saw it, V(null) when it is in none.
+  returned: when O(state=present) scheduled the instance (also in check mode)
+  type: dict
+  contains:
+    id:
+      description: ID of the group.
+      type: str
+      returned: success
+      sample: 4b7d2c1e-8f3a-4e6b-9c0d-1a2b3c4d5e6f
+    name:
+      description: Name of the group.
+      type: str
+      returned: success
+      sample: web
+    policy:
+      description: The group's policy.
+      type: str
+      returned: success
+      sample: anti-affinity
+    max_server_per_host:
+      description: The group's C(max_server_per_host) rule, V(1) without one.
+      type: int
+      returned: success
+      sample: 1
+    hosts:
+      description: The hosts of the group's other members, one entry per member (a host twice for two members on it).
+      type: list
+      elements: str
+      returned: success
+      sample: [hv1, hv2]
 claim_failures:
   description:
-    - Hosts on which the claim failed (capacity taken by a concurrent boot meanwhile), with the reason.
+    - Hosts on which the claim failed, with the reason - capacity taken by a concurrent boot meanwhile, or the
+      server group's policy re-checked at claim time (for example C(server group web: anti-affinity: 1 group
+      member(s) already on the host, max_server_per_host 1 (re-checked at claim time))).
     - Also returned when every claim failed (RV(error=no_valid_host)).
   returned: when the instance was scheduled (not in check mode), and when every claim failed
   type: dict
@@ -227,8 +284,10 @@ weights:
   returned: when the instance was scheduled, also in check mode
   type: dict
   sample:
-    hv1: {"total": 3.5, "RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0, "NumInstancesWeigher": 0.5}
-    hv3: {"total": 1.2, "RAMWeigher": 0.4, "CPUWeigher": 0.3, "DiskWeigher": 0.5, "NumInstancesWeigher": 0.0}
+    hv1: {"total": 3.5, "RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0, "NumInstancesWeigher": 0.5,
+          "ServerGroupSoftAffinityWeigher": 0.0, "ServerGroupSoftAntiAffinityWeigher": 0.0}
+    hv3: {"total": 1.2, "RAMWeigher": 0.4, "CPUWeigher": 0.3, "DiskWeigher": 0.5, "NumInstancesWeigher": 0.0,
+          "ServerGroupSoftAffinityWeigher": 0.0, "ServerGroupSoftAntiAffinityWeigher": 0.0}
 released_from:
   description: Host whose allocation was released, V(null) when the instance had none.
   returned: when O(state=absent)

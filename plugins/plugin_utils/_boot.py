@@ -14,6 +14,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._config_drive impor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _faults, _images, _networking, _placement, _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _server_groups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
@@ -62,21 +63,30 @@ def parse_availability_zone(value):
     return zone or None, host
 
 
-def request_spec(flavor, image, request):
-    """The scheduler's RequestSpec for an instance record (flavor, image properties, zone/host)."""
+def request_spec(flavor, image, request, group=None):
+    """The scheduler's RequestSpec for an instance record (flavor, image properties, zone/host), its
+    server group (``_server_groups.scheduling_info``: policy, max_server_per_host, the other members'
+    hosts) and the hosts its earlier builds failed on (the retry record: never tried again)."""
     zone, host = parse_availability_zone(request.get("availability_zone"))
+    group = group or {}
     return _scheduler.RequestSpec(
         # boot from volume: the root disk is a volume, not the host's local disk (Nova requests no root_gb then)
         vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=0 if request.get("boot_from_volume") else flavor.disk_gb,
         flavor_extra_specs=flavor.extra_specs or {},
         image_properties=(image.properties if image is not None else None) or {},
-        availability_zone=zone, force_host=("%s:%s" % (zone or "", host)) if host else None)
+        availability_zone=zone, force_host=("%s:%s" % (zone or "", host)) if host else None,
+        group_policy=group.get("policy"), group_hosts=group.get("hosts") or [],
+        max_server_per_host=group.get("max_server_per_host") or 1,
+        tried_hosts=_faults.retry_of(request)["hosts"] if request.get("retry") else [])
 
 
 def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
            volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
-           root_volume_size_gb=None, root_volume_delete_on_termination=True):
-    """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass."""
+           root_volume_size_gb=None, root_volume_delete_on_termination=True, server_group=None):
+    """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass.
+
+    ``server_group`` (name or ID; Nova's scheduler hint ``group``): the instance joins that group, in the
+    same transaction; an unknown group, another project's group or a full group refuses the request."""
     enforce(auth, "compute:create")
     api.validate_name("instance", name)
     if not network_refs:
@@ -102,19 +112,23 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
             _networking.network_subnet(conn, net.id)
             networks.append(net)
         request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_gb)
+        group = _server_groups.group_for_create(conn, server_group, auth) if server_group else None
         existing = api.find_instance(conn, name, auth)
         if existing is not None:
+            joined = _server_groups.membership(conn, existing.uuid)
             if existing.request.get("flavor") != request["flavor"] or existing.request.get("image") != request["image"] \
                     or existing.request.get("networks") != request["networks"] \
                     or existing.request.get("volume_size_gb", 0) != request["volume_size_gb"] \
-                    or existing.request.get("root_volume_size_gb", 0) != request.get("root_volume_size_gb", 0):
-                raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume; "
-                               "delete it first or pick another name." % (name, existing.uuid))
+                    or existing.request.get("root_volume_size_gb", 0) != request.get("root_volume_size_gb", 0) \
+                    or (joined.id if joined else None) != (group.id if group else None):
+                raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume/"
+                               "server group; delete it first or pick another name." % (name, existing.uuid))
             return False, existing
         _quota.check(conn, auth.project_id, {
             "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
             "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),
-            "gigabytes": (volume_size_gb or 0) + root_gb})
+            "gigabytes": (volume_size_gb or 0) + root_gb, "server_group_members": 1 if group else 0},
+            group_members=_server_groups.count_members(conn, group.id) if group else None)
         if check_mode:
             return True, None
         uuid = _db.new_id()
@@ -122,6 +136,8 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
             uuid=uuid, name=name, project_id=auth.project_id, user_id=auth.user_id, flavor_id=flavor.id,
             image_id=image.id, vm_state=api.BUILDING, task_state=api.SCHEDULING, power_state="NOSTATE",
             request=request, created_at=_db.now(), updated_at=_db.now(), deleted=0))
+        if group is not None:
+            _server_groups.join(conn, group, uuid)
         if volume_size_gb:
             # the block device mapping: a blank volume the compute side creates and attaches as vdb
             vid = _db.new_id()

@@ -188,7 +188,10 @@ def api_status(vm_state, task_state):
 
 
 def soft_delete(conn, uuid):
-    inst = _db.table("instances")
+    """Mark the record deleted (frees the name). The instance leaves its server group, as Nova's
+    ``instance_destroy`` deletes the group membership."""
+    inst, members = _db.table("instances"), _db.table("server_group_members")
     conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
         vm_state=DELETED, task_state=None, power_state="NOSTATE", deleted_at=_db.now(),
         deleted=int(time.time() * 1000), updated_at=_db.now()))
+    conn.execute(members.delete().where(members.c.instance_uuid == uuid))

@@ -45,7 +45,7 @@ from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _server_groups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
     AuthError,
@@ -264,13 +264,21 @@ def _try_claim(db, consumer_id, hostname, spec):
     then ``UPDATE ... SET generation = seen + 1 WHERE generation = seen``. Any claim, release or
     inventory change of that provider since our read bumped the generation, so the UPDATE matches
     no row and we retry with fresh numbers (Conflict). Only this provider's usage is aggregated.
+
+    A member of an affinity or anti-affinity server group is re-checked against its group first, in
+    the same transaction and under the group's lock (Nova's late ``_validate_instance_group_policy``):
+    the members' claims committed before this one are seen, whatever the scheduler's snapshot said.
     """
     nodes = _db.table("compute_nodes")
     try:
         with db.tx() as conn:
+            group = _server_groups.lock_for_claim(conn, consumer_id)
             node_id = _claim_target(conn, consumer_id, hostname)
             if node_id is None:
                 return "host vanished"
+            violation = _server_groups.claim_violation(conn, group, consumer_id, hostname, spec)
+            if violation:
+                return violation
             # generation and usage from one statement, i.e. one snapshot even under READ COMMITTED
             state = _states(conn, node_id)[0]
             ok, reason = _scheduler.fits(state, spec)
@@ -363,10 +371,15 @@ def _owner(db, consumer_id, project_id, user_id):
     return project_id or row.project_id, user_id or row.user_id
 
 
-def _hostname_of(db, provider_uuid):
+def _hostname_of(db, provider_uuid, conn=None):
+    """The host name of a resource provider; in ``conn`` when the caller is inside a transaction (on SQLite a
+    second one would wait for the first)."""
     nodes = _db.table("compute_nodes")
-    with db.tx() as conn:
-        name = conn.execute(sa.select(nodes.c.hostname).where(nodes.c.id == provider_uuid)).scalar()
+    query = sa.select(nodes.c.hostname).where(nodes.c.id == provider_uuid)
+    if conn is not None:
+        return conn.execute(query).scalar() or provider_uuid
+    with db.tx() as own:
+        name = own.execute(query).scalar()
     return name or provider_uuid
 
 
@@ -653,11 +666,41 @@ def apply_candidates(states, candidates, spec, cfg, now=None):
 
 
 def _try_claim_placement(db, client, consumer_id, hostname, spec, project_id, user_id):
-    """One claim in Placement (``PUT /allocations/{consumer}``), then its copy in the DB. None or the reason."""
+    """One claim in Placement (``PUT /allocations/{consumer}``), then its copy in the DB. None or the reason.
+
+    For a member of an affinity or anti-affinity server group, one DB transaction holds the group's lock
+    across the policy re-check, Placement's PUT and the DB copy: the next member's claim waits until this
+    one's copy is committed. If anything fails after Placement said yes (the copy, the commit), the
+    Placement allocation is deleted again.
+    """
     with db.tx() as conn:
+        grouped = _server_groups.hard_group(conn, consumer_id) is not None
         node_id = _claim_target(conn, consumer_id, hostname)
     if node_id is None:
         return "host vanished"
+    if not grouped:
+        return _put_allocation(db, client, None, consumer_id, node_id, hostname, spec, project_id, user_id)
+    made = []
+    try:
+        with db.tx() as conn:
+            group = _server_groups.lock_for_claim(conn, consumer_id)
+            node_id = _claim_target(conn, consumer_id, hostname)   # again, under the lock
+            if node_id is None:
+                return "host vanished"
+            violation = _server_groups.claim_violation(conn, group, consumer_id, hostname, spec)
+            if violation:
+                return violation
+            return _put_allocation(db, client, conn, consumer_id, node_id, hostname, spec, project_id, user_id, made)
+    except BaseException:
+        if made:   # the copy was written but not committed: Placement must not keep the claim
+            client.request("DELETE", "/allocations/%s" % consumer_id, expect=(204, 404))
+        raise
+
+
+def _put_allocation(db, client, conn, consumer_id, node_id, hostname, spec, project_id, user_id, made=None):
+    """``PUT /allocations/{consumer}``, then the DB copy: in ``conn`` (the caller's transaction, which the
+    caller commits; ``made`` gets an entry once Placement holds the claim) or, when None, in a
+    transaction of its own. None, or the reason Placement refused the claim."""
     body = {"allocations": {node_id: {"resources": _scheduler.requested_resources(spec)}},
             "project_id": project_id, "user_id": user_id, "consumer_generation": None, "consumer_type": "INSTANCE"}
     status, err = client.request("PUT", "/allocations/%s" % consumer_id, body, expect=(204, 409))
@@ -665,11 +708,16 @@ def _try_claim_placement(db, client, consumer_id, hostname, spec, project_id, us
         if error_code(err) == CONCURRENT_UPDATE:
             held = client.allocations(consumer_id)
             if held:   # consumer generation conflict: a concurrent run of the same boot claimed it
-                raise _Claimed(_hostname_of(db, next(iter(held))))
+                raise _Claimed(_hostname_of(db, next(iter(held)), conn))
             raise Conflict("Placement: resource provider generation conflict on %s" % hostname)
         return "Placement: %s" % error_detail(err)
+    if made is not None:
+        made.append(consumer_id)
     try:
-        with db.tx() as conn:
+        if conn is None:
+            with db.tx() as own:
+                _insert_allocation(own, consumer_id, node_id, spec, "placement")
+        else:
             _insert_allocation(conn, consumer_id, node_id, spec, "placement")
     except BaseException:
         # nothing half-made: the DB has no copy, so Placement must not keep the claim either

@@ -38,6 +38,10 @@ POLICY = {
     "compute:flavor_manage": ADMIN,
     "compute:report_node": ADMIN,             # nova-compute's resource tracker (service role in Nova)
     "compute:host_step": MEMBER,              # compute-side work on the instance's host
+    # os-server-groups (Nova's os_compute_api:os-server-groups:*; project-scoped, admin reaches any by ID)
+    "compute:server_groups:create": MEMBER,
+    "compute:server_groups:show": READER,
+    "compute:server_groups:delete": MEMBER,
     "scheduler:select_destinations": MEMBER,
     "placement:release": MEMBER,
     # glance

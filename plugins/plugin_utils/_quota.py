@@ -1,12 +1,16 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Per-project quotas (Nova: instances, cores, ram; Cinder: volumes, gigabytes).
+"""Per-project quotas (Nova: instances, cores, ram, server_groups, server_group_members; Cinder: volumes,
+gigabytes).
 
 PRIVATE to the collection: may change at any time. Controller side only.
 
 Checked by nova-api before anything is written, inside the same transaction that then writes
 the instance, so two parallel requests cannot both take the last unit on SQLite (BEGIN
 IMMEDIATE serialises them).
+
+``server_group_members`` is Nova's per-group limit: the project's limit applies to each of its groups,
+and the usage it is compared with is the number of live members of the group the instance joins.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, QuotaExceeded
 
 # Nova's and Cinder's defaults
-DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "volumes": 10, "gigabytes": 1000}
-UNITS = {"instances": "instances", "cores": "cores", "ram": "MB of RAM", "volumes": "volumes", "gigabytes": "GB of volumes"}
+DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "volumes": 10, "gigabytes": 1000,
+            "server_groups": 10, "server_group_members": 10}
+UNITS = {"instances": "instances", "cores": "cores", "ram": "MB of RAM", "volumes": "volumes", "gigabytes": "GB of volumes",
+         "server_groups": "server groups", "server_group_members": "members of the server group"}
 UNLIMITED = -1
 MAX_LIMIT = 2 ** 31 - 1   # Nova's and Cinder's quota limits are database integers
 
@@ -31,6 +37,7 @@ def limits(conn, project_id):
 
 
 def usage(conn, project_id):
+    """What the project uses; ``server_group_members`` is the member count of its fullest group."""
     inst, flavors, vols = _db.table("instances"), _db.table("flavors"), _db.table("volumes")
     count, cores, ram = conn.execute(
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(flavors.c.vcpus), 0),
@@ -40,12 +47,25 @@ def usage(conn, project_id):
     nvol, gigs = conn.execute(
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(vols.c.size_gb), 0))
         .where(vols.c.project_id == project_id, vols.c.status != "deleted")).one()
-    return {"instances": count, "cores": cores, "ram": ram, "volumes": nvol, "gigabytes": gigs}
+    groups, members = _db.table("server_groups"), _db.table("server_group_members")
+    ngroups = _db.count(conn, "server_groups", groups.c.project_id == project_id)
+    per_group = (sa.select(sa.func.count().label("n"))
+                 .select_from(members.join(groups, groups.c.id == members.c.group_id)
+                              .join(inst, sa.and_(inst.c.uuid == members.c.instance_uuid, inst.c.deleted == 0)))
+                 .where(groups.c.project_id == project_id).group_by(members.c.group_id).subquery())
+    fullest = conn.execute(sa.select(sa.func.coalesce(sa.func.max(per_group.c.n), 0))).scalar()
+    return {"instances": count, "cores": cores, "ram": ram, "volumes": nvol, "gigabytes": gigs,
+            "server_groups": ngroups, "server_group_members": fullest}
 
 
-def check(conn, project_id, requested):
-    """Raise QuotaExceeded naming the first resource the request would push over its limit."""
+def check(conn, project_id, requested, group_members=None):
+    """Raise QuotaExceeded naming the first resource the request would push over its limit.
+
+    ``group_members``: the live members of the server group an instance joins (the usage the
+    ``server_group_members`` limit is compared with)."""
     lim, used = limits(conn, project_id), usage(conn, project_id)
+    if group_members is not None:
+        used["server_group_members"] = group_members
     for resource, amount in requested.items():
         if not amount or lim[resource] == UNLIMITED:
             continue

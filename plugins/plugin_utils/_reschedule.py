@@ -53,11 +53,13 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
            "category": verdict.category, "reason": decision.reason or verdict.reason,
            "failure": {"message": failure.message, "step": failure.step, "action": failure.action,
                        "host": failure.host, "kind": failure.kind},
-           "num_attempts": retry["num_attempts"], "tried": retry["hosts"], "host": None, "alternates": []}
+           "num_attempts": retry["num_attempts"], "tried": retry["hosts"], "host": None, "alternates": [],
+           "claim_failures": {}}
     if check_mode:
         return out
     if decision.reschedule:
-        new_host, left, why = _reclaim(db, row, flavor, image, retry, decision.candidates, placement)
+        new_host, left, why, out["claim_failures"] = _reclaim(db, row, flavor, image, retry, decision.candidates,
+                                                              placement)
         if new_host is not None:
             after = (api.BUILDING, api.SCHEDULING)
             out.update(rescheduled=True, host=new_host, alternates=left, num_attempts=retry["num_attempts"] + 1)
@@ -94,21 +96,24 @@ def release(db, uuid, placement=None):
 
 def _reclaim(db, row, flavor, image, retry, candidates, placement=None):
     """Nova's conductor on a reschedule: free the claim on the failed host (host None, task_state
-    scheduling), then claim the first alternate that still fits - it may be stale. Returns
-    (host, alternates after it, '') or (None, [], why nothing could be claimed)."""
+    scheduling), then claim the first alternate that still fits - it may be stale, and a member of an
+    affinity or anti-affinity server group must still keep its group's policy there (the claim re-checks
+    it). Returns (host, alternates after it, '', claim failures) or (None, [], why nothing could be
+    claimed, claim failures)."""
     release(db, row.uuid, placement)
     with db.tx() as conn:
         _boot.save_retry(conn, row.uuid, _faults.next_attempt(retry))
         api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, host=None)
     spec = _boot.request_spec(flavor, image, row.request)
     try:
-        host, alternates, _tried = _placement.claim(db, row.uuid, spec, list(candidates),
-                                                    **_placement_kwargs(placement, row))
+        host, alternates, tried = _placement.claim(db, row.uuid, spec, list(candidates),
+                                                   **_placement_kwargs(placement, row))
     except NoValidHostError as exc:
-        return None, [], "%s (no alternate could be claimed: %s)" % (_faults.MAX_RETRIES % row.uuid, exc)
+        return (None, [], "%s (no alternate could be claimed: %s)" % (_faults.MAX_RETRIES % row.uuid, exc),
+                exc.details.get("claim_failures") or {})
     with db.tx() as conn:
         api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, expected_task_state=api.SCHEDULING, host=host)
-    return host, [h for h in alternates if h not in retry["hosts"]], ""
+    return host, [h for h in alternates if h not in retry["hosts"]], "", tried
 
 
 def _finish(db, out, row, seed, action, host, before, after, started):

@@ -30,10 +30,13 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._scheduler import (
     requested_traits,
     schedule_instances,
     select_hosts,
+    server_group_violation,
+    weigh_hosts,
 )
 
 NOW = 1_700_000_000.0
-ONLY = {"RAMWeigher": 0.0, "CPUWeigher": 0.0, "DiskWeigher": 0.0, "NumInstancesWeigher": 0.0}
+ONLY = {"RAMWeigher": 0.0, "CPUWeigher": 0.0, "DiskWeigher": 0.0, "NumInstancesWeigher": 0.0,
+        "ServerGroupSoftAffinityWeigher": 0.0, "ServerGroupSoftAntiAffinityWeigher": 0.0}
 
 
 def host(name: str, **kw) -> HostState:
@@ -125,12 +128,14 @@ def test_host_state_coercions_and_validation():
     with pytest.raises(ValueError):
         SchedulerConfig(host_subset_size=0)
     assert SchedulerConfig(multipliers={"ram": -1, "cpu_weight_multiplier": 2}).multipliers == {"RAMWeigher": -1.0, "CPUWeigher": 2.0}
+    assert SchedulerConfig(multipliers={"soft_affinity": 2, "soft_anti_affinity_weight_multiplier": -1}).multipliers == {
+        "ServerGroupSoftAffinityWeigher": 2.0, "ServerGroupSoftAntiAffinityWeigher": -1.0}
 
 
 # --------------------------------------------------------------------------------------------- filters
 
 def test_filter_registry_order():
-    assert list(FILTERS) == ["ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
+    assert list(FILTERS) == ["RetryFilter", "ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter", "TraitsFilter",
                              "ComputeFilter", "CapacityFilter",
                              "ComputeCapabilitiesFilter", "ImagePropertiesFilter", "ServerGroupAntiAffinityFilter",
                              "ServerGroupAffinityFilter"]
@@ -305,6 +310,37 @@ def test_affinity_filter():
     assert run_filter("ServerGroupAffinityFilter", host("hv2"), spec(group_policy="anti-affinity", group_hosts=["hv1"])) is None
 
 
+def test_server_group_violation_is_what_the_filters_say():
+    """The one check the filters run on the snapshot and the claim runs again on fresh member hosts."""
+    anti = spec(group_policy="anti-affinity", group_hosts=["hv1", "hv2", "hv1"], max_server_per_host=2)
+    assert server_group_violation("hv1", anti) == "anti-affinity: 2 group member(s) already on the host, max_server_per_host 2"
+    assert server_group_violation("hv2", anti) is None and server_group_violation("hv3", anti) is None
+    aff = spec(group_policy="affinity", group_hosts=["hv2", "hv2"])
+    assert server_group_violation("hv1", aff) == "affinity: group members are on hv2"
+    assert server_group_violation("hv2", aff) is None
+    assert server_group_violation("hv1", spec(group_policy="affinity")) is None        # the first member: anywhere
+    # soft policies never forbid a host, and no group forbids nothing
+    for policy in ("soft-affinity", "soft-anti-affinity", None):
+        assert server_group_violation("hv1", spec(group_policy=policy, group_hosts=["hv1"] * 5)) is None
+    for h in ("hv1", "hv2", "hv3"):
+        assert run_filter("ServerGroupAntiAffinityFilter", host(h), anti) == server_group_violation(h, anti)
+        assert run_filter("ServerGroupAffinityFilter", host(h), aff) == server_group_violation(h, aff)
+
+
+def test_retry_filter_never_tries_a_failed_host_again():
+    s = spec(tried_hosts=["hv1"])
+    assert run_filter("RetryFilter", host("hv1"), s) == "already tried: a build of this instance failed on this host"
+    assert run_filter("RetryFilter", host("hv2"), s) is None
+    hosts = [host("hv1", memory_mb=100000), host("hv2"), host("hv3")]
+    sel = select_hosts(hosts, s, now=NOW)
+    assert sel.host != "hv1" and "hv1" not in sel.alternates
+    assert sel.rejected == {"hv1": "RetryFilter: already tried: a build of this instance failed on this host"}
+    # mandatory: also when not enabled, and for a forced host
+    assert "hv1" in select_hosts(hosts, s, SchedulerConfig(enabled_filters=[]), now=NOW).rejected
+    with pytest.raises(NoValidHost, match="hv1: RetryFilter: already tried"):
+        select_hosts(hosts, dataclasses.replace(s, force_host="hv1"), now=NOW)
+
+
 def test_enabled_filters_subset_and_mandatory():
     hosts = [host("hv1", arch="aarch64", memory_mb=1024)]
     s = spec(image_properties={"hw_architecture": "x86_64"})
@@ -401,7 +437,8 @@ def test_normalize_like_nova():
 
 
 def test_weigher_registry():
-    assert list(WEIGHERS) == ["RAMWeigher", "CPUWeigher", "DiskWeigher", "NumInstancesWeigher"]
+    assert list(WEIGHERS) == ["RAMWeigher", "CPUWeigher", "DiskWeigher", "NumInstancesWeigher",
+                              "ServerGroupSoftAffinityWeigher", "ServerGroupSoftAntiAffinityWeigher"]
 
 
 def test_ram_weigher_spreads_and_stacks():
@@ -438,6 +475,55 @@ def test_num_instances_weigher():
     # all equal -> all 0
     sel = select_hosts([host("a", num_instances=3), host("b", num_instances=3)], spec(), now=NOW)
     assert all(w["NumInstancesWeigher"] == 0.0 for _n, _t, w in sel.hosts)
+
+
+def test_soft_affinity_weigher_counts_members_on_the_host():
+    hosts = [host("none"), host("two"), host("one")]
+    s = spec(group_policy="soft-affinity", group_hosts=["two", "one", "two"])
+    sel = select_hosts(hosts, s, only("ServerGroupSoftAffinityWeigher"), now=NOW)
+    # raw weights 0, 2, 1 normalised over the hosts (min 0, max 2): 0, 1, 0.5
+    assert [(n, w["ServerGroupSoftAffinityWeigher"]) for n, _t, w in sel.hosts] == [("two", 1.0), ("one", 0.5), ("none", 0.0)]
+    # a negative multiplier turns the preference around (Nova only warns about it)
+    sel = select_hosts(hosts, s, only("ServerGroupSoftAffinityWeigher", -2.0), now=NOW)
+    assert [(n, t) for n, t, _w in sel.hosts] == [("none", 0.0), ("one", -1.0), ("two", -2.0)]
+    # another policy, or no group: every host 0, the weigher decides nothing
+    for other in (spec(group_policy="soft-anti-affinity", group_hosts=["two"]), spec()):
+        sel = select_hosts(hosts, other, only("ServerGroupSoftAffinityWeigher"), now=NOW)
+        assert all(w["ServerGroupSoftAffinityWeigher"] == 0.0 for _n, _t, w in sel.hosts)
+
+
+def test_soft_anti_affinity_weigher_prefers_fewer_members():
+    hosts = [host("two"), host("none"), host("one")]
+    s = spec(group_policy="soft-anti-affinity", group_hosts=["two", "one", "two"])
+    sel = select_hosts(hosts, s, only("ServerGroupSoftAntiAffinityWeigher", max_attempts=3), now=NOW)
+    # raw weights -2, 0, -1 (the count negated) normalised between -2 and 0: 0, 1, 0.5
+    assert [(n, w["ServerGroupSoftAntiAffinityWeigher"]) for n, _t, w in sel.hosts] == [
+        ("none", 1.0), ("one", 0.5), ("two", 0.0)]
+    sel = select_hosts(hosts, s, only("ServerGroupSoftAntiAffinityWeigher", -1.0, max_attempts=3), now=NOW)
+    assert sel.host == "two" and [t for _n, t, _w in sel.hosts] == [0.0, -0.5, -1.0]
+    # all hosts with the same number of members: all 0 (nova/weights.py normalize), the other weighers decide
+    even = spec(group_policy="soft-anti-affinity", group_hosts=["two", "none", "one"])
+    weighed = weigh_hosts(hosts, even, SchedulerConfig())
+    assert all(per["ServerGroupSoftAntiAffinityWeigher"] == 0.0 for _h, _t, per in weighed)
+    # a soft policy never rejects a host, however many members it has
+    assert select_hosts([host("two")], spec(group_policy="soft-anti-affinity", group_hosts=["two"] * 9), now=NOW).host == "two"
+
+
+def test_soft_anti_affinity_spreads_then_the_other_weighers_decide():
+    """Four members one after the other over three equal-but-RAM hosts, default multipliers: 2/1/1."""
+    hosts = {h.name: h for h in (host("big", memory_mb=2048 + 512), host("mid", memory_mb=1536 + 512),
+                                 host("small", memory_mb=1024 + 512))}
+    placed = []
+    for _i in range(4):
+        s = spec(memory_mb=128, group_policy="soft-anti-affinity", group_hosts=list(placed))
+        sel = select_hosts(list(hosts.values()), s, now=NOW)
+        placed.append(sel.host)
+        hosts[sel.host] = consume(hosts[sel.host], s)
+    assert placed == ["big", "mid", "small", "big"]
+    # soft-affinity with the same hosts: everything stacks on the first host
+    hosts2 = [host("big", memory_mb=2048 + 512), host("mid", memory_mb=1536 + 512)]
+    s = spec(memory_mb=128, group_policy="soft-affinity", group_hosts=["mid"])
+    assert select_hosts(hosts2, s, SchedulerConfig(multipliers={"soft_affinity": 10.0}), now=NOW).host == "mid"
 
 
 def test_weights_sum_and_combination():
