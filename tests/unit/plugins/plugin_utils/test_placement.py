@@ -457,3 +457,79 @@ def test_reschedule_moves_the_claim_in_placement(cloud, client, placement, hv):
     with db.tx() as conn:
         copy = _placement.existing_allocation(conn, row.uuid)
     assert (copy.hostname, copy.backend) == (hv("b"), "placement")
+
+
+# --- server groups: the claim-time policy check with the claims in Placement -------------------------
+
+def _group_members(cloud, policy, n, rules=None):
+    """A group of the world's project and ``n`` instances created into it (nova-api's create)."""
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _server_groups  # pylint: disable=import-outside-toplevel
+
+    db, auth = cloud["db"], cloud["auth"]
+    name = "g-" + uuid.uuid4().hex[:8]
+    _server_groups.ensure(db, auth, name, policy, rules, "present", False)
+    return [_boot.create(db, auth, "%s-%d" % (name, i), "m1.tiny", "img", ["net"], 0, None, False,
+                         server_group=name)[1].uuid for i in range(n)]
+
+
+def _held_in_placement(placement, uuids, nodes):
+    """consumer -> host name of its allocation in Placement itself (None when it holds none)."""
+    by_rp = {n["id"]: n["hostname"] for n in nodes}
+    out = {}
+    for consumer in uuids:
+        held = placement.allocations(consumer)
+        assert len(held) <= 1, held
+        out[consumer] = by_rp[next(iter(held))] if held else None
+    return out
+
+
+def test_racing_anti_affinity_members_never_share_a_host_in_placement(cloud, client, placement, hv, tmp_path):
+    from test_server_groups import check_anti_affinity_race, run_race  # pylint: disable=import-outside-toplevel
+
+    db = cloud["db"]
+    hosts = [hv("a"), hv("b"), hv("c")]
+    nodes = [report(db, client, h, 8192) for h in hosts]       # room for 30 m1.tiny each
+    uuids = _group_members(cloud, "anti-affinity", 6)
+    got = run_race(db, str(tmp_path / "state"), uuids, hosts, placement_url=placement.url)
+    placed = check_anti_affinity_race(db, got, hosts)
+    # Placement's own view: exactly the claims that said yes, one on each provider
+    assert _held_in_placement(placement, uuids, nodes) == {u: placed.get(u) for u in uuids}
+    assert [len(placement.provider_allocations(n["id"])) for n in nodes] == [1, 1, 1]
+
+
+def test_racing_affinity_members_end_on_one_host_in_placement(cloud, client, placement, hv, tmp_path):
+    from test_server_groups import check_affinity_race, run_race  # pylint: disable=import-outside-toplevel
+
+    db = cloud["db"]
+    hosts = [hv("a"), hv("b"), hv("c")]
+    nodes = [report(db, client, h, 8192) for h in hosts]
+    uuids = _group_members(cloud, "affinity", 6)
+    got = run_race(db, str(tmp_path / "state"), uuids, hosts, subset=3, placement_url=placement.url)
+    placed = check_affinity_race(db, got)
+    assert _held_in_placement(placement, uuids, nodes) == placed
+    assert sorted(len(placement.provider_allocations(n["id"])) for n in nodes) == [0, 0, 6]
+
+
+def test_a_group_claim_refused_or_failing_after_placement_leaves_nothing(cloud, client, placement, hv):
+    """The policy refusal comes before Placement is asked; a DB copy that fails after Placement said yes (inside
+    the transaction that holds the group's lock) takes the Placement allocation back."""
+    db = cloud["db"]
+    a_node, b_node = report(db, client, hv("a"), 8192), report(db, client, hv("b"), 8192)
+    first, second, third = _group_members(cloud, "anti-affinity", 3)
+    spec = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)
+    assert _placement.claim(db, first, spec, [hv("a")], placement=client)[0] == hv("a")
+    with pytest.raises(NoValidHostError, match="anti-affinity: 1 group member\\(s\\) already on the host"):
+        _placement.claim(db, second, spec, [hv("a")], placement=client)
+    assert placement.allocations(second) == {}
+    with db.tx() as conn:
+        if db.is_sqlite:
+            conn.execute(_db.sa.text("CREATE TRIGGER no_boom_g BEFORE INSERT ON allocations WHEN NEW.consumer_id = '%s' "
+                                     "BEGIN SELECT RAISE(ABORT, 'injected failure'); END" % third))
+        else:
+            conn.execute(_db.sa.text("ALTER TABLE allocations ADD CONSTRAINT no_boom_g CHECK (consumer_id <> '%s')" % third))
+    with pytest.raises(_db.sa.exc.DBAPIError):
+        _placement.claim(db, third, spec, [hv("b")], placement=client)
+    assert placement.allocations(third) == {} and placement.usages(b_node["id"])["MEMORY_MB"] == 0
+    assert placement.usages(a_node["id"])["MEMORY_MB"] == 128
+    # the group lock was released with the failed transaction: the next member claims at once
+    assert _placement.claim(db, second, spec, [hv("a"), hv("b")], placement=client)[:1] == (hv("b"),)
