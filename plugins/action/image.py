@@ -25,21 +25,23 @@ class ActionModule(ControllerStep):
         validate_certs=dict(type="bool", default=True),
         disk_format=dict(type="str", default="qcow2", choices=list(_images.DISK_FORMATS)),
         container_format=dict(type="str", default="bare", choices=list(_images.CONTAINER_FORMATS)),
-        visibility=dict(type="str", default="private", choices=["public", "private"]),
+        visibility=dict(type="str", choices=list(_images.VISIBILITIES)),
         min_disk=dict(type="int", default=0),
         min_ram=dict(type="int", default=0),
         properties=dict(type="dict", default={}),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
+        state=dict(type="str", default="present", choices=list(_images.STATES)),
     )
     MUTUALLY_EXCLUSIVE = [("filename", "url")]
-    REQUIRED_IF = [("state", "present", ("filename", "url"), True)]
 
     def step(self, ctx):
         a = ctx.args
         auth = ctx.auth
-        enforce(auth, "image:delete" if a["state"] == "absent" else "image:upload")
+        enforce(auth, {"absent": "image:delete", "deactivated": "image:deactivate"}.get(a["state"], "image:upload"))
         if a["visibility"] == "public" and a["state"] == "present":
             enforce(auth, "image:publicize")
+        if a["state"] == "deactivated" and (a["filename"] or a["url"]):
+            raise InvalidRequest("filename and url are not used with state deactivated (it works on the registered "
+                                 "image); leave them out.")
         backend = _images.resolve_backend(a["image_backend"])
         glance = _images.glance_for(ctx) if backend == "glance" else None
         filename = a["filename"]
@@ -50,7 +52,7 @@ class ActionModule(ControllerStep):
             ctx.progress("downloading image %s" % a["name"])
             filename = _images.download_url(a["url"], ctx.state_dir, a["url_timeout"], a["validate_certs"])
         try:
-            changed, image = _images.ensure_image(
+            changed, image, diff = _images.apply_image(
                 ctx.db, auth, ctx.state_dir, a["name"], filename, a["disk_format"], a["container_format"],
                 a["visibility"], a["min_disk"], a["min_ram"], a["properties"], a["state"], ctx.check_mode,
                 glance=glance)
@@ -62,4 +64,7 @@ class ActionModule(ControllerStep):
         finally:
             if filename != a["filename"]:
                 os.unlink(filename)   # the staging copy of the download
-        return {"changed": changed, "image": image, "image_backend": backend}
+        out = {"changed": changed, "image": image, "image_backend": backend}
+        if ctx.diff:
+            out["diff"] = diff
+        return out

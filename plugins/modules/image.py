@@ -21,14 +21,21 @@ description:
     V(active) only once the file is complete; a failed upload leaves it V(killed).
   - With O(state=absent), marks every image of that name the caller can see as V(deleted) and removes its file
     from the store.
+  - With O(state=deactivated), deactivates an existing image (Glance's C(POST /v2/images/<id>/actions/deactivate)):
+    its record and data stay, but it cannot be booted (nova-api's create and M(bootflow.cloud.image_fetch) refuse
+    it, C(Image ... is not active (status deactivated)...)) until O(state=present) reactivates it. Instances
+    already booted from it keep running.
+  - The visibility of an existing image follows O(visibility) when it is given (C(PATCH /v2/images/<id>)).
   - With O(image_backend=glance), the same checks run on the controller, then the image is created in a real Glance
     (C(POST /v2/images) with O(name), O(disk_format), O(container_format), O(visibility), O(min_disk), O(min_ram)
     and O(properties) as Glance's own attributes and additional properties) and the file is streamed to it
     (C(PUT /v2/images/<id>/file)). Glance computes C(checksum) and C(os_hash_value) again; they must equal the ones
     computed here, else the Glance image is deleted and the task fails. The image gets Glance's ID, and a copy of
     its record is kept in the bootflow database. With O(state=absent), the images are deleted in Glance.
-  - Needs a token with the V(admin) or V(member) role; O(visibility=public) needs V(admin). Private images belong
-    to the caller's project.
+  - Needs a token with the V(admin) or V(member) role; O(visibility=public) needs V(admin). Images belong to the
+    caller's project; only that project's members (or an admin) may change their visibility or deactivate and
+    reactivate them (policy rules C(image:modify), C(image:deactivate), C(image:reactivate)), as Glance's default
+    policy has it. Another project's image fails with RV(error=auth).
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
@@ -40,6 +47,11 @@ options:
     description:
       - Name of the image. Names are not unique in Glance, but this module refuses to work on a name that matches
         several images visible to the caller (RV(error=conflict)); use distinct names.
+      - The images "visible to the caller" are the ones its project sees by name (also for an admin): public and
+        community images, the project's own, and shared images the project has accepted
+        (M(bootflow.cloud.image_member)).
+      - With O(state=deactivated), or O(state=present) without O(filename) and O(url), an existing image may also be
+        given by its ID (an admin may name any image by ID).
       - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL)
         or with leading or trailing whitespace fails the task.
     type: str
@@ -47,7 +59,10 @@ options:
   filename:
     description:
       - Path of the image file on the controller.
-      - One of O(filename) and O(url) is required when O(state=present). A missing file fails the task with RV(error=invalid).
+      - One of O(filename) and O(url) is required to register a new image. Without either, O(state=present) works on
+        the existing image (its visibility, reactivation) and fails with RV(error=invalid) when there is none.
+        A missing file fails the task with RV(error=invalid).
+      - Not used with O(state=absent); refused with O(state=deactivated).
       - A qcow2 file with a backing file is refused; upload a self-contained image (C(qemu-img convert)).
     type: path
   url:
@@ -61,7 +76,7 @@ options:
       - An HTTP error, an unreachable server or a download whose content does not match O(disk_format) fails the
         task with RV(error=invalid) and leaves no image record and no file behind.
       - A re-run downloads the URL again to compare its content with the registered image.
-      - Mutually exclusive with O(filename). One of the two is required when O(state=present).
+      - Mutually exclusive with O(filename). One of the two is required to register a new image.
     type: str
   url_timeout:
     description:
@@ -88,12 +103,18 @@ options:
     choices: [bare]
   visibility:
     description:
-      - V(private) images are visible to the owning project only; V(public) images to every project.
-      - V(public) needs the V(admin) role, otherwise the task fails with RV(error=auth).
-      - Only used when the image is created; the visibility of an existing image is not changed.
+      - Glance's four visibilities. V(private) images are visible to the owning project only; V(public) images to every
+        project; V(community) images to every project too (Glance does not list another project's community images
+        unless asked, but any project may boot one by name or ID); V(shared) images to the owning project and the
+        projects they are shared with (M(bootflow.cloud.image_member)).
+      - V(public) needs the V(admin) role, otherwise the task fails with RV(error=auth) before anything is done.
+      - A new image gets V(private) when this is omitted.
+      - For an existing image (the same name and content, or no O(filename)), its visibility is changed to this when
+        it differs, which only its owner project or an admin may do (RV(error=auth) otherwise). When omitted, an
+        existing image keeps its visibility.
+      - Making a shared image V(private) keeps its members; they see it again once it is V(shared) again.
     type: str
-    default: private
-    choices: [public, private]
+    choices: [public, community, shared, private]
   min_disk:
     description:
       - Smallest root disk in GiB the image needs. Creating an instance with a flavor whose O(bootflow.cloud.flavor#module:disk_gb)
@@ -119,11 +140,16 @@ options:
     default: {}
   state:
     description:
-      - V(present) uploads and registers the image.
+      - V(present) uploads and registers the image, or (for an existing image) sets O(visibility) and reactivates it
+        when it is V(deactivated).
       - V(absent) deletes every image of that name visible to the caller; nothing happens when there is none.
+      - V(deactivated) deactivates the existing image (status V(active) -> V(deactivated)); it fails with
+        RV(error=not_found) when there is none, and with RV(error=conflict) for an image in another status
+        (V(queued), V(saving), V(killed)): Glance's status machine is C(queued -> saving -> active) (or V(killed)),
+        C(active <-> deactivated), then V(deleted).
     type: str
     default: present
-    choices: [present, absent]
+    choices: [present, absent, deactivated]
 attributes:
   check_mode:
     support: partial
@@ -132,18 +158,25 @@ attributes:
         or registered.
       - With O(state=absent), a change is predicted whenever an image of that name exists, even if an instance
         still uses it (which makes the real run fail).
+      - A visibility change, a deactivation or a reactivation is checked (who may, which status) and predicted
+        without writing anything.
   diff_mode:
-    support: none
+    support: full
+    details:
+      - Shows the image's ID, name, owner, visibility and status before and after (for O(state=absent), every image
+        removed).
 notes:
   - Images are immutable, as in Glance. The same O(name) with a file of the same content (same SHA-512) reports
     no change; the same name with different content is refused with RV(error=conflict), register the new file
     under a new name.
-  - O(visibility), O(min_disk), O(min_ram) and O(properties) are only applied when the image is created; changing
-    them for an existing image reports no change and does not update it.
+  - O(min_disk), O(min_ram) and O(properties) are only applied when the image is created; changing them for an
+    existing image reports no change and does not update it. O(visibility) is applied to an existing image too.
+  - Deactivating a deactivated image, reactivating an active one or setting the visibility it has reports no change.
   - O(state=absent) is refused with RV(error=conflict) while a live instance uses the image.
   - The image store lives in O(state_dir) on the controller; the hypervisor hosts fetch the file from there when
     an instance is booted (M(bootflow.cloud.image_fetch)).
 seealso:
+  - module: bootflow.cloud.image_member
   - module: bootflow.cloud.image_fetch
   - module: bootflow.cloud.instance
   - module: bootflow.cloud.flavor
@@ -203,6 +236,24 @@ EXAMPLES = r"""
       hw_disk_bus: virtio
       hw_vif_model: virtio
 
+- name: Share an image of the caller's project (then add members with bootflow.cloud.image_member); no file needed
+  bootflow.cloud.image:
+    auth_token: "{{ alice_auth.token }}"
+    name: appliance
+    visibility: shared
+
+- name: Withdraw an image from new boots (running instances keep running)
+  bootflow.cloud.image:
+    auth_token: "{{ alice_auth.token }}"
+    name: appliance
+    state: deactivated
+
+- name: Bring it back
+  bootflow.cloud.image:
+    auth_token: "{{ alice_auth.token }}"
+    name: appliance
+    state: present
+
 - name: Remove an image no instance uses any more
   bootflow.cloud.image:
     auth_token: "{{ bootflow_auth.token }}"
@@ -236,12 +287,12 @@ image:
       returned: success, except in check mode when the image would be created
       sample: 8a3c2f10-7b6d-4e5f-a1b2-c3d4e5f60718
     visibility:
-      description: V(public) or V(private).
+      description: V(public), V(community), V(shared) or V(private).
       type: str
       returned: success, except in check mode when the image would be created
       sample: public
     status:
-      description: Glance status, V(active) once the upload is complete.
+      description: Glance status, V(active) once the upload is complete, V(deactivated) after O(state=deactivated).
       type: str
       returned: success, except in check mode when the image would be created
       sample: active
@@ -308,7 +359,7 @@ image:
       returned: success, except in check mode when the image would be created
       sample: "2025-01-10T09:15:02.123456Z"
     updated_at:
-      description: Time of the last status change, UTC, ISO 8601.
+      description: Time of the last status or visibility change, UTC, ISO 8601.
       type: str
       returned: success, except in check mode when the image would be created
       sample: "2025-01-10T09:15:09.654321Z"
@@ -319,9 +370,10 @@ image_backend:
   sample: glance
 error:
   description:
-    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(invalid) for a missing
-      file or a format mismatch, V(conflict) for a name with different content, several images of that name, or an
-      image still in use.
+    - Kind of failure. V(auth) for a missing, invalid or expired token, a missing role, or another project's image to
+      change; V(invalid) for a missing file, a format mismatch, or no file for a new image; V(not_found) for no image
+      to deactivate; V(conflict) for a name with different content, several images of that name, an image still in
+      use, or a status that cannot be deactivated or reactivated.
   returned: failure
   type: str
   sample: conflict

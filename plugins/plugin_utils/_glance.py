@@ -12,6 +12,9 @@ policy and project scoping decide; see docs/images.md).
 Records are read as Glance's JSON (``GET /v2/images/<id>``: ``os_hash_value``, extra properties at the
 top level) through the openstacksdk image proxy; the data goes through the SDK's streaming
 ``download_image`` and a streamed ``PUT /v2/images/<id>/file`` - neither holds an image in memory.
+Image sharing (members: ``add_member``, ``remove_member``, ``update_member``, ``members``) and the
+visibility (``update_image``) go through the SDK's proxy methods, deactivate/reactivate through its
+``request`` (Glance's answer checked).
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ def normalize_url(url):
     if url.endswith("/v2"):
         url = url[:-3]
     return url
+
+
+def is_uuid(ref):
+    """Whether ``ref`` looks like an image ID (a UUID, with or without dashes)."""
+    return bool(_UUID.match(ref or ""))
 
 
 def location(url, image_id):
@@ -183,10 +191,23 @@ class Glance:
         except NotFound:
             return None
 
-    def images_named(self, name):
-        """Every image of that name the caller can see (Glance pages at 25 by default)."""
-        out, params = [], {"name": name, "limit": 100}
-        path = "/images"
+    def images_named(self, name, member_status="accepted"):
+        """Every image of that name the caller can see. Glance's default list holds the public images, the
+        caller's own and the ones shared with it that it accepted (every image for an admin) but no other
+        project's community images; those are listed only when asked (``visibility=community``), and so are
+        shared images whose membership is not accepted (``member_status`` ``pending``, ``rejected`` or
+        ``all``). One query each, pages followed (Glance pages at 25 by default), each image once."""
+        queries = [{}, {"visibility": "community"}]
+        if member_status != "accepted":
+            queries.append({"visibility": "shared", "member_status": member_status})
+        out = {}
+        for extra in queries:
+            for image in self._list_images(dict(extra, name=name, limit=100)):
+                out.setdefault(image["id"], image)
+        return list(out.values())
+
+    def _list_images(self, params):
+        out, path = [], "/images"
         while True:
             data = self._call("GET", path, params=params).json()
             out.extend(data.get("images") or [])
@@ -196,13 +217,15 @@ class Glance:
             # "next" is "/v2/images?marker=...": relative to the versioned endpoint
             path, params = nxt[len("/v2"):] if nxt.startswith("/v2/") else nxt, None
 
-    def find(self, ref):
-        """Image by id, else by name (exactly one); raises NotFound / Conflict."""
-        if _UUID.match(ref or ""):
+    def find(self, ref, visible=None, member_status="accepted"):
+        """Image by id, else by name (exactly one); raises NotFound / Conflict. ``visible(image, by_id)``
+        keeps only what the caller may see (bootflow's rule, for a noauth Glance, which shows everything);
+        without it, what Glance shows the caller is what it may see. ``member_status``: see images_named."""
+        if is_uuid(ref):
             image = self.image(ref)
-            if image is not None:
+            if image is not None and (visible is None or visible(image, True)):
                 return image
-        found = self.images_named(ref)
+        found = [i for i in self.images_named(ref, member_status) if visible is None or visible(i, False)]
         if not found:
             raise NotFound("Image %s could not be found in Glance at %s." % (ref, self.url))
         if len(found) > 1:
@@ -226,6 +249,58 @@ class Glance:
             self._call("DELETE", "/images/%s" % image_id, ok=(204,))
         except NotFound:
             pass
+
+    # --- visibility, status and members (openstacksdk's image proxy) -------------------------------
+
+    def _sdk(self, method, path, call):
+        """One call of the SDK's image proxy; Glance's error answers become the errors _call gives."""
+        self.requests += 1
+        try:
+            with _quiet():
+                return call()
+        except openstack.exceptions.HttpException as exc:
+            if exc.response is not None and exc.response.status_code >= 400:
+                self._raise(exc.response, method, path)
+            raise self._failed(exc) from exc
+        except (ks_exc.ClientException, openstack.exceptions.SDKException) as exc:
+            raise self._failed(exc) from exc
+
+    def set_visibility(self, image_id, visibility):
+        """PATCH the image's visibility (``update_image``: a JSON patch). Glance checks the caller may:
+        the owner or an admin, ``public`` needs an admin."""
+        self._sdk("PATCH", "/images/%s" % image_id,
+                  lambda: self.conn.image.update_image(image_id, visibility=visibility))
+
+    def deactivate(self, image_id):
+        """POST /v2/images/<id>/actions/deactivate (active -> deactivated; Glance refuses other statuses).
+        Sent through the proxy's request(): the SDK's deactivate_image does not look at the answer."""
+        self._call("POST", "/images/%s/actions/deactivate" % image_id, ok=(204,))
+
+    def reactivate(self, image_id):
+        """POST /v2/images/<id>/actions/reactivate (deactivated -> active)."""
+        self._call("POST", "/images/%s/actions/reactivate" % image_id, ok=(204,))
+
+    def members(self, image_id):
+        """The members of a shared image, [{member_id, status, created_at, updated_at}]: all of them for its
+        owner, an admin (and a noauth Glance), only its own membership for a member project."""
+        path = "/images/%s/members" % image_id
+        return [member_dict(m) for m in self._sdk("GET", path, lambda: list(self.conn.image.members(image_id)))]
+
+    def add_member(self, image_id, member_id):
+        """Share a ``shared`` image with a project (status pending); Glance answers 409 for a member twice."""
+        path = "/images/%s/members" % image_id
+        return member_dict(self._sdk("POST", path, lambda: self.conn.image.add_member(image_id, member_id=member_id)))
+
+    def remove_member(self, image_id, member_id):
+        """Remove a project from the image's members."""
+        path = "/images/%s/members/%s" % (image_id, member_id)
+        self._sdk("DELETE", path, lambda: self.conn.image.remove_member(member_id, image_id, ignore_missing=False))
+
+    def update_member(self, image_id, member_id, status):
+        """Set a member's status (pending, accepted, rejected): the member project itself (or an admin)."""
+        path = "/images/%s/members/%s" % (image_id, member_id)
+        return member_dict(self._sdk("PUT", path,
+                                     lambda: self.conn.image.update_member(member_id, image_id, status=status)))
 
     # --- data --------------------------------------------------------------------------------------
 
@@ -267,6 +342,12 @@ class Glance:
                                      "refusing it" % (algo, image["id"], want, have),
                                      expected=want, actual=have, algorithm=algo)
         return nbytes
+
+
+def member_dict(member):
+    """An SDK image Member as plain data."""
+    return {"member_id": member.member_id, "status": member.status, "created_at": member.created_at,
+            "updated_at": member.updated_at}
 
 
 def expected_hashes(image):

@@ -11,7 +11,13 @@ marks the image ``active``: a half-written image is never active.
 ``glance`` backend (``_glance``): the file is checked the same way, then uploaded to a real Glance,
 which computes the hashes again (they must match ours). The images table keeps a copy of each Glance
 record under Glance's id with ``location`` ``glance+<url>/v2/images/<id>`` (instances refer to it by
-foreign key; the scheduler and the conductor read it), refreshed from Glance at every lookup.
+foreign key; the scheduler and the conductor read it), refreshed from Glance at every lookup, with the
+members of a shared image in ``image_members``.
+
+Who sees an image is decided in one place, :func:`visible` (Glance's rule: public and community images
+for everyone, the owner's, a shared image for its member projects, everything for admin), used by
+:func:`find_image` for bootflow's records and by the lookups of a noauth Glance; with a Keystone token
+Glance applies the same rule itself.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 
@@ -27,10 +34,11 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.urls import SSLValidationError, open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils._image import inspect_format
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _glance
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _glance, _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._compute_api import validate_name
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 
 BACKENDS = ("local", "glance")
 DEFAULT_BACKEND = "local"
@@ -38,6 +46,13 @@ DISK_FORMATS = ("raw", "qcow2")
 CONTAINER_FORMATS = ("bare",)
 HASH_ALGO = "sha512"
 CHUNK = 1024 * 1024
+# Glance's four visibilities and the statuses of a member project (image API v2)
+VISIBILITIES = ("public", "community", "shared", "private")
+DEFAULT_VISIBILITY = "private"
+MEMBER_STATUSES = ("pending", "accepted", "rejected")
+# the image statuses deactivate/reactivate move between (Glance refuses them in any other status)
+SWITCHABLE = {"deactivated": "active", "active": "deactivated"}
+_KEYSTONE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def store_dir(state_dir):
@@ -46,15 +61,64 @@ def store_dir(state_dir):
     return path
 
 
-def find_image(conn, ref, auth=None):
-    """Image by id or name, visible to the caller (public, or owned by its project)."""
+def visible(auth, image, member_status=None, by_id=True, listed="accepted", as_user=False):
+    """THE rule of who sees an image (Glance's ``is_image_visible`` and image list), for a record of the
+    images table or of a noauth Glance alike:
+
+    - an admin sees every image (by name, with ``as_user``, only what its own project would: Glance's
+      ``admin_as_user``, used where an admin works on its own project's images by name);
+    - ``public`` and ``community`` images are every project's (Glance lists another project's community
+      image only when asked; a lookup by name or ID here is that asking);
+    - the owner project sees its images;
+    - a ``shared`` image is seen by its member projects: by ID whatever the member status (Glance: a
+      pending or rejected member can still use an image whose ID it knows), by name only when the status
+      is ``listed`` (``accepted``, as Glance's default list; ``all`` for any status).
+
+    ``image``: a row or a Glance record (``visibility``, ``owner``); ``member_status``: the caller's
+    project's membership of it (None: not a member)."""
+    get = image.get if isinstance(image, dict) else lambda key: getattr(image, key)
+    if "admin" in auth.roles and (by_id or not as_user):
+        return True
+    if get("visibility") in ("public", "community"):
+        return True
+    if get("owner") is not None and get("owner") == auth.project_id:
+        return True
+    if get("visibility") == "shared" and member_status is not None:
+        return by_id or listed in ("all", member_status)
+    return False
+
+
+def member_statuses(conn, project_id, image_ids):
+    """{image id: status} of a project's memberships of these images."""
+    if not image_ids:
+        return {}
+    members = _db.table("image_members")
+    rows = conn.execute(sa.select(members.c.image_id, members.c.status).where(
+        members.c.member_id == project_id, members.c.image_id.in_(list(image_ids))))
+    return {r.image_id: r.status for r in rows}
+
+
+def visible_images(conn, auth, ref, ids=True, listed="accepted", as_user=False):
+    """The images (not deleted) whose ID (with ``ids``) or name is ``ref`` and the caller sees (``visible``),
+    the one matching by ID first. ``auth`` None: every one (the controller's own lookups)."""
     images = _db.table("images")
-    query = images.select().where(sa.or_(images.c.id == ref, images.c.name == ref), images.c.status != "deleted")
-    if auth is not None and "admin" not in auth.roles:
-        query = query.where(sa.or_(images.c.visibility.in_(("public", "community")), images.c.owner == auth.project_id))
-    rows = conn.execute(query).fetchall()
+    match = sa.or_(images.c.id == ref, images.c.name == ref) if ids else images.c.name == ref
+    rows = conn.execute(images.select().where(match, images.c.status != "deleted").order_by(images.c.created_at)).fetchall()
+    if auth is not None:
+        statuses = member_statuses(conn, auth.project_id, [r.id for r in rows if r.visibility == "shared"])
+        rows = [r for r in rows if visible(auth, r, statuses.get(r.id), by_id=ids and r.id == ref, listed=listed,
+                                           as_user=as_user)]
+    return sorted(rows, key=lambda r: r.id != ref)
+
+
+def find_image(conn, ref, auth=None, listed="accepted"):
+    """Image by id or name, visible to the caller (``visible``): the lookup of nova-api's create, image_fetch
+    and the image modules. An image whose ID is ``ref`` wins; several of that name are a Conflict."""
+    rows = visible_images(conn, auth, ref, listed=listed)
     if not rows:
         raise NotFound("Image %s could not be found." % ref)
+    if rows[0].id == ref:
+        return rows[0]
     if len(rows) > 1:
         raise Conflict("Multiple images are named %s; use the image ID (%s)." % (ref, ", ".join(r.id for r in rows)))
     return rows[0]
@@ -63,6 +127,9 @@ def find_image(conn, ref, auth=None):
 def check_bootable(image, flavor=None):
     """nova-api's checks of an image for a boot: active, and (with the flavor) its min_disk, min_ram and
     virtual size fit the flavor. Raises InvalidRequest."""
+    if image.status == "deactivated":
+        raise InvalidRequest("Image %s is not active (status deactivated): its owner or an admin deactivated it and "
+                             "can reactivate it (bootflow.cloud.image, state present)." % image.name)
     if image.status != "active":
         raise InvalidRequest("Image %s is not active (status %s)." % (image.name, image.status))
     if flavor is None:
@@ -223,11 +290,31 @@ def glance_for(ctx, fallback_url=None):
     return _glance.Glance(glance_url(ctx, fallback_url), token)
 
 
-def _visible(auth, image):
-    """Local scoping of a Glance record (a noauth Glance shows everything): public and community images,
-    the caller's project's own, any for admin."""
-    return ("admin" in auth.roles or image.get("visibility") in ("public", "community")
-            or (image.get("owner") and image.get("owner") == auth.project_id))
+def _glance_members(glance, auth, image):
+    """Glance's members of a shared image as the caller sees them: (members, complete). Its owner, an admin
+    and anyone on a noauth Glance see every member (complete); a member project sees only its own
+    membership. (None, False) when the image is not shared (Glance has no members list for it then)."""
+    if image.get("visibility") != "shared":
+        return None, False
+    complete = glance.token is None or "admin" in auth.roles or image.get("owner") == auth.project_id
+    return glance.members(image["id"]), complete
+
+
+def _status_of(members, project_id):
+    return next((m["status"] for m in members[0] or () if m["member_id"] == project_id), None)
+
+
+def _glance_visible(glance, auth, seen, listed="accepted", as_user=False):
+    """``visible`` for Glance records, as ``check(image, by_id)``. A noauth Glance shows everything, so
+    bootflow decides (with the members read from Glance); with a Keystone token Glance has decided already
+    (only ``as_user`` narrows what an admin sees). Members read are kept in ``seen`` (id -> members)."""
+    def check(image, by_id):
+        if glance.token is not None and not as_user:
+            return True
+        if image["id"] not in seen:
+            seen[image["id"]] = _glance_members(glance, auth, image)
+        return visible(auth, image, _status_of(seen[image["id"]], auth.project_id), by_id, listed, as_user)
+    return check
 
 
 def _timestamp(value):
@@ -237,8 +324,9 @@ def _timestamp(value):
         return _db.now()
 
 
-def mirror(conn, image, url):
-    """Create or refresh the bootflow record of a Glance image (same id); returns the row."""
+def mirror(conn, image, url, members=None):
+    """Create or refresh the bootflow record of a Glance image (same id) and, given its ``members``
+    ((list, complete) as _glance_members reads them), its image_members rows; returns the row."""
     images = _db.table("images")
     _db.lock(conn, "image:%s" % image["id"])
     values = dict(
@@ -255,7 +343,34 @@ def mirror(conn, image, url):
         conn.execute(images.insert().values(id=image["id"], created_at=_timestamp(image.get("created_at")), **values))
     elif any(getattr(row, k) != v for k, v in values.items()):
         conn.execute(images.update().where(images.c.id == image["id"]).values(**values))
+    if members is not None and members[0] is not None:
+        _mirror_members(conn, image["id"], *members)
     return conn.execute(images.select().where(images.c.id == image["id"])).first()
+
+
+def _mirror_members(conn, image_id, members, complete):
+    """image_members rows = Glance's members of the image (only the ones seen, unless ``complete``)."""
+    table = _db.table("image_members")
+    have = {r.member_id: r for r in conn.execute(table.select().where(table.c.image_id == image_id))}
+    for member in members:
+        row = have.get(member["member_id"])
+        values = dict(status=member["status"], updated_at=_timestamp(member.get("updated_at")))
+        if row is None:
+            conn.execute(table.insert().values(image_id=image_id, member_id=member["member_id"],
+                                               created_at=_timestamp(member.get("created_at")), **values))
+        elif row.status != member["status"]:
+            conn.execute(table.update().where(table.c.image_id == image_id,
+                                              table.c.member_id == member["member_id"]).values(**values))
+    gone = set(have) - {m["member_id"] for m in members} if complete else ()
+    if gone:
+        conn.execute(table.delete().where(table.c.image_id == image_id, table.c.member_id.in_(sorted(gone))))
+
+
+def _forget_members(conn, image_id, member_id=None):
+    """Drop the membership rows of an image (one project's, with ``member_id``)."""
+    table = _db.table("image_members")
+    where = [table.c.image_id == image_id] + ([table.c.member_id == member_id] if member_id else [])
+    conn.execute(table.delete().where(*where))
 
 
 def mark_gone(db, image_id):
@@ -264,19 +379,21 @@ def mark_gone(db, image_id):
     with db.tx() as conn:
         conn.execute(images.update().where(images.c.id == image_id, images.c.status != "deleted").values(
             status="deleted", updated_at=_db.now()))
+        _forget_members(conn, image_id)
 
 
-def boot_image_ref(ctx, ref):
+def boot_image_ref(ctx, ref, listed="accepted"):
     """nova-api's image lookup for a create: with the glance backend, find ``ref`` (id or name) in Glance
-    as the caller, refresh its record here and return its id; with the local backend, ``ref`` itself."""
+    as the caller, refresh its record (and members) here and return its id; with the local backend,
+    ``ref`` itself. ``listed``: which member statuses a lookup by name finds (``visible``)."""
     if resolve_backend(ctx.args.get("image_backend")) == "local" or not ref:
         return ref
     glance = glance_for(ctx)
-    image = glance.find(ref)
-    if glance.token is None and not _visible(ctx.auth, image):
-        raise NotFound("Image %s could not be found." % ref)
+    seen = {}
+    image = glance.find(ref, _glance_visible(glance, ctx.auth, seen, listed), listed)
+    members = seen.get(image["id"]) or _glance_members(glance, ctx.auth, image)
     with ctx.db.tx() as conn:
-        mirror(conn, image, glance.url)
+        mirror(conn, image, glance.url, members)
     return image["id"]
 
 
@@ -288,13 +405,19 @@ def refresh(ctx, row):
     if where is None:
         return None, None, row
     glance = glance_for(ctx, fallback_url=where[0])
+    seen = {}
     image = glance.image(row.id)
-    if image is None or (glance.token is None and not _visible(ctx.auth, image)):
+    if image is None or not _glance_visible(glance, ctx.auth, seen)(image, True):
         if image is None and glance.token is None:
-            mark_gone(ctx.db, row.id)  # (with a token, a 404 may only mean "not yours": leave the record)
+            mark_gone(ctx.db, row.id)
+        elif image is None:
+            # with a token, a 404 may only mean "not yours": the record stays, the caller's membership goes
+            with ctx.db.tx() as conn:
+                _forget_members(conn, row.id, ctx.auth.project_id)
         raise NotFound("Image %s (%s) could not be found in Glance at %s." % (row.name, row.id, glance.url))
+    members = seen.get(row.id) or _glance_members(glance, ctx.auth, image)
     with ctx.db.tx() as conn:
-        row = mirror(conn, image, glance.url)
+        row = mirror(conn, image, glance.url, members)
     return glance, image, row
 
 
@@ -322,24 +445,45 @@ def validate_upload(name, filename, disk_format, properties):
     return real
 
 
+STATES = ("present", "absent", "deactivated")
+
+
 def ensure_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
                  min_disk, min_ram, properties, state, check_mode, glance=None):
-    """Register (upload) an image idempotently: same name + same content = no change. With ``glance``
-    (a ``_glance.Glance``), in that Glance."""
+    """``apply_image`` without the diff: (changed, image)."""
+    changed, image, _diff = apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
+                                        min_disk, min_ram, properties, state, check_mode, glance=glance)
+    return changed, image
+
+
+def apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
+                min_disk, min_ram, properties, state, check_mode, glance=None):
+    """Register (upload), update, deactivate or delete an image idempotently; returns (changed, image,
+    diff) with ``diff`` = {before, after} for --diff. With ``glance`` (a ``_glance.Glance``), in that Glance.
+
+    - ``present`` with a file: same name + same content = the image (reactivated if deactivated, its
+      ``visibility`` set when given); a new name = a new image (``visibility`` default private).
+    - ``present`` without a file: an existing image (by name or ID) gets ``visibility`` and is reactivated.
+    - ``deactivated``: an existing image (by name or ID) is deactivated (Glance's actions/deactivate).
+    - ``absent``: every image of that name the caller's project sees is deleted (a member's: its own).
+    Names are looked up as :func:`visible` says for the caller's project (an admin's too: as_user)."""
+    if visibility is not None and visibility not in VISIBILITIES:
+        raise InvalidRequest("visibility must be one of %s, got %r." % (", ".join(VISIBILITIES), visibility))
+    if state not in STATES:
+        raise InvalidRequest("state must be one of %s, got %r." % (", ".join(STATES), state))
     if glance is not None:
-        return _ensure_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
-                                    min_disk, min_ram, properties, state, check_mode)
+        return _apply_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
+                                   min_disk, min_ram, properties, state, check_mode)
     validate_name("image", name)
     images = _db.table("images")
+    by_ref = state == "deactivated" or (state == "present" and not filename)
     with db.tx() as conn:
-        existing = conn.execute(images.select().where(
-            images.c.name == name, images.c.status != "deleted",
-            sa.or_(images.c.owner == auth.project_id, images.c.visibility == "public"))).fetchall()
+        existing = visible_images(conn, auth, name, ids=by_ref, as_user=True)
     if state == "absent":
         if "admin" not in auth.roles:
             existing = [r for r in existing if r.owner == auth.project_id]  # a member removes only its own
         if not existing:
-            return False, None
+            return False, None, {"before": {}, "after": {}}
         if not check_mode:
             with db.tx() as conn:
                 for row in existing:
@@ -347,22 +491,26 @@ def ensure_image(db, auth, state_dir, name, filename, disk_format, container_for
                     if in_use:
                         raise Conflict("Image %s is used by %d instance(s)." % (name, in_use))
                     conn.execute(images.update().where(images.c.id == row.id).values(status="deleted", updated_at=_db.now()))
+                    _forget_members(conn, row.id)
                     if row.location and os.path.exists(row.location):
                         os.unlink(row.location)
-        return True, None
+        return True, None, {"before": _summaries(existing), "after": {}}
 
+    row = _one(existing, name, by_ref)
+    if by_ref:
+        _require_existing(row, name, state)
+        return _update_local(db, auth, row, visibility, "deactivated" if state == "deactivated" else "active", check_mode)
     real = validate_upload(name, filename, disk_format, properties)
-    if len(existing) > 1:
-        raise Conflict("Multiple images are named %s; remove the duplicates first." % name)
-    if existing:
-        row = existing[0]
-        if row.os_hash_value == hash_file(filename)[1] and row.status == "active":
-            return False, image_dict(row)
+    if row is not None:
+        if row.os_hash_value == hash_file(filename)[1] and row.status in SWITCHABLE:
+            return _update_local(db, auth, row, visibility, "active", check_mode)
         raise Conflict("Image %s already exists (%s) with different content; images are immutable, "
                        "register the new file under a new name." % (name, row.id))
+    visibility = visibility or DEFAULT_VISIBILITY
     if check_mode:
         checksum, _os_hash, size = hash_file(filename)
-        return True, {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
+        predicted = {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
+        return True, predicted, {"before": {}, "after": {"name": name, "visibility": visibility, "status": "active"}}
 
     image_id = _db.new_id()
     final = os.path.join(store_dir(state_dir), image_id)
@@ -385,26 +533,121 @@ def ensure_image(db, auth, state_dir, name, filename, disk_format, container_for
         conn.execute(images.update().where(images.c.id == image_id).values(
             status="active", size=size, virtual_size=real.get("virtual_size") or size, checksum=checksum,
             os_hash_algo=HASH_ALGO, os_hash_value=os_hash, location=final, updated_at=_db.now()))
-        return True, image_dict(conn.execute(images.select().where(images.c.id == image_id)).first())
+        row = conn.execute(images.select().where(images.c.id == image_id)).first()
+    return True, image_dict(row), {"before": {}, "after": _summary(row)}
 
 
-def _ensure_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
-                         min_disk, min_ram, properties, state, check_mode):
-    """``ensure_image`` against a real Glance: the same checks, the same idempotency, Glance's ids."""
+def _get(image):
+    """Attribute access for a row and a Glance record alike."""
+    return image.get if isinstance(image, dict) else lambda key: getattr(image, key, None)
+
+
+def _summary(image):
+    """What --diff shows of an image: what identifies it and what a task can change."""
+    get = _get(image)
+    return {k: get(k) for k in ("id", "name", "owner", "visibility", "status")}
+
+
+def _summaries(images):
+    return {"images": [_summary(i) for i in images]}
+
+
+def _one(existing, ref, by_ref):
+    """The one image of ``existing`` (None when empty); several of a name are a Conflict."""
+    if not existing:
+        return None
+    if len(existing) > 1 and _get(existing[0])("id") != ref:
+        ids = ", ".join(_get(i)("id") for i in existing)
+        if by_ref:
+            raise Conflict("Multiple images are named %s; use the image ID (%s)." % (ref, ids))
+        raise Conflict("Multiple images are named %s; remove the duplicates first (%s)." % (ref, ids))
+    return existing[0]
+
+
+def _require_existing(image, ref, state):
+    if image is not None:
+        return
+    if state == "deactivated":
+        raise NotFound("Image %s could not be found." % ref)
+    raise InvalidRequest("Image %s does not exist: filename or url is required to register it." % ref)
+
+
+def _changes(auth, image, visibility, status):
+    """What an existing image needs to get ``visibility`` and ``status`` (None: keep), all checked before
+    anything is written (Glance's rules): only its owner or an admin may change it, ``public`` needs an
+    admin, and only an active image can be deactivated and only a deactivated one reactivated."""
+    get = _get(image)
+    changes = {}
+    if visibility is not None and visibility != get("visibility"):
+        changes["visibility"] = visibility
+    if status is not None and status != get("status"):
+        if SWITCHABLE.get(get("status")) != status:
+            raise Conflict("Image %s is %s: only an active image can be deactivated, and only a deactivated one "
+                           "reactivated." % (get("name"), get("status")))
+        changes["status"] = status
+    if not changes:
+        return changes
+    if "admin" not in auth.roles and get("owner") != auth.project_id:
+        what = " and ".join(w for w in (
+            "change its visibility" if "visibility" in changes else None,
+            ("deactivate" if status == "deactivated" else "reactivate") + " it" if "status" in changes else None) if w)
+        raise AuthError("Image %s (%s) belongs to another project: only its owner or an admin can %s."
+                        % (get("name"), get("id"), what))
+    if "visibility" in changes:
+        enforce(auth, "image:modify")
+        if visibility == "public":
+            enforce(auth, "image:publicize")
+    if "status" in changes:
+        enforce(auth, "image:deactivate" if status == "deactivated" else "image:reactivate")
+    return changes
+
+
+def _update_local(db, auth, row, visibility, status, check_mode):
+    changes = _changes(auth, row, visibility, status)
+    before = _summary(row)
+    if not changes:
+        return False, image_dict(row), {"before": before, "after": before}
+    if check_mode:
+        return True, dict(image_dict(row), **changes), {"before": before, "after": dict(before, **changes)}
+    images = _db.table("images")
+    with db.tx() as conn:
+        _db.lock(conn, "image:%s" % row.id)
+        done = conn.execute(images.update().where(images.c.id == row.id, images.c.status == row.status).values(
+            updated_at=_db.now(), **changes)).rowcount
+        if not done:
+            raise Conflict("Image %s changed while this task ran; run it again." % row.name)
+        row = conn.execute(images.select().where(images.c.id == row.id)).first()
+    return True, image_dict(row), {"before": before, "after": _summary(row)}
+
+
+def _glance_existing(glance, auth, ref, ids):
+    """The images of Glance named ``ref`` (or with that ID, with ``ids``) the caller's project sees
+    (``visible``, an admin as its project), with the members read: (images, seen)."""
+    seen = {}
+    check = _glance_visible(glance, auth, seen, as_user=True)
+    if ids and _glance.is_uuid(ref):
+        image = glance.image(ref)
+        if image is not None and check(image, True):
+            return [image], seen
+    found = [i for i in glance.images_named(ref) if i.get("status") not in ("deleted", "pending_delete")]
+    return [i for i in found if check(i, False)], seen
+
+
+def _apply_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
+                        min_disk, min_ram, properties, state, check_mode):
+    """``apply_image`` against a real Glance: the same checks, the same idempotency, Glance's ids."""
     validate_name("image", name)
-    if state != "absent":
+    by_ref = state == "deactivated" or (state == "present" and not filename)
+    if state == "present" and not by_ref:
         validate_upload(name, filename, disk_format, properties)
-    # what the caller sees in Glance of that name, scoped like the local registry (own project or public)
-    existing = [i for i in glance.images_named(name)
-                if i.get("status") not in ("deleted", "pending_delete")
-                and (i.get("owner") == auth.project_id or i.get("visibility") == "public")]
+    existing, seen = _glance_existing(glance, auth, name, by_ref)
     if state == "absent":
         if "admin" not in auth.roles:
             existing = [i for i in existing if i.get("owner") == auth.project_id]
         if not existing:
-            return False, None
+            return False, None, {"before": {}, "after": {}}
         if check_mode:
-            return True, None
+            return True, None, {"before": _summaries(existing), "after": {}}
         with db.tx() as conn:
             for image in existing:
                 in_use = _db.live_instances(conn, image_id=image["id"])
@@ -413,21 +656,26 @@ def _ensure_glance_image(db, auth, glance, name, filename, disk_format, containe
         for image in existing:
             glance.delete(image["id"])
             mark_gone(db, image["id"])
-        return True, None
+        return True, None, {"before": _summaries(existing), "after": {}}
 
-    if len(existing) > 1:
-        raise Conflict("Multiple images are named %s in Glance; remove the duplicates first (%s)."
-                       % (name, ", ".join(i["id"] for i in existing)))
-    if existing:
-        image = existing[0]
-        if image.get("os_hash_value") == hash_file(filename)[1] and image.get("status") == "active":
-            with db.tx() as conn:
-                return False, image_dict(mirror(conn, image, glance.url))
+    if len(existing) > 1 and existing[0]["id"] != name:
+        raise Conflict("Multiple images are named %s in Glance; %s (%s)." % (
+            name, "use the image ID" if by_ref else "remove the duplicates first", ", ".join(i["id"] for i in existing)))
+    image = existing[0] if existing else None
+    if by_ref:
+        _require_existing(image, name, state)
+        return _update_glance(db, auth, glance, image, seen, visibility,
+                              "deactivated" if state == "deactivated" else "active", check_mode)
+    if image is not None:
+        if image.get("os_hash_value") == hash_file(filename)[1] and image.get("status") in SWITCHABLE:
+            return _update_glance(db, auth, glance, image, seen, visibility, "active", check_mode)
         raise Conflict("Image %s already exists in Glance (%s, status %s) with different content; images are "
                        "immutable, register the new file under a new name." % (name, image["id"], image.get("status")))
+    visibility = visibility or DEFAULT_VISIBILITY
     if check_mode:
         checksum, _os_hash, size = hash_file(filename)
-        return True, {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
+        predicted = {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
+        return True, predicted, {"before": {}, "after": {"name": name, "visibility": visibility, "status": "active"}}
 
     fields = dict({k: str(v) for k, v in (properties or {}).items()},
                   name=name, disk_format=disk_format, container_format=container_format, visibility=visibility,
@@ -453,9 +701,185 @@ def _ensure_glance_image(db, auth, glance, name, filename, disk_format, containe
         glance.delete(image["id"])  # nothing half-made: Glance keeps no queued or killed image of ours
         raise
     with db.tx() as conn:
-        return True, image_dict(mirror(conn, image, glance.url))
+        row = mirror(conn, image, glance.url)
+    return True, image_dict(row), {"before": {}, "after": _summary(row)}
+
+
+def _update_glance(db, auth, glance, image, seen, visibility, status, check_mode):
+    """Visibility and status of an existing Glance image (PATCH, actions/deactivate|reactivate); the copy
+    here follows Glance's record (refreshed also when nothing changes, as every lookup does)."""
+    changes = _changes(auth, image, visibility, status)
+    before = _summary(image)
+    if not changes or check_mode:
+        with db.tx() as conn:
+            row = mirror(conn, image, glance.url, seen.get(image["id"]) or _glance_members(glance, auth, image))
+        if not changes:
+            return False, image_dict(row), {"before": before, "after": before}
+        return True, dict(image_dict(row), **changes), {"before": before, "after": dict(before, **changes)}
+    try:
+        if "status" in changes:
+            (glance.deactivate if status == "deactivated" else glance.reactivate)(image["id"])
+        if "visibility" in changes:
+            glance.set_visibility(image["id"], visibility)
+    finally:
+        # whatever Glance did (a refusal of the second call included), the copy says what Glance has
+        image = glance.image(image["id"]) or image
+        with db.tx() as conn:
+            row = mirror(conn, image, glance.url, _glance_members(glance, auth, image))
+    return True, image_dict(row), {"before": before, "after": _summary(row)}
 
 
 def image_dict(row):
     out = _db.row_dict(row)
     return out
+
+
+# --- image members (Glance's image sharing) --------------------------------------------------------
+
+def member_project(ctx, ref, domain=None):
+    """(project id, name or None) of the project ``ref`` (ID or name) names: with the local identity its
+    projects table (name within ``domain``, Default when None); with Keystone, Keystone asked as the caller
+    (a member reads its own project only, an admin any), else a Keystone-style ID as given (Glance takes
+    any member ID, as ``openstack image add project`` does when the caller may not read the project)."""
+    if ctx.auth_backend == "keystone":
+        project = ctx.keystone().find_project(ctx.args.get("auth_token"), ref, domain)
+        if project is not None:
+            return project["id"], project.get("name")
+        if _KEYSTONE_ID.match(ref or ""):
+            return ref, None
+        raise NotFound("Project %s could not be found in Keystone (a name is looked up with the caller's token, "
+                       "which only an admin may do for other projects; give the project's ID)." % ref)
+    with ctx.db.tx() as conn:
+        row = _identity.find_project(conn, ref, domain)
+    if row is None:
+        raise NotFound("Project %s could not be found." % ref)
+    return row.id, row.name
+
+
+def _member_row(conn, image_id, member_id):
+    table = _db.table("image_members")
+    return conn.execute(table.select().where(table.c.image_id == image_id, table.c.member_id == member_id)).first()
+
+
+def _member_summary(member):
+    if member is None:
+        return {}
+    get = _get(member)
+    return {"image_id": get("image_id"), "member_id": get("member_id"), "status": get("status")}
+
+
+def _require_shared(row):
+    if row.visibility != "shared":
+        raise Conflict("Image %s is %s: only a shared image has members (Glance refuses them too); set its "
+                       "visibility to shared first (bootflow.cloud.image)." % (row.name, row.visibility))
+
+
+def ensure_member(ctx, image_ref, project, project_domain, state, member_status, check_mode):
+    """bootflow.cloud.image_member, Glance's image sharing: the image's owner (or an admin) adds a member
+    project (``present``, status pending) or removes it (``absent``); the member project sets its own
+    ``member_status`` (accepted, rejected, pending). Only shared images have members. The image is looked
+    up as the caller sees it (another project's private image is "not found"); nothing is written unless
+    every check passed. Returns (changed, member or None, image row, diff)."""
+    auth = ctx.auth
+    if state not in ("present", "absent"):
+        raise InvalidRequest("state must be present or absent, got %r." % state)
+    if member_status is not None and member_status not in MEMBER_STATUSES:
+        raise InvalidRequest("member_status must be one of %s, got %r." % (", ".join(MEMBER_STATUSES), member_status))
+    if state == "absent" and member_status is not None:
+        raise InvalidRequest("member_status goes with state present (the member project sets its own status); the "
+                             "owner removes a member with state absent and no member_status.")
+    if member_status is None and not project:
+        raise InvalidRequest("project is required to add or remove a member of an image.")
+    enforce(auth, "image:member_status" if member_status is not None else "image:member_manage")
+    ref = boot_image_ref(ctx, image_ref, listed="all")
+    with ctx.db.tx() as conn:
+        row = find_image(conn, ref, auth, listed="all")
+    glance, _record, row = refresh(ctx, row)
+    member_id = member_project(ctx, project, project_domain)[0] if project else auth.project_id
+    admin = "admin" in auth.roles
+    with ctx.db.tx() as conn:
+        current = _member_row(conn, row.id, member_id)
+    before = _member_summary(current)
+    ops = []
+    if member_status is None:
+        if not admin and row.owner != auth.project_id:
+            raise AuthError("Only the owner of image %s or an admin can add or remove its members; a member project "
+                            "sets its own member_status (accepted, rejected or pending)." % row.name)
+        if state == "absent":
+            if current is not None:
+                _require_shared(row)
+                ops.append(("remove", None))
+        elif current is None:
+            _require_shared(row)
+            if member_id == row.owner:
+                raise InvalidRequest("Project %s owns image %s; it cannot also be a member of it." % (member_id, row.name))
+            ops.append(("add", None))
+    else:
+        if not admin and row.owner == auth.project_id:
+            raise AuthError("Only the member project can accept or reject image %s (Glance's rule); its owner adds and "
+                            "removes members (without member_status)." % row.name)
+        if not admin and member_id != auth.project_id:
+            raise AuthError("A project sets only its own member status: project %s cannot set the status of project %s "
+                            "on image %s." % (auth.project_name or auth.project_id, project, row.name))
+        _require_shared(row)
+        if current is None:
+            if not admin:
+                raise NotFound("Project %s is not a member of image %s." % (auth.project_name or member_id, row.name))
+            if member_id == row.owner:
+                raise InvalidRequest("Project %s owns image %s; it cannot also be a member of it." % (member_id, row.name))
+            ops.append(("add", None))
+        if current is None or current.status != member_status:
+            ops.append(("status", member_status))
+    if not ops:
+        return False, _db.row_dict(current), row, {"before": before, "after": before}
+    after = {} if ops[0][0] == "remove" else dict(
+        image_id=row.id, member_id=member_id,
+        status=next((st for op, st in ops if op == "status"), current.status if current is not None else "pending"))
+    if check_mode:
+        return True, after or None, row, {"before": before, "after": after}
+    if glance is not None:
+        _member_ops_in_glance(ctx, glance, row, member_id, ops)
+    else:
+        _member_ops_local(ctx.db, row, member_id, ops)
+    with ctx.db.tx() as conn:
+        member = _member_row(conn, row.id, member_id)
+    return True, _db.row_dict(member), row, {"before": before, "after": _member_summary(member)}
+
+
+def _member_ops_local(db, row, member_id, ops):
+    table = _db.table("image_members")
+    key = (table.c.image_id == row.id, table.c.member_id == member_id)
+    with db.tx() as conn:
+        _db.lock(conn, "image:%s" % row.id)
+        images = _db.table("images")
+        if conn.execute(images.select().where(images.c.id == row.id)).first().status == "deleted":
+            raise NotFound("Image %s could not be found." % row.name)
+        for op, status in ops:
+            if op == "add":
+                if _member_row(conn, row.id, member_id) is None:
+                    conn.execute(table.insert().values(image_id=row.id, member_id=member_id, status="pending",
+                                                       created_at=_db.now(), updated_at=_db.now()))
+            elif op == "remove":
+                conn.execute(table.delete().where(*key))
+            else:
+                conn.execute(table.update().where(*key).values(status=status, updated_at=_db.now()))
+
+
+def _member_ops_in_glance(ctx, glance, row, member_id, ops):
+    """The same operations in Glance (openstacksdk), then the copy of its members list follows Glance."""
+    try:
+        for op, status in ops:
+            if op == "add":
+                glance.add_member(row.id, member_id)
+            elif op == "remove":
+                glance.remove_member(row.id, member_id)
+            else:
+                glance.update_member(row.id, member_id, status)
+    finally:
+        image = glance.image(row.id)
+        if image is not None:
+            members = _glance_members(glance, ctx.auth, image)
+            with ctx.db.tx() as conn:
+                mirror(conn, image, glance.url, members)
+                if members[0] is not None and not members[1] and member_id not in {m["member_id"] for m in members[0]}:
+                    _forget_members(conn, row.id, member_id)   # removed, and the caller sees only part of the list

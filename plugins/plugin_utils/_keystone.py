@@ -30,6 +30,7 @@ import json
 import os
 import time
 import traceback
+import urllib.parse
 
 try:
     from keystoneauth1 import access as ks_access
@@ -311,6 +312,30 @@ class Keystone:
         ctx = self._context(access, now)
         self._cache_put(token, ctx, now)
         return ctx
+
+    def find_project(self, token, ref, domain=None):
+        """A project ({id, name, domain_id, ...}) by ID, else by name within ``domain`` (a name or ID; Default
+        when None), asked with the caller's token: Keystone lets a member read its own project, an admin any.
+        None when Keystone shows the caller no such project (404, or 403 for a member)."""
+        headers = {"X-Auth-Token": token}
+
+        def get(path, params=None):
+            resp = self._http(lambda: self.session.get(self.auth_url + path, headers=headers, params=params,
+                                                       authenticated=False, connect_retries=0, raise_exc=False),
+                              "the token: it is expired, revoked or not a valid token")
+            if resp.status_code == 401:
+                raise self._refused("the token: it is expired, revoked or not a valid token")
+            return resp.json() if resp.status_code == 200 else None
+
+        found = get("/projects/%s" % urllib.parse.quote(ref, safe=""))
+        if found:
+            return found["project"]
+        domain_id = _db.DEFAULT_DOMAIN_ID
+        if domain and domain not in (_db.DEFAULT_DOMAIN_ID, _db.DEFAULT_DOMAIN_NAME):
+            domains = (get("/domains", {"name": domain}) or {}).get("domains") or []
+            domain_id = domains[0]["id"] if domains else domain
+        projects = (get("/projects", {"name": ref, "domain_id": domain_id}) or {}).get("projects") or []
+        return projects[0] if len(projects) == 1 else None
 
     def revoke(self, token):
         """Revoke the token in Keystone (``DELETE /v3/auth/tokens``); it is refused everywhere from then on."""

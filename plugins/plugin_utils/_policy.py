@@ -47,8 +47,13 @@ POLICY = {
     # glance
     "image:upload": MEMBER,
     "image:publicize": ADMIN,
+    "image:modify": MEMBER,                   # visibility of an existing image (its owner's members, or admin)
+    "image:deactivate": MEMBER,               # as Glance 33's defaults: the owner's members, or admin
+    "image:reactivate": MEMBER,
     "image:delete": MEMBER,
     "image:download": MEMBER,
+    "image:member_manage": MEMBER,            # add/remove members of a shared image (its owner, or admin)
+    "image:member_status": MEMBER,            # accept/reject/pending: the member project itself (or admin)
     # neutron
     "network:manage": ADMIN,                  # networks, subnets (provider networks)
     "network:create_port": MEMBER,

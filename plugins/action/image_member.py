@@ -1,0 +1,33 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.image_member (Glance's image sharing: members of a shared image)."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
+    AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec)
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+
+
+class ActionModule(ControllerStep):
+    ARGSPEC = argspec(
+        AUTH_ARGSPEC,
+        IMAGE_BACKEND_ARGSPEC,
+        image=dict(type="str", required=True),
+        project=dict(type="str"),
+        project_domain=dict(type="str", default="Default"),
+        member_status=dict(type="str", choices=list(_images.MEMBER_STATUSES)),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    REQUIRED_IF = [("state", "absent", ("project",))]
+
+    def step(self, ctx):
+        a = ctx.args
+        changed, member, image, diff = _images.ensure_member(
+            ctx, a["image"], a["project"], a["project_domain"], a["state"], a["member_status"], ctx.check_mode)
+        out = {"changed": changed, "member": member, "image_backend": _images.resolve_backend(a["image_backend"]),
+               "image": {k: getattr(image, k) for k in ("id", "name", "owner", "visibility", "status")}}
+        if ctx.diff:
+            out["diff"] = diff
+        return out
