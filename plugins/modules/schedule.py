@@ -273,8 +273,9 @@ server_group:
 claim_failures:
   description:
     - Hosts on which the claim failed, with the reason - capacity taken by a concurrent boot meanwhile, or the
-      server group's policy re-checked at claim time (for example C(server group web: anti-affinity: 1 group
-      member(s) already on the host, max_server_per_host 1 (re-checked at claim time))).
+      server group's policy re-checked at claim time.
+    - 'For example C(server group web: anti-affinity: 1 group member(s) already on the host, max_server_per_host 1
+      (re-checked at claim time)).'
     - Also returned when every claim failed (RV(error=no_valid_host)).
   returned: when the instance was scheduled (not in check mode), and when every claim failed
   type: dict

@@ -39,7 +39,7 @@ RESERVED_MB = 512
 GUEST_MB = {151: 1024, 152: 768, 153: 512}
 FAST = ("-e", "bootflow_volume_size_gb=0", "-e", "bootflow_wait_for_lease=false")
 SCHEDULE_TASK = "8-12 | nova-scheduler: filter, weigh and claim a host"
-SG_TASK = "nova-api: os-server-groups"
+SG_TASK = "Nova-api: os-server-groups"
 SG_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "server_group.yml")
 ANTI = "anti-affinity: 1 group member(s) already on the host, max_server_per_host 1"
 

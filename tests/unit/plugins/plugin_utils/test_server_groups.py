@@ -276,7 +276,7 @@ def test_the_claim_skips_a_host_that_breaks_anti_affinity_and_says_why(world):
     group(world, "web", "anti-affinity")
     a, b = (boot(world, n, "web")[1].uuid for n in ("a", "b"))
     stale = spec_of(db, b)                      # b's snapshot: nobody placed yet, every host passes
-    assert _scheduler.select_hosts([s for s in _host_states(db)], stale, _cfg()).host == "sg1"
+    assert _scheduler.select_hosts(_host_states(db), stale, _cfg()).host == "sg1"
     assert _placement.claim(db, a, spec_of(db, a), ["sg1"])[0] == "sg1"
     host, alternates, tried = _placement.claim(db, b, stale, ["sg1", "sg2", "sg3"])
     assert (host, alternates) == ("sg2", ["sg3"])
