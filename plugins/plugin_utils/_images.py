@@ -414,6 +414,10 @@ def refresh(ctx, row):
             # with a token, a 404 may only mean "not yours": the record stays, the caller's membership goes
             with ctx.db.tx() as conn:
                 _forget_members(conn, row.id, ctx.auth.project_id)
+        elif seen.get(row.id, (None,))[0] is not None:
+            # a noauth Glance's whole members list says the caller is no member (any more): the copy follows
+            with ctx.db.tx() as conn:
+                _mirror_members(conn, row.id, *seen[row.id])
         raise NotFound("Image %s (%s) could not be found in Glance at %s." % (row.name, row.id, glance.url))
     members = seen.get(row.id) or _glance_members(glance, ctx.auth, image)
     with ctx.db.tx() as conn:

@@ -39,6 +39,9 @@ write_conf() {   # write_conf PORT AUTH KEYSTONE_URL
   local flavor="" policy="" ks=""
   if [ "$2" = keystone ]; then
     flavor=keystone
+    # Glance's own default policies: oslo.policy would otherwise find the noauth policy.yaml that setup
+    # wrote (its default policy_file is looked up in the config dir) and make every token an admin
+    rm -f "$DIR/policy.yaml"
     ks="[keystone_authtoken]
 www_authenticate_uri = $3
 auth_url = $3
