@@ -21,8 +21,8 @@ description:
     V(active) only once the file is complete; a failed upload leaves it V(killed).
   - With O(state=absent), marks every image of that name the caller can see as V(deleted) and removes its file
     from the store.
-  - With O(state=deactivated), deactivates an existing image (Glance's C(POST /v2/images/<id>/actions/deactivate)):
-    its record and data stay, but it cannot be booted (nova-api's create and M(bootflow.cloud.image_fetch) refuse
+  - With O(state=deactivated), deactivates an existing image (Glance's C(POST /v2/images/<id>/actions/deactivate)).
+    Its record and data stay, but it cannot be booted (nova-api's create and M(bootflow.cloud.image_fetch) refuse
     it, C(Image ... is not active (status deactivated)...)) until O(state=present) reactivates it. Instances
     already booted from it keep running.
   - The visibility of an existing image follows O(visibility) when it is given (C(PATCH /v2/images/<id>)).
@@ -47,7 +47,7 @@ options:
     description:
       - Name of the image. Names are not unique in Glance, but this module refuses to work on a name that matches
         several images visible to the caller (RV(error=conflict)); use distinct names.
-      - The images "visible to the caller" are the ones its project sees by name (also for an admin): public and
+      - The images "visible to the caller" are the ones its project sees by name (also for an admin), that is public and
         community images, the project's own, and shared images the project has accepted
         (M(bootflow.cloud.image_member)).
       - With O(state=deactivated), or O(state=present) without O(filename) and O(url), an existing image may also be
@@ -145,7 +145,7 @@ options:
       - V(absent) deletes every image of that name visible to the caller; nothing happens when there is none.
       - V(deactivated) deactivates the existing image (status V(active) -> V(deactivated)); it fails with
         RV(error=not_found) when there is none, and with RV(error=conflict) for an image in another status
-        (V(queued), V(saving), V(killed)): Glance's status machine is C(queued -> saving -> active) (or V(killed)),
+        (V(queued), V(saving), V(killed)). Glance's status machine is C(queued -> saving -> active) (or V(killed)),
         C(active <-> deactivated), then V(deleted).
     type: str
     default: present
