@@ -43,6 +43,8 @@ TARGET = "bi-target"     # a running instance (domain, overlay, volume, reservat
 WORLD_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "bad_input_world.yml")
 NOWHERE = str(uuidlib.UUID(int=0))
 RESULT_RE = re.compile(r"BFRESULT (\S+)")
+
+
 @dataclasses.dataclass
 class Case:
     id: str
