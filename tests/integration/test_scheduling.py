@@ -382,8 +382,12 @@ def test_twenty_simultaneous_boots_fill_the_hosts_and_never_overcommit(race):
     cloud, inv = race["cloud"], race["inv"]
     names = ["race-%02d" % i for i in range(RACE_BOOTS)]
     t0 = time.monotonic()
-    results = run_parallel(cloud, [cloud.cmd("boot.yml", inv, "-e", "bootflow_instance_name=%s" % name)
-                                   for name in names], race["tmp"], "boot", 240)
+    # the race is about the claims: the six winners' guests are started (their domains are checked below),
+    # nobody waits for their DHCP leases (six TCG guests booting at once on two cores take minutes). The
+    # timeout only guards against a hang: a slow machine is not a failure.
+    results = run_parallel(cloud, [cloud.cmd("boot.yml", inv, "-e", "bootflow_instance_name=%s" % name,
+                                             "-e", "bootflow_wait_for_lease=false")
+                                   for name in names], race["tmp"], "boot", 900)
     boot_s = time.monotonic() - t0
     try:
         booted = [name for name, (rc, _out) in zip(names, results) if rc == 0]
@@ -423,7 +427,7 @@ def test_twenty_simultaneous_boots_fill_the_hosts_and_never_overcommit(race):
     finally:
         t1 = time.monotonic()
         deletes = run_parallel(cloud, [cloud.cmd("delete.yml", inv, "-e", "bootflow_instance_name=%s" % name)
-                                       for name in names], race["tmp"], "delete", 240)
+                                       for name in names], race["tmp"], "delete", 900)
         delete_s = time.monotonic() - t1
         print("%s: 20 boots in %.0f s, 20 deletes in %.0f s" % (race["backend"], boot_s, delete_s))
     bad = {name: fatal_lines(out) for name, (rc, out) in zip(names, deletes) if rc != 0}
