@@ -481,6 +481,7 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
     validate_name("image", name)
     images = _db.table("images")
     by_ref = state == "deactivated" or (state == "present" and not filename)
+    real = validate_upload(name, filename, disk_format, properties) if state == "present" and not by_ref else None
     with db.tx() as conn:
         existing = visible_images(conn, auth, name, ids=by_ref, as_user=True)
     if state == "absent":
@@ -504,7 +505,6 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
     if by_ref:
         _require_existing(row, name, state)
         return _update_local(db, auth, row, visibility, "deactivated" if state == "deactivated" else "active", check_mode)
-    real = validate_upload(name, filename, disk_format, properties)
     if row is not None:
         if row.os_hash_value == hash_file(filename)[1] and row.status in SWITCHABLE:
             return _update_local(db, auth, row, visibility, "active", check_mode)
