@@ -49,8 +49,9 @@ options:
     type: str
   image:
     description:
-      - Name or ID of the image (see M(bootflow.cloud.image)). It must be public or owned by the caller's project,
-        and V(active).
+      - Name or ID of the image (see M(bootflow.cloud.image)). It must be visible to the caller's project (public,
+        community, its own, or shared with it - by name only once it accepted the share, by ID whatever its member
+        status; see M(bootflow.cloud.image_member)) and V(active) (a deactivated image is refused).
       - Required when O(state=present). An unknown image fails with RV(error=not_found), an image that is not
         active with RV(error=invalid), a name shared by several images with RV(error=conflict).
     type: str
