@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -122,6 +123,14 @@ def test_pending_member_cannot_boot_it_by_name(sh_env, shared):
 
 def test_member_accepts_and_boots_it(sh_env, shared):
     env = sh_env
+    # check mode with --diff first: the change is shown and predicted, nothing is written
+    before = env.full_db_snapshot()
+    play, (predicted,) = steps(env, {"user": "ben", "member": {"image": IMAGE, "member_status": "accepted"}},
+                               extra=("--check", "--diff"))
+    assert predicted["changed"] and predicted["diff"]["before"]["status"] == "pending", predicted
+    assert re.search(r'^-\s+"status": "pending"', play.out, re.M) and re.search(r'^\+\s+"status": "accepted"', play.out, re.M), \
+        play.out[-3000:]
+    assert env.full_db_snapshot() == before
     _play, (accepted,) = steps(env, {"user": "ben", "member": {"image": IMAGE, "member_status": "accepted"}})
     assert accepted["changed"] and accepted["member"]["status"] == "accepted", accepted
     assert members(env) == {project_id(env, "sb"): "accepted"}
