@@ -73,6 +73,11 @@ class ActionModule(HostStep):
     POLICY_RULE = "compute:report_node"
     SERVICE = "nova-compute"
 
+    def policy_rule(self, args):
+        # a heartbeat records only that the host answered this controller's SSH round trip just now; boot.yml
+        # sends it with the booting user's token, so a member's boot does not find the hosts "down"
+        return "compute:heartbeat" if _bool(args.get("heartbeat", False)) else self.POLICY_RULE
+
     def _hostname(self, ctx):
         """The compute node's name: the inventory host the module runs on (also when delegated to it)."""
         return self._task.delegate_to or ctx.host

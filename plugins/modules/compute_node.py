@@ -120,6 +120,8 @@ options:
         controller refreshes the node's last-seen time. The stored inventory, overrides and the Placement provider are
         left as the last full report made them.
       - The node must already be registered by a full report, else the task fails with RV(error=not_found).
+      - A full report needs the V(admin) role; a heartbeat needs V(admin) or V(member) (policy
+        C(compute:heartbeat)), because C(playbooks/boot.yml) sends it with the booting user's token.
       - Used on the controller only.
     type: bool
     default: false

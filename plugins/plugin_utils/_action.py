@@ -170,6 +170,11 @@ class HostStep(ControllerStep):
     SERVICE = ""
     POLICY_RULE = "compute:host_step"
 
+    def policy_rule(self, args):
+        """The policy rule this task needs (by default the class's POLICY_RULE)."""
+        del args
+        return self.POLICY_RULE
+
     def prepare(self, ctx, args):
         """Fill module arguments from the DB (token already validated). Returns the instance row or None."""
         return None
@@ -183,7 +188,7 @@ class HostStep(ControllerStep):
         booked = bool(args.get("auth_token"))
         instance = None
         if booked:
-            enforce(ctx.auth, self.POLICY_RULE)  # validates the token before anything runs
+            enforce(ctx.auth, self.policy_rule(args))  # validates the token before anything runs
             try:
                 instance = self.prepare(ctx, args)
             except SkipModule as skip:

@@ -37,6 +37,7 @@ POLICY = {
     "compute:force_host": ADMIN,              # availability_zone=az:host
     "compute:flavor_manage": ADMIN,
     "compute:report_node": ADMIN,             # nova-compute's resource tracker (service role in Nova)
+    "compute:heartbeat": MEMBER,              # "the host answered just now" (boot.yml, the booting user's token)
     "compute:host_step": MEMBER,              # compute-side work on the instance's host
     # os-server-groups (Nova's os_compute_api:os-server-groups:*; project-scoped, admin reaches any by ID)
     "compute:server_groups:create": MEMBER,

@@ -255,6 +255,10 @@ CASES = [
           {"name": "../../etc/x", "uuid": NOWHERE, "vcpus": 1, "memory_mb": 64, "state": "defined"}, r"invalid domain name|name",
           token=None),
     _host("compute_node negative vcpus", "compute_node", {"vcpus": -4}, r"vcpus"),
+    _host("compute_node full report as a member", "compute_node", {},
+          r"Policy doesn't allow compute:report_node to be performed", token="bob"),
+    _host("compute_node heartbeat as a reader", "compute_node", {"heartbeat": True},
+          r"Policy doesn't allow compute:heartbeat to be performed", token="reader"),
 ]
 
 
