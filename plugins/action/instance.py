@@ -11,7 +11,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _ne
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict
+from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, NotFound
 
 
 class ActionModule(ControllerStep):
@@ -39,7 +39,15 @@ class ActionModule(ControllerStep):
         a = ctx.args
         auth = ctx.auth
         if a["state"] == "present":
-            image_ref = _images.boot_image_ref(ctx, a["image"])  # image_backend=glance: found in Glance as the caller
+            try:
+                image_ref = _images.boot_image_ref(ctx, a["image"])  # image_backend=glance: found in Glance as the caller
+            except NotFound:
+                # gone from Glance (or not visible any more): still fine for a re-run for an existing instance
+                # booted from it (create compares the name or ID it was booted from); a new one is refused here
+                with ctx.db.tx() as conn:
+                    if api.find_instance(conn, a["name"], auth) is None:
+                        raise
+                image_ref = a["image"]
             changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], image_ref, a["networks"],
                                         a["volume_size_gb"], a["user_data"], ctx.check_mode,
                                         volume_delete_on_termination=a["volume_delete_on_termination"],

@@ -80,6 +80,29 @@ def request_spec(flavor, image, request, group=None):
         tried_hosts=_faults.retry_of(request)["hosts"] if request.get("retry") else [])
 
 
+def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb, boot_from_volume,
+                        root_volume_size_gb, server_group):
+    """A create for a name that exists: the same request is a no-op, another one a Conflict.
+
+    Compared with what the instance was created from, whatever became of it since: its image deactivated,
+    no longer shared with the project or deleted, the quota used up, the group gone - a re-run of
+    boot.yml for an existing instance must still converge, not fail on checks that only a new instance
+    has to pass."""
+    req, images = existing.request, _db.table("images")
+    flavor = api.get_flavor(conn, flavor_ref)
+    booted = conn.execute(sa.select(images.c.name).where(images.c.id == existing.image_id)).scalar()
+    networks = [_networking.find_network(conn, ref).id for ref in network_refs]
+    root_gb = ((root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb) or 0) if boot_from_volume else 0
+    joined = _server_groups.membership(conn, existing.uuid)
+    group = _server_groups.find_group(conn, server_group, auth) if server_group else None
+    if req.get("flavor") != flavor.name or image_ref not in (existing.image_id, booted) \
+            or req.get("networks") != networks or req.get("volume_size_gb", 0) != (volume_size_gb or 0) \
+            or req.get("root_volume_size_gb", 0) != root_gb \
+            or (joined.id if joined else None) != (group.id if group else None):
+        raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume/"
+                       "server group; delete it first or pick another name." % (existing.name, existing.uuid))
+
+
 def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
            volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
            root_volume_size_gb=None, root_volume_delete_on_termination=True, server_group=None):
@@ -102,6 +125,11 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
     with db.tx() as conn:
         # one create per project at a time: the name check and the quota check hold until commit
         _db.lock(conn, "project:%s" % auth.project_id)
+        existing = api.find_instance(conn, name, auth)
+        if existing is not None:
+            _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb,
+                                boot_from_volume, root_volume_size_gb, server_group)
+            return False, existing
         flavor = api.get_flavor(conn, flavor_ref)
         image = _images.find_image(conn, image_ref, auth)
         _images.check_bootable(image, flavor)
@@ -113,17 +141,6 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
             networks.append(net)
         request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_gb)
         group = _server_groups.group_for_create(conn, server_group, auth) if server_group else None
-        existing = api.find_instance(conn, name, auth)
-        if existing is not None:
-            joined = _server_groups.membership(conn, existing.uuid)
-            if existing.request.get("flavor") != request["flavor"] or existing.request.get("image") != request["image"] \
-                    or existing.request.get("networks") != request["networks"] \
-                    or existing.request.get("volume_size_gb", 0) != request["volume_size_gb"] \
-                    or existing.request.get("root_volume_size_gb", 0) != request.get("root_volume_size_gb", 0) \
-                    or (joined.id if joined else None) != (group.id if group else None):
-                raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume/"
-                               "server group; delete it first or pick another name." % (name, existing.uuid))
-            return False, existing
         _quota.check(conn, auth.project_id, {
             "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
             "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),

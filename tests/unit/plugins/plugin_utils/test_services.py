@@ -93,6 +93,27 @@ def test_create_is_idempotent_and_refuses_a_different_request(cloud):
     assert _count(db, "instances") == 1 and _count(db, "volumes") == 1
 
 
+def test_rerun_for_an_existing_instance_converges_whatever_became_of_its_image_and_quota(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    images = _db.table("images")
+    _c, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
+    with db.tx() as conn:   # the image is deactivated and the project's quota is used up since
+        conn.execute(images.update().where(images.c.id == row.image_id).values(status="deactivated"))
+        conn.execute(_db.table("quotas").insert().values(project_id=auth.project_id, resource="instances", hard_limit=0))
+    before = {t: _count(db, t) for t in ("instances", "volumes", "instance_steps")}
+    for ref in ("img", row.image_id):   # by name or by ID, as it was booted
+        changed, again = _boot.create(db, auth, "vm1", "m1.tiny", ref, ["net"], 1, None, False)
+        assert not changed and again.uuid == row.uuid
+    with pytest.raises(Conflict, match="different flavor"):
+        _boot.create(db, auth, "vm1", "m1.big", "img", ["net"], 1, None, False)
+    with pytest.raises(Conflict, match="different flavor"):
+        _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 2, None, False)
+    # a new instance still gets every check
+    with pytest.raises(InvalidRequest, match=r"Image img is not active \(status deactivated\)"):
+        _boot.create(db, auth, "vm2", "m1.tiny", "img", ["net"], 1, None, False)
+    assert {t: _count(db, t) for t in before} == before
+
+
 def test_check_mode_create_writes_nothing(cloud):
     changed, row = _boot.create(cloud["db"], cloud["auth"], "vm1", "m1.tiny", "img", ["net"], 1, None, True)
     assert changed and row is None and _count(cloud["db"], "instances") == 0
