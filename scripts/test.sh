@@ -13,10 +13,17 @@ stage() {
   if "$@"; then passed=$((passed + 1)); echo "---- $name: ok ($((SECONDS - t0)) s)"
   else failed=$((failed + 1)); failed_names+=("$name"); echo "---- $name: FAILED ($((SECONDS - t0)) s)"; fi
 }
-stage unit        python -m pytest -q -p no:cacheprovider tests/unit
+# two pytest-xdist workers (the machine has two cores; the integration tests wait on guests and SSH much of
+# the time). Integration: one whole file per worker at a time (each file owns its test hosts), longest first
+# (tests/integration/conftest.py). BOOTFLOW_TEST_WORKERS=0 runs each stage in one process.
+WORKERS=${BOOTFLOW_TEST_WORKERS:-2}
+xdist() { [ "$WORKERS" -gt 0 ] && echo "-n $WORKERS $*"; }
+# shellcheck disable=SC2046  # word splitting of the xdist options is wanted
+stage unit        python -m pytest -q -p no:cacheprovider $(xdist) tests/unit
 stage sanity      bash scripts/sanity.sh
 stage lint        ansible-lint --profile production
-stage integration python -m pytest -q -p no:cacheprovider --durations=25 tests/integration
+# shellcheck disable=SC2046
+stage integration python -m pytest -q -p no:cacheprovider $(xdist --dist loadfile) --durations=25 tests/integration
 echo
 [ $failed -eq 0 ] || echo "failed stages: ${failed_names[*]}"
 echo "stages: $passed passed, $failed failed"

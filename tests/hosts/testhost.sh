@@ -217,7 +217,11 @@ stop)  do_stop; echo "$NS stopped (state kept in $H)" ;;
 purge)
   do_stop
   rm -rf "$H"
-  [ -f "$KNOWN" ] && { ssh-keygen -q -R "$IP_HOST" -f "$KNOWN" >/dev/null 2>&1 || true; rm -f "$KNOWN.old"; }
+  if [ -f "$KNOWN" ]; then   # under the same lock as start's edits: hosts start and purge in parallel
+    exec 9>"$ROOT/.lock"; flock 9
+    ssh-keygen -q -R "$IP_HOST" -f "$KNOWN" >/dev/null 2>&1 || true; rm -f "$KNOWN.old"
+    flock -u 9
+  fi
   echo "$NS stopped and $H removed" ;;
 status)
   rc=0

@@ -226,6 +226,20 @@ def wait_console(env, uuid, pattern, timeout=90):
     return m
 
 
+# --- order ------------------------------------------------------------------------------------------
+# make test runs this suite in two pytest-xdist workers, one whole file per worker at a time (--dist
+# loadfile: a file's module fixtures own its test hosts). The files that take longest are handed out
+# first, so that the two workers end at about the same time. Other files follow in their usual order.
+SLOWEST_FIRST = ("test_scheduling_race.py", "test_crash.py", "test_bad_input.py", "test_faults.py",
+                 "test_server_groups.py", "test_scheduling.py", "test_network.py", "test_glance.py",
+                 "test_volumes.py", "test_keystone.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(SLOWEST_FIRST)))   # stable
+
+
 # --- residue check ---------------------------------------------------------------------------------
 # After the whole suite: every test host the suite started (tests/hosts/testhost.sh logs start/stop
 # events and, at each stop, what the host still held to $BOOTFLOW_RESIDUE_LOG), every controller DB

@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, host_session
+
+HOST_N = int(os.environ.get("BOOTFLOW_IT_AUTH_HOST", "22"))
 
 PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "every_step.yml")
 TARGET = "it-auth"
@@ -37,17 +39,24 @@ def _token(env, **args):
 
 
 @pytest.fixture(scope="module")
-def target(it_env):
+def auth_env(tmp_path_factory):
+    """Test host 22, this file's own (so that it can run beside test_boot_flow.py, which uses bfhv21)."""
+    with host_session(tmp_path_factory, HOST_N, "bootflow-auth") as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def target(auth_env):
     """A real instance of the admin project that every bad token is aimed at."""
-    it_env.play("boot.yml", "-e", "bootflow_instance_name=%s" % TARGET, "-e", "bootflow_wait_for_lease=false")
-    inst = it_env.query("SELECT * FROM instances WHERE name=? AND deleted=0", TARGET)[0]
-    port = it_env.query("SELECT id FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
-    vol = it_env.query("SELECT name FROM volumes WHERE instance_uuid=?", inst["uuid"])[0]
-    image = it_env.query("SELECT id FROM images WHERE id=?", inst["image_id"])[0]
+    auth_env.play("boot.yml", "-e", "bootflow_instance_name=%s" % TARGET, "-e", "bootflow_wait_for_lease=false")
+    inst = auth_env.query("SELECT * FROM instances WHERE name=? AND deleted=0", TARGET)[0]
+    port = auth_env.query("SELECT id FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
+    vol = auth_env.query("SELECT name FROM volumes WHERE instance_uuid=?", inst["uuid"])[0]
+    image = auth_env.query("SELECT id FROM images WHERE id=?", inst["image_id"])[0]
     spec = {"uuid": inst["uuid"], "domain_name": "bootflow-%s" % inst["uuid"], "image": {"id": image["id"]},
             "ports": [port], "volumes": [vol]}
     yield spec
-    it_env.play("delete.yml", "-e", "bootflow_instance_name=%s" % TARGET)
+    auth_env.play("delete.yml", "-e", "bootflow_instance_name=%s" % TARGET)
 
 
 def _bad_tokens(env, tmp_path):
@@ -76,16 +85,16 @@ def _bad_tokens(env, tmp_path):
     }
 
 
-def test_every_step_refuses_bad_tokens_and_changes_nothing(it_env, target, tmp_path):
-    tokens = _bad_tokens(it_env, tmp_path)
+def test_every_step_refuses_bad_tokens_and_changes_nothing(auth_env, target, tmp_path):
+    tokens = _bad_tokens(auth_env, tmp_path)
     guest = os.path.join(os.environ.get("BOOTFLOW_GUEST_DIR", "/var/cache/bootflow/guest"), "disk.qcow2")
     for kind, (token, expected) in tokens.items():
-        db_before, host_before = it_env.db_snapshot(), it_env.host_snapshot()
+        db_before, host_before = auth_env.db_snapshot(), auth_env.host_snapshot()
         extra = tmp_path / ("%s.json" % kind)
         extra.write_text(json.dumps({"bad_token": token, "expected": expected, "target": TARGET, "target_spec": target,
                                      "guest_image": guest, "other_project": kind == "other_project"}))
-        res = it_env.play(PLAYBOOK, "-e", "@%s" % extra, check=False)
+        res = auth_env.play(PLAYBOOK, "-e", "@%s" % extra, check=False)
         assert res.rc == 0, "%s:\n%s" % (kind, res.out[-4000:])
-        assert it_env.db_snapshot() == db_before, kind
-        assert it_env.host_snapshot() == host_before, kind
-        assert it_env.ssh("virsh -c qemu:///system domstate %s" % target["domain_name"]).strip() == "running", kind
+        assert auth_env.db_snapshot() == db_before, kind
+        assert auth_env.host_snapshot() == host_before, kind
+        assert auth_env.ssh("virsh -c qemu:///system domstate %s" % target["domain_name"]).strip() == "running", kind

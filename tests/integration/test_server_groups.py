@@ -26,50 +26,35 @@ from __future__ import annotations
 import collections
 import json
 import os
-import re
-import subprocess
 
 import pytest
 
-from conftest import INVENTORY_SH, REPO, TESTHOST
-from test_scheduling import EMPTY, Cloud, fatal_lines, host_contents, run_parallel, running_domains, task_result
+from conftest import REPO
+from sched_helpers import (EMPTY, SCHEDULE_TASK, Cloud, fatal_lines, fresh_hosts, host_contents, hostname, purge,
+                           run_parallel, running_domains, task_result, write_inventory)
 
 HOSTS = (151, 152, 153)
-RESERVED_MB = 512
 GUEST_MB = {151: 1024, 152: 768, 153: 512}
 FAST = ("-e", "bootflow_volume_size_gb=0", "-e", "bootflow_wait_for_lease=false")
-SCHEDULE_TASK = "8-12 | nova-scheduler: filter, weigh and claim a host"
 SG_TASK = "Nova-api: os-server-groups"
 SG_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "server_group.yml")
 ANTI = "anti-affinity: 1 group member(s) already on the host, max_server_per_host 1"
-
-
-def hostname(n):
-    return "bfhv%d" % n
 
 
 @pytest.fixture(scope="module")
 def sg(tmp_path_factory):
     """Hosts 151-153 purged and started (in parallel), a controller of its own, bootstrap + hypervisors."""
     base = tmp_path_factory.mktemp("bootflow-groups")
-    for n in HOSTS:
-        subprocess.run([TESTHOST, "purge", str(n)], check=False, timeout=120)
     try:
-        starts = [subprocess.Popen([TESTHOST, "start", str(n)]) for n in HOSTS]
-        assert [p.wait(180) for p in starts] == [0, 0, 0]
-        text = subprocess.run([INVENTORY_SH, *map(str, HOSTS)], check=True, stdout=subprocess.PIPE, text=True).stdout
-        inv = base / "inventory.ini"
-        inv.write_text("\n".join(
-            line + (" bootflow_memory_mb=%d" % (RESERVED_MB + GUEST_MB[int(m.group(1))]) if m else "")
-            for line, m in ((line, re.match(r"^bfhv(\d+) ", line)) for line in text.splitlines())) + "\n")
+        fresh_hosts(HOSTS)
+        inv = write_inventory(base / "inventory.ini", HOSTS, GUEST_MB)
         cloud = Cloud(base)
         cloud.play("bootstrap.yml", inv)
         cloud.play("hypervisors.yml", inv)
         yield {"cloud": cloud, "inv": inv, "base": base}
         cloud.close()
     finally:
-        for n in HOSTS:
-            subprocess.run([TESTHOST, "purge", str(n)], check=False, timeout=120)
+        purge(HOSTS)
 
 
 def group_task(sg, *extra, check=True):
