@@ -89,8 +89,12 @@ do_stop() {
   ip link del "$VR" 2>/dev/null || true          # removes the peer in the netns too
   ip netns del "$NS" 2>/dev/null || true
   rm -f "$H/sshd/sshd.pid" "$H/run/libvirtd.pid" "$H/run/virtlogd.pid"
-  # the shared mount point, once no test host uses it any more (only if empty)
+  # the shared mount point, once no test host uses it any more (only if empty). Under the lock that
+  # start holds from making the mount points to adding its netns: without it, a purge running beside
+  # the first start on a fresh machine removed that start's mount point before its netns existed.
+  mkdir -p "$ROOT"; exec 9>"$ROOT/.lock"; flock 9
   ls /run/netns/bfhv* >/dev/null 2>&1 || rmdir /var/lib/bootflow 2>/dev/null || true
+  flock -u 9
 }
 
 do_start() {
@@ -163,9 +167,11 @@ EOF
   if [ -e /dev/kvm ] && [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then chgrp kvm /dev/kvm; chmod 0660 /dev/kvm; fi
   # sshd's privsep dir, and the mount points (on a machine whose own libvirtd never ran, /run/libvirt
   # does not exist yet). These are empty directories on the real filesystem.
+  # Under the lock (see do_stop): a purge beside us must not remove /var/lib/bootflow before our netns exists.
+  exec 9>"$ROOT/.lock"; flock 9
   mkdir -p /run/sshd /run/libvirt /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /var/lib/bootflow
-
   ip netns add "$NS"
+  flock -u 9
   ip -n "$NS" link set lo up
   ip link add "$VR" type veth peer name eth0 netns "$NS"
   ip addr add "$IP_ROOT/30" dev "$VR"; ip link set "$VR" up
@@ -198,7 +204,7 @@ EOF
     # QEMU itself is not restricted: libvirt resets each guest'"'"'s affinity to all host CPUs.
     taskset -c 0 libvirtd -d -p /run/libvirt/libvirtd.pid
     /usr/sbin/sshd -f "$H/sshd/sshd_config" -E "$H/sshd/sshd.log"
-  ' testhost "$H" "$NS"
+  ' testhost "$H" "$NS" 9>&-
 
   for _ in $(seq 1 100); do [ -S "$SOCK" ] && all_alive && break; sleep 0.1; done
   all_alive || { echo "$NS: daemons did not come up (see $H/log/libvirtd.log, $H/sshd/sshd.log)" >&2; exit 1; }
