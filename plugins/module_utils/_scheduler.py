@@ -271,17 +271,20 @@ _RESOURCES = OrderedDict([
     ("DISK_GB", ("local_gb", "reserved_disk_gb", "disk_allocation_ratio", "local_gb_used", "disk_gb", " GB")),
 ])
 _LABELS = {"VCPU": "VCPU", "MEMORY_MB": "RAM", "DISK_GB": "DISK"}
+# (total, reserved, ratio, used) of a host in one call: the filters and weighers read them for every host
+_FIELDS = {rc: operator.attrgetter(*fields[:4]) for rc, fields in _RESOURCES.items()}
 
 
 def capacity(host: HostState, resource_class: str) -> float:
     """``(total - reserved) * allocation_ratio`` for VCPU, MEMORY_MB or DISK_GB."""
-    total_f, reserved_f, ratio_f = _RESOURCES[resource_class][:3]
-    return (getattr(host, total_f) - getattr(host, reserved_f)) * getattr(host, ratio_f)
+    total, reserved, ratio, _used = _FIELDS[resource_class](host)
+    return (total - reserved) * ratio
 
 
 def free(host: HostState, resource_class: str) -> float:
     """Capacity minus usage (may be negative when a host is overcommitted)."""
-    return capacity(host, resource_class) - getattr(host, _RESOURCES[resource_class][3])
+    total, reserved, ratio, used = _FIELDS[resource_class](host)
+    return (total - reserved) * ratio - used
 
 
 def _num(value: float) -> Any:
@@ -674,14 +677,9 @@ _KEPT_WHEN_FORCED = frozenset(("RetryFilter", "ForceHostFilter", "AvailabilityZo
 class _Weigher:
     func: Callable[[HostState, RequestSpec], float]
     minval: Optional[float] = None
-
-
-def _group_members_on(host: HostState, spec: RequestSpec, policy: str) -> float:
-    """nova/scheduler/weights/affinity.py: the number of the group's members on the host, for a group
-    with ``policy`` (0 for any other request)."""
-    if spec.group_policy != policy:
-        return 0.0
-    return float(spec.group_hosts.count(host.name))
+    # set: the weigher only weighs a request for a server group of this policy; any other request gets
+    # 0 on every host (nova/scheduler/weights/affinity.py), without asking each host
+    group_policy: Optional[str] = None
 
 
 WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
@@ -690,9 +688,11 @@ WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
     ("CPUWeigher", _Weigher(lambda h, s: free(h, "VCPU"), 0.0)),
     ("DiskWeigher", _Weigher(lambda h, s: free(h, "DISK_GB"), 0.0)),
     ("NumInstancesWeigher", _Weigher(lambda h, s: -h.num_instances, None)),
-    # soft-affinity: more members on the host is better; soft-anti-affinity: fewer (the count negated)
-    ("ServerGroupSoftAffinityWeigher", _Weigher(lambda h, s: _group_members_on(h, s, "soft-affinity"), None)),
-    ("ServerGroupSoftAntiAffinityWeigher", _Weigher(lambda h, s: -_group_members_on(h, s, "soft-anti-affinity"), None)),
+    # the number of the group's members on the host: soft-affinity, more is better; soft-anti-affinity,
+    # fewer (the count negated)
+    ("ServerGroupSoftAffinityWeigher", _Weigher(lambda h, s: s.group_hosts.count(h.name), None, "soft-affinity")),
+    ("ServerGroupSoftAntiAffinityWeigher", _Weigher(lambda h, s: -s.group_hosts.count(h.name), None,
+                                                    "soft-anti-affinity")),
 ])
 
 _WEIGHER_ALIASES = {
@@ -723,15 +723,19 @@ def weigh_hosts(hosts: list[HostState], spec: RequestSpec, cfg: SchedulerConfig)
         # Nova does not weigh a single host.
         return [(h, 0.0, {name: 0.0 for name in WEIGHERS}) for h in hosts]
     for name, weigher in WEIGHERS.items():
-        raw = []
-        for host in hosts:
-            value = float(weigher.func(host, spec))
-            if weigher.minval is not None:
-                value = max(value, weigher.minval)
-            raw.append(value)
         mult = cfg.multiplier(name)
-        for i, value in enumerate(normalize(raw, minval=weigher.minval)):
-            per_host[i][name] = mult * value
+        if mult == 0 or (weigher.group_policy is not None and spec.group_policy != weigher.group_policy):
+            # contributes 0 to every host whatever it would measure: not measured
+            for weights in per_host:
+                weights[name] = 0.0
+            continue
+        func, minval = weigher.func, weigher.minval
+        if minval is None:
+            raw = [float(func(host, spec)) for host in hosts]
+        else:
+            raw = [max(float(func(host, spec)), minval) for host in hosts]
+        for weights, value in zip(per_host, normalize(raw, minval=minval)):
+            weights[name] = mult * value
     return [(h, sum(w.values()), w) for h, w in zip(hosts, per_host)]
 
 
@@ -762,6 +766,7 @@ def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerCo
     enabled = set(cfg.enabled_filters or ()) | MANDATORY_FILTERS
     if spec.force_host:
         enabled &= _KEPT_WHEN_FORCED
+    active = [(fname, func) for fname, func in FILTERS.items() if fname in enabled]   # in FILTERS order
     passed: list[HostState] = []
     rejected: dict[str, str] = {}
     seen: set[str] = set()
@@ -769,9 +774,7 @@ def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerCo
         if host.name in seen:
             raise ValueError("duplicate host %s" % host.name)
         seen.add(host.name)
-        for fname, func in FILTERS.items():
-            if fname not in enabled:
-                continue
+        for fname, func in active:
             reason = func(host, spec, now, cfg)
             if reason is not None:
                 rejected[host.name] = "%s: %s" % (fname, reason)
