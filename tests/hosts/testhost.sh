@@ -44,6 +44,9 @@ alive() {   # alive PIDFILE NAME
 all_alive() { local d; for d in $DAEMONS; do alive "${d%%:*}" "${d##*:}" || return 1; done; }
 any_alive() { local d; for d in $DAEMONS; do alive "${d%%:*}" "${d##*:}" && return 0; done; return 1; }
 ns_exists() { [ -e "/run/netns/$NS" ]; }
+# One machine-wide lock on fd 9 for what parallel starts and purges must not interleave (key and
+# known_hosts edits, the shared mount point against the netns list). Release it before starting daemons.
+lock_root() { mkdir -p "$ROOT"; exec 9>"$ROOT/.lock"; flock 9; }
 ssh_opts=(-i "$KEY" -o UserKnownHostsFile="$KNOWN" -o StrictHostKeyChecking=accept-new
           -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR)
 
@@ -92,7 +95,7 @@ do_stop() {
   # the shared mount point, once no test host uses it any more (only if empty). Under the lock that
   # start holds from making the mount points to adding its netns: without it, a purge running beside
   # the first start on a fresh machine removed that start's mount point before its netns existed.
-  mkdir -p "$ROOT"; exec 9>"$ROOT/.lock"; flock 9
+  lock_root
   ls /run/netns/bfhv* >/dev/null 2>&1 || rmdir /var/lib/bootflow 2>/dev/null || true
   flock -u 9
 }
@@ -110,7 +113,7 @@ do_start() {
   chmod 755 "$ROOT" "$H" "$H/bootflow"
   chmod 700 "$H/root" "$H/root/.ssh"     # sshd StrictModes checks these (they are ~ and ~/.ssh)
   rm -rf "${H:?}/run/"*                  # /run is volatile: a start is a fresh boot
-  exec 9>"$ROOT/.lock"; flock 9          # key / known_hosts edits: safe with parallel starts
+  lock_root                              # key / known_hosts edits: safe with parallel starts
   [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C bootflow-testhosts -f "$KEY"
   install -m 600 "$KEY.pub" "$H/root/.ssh/authorized_keys"
   [ -f "$H/sshd/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$NS" -f "$H/sshd/ssh_host_ed25519_key"
@@ -168,7 +171,7 @@ EOF
   # sshd's privsep dir, and the mount points (on a machine whose own libvirtd never ran, /run/libvirt
   # does not exist yet). These are empty directories on the real filesystem.
   # Under the lock (see do_stop): a purge beside us must not remove /var/lib/bootflow before our netns exists.
-  exec 9>"$ROOT/.lock"; flock 9
+  lock_root
   mkdir -p /run/sshd /run/libvirt /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /var/lib/bootflow
   ip netns add "$NS"
   flock -u 9
@@ -224,7 +227,7 @@ purge)
   do_stop
   rm -rf "$H"
   if [ -f "$KNOWN" ]; then   # under the same lock as start's edits: hosts start and purge in parallel
-    exec 9>"$ROOT/.lock"; flock 9
+    lock_root
     ssh-keygen -q -R "$IP_HOST" -f "$KNOWN" >/dev/null 2>&1 || true; rm -f "$KNOWN.old"
     flock -u 9
   fi
