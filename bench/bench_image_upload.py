@@ -52,7 +52,10 @@ def maxrss_mib():
 
 def child(phase, work, image, glance_url, image_id):
     """One phase in this (fresh) process; prints {"seconds", "maxrss_mib", ...} as JSON."""
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _glance, _identity, _images
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
     state_dir = os.path.join(work, "state-%s-%d" % (phase, os.getpid()))
     db = _db.open_db(None, state_dir=state_dir)
     _identity.bootstrap(db, "admin", "pw", "admin")

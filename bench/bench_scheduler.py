@@ -45,8 +45,9 @@ if not os.path.lexists(LINK):
 sys.path.insert(0, COLLECTIONS)
 sys.path.insert(0, HERE)
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler  # noqa: E402
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _placement  # noqa: E402
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler  # noqa: E402
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db  # noqa: E402
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 
 ALLOCS_PER_NODE = 2
 

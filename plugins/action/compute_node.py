@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import PLACEMENT_KEYS
-from ansible_collections.bootflow.cloud.plugins.module_utils._scheduler import TRAIT_RE
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep, SkipModule
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import PLACEMENT_KEYS
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.scheduler import TRAIT_RE
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep, SkipModule
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
 # configured on the controller side, not read from the host
 OVERRIDES = ("reserved_host_memory_mb", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",

@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NotFound
 
 
 class ActionModule(HostStep):

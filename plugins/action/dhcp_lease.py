@@ -10,11 +10,16 @@ import time
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _dhcp
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _networking
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import dhcp as _dhcp
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    BootflowError,
+    InvalidRequest,
+    NotFound,
+)
 
 PROGRESS_EVERY = 5.0  # seconds between two progress lines while waiting for a lease
 

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
 
 class ActionModule(HostStep):

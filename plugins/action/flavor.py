@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 # Nova's flavor API: vcpus, ram and disk are database integers (at most 2^31 - 1)
 MAX_FLAVOR_VALUE = 2 ** 31 - 1

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 
 
 class ActionModule(HostStep):

@@ -12,12 +12,15 @@ import time
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import IMAGE_BACKEND_KEYS
-from ansible_collections.bootflow.cloud.plugins.module_utils._files import file_lock
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _db, _glance, _images
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import IMAGE_BACKEND_KEYS
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import file_lock
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
 
 class ActionModule(HostStep):

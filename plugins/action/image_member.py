@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
-    AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec)
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
 class ActionModule(ControllerStep):

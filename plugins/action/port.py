@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _ipam
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import ipam as _ipam
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
 
 class ActionModule(ControllerStep):

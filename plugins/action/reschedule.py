@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _faults, _placement, _reschedule
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import reschedule as _reschedule
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
 class ActionModule(ControllerStep):

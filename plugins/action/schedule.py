@@ -4,15 +4,16 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement, _server_groups
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms, table
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NoValidHostError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms, table
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
 
 
 class ActionModule(ControllerStep):

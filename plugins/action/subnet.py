@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _networking
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(ControllerStep):

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 MAX_TTL = 365 * 86400
 

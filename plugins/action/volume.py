@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _quota, _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._boot import MAX_VOLUME_GB
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep, SkipModule
-from ansible_collections.bootflow.cloud.plugins.module_utils import _image
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.boot import MAX_VOLUME_GB
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep, SkipModule
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import image_cache as _image
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(HostStep):

@@ -10,13 +10,13 @@ persistent definition.
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._virt import _DEV_RE as DEVICE_RE, next_device
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._action import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt_xml import _DEV_RE as DEVICE_RE, next_device
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(HostStep):

@@ -178,14 +178,9 @@ network_config:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
-    AUTH_ARGSPEC,
-    argspec,
-)
-from ansible_collections.bootflow.cloud.plugins.module_utils._config_drive import (
-    config_drive_step,
-)
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.config_drive import config_drive_step
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 
 
 def main():

@@ -252,15 +252,9 @@ conf_dir:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
-    AUTH_ARGSPEC,
-    WAIT_ARGSPEC,
-    argspec,
-)
-from ansible_collections.bootflow.cloud.plugins.module_utils._dhcp import (
-    dhcp_lease_step,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, WAIT_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.dhcp import dhcp_lease_step
 
 
 def main():

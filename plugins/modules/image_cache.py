@@ -121,9 +121,9 @@ leftovers_removed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.module_utils._image import image_cache_step
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import image_cache_step
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 
 
 def main():

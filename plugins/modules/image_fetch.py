@@ -251,15 +251,9 @@ removed:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import finish
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
-    AUTH_ARGSPEC,
-    IMAGE_BACKEND_ARGSPEC,
-    argspec,
-)
-from ansible_collections.bootflow.cloud.plugins.module_utils._image import (
-    image_fetch_step,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import image_fetch_step
 
 
 def main():

@@ -107,13 +107,13 @@ path:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import (
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
     AUTH_ARGSPEC,
     LIBVIRT_ARGSPEC,
     WAIT_ARGSPEC,
     argspec,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils._libvirt import (
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     run_libvirt_step,

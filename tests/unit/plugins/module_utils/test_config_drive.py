@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _config_drive as cd
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import config_drive as cd
 
 UUID = "0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11"
 MAC = "fa:16:3e:12:34:56"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _dhcp as dh
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import dhcp as dh
 
 NET = "5a1c0d9e-2b3f-4c5d-8e9f-0a1b2c3d4e5f"
 PORT = "2f1d3c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b"

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _image as im
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import image_cache as im
 
 QEMU_IMG = shutil.which("qemu-img") or "qemu-img"  # installed by make setup (qemu-utils); no skip
 

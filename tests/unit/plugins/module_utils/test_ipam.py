@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._ipam import (
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network.ipam import (
     IpamError,
     NoMoreIps,
     Subnet,

@@ -64,7 +64,7 @@ def alembic_to(db, conn, rev, down=False):
     from alembic.runtime.environment import EnvironmentContext
     from alembic.script import ScriptDirectory
 
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 
     cfg = Config()
     cfg.set_main_option("script_location", _db.MIGRATIONS_DIR)

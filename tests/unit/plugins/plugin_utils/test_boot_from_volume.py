@@ -10,9 +10,18 @@ import subprocess
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _compute_api, _db, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _networking, _quota
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, QuotaExceeded
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    Conflict,
+    InvalidRequest,
+    QuotaExceeded,
+)
 
 GIB = 1024 ** 3
 

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+)
 
 sa = _db.sa
 

@@ -9,10 +9,17 @@ import time
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _compute_api, _db, _faults, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _networking, _placement, _reschedule
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, Conflict, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import reschedule as _reschedule
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, Conflict, InvalidRequest
 
 F = _faults.Failure
 

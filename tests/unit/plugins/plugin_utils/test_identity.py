@@ -9,8 +9,9 @@ import stat
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest, NotFound
 
 
 @pytest.fixture()

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 
 CIDR = "10.0.0.0/27"
 WORKERS = 30

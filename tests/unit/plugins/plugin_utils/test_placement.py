@@ -22,10 +22,16 @@ import uuid
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _db, _keystone, _placement
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
-    AuthError, InvalidRequest, NoValidHostError, NotFound,
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
+    InvalidRequest,
+    NoValidHostError,
+    NotFound,
 )
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
@@ -440,7 +446,10 @@ def test_boot_from_volume_requests_no_local_disk(db, hv):
 def test_reschedule_moves_the_claim_in_placement(cloud, client, placement, hv):
     """test_faults' world (identity, flavor, image, network; its own hosts stay out of Placement) with two hosts
     of ours in the real Placement: the conductor releases the claim there and claims the alternate."""
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _faults, _reschedule  # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import (  # pylint: disable=import-outside-toplevel
+        faults as _faults,
+    )
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import reschedule as _reschedule
 
     db, auth = cloud["db"], cloud["auth"]
     a, b = report(db, client, hv("a"), 2048), report(db, client, hv("b"), 2048)
@@ -463,7 +472,9 @@ def test_reschedule_moves_the_claim_in_placement(cloud, client, placement, hv):
 
 def _group_members(cloud, policy, n, rules=None):
     """A group of the world's project and ``n`` instances created into it (nova-api's create)."""
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _server_groups  # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import (  # pylint: disable=import-outside-toplevel
+        server_groups as _server_groups,
+    )
 
     db, auth = cloud["db"], cloud["auth"]
     name = "g-" + uuid.uuid4().hex[:8]

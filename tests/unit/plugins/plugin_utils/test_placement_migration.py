@@ -5,7 +5,8 @@ revision 0003, on SQLite and PostgreSQL: rows kept, defaults filled, metadata ma
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 
 sa = _db.sa
 

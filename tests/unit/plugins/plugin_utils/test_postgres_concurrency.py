@@ -16,9 +16,10 @@ import time
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _placement
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import NoValidHostError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import NoValidHostError
 
 CTX = multiprocessing.get_context("fork")
 SPEC = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)

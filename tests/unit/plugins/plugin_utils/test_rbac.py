@@ -6,9 +6,21 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _compute_api, _db, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _images, _networking, _policy, _quota, _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest, NotFound, QuotaExceeded
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import policy as _policy
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    QuotaExceeded,
+)
 
 
 @pytest.fixture()
@@ -126,8 +138,8 @@ def test_parse_availability_zone(value, zone, host):
 
 def test_forced_host_wins_over_the_weighers(cloud):
     db, admin = cloud["db"], cloud["auth"]["admin"]
-    from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _placement
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
     for name, mem in (("hv1", 8192), ("hv2", 1024)):
         _placement.upsert_compute_node(db, name, {"vcpus": 4, "memory_mb": mem, "local_gb": 20}, {}, False)
     _c, row = _boot.create(db, admin, "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,

@@ -34,9 +34,9 @@ SCHEMA_HEAD = "0005"
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError  # noqa: E402
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError  # noqa: E402
 
-MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_migrations")
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
 
 class DBError(BootflowError):

@@ -24,14 +24,14 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._argspec import AUTH_KEYS
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _keystone
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import BootflowError, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 display = Display()
 

@@ -13,7 +13,7 @@ resource of another project is "not found" (as the OpenStack APIs answer, to not
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError
 
 ADMIN = ("admin",)
 MEMBER = ("admin", "member")

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _quota
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 HARD_POLICIES = ("affinity", "anti-affinity")

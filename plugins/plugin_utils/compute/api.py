@@ -11,11 +11,9 @@ import re
 import time
 
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
-    Conflict, InvalidRequest, NotFound,
-)
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 
 # nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
 BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"

@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _ipam
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._compute_api import validate_name
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import ipam as _ipam
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import validate_name
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 PORT_RETRIES = 20

@@ -10,9 +10,9 @@ creating -> available -> attaching -> in-use -> (detaching -> available) -> dele
 from __future__ import annotations
 
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NotFound
 
 # which status may follow which (error states may be entered from anywhere)
 TRANSITIONS = {

@@ -10,11 +10,18 @@ PRIVATE to the collection: may change at any time. Controller side only. The dec
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _boot, _faults, _networking, _placement
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import monotonic_ms, table
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest, NoValidHostError
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms, table
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    Conflict,
+    InvalidRequest,
+    NoValidHostError,
+)
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=3, cleanup_error=None,

@@ -15,9 +15,9 @@ and the usage it is compared with is the number of live members of the group the
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import InvalidRequest, QuotaExceeded
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, QuotaExceeded
 
 # Nova's and Cinder's defaults
 DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "volumes": 10, "gigabytes": 1000,

@@ -32,8 +32,13 @@ except ImportError:  # pragma: no cover
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+)
 
 DEFAULT_TTL = 3600
 TOKEN_VERSION = 1

@@ -9,14 +9,19 @@ PRIVATE to the collection: may change at any time. Controller side only.
 from __future__ import annotations
 
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.module_utils._config_drive import user_data_problem
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _compute_api as api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _faults, _images, _networking, _placement, _quota
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _server_groups
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import Conflict, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.config_drive import user_data_problem
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 MAX_VOLUME_GB = 16384
 

@@ -33,12 +33,19 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.urls import SSLValidationError, open_url
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._image import inspect_format
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _glance, _identity
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._compute_api import validate_name
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, Conflict, InvalidRequest, NotFound
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import inspect_format
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import validate_name
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+)
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 BACKENDS = ("local", "glance")
 DEFAULT_BACKEND = "local"

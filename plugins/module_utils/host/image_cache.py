@@ -27,13 +27,13 @@ import time
 import urllib.parse
 import uuid as _uuid
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._files import (  # noqa: F401  (re-exported)
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (  # noqa: F401  (re-exported)
     atomic_install,
     atomic_write_text,
     file_lock,
     makedirs,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError
 
 GIB = 1024 ** 3
 CHUNK = 1024 * 1024

@@ -38,9 +38,14 @@ except ImportError:  # pragma: no cover - reported when the glance backend is us
     HAS_OPENSTACKSDK = False
     OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
-    AuthError, BootflowError, Conflict, InvalidRequest, NotFound)
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._keystone import _unreachable
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
+    BootflowError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+)
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.keystone import _unreachable
 
 TIMEOUT = 60            # seconds per request (a whole upload/download may take longer: it streams)
 CHUNK = 1024 * 1024

@@ -16,7 +16,7 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._virt import (
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt_xml import (
     BUS_PREFIX,
     VirtError,
     carry_over,
@@ -38,8 +38,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils._virt import (
     volume_xml,
 )
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._image import safety_check
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError, finish
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import safety_check
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError, finish
 
 try:
     import libvirt

@@ -44,10 +44,11 @@ import uuid as uuidlib
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
 
-from ansible_collections.bootflow.cloud.plugins.module_utils import _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db, _server_groups
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import (
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
     BootflowError,
     Conflict,
@@ -506,7 +507,9 @@ def connect(url, auth_backend="local", token=None, auth=None, keystone=None, sta
 def service_token(keystone, state_dir=None, caller=None):
     """A token of the controller's Placement service user: the clouds.yaml cloud named by
     E(BOOTFLOW_PLACEMENT_CLOUD), else the openrc variables (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)."""
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils import _keystone  # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import (  # pylint: disable=import-outside-toplevel
+        keystone as _keystone,
+    )
 
     cloud = os.environ.get("BOOTFLOW_PLACEMENT_CLOUD")
     who = "user %s (roles %s)" % (caller.user_name, ", ".join(caller.roles)) if caller is not None else "the caller"

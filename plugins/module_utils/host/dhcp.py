@@ -32,8 +32,13 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_write_text, file_lock, find_bin, makedirs
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (
+    atomic_write_text,
+    file_lock,
+    find_bin,
+    makedirs,
+)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -49,9 +49,9 @@ try:
 except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
     HAS_YAML = False
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._errors import AuthError, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils._identity import UNAUTHENTICATED, AuthContext
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.local import UNAUTHENTICATED, AuthContext
 
 BACKENDS = ("local", "keystone")
 DEFAULT_BACKEND = "local"

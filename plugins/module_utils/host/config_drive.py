@@ -31,8 +31,8 @@ import tempfile
 import unicodedata
 import uuid as _uuid
 
-from ansible_collections.bootflow.cloud.plugins.module_utils._files import atomic_install, find_bin
-from ansible_collections.bootflow.cloud.plugins.module_utils._step import StepError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import atomic_install, find_bin
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError
 
 LABEL = "cidata"
 FILENAME = "disk.config"
