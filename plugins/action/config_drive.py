@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(HostStep):
@@ -20,7 +20,7 @@ class ActionModule(HostStep):
             raise InvalidRequest("instance_uuid is required.")
         with ctx.db.tx() as conn:
             try:
-                instance = api.get_instance(conn, args["instance_uuid"], ctx.auth)
+                instance = instances.get_instance(conn, args["instance_uuid"], ctx.auth)
             except NotFound:
                 if args.get("state") == "absent":   # removing the drive of a gone instance
                     return None

@@ -11,7 +11,6 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import dhcp as _dhcp
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
@@ -20,6 +19,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     InvalidRequest,
     NotFound,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 PROGRESS_EVERY = 5.0  # seconds between two progress lines while waiting for a lease
 
@@ -45,7 +45,7 @@ class ActionModule(HostStep):
                     self._port = None
                     return None
                 raise NotFound("Port %s could not be found." % args["port_id"])
-            instance = api.get_instance(conn, port.instance_uuid, ctx.auth) if port.instance_uuid else None
+            instance = instances.get_instance(conn, port.instance_uuid, ctx.auth) if port.instance_uuid else None
             spec = _networking.port_spec(conn, port)
         for opt, key in _FROM_PORT.items():
             if args.get(opt) is None:
@@ -118,7 +118,7 @@ class ActionModule(HostStep):
         ports = _db.table("ports")
         with ctx.db.tx() as conn:
             conn.execute(ports.update().where(ports.c.id == self._port.id).values(status="ACTIVE", host=ctx.host))
-            if instance is not None and instance.vm_state == api.BUILDING and instance.task_state != api.NETWORKING:
-                new = api.move_state(conn, instance.uuid, api.BUILDING, api.NETWORKING)
+            if instance is not None and instance.vm_state == instances.BUILDING and instance.task_state != instances.NETWORKING:
+                new = instances.move_state(conn, instance.uuid, instances.BUILDING, instances.NETWORKING)
                 return new.vm_state, new.task_state
         return None

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(HostStep):
@@ -21,11 +21,11 @@ class ActionModule(HostStep):
             raise InvalidRequest("uuid (the instance's UUID) is required when auth_token is given.")
         with ctx.db.tx() as conn:
             # with a token, the domain must be one of the caller's instances
-            instance = api.get_instance(conn, args["uuid"], ctx.auth)
-            if instance is not None and instance.vm_state == api.BUILDING and not ctx.check_mode \
+            instance = instances.get_instance(conn, args["uuid"], ctx.auth)
+            if instance is not None and instance.vm_state == instances.BUILDING and not ctx.check_mode \
                     and args.get("state", "running") == "running":
                 # Nova saves task_state SPAWNING before driver.spawn()
-                instance = api.move_state(conn, instance.uuid, api.BUILDING, api.SPAWNING)
+                instance = instances.move_state(conn, instance.uuid, instances.BUILDING, instances.SPAWNING)
         return instance
 
     def record(self, ctx, args, result, instance):
@@ -33,12 +33,12 @@ class ActionModule(HostStep):
             return None
         state = args.get("state", "running")
         with ctx.db.tx() as conn:
-            if state == "running" and instance.vm_state == api.BUILDING:
+            if state == "running" and instance.vm_state == instances.BUILDING:
                 for vol in _volumes.instance_volumes(conn, instance.uuid):
                     if vol.status == "attaching":
                         _volumes.set_status(conn, vol.id, "in-use")
-                new = api.move_state(conn, instance.uuid, api.ACTIVE, None, expected_task_state=api.SPAWNING,
-                                     power_state="RUNNING", launched_at=_db.now())
+                new = instances.move_state(conn, instance.uuid, instances.ACTIVE, None, expected_task_state=instances.SPAWNING,
+                                           power_state="RUNNING", launched_at=_db.now())
                 return new.vm_state, new.task_state
             if state == "absent":
                 for vol in _volumes.instance_volumes(conn, instance.uuid):
@@ -46,7 +46,7 @@ class ActionModule(HostStep):
                         _volumes.set_status(conn, vol.id, "available")
                 # a failed build being undone keeps its task_state (the conductor decides what comes next);
                 # any other instance is being deleted
-                task_state = instance.task_state if instance.vm_state == api.BUILDING else api.DELETING
+                task_state = instance.task_state if instance.vm_state == instances.BUILDING else instances.DELETING
                 conn.execute(_db.table("instances").update().where(_db.table("instances").c.uuid == instance.uuid)
                              .values(power_state="NOSTATE", task_state=task_state, updated_at=_db.now()))
                 return instance.vm_state, task_state

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 
 
 class ActionModule(ControllerStep):
@@ -48,7 +48,7 @@ class ActionModule(ControllerStep):
         if a["url"] and a["state"] == "present":
             if a["url_timeout"] <= 0:
                 raise InvalidRequest("url_timeout must be a positive number of seconds, got %d." % a["url_timeout"])
-            _compute_api.validate_name("image", a["name"])  # before the download, not after it
+            validate_name("image", a["name"])  # before the download, not after it
             ctx.progress("downloading image %s" % a["name"])
             filename = _images.download_url(a["url"], ctx.state_dir, a["url_timeout"], a["validate_certs"])
         try:

@@ -14,13 +14,14 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import IMAGE_BACKEND_KEYS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import file_lock
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(HostStep):
@@ -38,7 +39,7 @@ class ActionModule(HostStep):
         """Fill the image's format and hashes from the registry (the 'image metadata' of step 21); an image of
         a real Glance is looked up there again, as the caller."""
         with ctx.db.tx() as conn:
-            instance = api.get_instance(conn, args["instance_uuid"], ctx.auth) if args.get("instance_uuid") else None
+            instance = instances.get_instance(conn, args["instance_uuid"], ctx.auth) if args.get("instance_uuid") else None
             flavor = api.get_flavor(conn, instance.flavor_id) if instance is not None else None
         if instance is not None:
             args["instance_uuid"] = instance.uuid
@@ -54,7 +55,7 @@ class ActionModule(HostStep):
         # nova-api checked this at create; the image may have changed since (Glance): again, before writing
         _images.check_bootable(image, flavor)
         with ctx.db.tx() as conn:
-            self._location = _boot.image_location(conn, image.id)
+            self._location = conductor.image_location(conn, image.id)
         self._virtual_size = image.virtual_size
         args["image_id"] = image.id
         for key in ("disk_format", "checksum", "os_hash_algo", "os_hash_value", "size"):
@@ -147,10 +148,10 @@ class ActionModule(HostStep):
                 os.unlink(tmp)
 
     def record(self, ctx, args, result, instance):
-        if instance is None or args.get("state", "present") != "present" or instance.vm_state != api.BUILDING:
+        if instance is None or args.get("state", "present") != "present" or instance.vm_state != instances.BUILDING:
             return None
         with ctx.db.tx() as conn:
             # compute took over from the scheduler (Nova's _do_build_and_run_instance: task_state None)
-            new = api.move_state(conn, instance.uuid, api.BUILDING, None,
-                                 expected_task_state=(api.SCHEDULING, None, api.NETWORKING, api.BLOCK_DEVICE_MAPPING))
+            new = instances.move_state(conn, instance.uuid, instances.BUILDING, None,
+                                       expected_task_state=(instances.SCHEDULING, None, instances.NETWORKING, instances.BLOCK_DEVICE_MAPPING))
             return new.vm_state, new.task_state

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import members as _members
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
@@ -23,7 +24,7 @@ class ActionModule(ControllerStep):
 
     def step(self, ctx):
         a = ctx.args
-        changed, member, image, diff = _images.ensure_member(
+        changed, member, image, diff = _members.ensure_member(
             ctx, a["image"], a["project"], a["project_domain"], a["state"], a["member_status"], ctx.check_mode)
         out = {"changed": changed, "member": member, "image_backend": _images.resolve_backend(a["image_backend"]),
                "image": {k: getattr(image, k) for k in ("id", "name", "owner", "visibility", "status")}}

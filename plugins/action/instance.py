@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
@@ -15,6 +14,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import Contro
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(ControllerStep):
@@ -48,43 +48,43 @@ class ActionModule(ControllerStep):
                 # gone from Glance (or not visible any more): still fine for a re-run for an existing instance
                 # booted from it (create compares the name or ID it was booted from); a new one is refused here
                 with ctx.db.tx() as conn:
-                    if api.find_instance(conn, a["name"], auth) is None:
+                    if instances.find_instance(conn, a["name"], auth) is None:
                         raise
                 image_ref = a["image"]
-            changed, row = _boot.create(ctx.db, auth, a["name"], a["flavor"], image_ref, a["networks"],
-                                        a["volume_size_gb"], a["user_data"], ctx.check_mode,
-                                        volume_delete_on_termination=a["volume_delete_on_termination"],
-                                        availability_zone=a["availability_zone"],
-                                        boot_from_volume=a["boot_from_volume"],
-                                        root_volume_size_gb=a["root_volume_size_gb"],
-                                        root_volume_delete_on_termination=a["root_volume_delete_on_termination"],
-                                        server_group=a["server_group"])
+            changed, row = api.create(ctx.db, auth, a["name"], a["flavor"], image_ref, a["networks"],
+                                      a["volume_size_gb"], a["user_data"], ctx.check_mode,
+                                      volume_delete_on_termination=a["volume_delete_on_termination"],
+                                      availability_zone=a["availability_zone"],
+                                      boot_from_volume=a["boot_from_volume"],
+                                      root_volume_size_gb=a["root_volume_size_gb"],
+                                      root_volume_delete_on_termination=a["root_volume_delete_on_termination"],
+                                      server_group=a["server_group"])
             if row is None:  # check mode, would be created
-                return {"changed": True, "instance": {"name": a["name"], "vm_state": api.BUILDING,
-                                                      "task_state": api.SCHEDULING}}
-            out = {"changed": changed, "instance": api.instance_dict(row)}
+                return {"changed": True, "instance": {"name": a["name"], "vm_state": instances.BUILDING,
+                                                      "task_state": instances.SCHEDULING}}
+            out = {"changed": changed, "instance": instances.instance_dict(row)}
             if changed:
-                before, after = (None, None), (api.BUILDING, api.SCHEDULING)
+                before, after = (None, None), (instances.BUILDING, instances.SCHEDULING)
                 ms = monotonic_ms(ctx.started)
                 with ctx.db.tx() as conn:
-                    api.record_step(conn, row.uuid, "3-7", "nova-api", "create", None, before, after, True, ms)
-                out["bootflow_step"] = api.step_row(row.name, "3-7", "nova-api", "create", "controller",
-                                                    before, after, True, ms)
+                    instances.record_step(conn, row.uuid, "3-7", "nova-api", "create", None, before, after, True, ms)
+                out["bootflow_step"] = instances.step_row(row.name, "3-7", "nova-api", "create", "controller",
+                                                          before, after, True, ms)
             return out
         with ctx.db.tx() as conn:
-            row = api.find_instance(conn, a["name"], auth)
+            row = instances.find_instance(conn, a["name"], auth)
             if row is None:
                 if a["state"] == "error":
-                    api.get_instance(conn, a["name"], auth)  # NotFound, with the usual message
+                    instances.get_instance(conn, a["name"], auth)  # NotFound, with the usual message
                 return {"changed": False, "instance": None}  # absent already (or not visible to the caller)
             enforce(auth, "compute:set_error" if a["state"] == "error" else "compute:delete")
             if a["state"] == "error":
-                if row.vm_state == api.ERROR:
-                    return {"changed": False, "instance": api.instance_dict(row)}
+                if row.vm_state == instances.ERROR:
+                    return {"changed": False, "instance": instances.instance_dict(row)}
                 if not ctx.check_mode:
-                    api.set_fault(conn, row.uuid, a["fault"], "boot", row.host)
-                    row = api.get_instance(conn, row.uuid, auth)
-                return {"changed": True, "instance": api.instance_dict(row)}
+                    instances.set_fault(conn, row.uuid, a["fault"], "boot", row.host)
+                    row = instances.get_instance(conn, row.uuid, auth)
+                return {"changed": True, "instance": instances.instance_dict(row)}
             # absent: the record goes last, after the compute side removed everything (delete.yml)
             leftovers = []
             if _placement.existing_allocation(conn, row.uuid) is not None:
@@ -104,5 +104,5 @@ class ActionModule(ControllerStep):
                 raise Conflict("Instance %s still holds %s; run playbooks/delete.yml, which releases them first."
                                % (row.name, ", ".join(leftovers)))
             if not ctx.check_mode:
-                api.soft_delete(conn, row.uuid)
-            return {"changed": True, "instance": dict(api.instance_dict(row), vm_state=api.DELETED)}
+                instances.soft_delete(conn, row.uuid)
+            return {"changed": True, "instance": dict(instances.instance_dict(row), vm_state=instances.DELETED)}

@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(ControllerStep):
@@ -24,13 +24,13 @@ class ActionModule(ControllerStep):
         auth = ctx.auth
         enforce(auth, "compute:get")
         with ctx.db.tx() as conn:
-            row = api.find_instance(conn, a["instance"], auth)
+            row = instances.find_instance(conn, a["instance"], auth)
             if row is None:
                 if a["missing_ok"]:
                     return {"exists": False, "instance": None}
-                api.get_instance(conn, a["instance"], auth)  # raises NotFound with the usual message
-            spec = _boot.spec(conn, row)
+                instances.get_instance(conn, a["instance"], auth)  # raises NotFound with the usual message
+            spec = conductor.spec(conn, row)
         state = (row.vm_state, row.task_state)
         return {"exists": True, "instance": spec,
-                "bootflow_step": api.step_row(row.name, "13-18", "nova-conductor", "instance_info", row.host,
-                                              state, state, False, monotonic_ms(ctx.started))}
+                "bootflow_step": instances.step_row(row.name, "13-18", "nova-conductor", "instance_info", row.host,
+                                                    state, state, False, monotonic_ms(ctx.started))}

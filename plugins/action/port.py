@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import ipam as _ipam
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(ControllerStep):
@@ -27,9 +27,9 @@ class ActionModule(ControllerStep):
         auth = ctx.auth
         enforce(auth, "network:delete_port" if a["state"] == "absent" else "network:create_port")
         with ctx.db.tx() as conn:
-            row = api.get_instance(conn, a["instance"], auth)
+            row = instances.get_instance(conn, a["instance"], auth)
         if a["state"] == "absent":
-            api.require_not_running(row, "release its ports")
+            instances.require_not_running(row, "release its ports")
             released = _networking.release_ports(ctx.db, row.uuid, ctx.check_mode)
             return {"changed": bool(released), "released": released}
         if not row.host:
@@ -53,18 +53,18 @@ class ActionModule(ControllerStep):
         except _ipam.NoMoreIps as exc:
             if not ctx.check_mode:
                 with ctx.db.tx() as conn:
-                    api.set_fault(conn, row.uuid, str(exc), "port", row.host)
+                    instances.set_fault(conn, row.uuid, str(exc), "port", row.host)
             raise InvalidRequest(str(exc)) from exc
         after = before
         ms = monotonic_ms(ctx.started)
         with ctx.db.tx() as conn:
-            if changed and not ctx.check_mode and row.vm_state == api.BUILDING:
-                new = api.move_state(conn, row.uuid, api.BUILDING, api.NETWORKING)
+            if changed and not ctx.check_mode and row.vm_state == instances.BUILDING:
+                new = instances.move_state(conn, row.uuid, instances.BUILDING, instances.NETWORKING)
                 after = (new.vm_state, new.task_state)
             if changed and not ctx.check_mode:
-                api.record_step(conn, row.uuid, "22-24", "neutron-server", "allocate_ports", row.host,
-                                before, after, changed, ms)
+                instances.record_step(conn, row.uuid, "22-24", "neutron-server", "allocate_ports", row.host,
+                                      before, after, changed, ms)
             ports = [_networking.port_spec(conn, p) for p in _networking.instance_ports(conn, row.uuid)]
         return {"changed": changed, "ports": ports,
-                "bootflow_step": api.step_row(row.name, "22-24", "neutron-server", "allocate_ports", row.host,
-                                              before, after, changed, ms)}
+                "bootflow_step": instances.step_row(row.name, "22-24", "neutron-server", "allocate_ports", row.host,
+                                                    before, after, changed, ms)}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
@@ -14,6 +13,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import Contro
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms, table
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(ControllerStep):
@@ -38,14 +38,14 @@ class ActionModule(ControllerStep):
             raise InvalidRequest("service_down_time must be 0 (off) or a number of seconds, got %d." % a["service_down_time"])
         placement = _placement.for_step(ctx)   # None: the local backend
         with ctx.db.tx() as conn:
-            row = api.get_instance(conn, a["instance"], auth)
+            row = instances.get_instance(conn, a["instance"], auth)
             if a["state"] == "absent":
-                api.require_not_running(row, "release its claim")
+                instances.require_not_running(row, "release its claim")
             else:
                 alloc = _placement.existing_allocation(conn, row.uuid)
                 if alloc is not None:
-                    return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": api.instance_dict(row)}
-                if row.vm_state != api.BUILDING or row.task_state != api.SCHEDULING:
+                    return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": instances.instance_dict(row)}
+                if row.vm_state != instances.BUILDING or row.task_state != instances.SCHEDULING:
                     raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
                                          "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
                 flavor = conn.execute(table("flavors").select().where(table("flavors").c.id == row.flavor_id)).first()
@@ -69,7 +69,7 @@ class ActionModule(ControllerStep):
             # (TraitsFilter and AggregateFilter their trait:NAME and member_of), and an admin's
             # availability_zone=ZONE:HOST becomes the forced host; the server group feeds the ServerGroup*
             # filters and weighers, the retry record (builds that failed) the RetryFilter
-            spec = _boot.request_spec(flavor, image, row.request, group)
+            spec = api.request_spec(flavor, image, row.request, group)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         if a["hosts"] is not None:
@@ -106,20 +106,20 @@ class ActionModule(ControllerStep):
             raise
         ms = monotonic_ms(ctx.started)
         with ctx.db.tx() as conn:
-            new = api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, expected_task_state=api.SCHEDULING, host=host)
-            api.record_step(conn, row.uuid, "8-12", "nova-scheduler", "select_destinations", host, before,
-                            (new.vm_state, new.task_state), True, ms)
+            new = instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, expected_task_state=instances.SCHEDULING, host=host)
+            instances.record_step(conn, row.uuid, "8-12", "nova-scheduler", "select_destinations", host, before,
+                                  (new.vm_state, new.task_state), True, ms)
         return {
             "changed": True, "host": host, "alternates": alternates, "rejected": selection.rejected,
-            "claim_failures": claim_failures, "weights": weights, "instance": api.instance_dict(new),
+            "claim_failures": claim_failures, "weights": weights, "instance": instances.instance_dict(new),
             "server_group": group_out,
             "placement_backend": "local" if placement is None else "placement",
-            "bootflow_step": api.step_row(row.name, "8-12", "nova-scheduler", "select_destinations", host, before,
-                                          (new.vm_state, new.task_state), True, ms),
+            "bootflow_step": instances.step_row(row.name, "8-12", "nova-scheduler", "select_destinations", host, before,
+                                                (new.vm_state, new.task_state), True, ms),
         }
 
     @staticmethod
     def _fail_instance(ctx, row, msg):
         if not ctx.check_mode:
             with ctx.db.tx() as conn:
-                api.set_fault(conn, row.uuid, msg, "schedule", None)
+                instances.set_fault(conn, row.uuid, msg, "schedule", None)

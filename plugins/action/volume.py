@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.boot import MAX_VOLUME_GB
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import MAX_VOLUME_GB
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep, SkipModule
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import image_cache as _image
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(HostStep):
@@ -32,7 +32,7 @@ class ActionModule(HostStep):
                 raise
             if args.get("state") == "absent" and vol.status == "in-use":
                 raise Conflict("Volume %s is in-use by instance %s; detach it first." % (vol.name, vol.instance_uuid))
-            instance = api.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
+            instance = instances.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
         if args.get("source_path"):
             # the root volume of a boot from volume: only the cache file of its instance's image
             want = _image.cache_name(instance.image_id) if instance is not None else None
@@ -78,7 +78,7 @@ class ActionModule(HostStep):
             if args["size_gb"] != vol.size_gb:
                 conn.execute(_volumes.volume_table().update().where(
                     _volumes.volume_table().c.id == vol.id).values(size_gb=args["size_gb"]))
-            if instance is not None and instance.vm_state == api.BUILDING and instance.task_state != api.BLOCK_DEVICE_MAPPING:
-                new = api.move_state(conn, instance.uuid, api.BUILDING, api.BLOCK_DEVICE_MAPPING)
+            if instance is not None and instance.vm_state == instances.BUILDING and instance.task_state != instances.BLOCK_DEVICE_MAPPING:
+                new = instances.move_state(conn, instance.uuid, instances.BUILDING, instances.BLOCK_DEVICE_MAPPING)
                 return new.vm_state, new.task_state
         return None

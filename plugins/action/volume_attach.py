@@ -10,13 +10,13 @@ persistent definition.
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt_xml import _DEV_RE as DEVICE_RE, next_device
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt_xml import _DEV_RE as DEVICE_RE, next_device
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class ActionModule(HostStep):
@@ -30,10 +30,10 @@ class ActionModule(HostStep):
             raise InvalidRequest("Invalid device name %r: vdX, sdX or hdX (for example vdb)." % (device,))
         with ctx.db.tx() as conn:
             vol = _volumes.get_volume(conn, args.get("volume"), ctx.auth)
-            instance = api.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
+            instance = instances.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
             named = None
             if args.get("domain"):
-                named = api.find_instance(conn, args["domain"].replace("bootflow-", "", 1), ctx.auth)
+                named = instances.find_instance(conn, args["domain"].replace("bootflow-", "", 1), ctx.auth)
                 if named is None:
                     raise NotFound("Instance of domain %s could not be found." % args["domain"])
         if named is not None and instance is not None and named.uuid != instance.uuid:
@@ -60,7 +60,7 @@ class ActionModule(HostStep):
             return super().step(ctx)
         enforce(ctx.auth, self.POLICY_RULE)
         instance = self.prepare(ctx, args)
-        if instance.vm_state != api.BUILDING:
+        if instance.vm_state != instances.BUILDING:
             return super().step(ctx)  # the domain exists: hot-plug on the host
         # building: reserve the attachment; the domain gets the disk at spawn (seed step 28)
         vol = self._volume
@@ -70,12 +70,12 @@ class ActionModule(HostStep):
         if changed and not ctx.check_mode:
             with ctx.db.tx() as conn:
                 _volumes.set_status(conn, vol.id, "attaching", instance_uuid=instance.uuid, device=args["device"])
-                api.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, "attachment_create", ctx.host,
-                                before, before, True, ms)
+                instances.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, "attachment_create", ctx.host,
+                                      before, before, True, ms)
         return {"changed": changed, "device": args["device"], "live": False,
                 "connection_info": {"pool": args["pool"], "volume": vol.name},
-                "bootflow_step": api.step_row(instance.name, self.SEED_STEPS, self.SERVICE, "attachment_create",
-                                              ctx.host, before, before, changed, ms)}
+                "bootflow_step": instances.step_row(instance.name, self.SEED_STEPS, self.SERVICE, "attachment_create",
+                                                    ctx.host, before, before, changed, ms)}
 
     def record(self, ctx, args, result, instance):
         vol = self._volume

@@ -294,12 +294,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
     PLACEMENT_ARGSPEC,
     argspec,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    run_libvirt_step,
-    compute_node_info,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.compute_node import compute_node_info
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 
 def main():

@@ -262,12 +262,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
     WAIT_ARGSPEC,
     argspec,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    run_libvirt_step,
-    domain_step,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.domain import domain_step
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 DISK_OPTIONS = dict(
     path=dict(type="path"),

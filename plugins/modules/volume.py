@@ -145,12 +145,8 @@ actions:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, LIBVIRT_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    run_libvirt_step,
-    volume_step,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.volume import volume_step
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 
 def main():

@@ -113,12 +113,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
     WAIT_ARGSPEC,
     argspec,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.libvirt import (
-    HAS_LIBVIRT,
-    LIBVIRT_IMPORT_ERROR,
-    run_libvirt_step,
-    volume_attach_step,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.volume import volume_attach_step
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 
 def main():

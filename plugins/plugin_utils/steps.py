@@ -25,13 +25,13 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 display = Display()
 
@@ -203,10 +203,10 @@ class HostStep(ControllerStep):
             action = self._task.action.rsplit(".", 1)[-1]
             if not ctx.check_mode:
                 with ctx.db.tx() as conn:
-                    _compute_api.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, action, ctx.host,
-                                             before, after, result.get("changed"), ms)
-            result["bootflow_step"] = _compute_api.step_row(instance.name, self.SEED_STEPS, self.SERVICE, action,
-                                                            ctx.host, before, after, result.get("changed"), ms)
+                    instances.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, action, ctx.host,
+                                          before, after, result.get("changed"), ms)
+            result["bootflow_step"] = instances.step_row(instance.name, self.SEED_STEPS, self.SERVICE, action,
+                                                         ctx.host, before, after, result.get("changed"), ms)
         return result
 
     def run_module(self, ctx, module_args):

@@ -1,6 +1,14 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Errors raised by the controller-side services. PRIVATE to the collection."""
+"""The collection's one exception root, for both sides.
+
+PRIVATE to the collection: may change at any time. Stdlib only: host modules import it too.
+
+A ``BootflowError`` is a failure the user can act on: ``str()`` is the message the task shows, and
+``details`` are extra return values of the failed task (the controller's steps add them to the
+result; ``host.step.finish`` passes them to ``fail_json``). ``kind`` names the class of failure in
+the task result (``error``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ class BootflowError(Exception):
 
     def __init__(self, msg, **details):
         super().__init__(msg)
+        self.msg = msg
         self.details = details
 
 
@@ -29,7 +38,9 @@ class Conflict(BootflowError):
     kind = "conflict"
 
 
-class InvalidRequest(BootflowError):
+class InvalidRequest(BootflowError, ValueError):
+    """Bad input (Nova's 400). Also a ValueError: a value the code was given is not acceptable."""
+
     kind = "invalid"
 
 

@@ -32,23 +32,19 @@ import unicodedata
 import uuid as _uuid
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import atomic_install, find_bin
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import normalize_mac, user_data_problem
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 
 LABEL = "cidata"
 FILENAME = "disk.config"
 DEFAULT_USER_DATA = "#cloud-config\n{}\n"
 FILES = ("meta-data", "network-config", "user-data")
-# nova-api's limit counts user_data base64-encoded (as the API carries it): 65535 bytes of base64,
-# i.e. at most 49149 bytes of user data
-MAX_USER_DATA_BASE64 = 65535
-MAX_USER_DATA = MAX_USER_DATA_BASE64 // 4 * 3
 MAX_ISO_READ = 64 * 1024 * 1024  # an existing image larger than this is not read back, just replaced
 _SECTOR = 2048
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-class ConfigDriveError(StepError):
+class ConfigDriveError(BootflowError):
     """Config drive step failure."""
 
 
@@ -61,13 +57,6 @@ def check_uuid(value):
         return str(_uuid.UUID(str(value)))
     except ValueError:
         raise ConfigDriveError("instance_uuid %r is not a UUID" % (value,))
-
-
-def normalize_mac(mac):
-    m = str(mac or "").strip().lower().replace("-", ":")
-    if not _MAC_RE.match(m):
-        raise ConfigDriveError("invalid MAC address %r" % (mac,))
-    return m
 
 
 def ip_hostname(ip):
@@ -161,17 +150,6 @@ def normalize_ports(ports):
     return out
 
 
-def user_data_problem(data):
-    """Why ``data`` (bytes or str) is too large for nova-api, or None: Nova limits user_data to 65535
-    bytes once base64-encoded."""
-    size = len(data.encode("utf-8") if isinstance(data, str) else data)
-    encoded = 4 * ((size + 2) // 3)
-    if encoded <= MAX_USER_DATA_BASE64:
-        return None
-    return ("user_data is %d bytes, %d once base64-encoded (as nova-api counts it); at most %d base64-encoded "
-            "bytes, i.e. %d bytes of user data, are allowed" % (size, encoded, MAX_USER_DATA_BASE64, MAX_USER_DATA))
-
-
 def drive_files(instance_uuid, hostname, user_data, ports):
     """{file name: bytes} of the drive."""
     ud = render_user_data(user_data)
@@ -188,7 +166,7 @@ def drive_files(instance_uuid, hostname, user_data, ports):
 # reading an ISO 9660 image back (root directory only: the drive is flat)
 
 
-class IsoError(Exception):
+class IsoError(BootflowError):
     """Not a readable ISO 9660 image."""
 
 

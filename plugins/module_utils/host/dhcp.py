@@ -38,9 +38,9 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import
     find_bin,
     makedirs,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import MAC_RE, normalize_mac
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -50,7 +50,7 @@ LEASE_POLL = 0.2    # seconds between two looks at the leases file (state=leased
 MAX_LEASE_TIME = 2 ** 31 - 1   # dnsmasq parses the lease time with atoi()
 
 
-class DhcpError(StepError):
+class DhcpError(BootflowError):
     """DHCP step failure."""
 
 
@@ -76,13 +76,6 @@ def check_ifname(value, what="bridge"):
     if not value or not _IFNAME_RE.match(value):
         raise DhcpError("invalid %s name %r (at most 15 of letters, digits, _ . -)" % (what, value))
     return value
-
-
-def normalize_mac(mac):
-    m = str(mac or "").strip().lower().replace("-", ":")
-    if not _MAC_RE.match(m):
-        raise DhcpError("invalid MAC address %r" % (mac,))
-    return m
 
 
 def check_hostname(name):
@@ -135,7 +128,7 @@ def parse_hosts(text):
         e = dict(mac=None, hostname=None, ip=None, port_id=None, tags=[])
         for f in fields:
             low = f.lower()
-            if _MAC_RE.match(low) and e["mac"] is None:
+            if MAC_RE.match(low) and e["mac"] is None:
                 e["mac"] = low
             elif low.startswith("set:"):
                 tag = f[4:]

@@ -33,7 +33,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import
     file_lock,
     makedirs,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import StepError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 
 GIB = 1024 ** 3
 CHUNK = 1024 * 1024
@@ -49,7 +49,7 @@ _QCOW2_EXT_DATA_FILE = 0x44415441
 _QCOW2_INCOMPAT_DATA_FILE = 1 << 2
 
 
-class ImageError(StepError):
+class ImageError(BootflowError):
     """Image cache failure."""
 
 

@@ -1,40 +1,28 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nova-api: flavors, the instance record and its vm_state/task_state machine, the step log.
+"""nova-api: flavors, and the boot request (validate everything first, then write the instance
+record, its block device mappings and its server group membership in one transaction); the
+scheduler's RequestSpec of an instance record.
 
 PRIVATE to the collection: may change at any time. Controller side only.
 """
 
 from __future__ import annotations
 
-import re
-import time
-
-
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import user_data_problem, validate_name
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 
-# nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
-BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"
-SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING = (
-    "scheduling", "networking", "block_device_mapping", "spawning", "deleting")
-TASK_STATES = (SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING)
-VM_STATES = (BUILDING, ACTIVE, ERROR, DELETED)
-
-MAX_NAME = 255
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def validate_name(kind, name):
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidRequest("Invalid %s name: it must be a non-empty string." % kind)
-    if len(name) > MAX_NAME:
-        raise InvalidRequest("Invalid %s name: %d characters, at most %d are allowed." % (kind, len(name), MAX_NAME))
-    if _CONTROL_CHARS.search(name):
-        raise InvalidRequest("Invalid %s name %r: control characters (newline, tab, NUL ...) are not allowed." % (kind, name))
-    if name != name.strip():
-        raise InvalidRequest("Invalid %s name %r: leading or trailing whitespace is not allowed." % (kind, name))
+MAX_VOLUME_GB = 16384
 
 
 # --- flavors -----------------------------------------------------------------------------------
@@ -83,113 +71,155 @@ def ensure_flavor(db, name, vcpus, ram_mb, disk_gb, extra_specs, state, check_mo
         return True, dict(name=name, **want)
 
 
-# --- instances ---------------------------------------------------------------------------------
-
-def find_instance(conn, ref, auth=None, include_deleted=False):
-    """Instance by uuid or name, limited to the caller's project unless admin."""
-    inst = _db.table("instances")
-    query = inst.select().where(sa.or_(inst.c.uuid == ref, inst.c.name == ref))
-    if not include_deleted:
-        query = query.where(inst.c.deleted == 0)
-    if auth is not None and "admin" not in auth.roles:
-        query = query.where(inst.c.project_id == auth.project_id)
-    elif auth is not None:
-        # an admin's name lookup is scoped to its own project; a UUID reaches any project
-        query = query.where(sa.or_(inst.c.uuid == ref, inst.c.project_id == auth.project_id))
-    rows = conn.execute(query).fetchall()
-    if not rows:
-        return None
-    if len(rows) > 1:
-        raise Conflict("Multiple instances match %s; use the UUID." % ref)
-    return rows[0]
+# --- the boot request ------------------------------------------------------------------------------
 
 
-def get_instance(conn, ref, auth=None):
-    row = find_instance(conn, ref, auth)
-    if row is None:
-        raise NotFound("Instance %s could not be found." % ref)
-    return row
-
-
-def require_not_running(row, what):
-    """Refuse to release what a still-running guest uses (its domain is removed first)."""
-    if row.power_state == "RUNNING":
-        raise Conflict("Instance %s is still running on %s: cannot %s before its domain is removed "
-                       "(playbooks/delete.yml does it in order)." % (row.name, row.host, what))
-
-
-def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **fields):
-    """Compare-and-swap on task_state (Nova's ``expected_task_state``). Returns the new row."""
-    inst = _db.table("instances")
-    query = inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0)
-    if expected_task_state != ():
-        expected = expected_task_state if isinstance(expected_task_state, (list, tuple)) else (expected_task_state,)
-        conds = [inst.c.task_state.is_(None) if e is None else inst.c.task_state == e for e in expected]
-        query = query.where(sa.or_(*conds))
-    res = conn.execute(query.values(vm_state=vm_state, task_state=task_state, updated_at=_db.now(), **fields))
-    if res.rowcount != 1:
-        row = conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
-        raise Conflict("Instance %s changed under us: expected task_state %s, found %s/%s."
-                       % (uuid, expected_task_state, row.vm_state if row else "gone", row.task_state if row else "-"))
-    return conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
-
-
-def set_fault(conn, uuid, message, step, host):
-    """vm_state ERROR with a recorded fault (like add_instance_fault_from_exc)."""
-    record_fault(conn, uuid, {"message": message, "step": step, "host": host, "at": now_iso()})
-
-
-def record_fault(conn, uuid, fault, **fields):
-    """vm_state ERROR, task_state None and ``fault`` (a dict with at least message, step, host, at);
-    ``fields`` are further instance columns to write (e.g. ``host=None`` once nothing is left on it)."""
-    inst = _db.table("instances")
-    conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
-        vm_state=ERROR, task_state=None, updated_at=_db.now(), fault=fault, **fields))
-
-
-def now_iso():
-    """The time as the fault records it (UTC, ISO 8601 with Z)."""
-    return _db.now().isoformat() + "Z"
-
-
-def record_step(conn, instance_uuid, seed_steps, service, action, host, before, after, changed, ms):
-    conn.execute(_db.table("instance_steps").insert().values(
-        instance_uuid=instance_uuid, seed_steps=seed_steps, service=service, action=action, host=host,
-        vm_state_from=before[0], task_state_from=before[1], vm_state=after[0], task_state=after[1],
-        changed=bool(changed), ms=int(ms), created_at=_db.now()))
-
-
-def step_row(instance, seed_steps, service, action, host, before, after, changed, ms):
-    """The ``bootflow_step`` result entry the request_flow callback prints."""
-    def fmt(state):
-        return "%s/%s" % (state[0] or "-", state[1] or "none")
-    return {
-        "instance": instance, "seed_steps": seed_steps, "service": service, "action": action,
-        "host": host, "from": fmt(before), "to": fmt(after), "changed": bool(changed), "ms": int(ms),
-    }
-
-
-def instance_dict(row):
-    out = _db.row_dict(row)
-    out["domain_name"] = "bootflow-%s" % row.uuid
-    out["status"] = api_status(row.vm_state, row.task_state)
+def _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_volume_size_gb=0):
+    out = {"flavor": flavor.name, "image": image.id, "networks": [n.id for n in networks],
+           "volume_size_gb": volume_size_gb or 0, "user_data": user_data, "availability_zone": availability_zone}
+    if root_volume_size_gb:
+        # boot from volume (nova boot --block-device source=image,dest=volume,size=N,bootindex=0)
+        out.update(boot_from_volume=True, root_volume_size_gb=root_volume_size_gb)
     return out
 
 
-def api_status(vm_state, task_state):
-    """The status the API shows (BUILD/ACTIVE/ERROR/DELETED)."""
-    if vm_state == BUILDING:
-        return "BUILD"
-    if vm_state == ACTIVE and task_state is None:
-        return "ACTIVE"
-    return (vm_state or "unknown").upper()
+def root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb):
+    """The root volume's size in GiB for a boot-from-volume request (0 without one); refuses a size
+    smaller than the flavor's disk, the image's min_disk or the image's virtual size."""
+    if not boot_from_volume:
+        if root_volume_size_gb:
+            raise InvalidRequest("root_volume_size_gb is only valid with boot_from_volume.")
+        return 0
+    size = root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb
+    if not size or not 1 <= size <= MAX_VOLUME_GB:
+        raise InvalidRequest("The root volume size must be between 1 and %d GB, got %s (flavor %s has a %d GB disk)."
+                             % (MAX_VOLUME_GB, size, flavor.name, flavor.disk_gb or 0))
+    if flavor.disk_gb and size < flavor.disk_gb:
+        raise InvalidRequest("Root volume size %d GB is smaller than flavor %s's disk (%d GB)."
+                             % (size, flavor.name, flavor.disk_gb))
+    if image.min_disk and size < image.min_disk:
+        raise InvalidRequest("Root volume size %d GB is smaller than the image's min_disk (%d GB)." % (size, image.min_disk))
+    if image.virtual_size and size * 1024 ** 3 < image.virtual_size:
+        raise InvalidRequest("Root volume size %d GB is smaller than the image (%d bytes virtual size)."
+                             % (size, image.virtual_size))
+    return size
 
 
-def soft_delete(conn, uuid):
-    """Mark the record deleted (frees the name). The instance leaves its server group, as Nova's
-    ``instance_destroy`` deletes the group membership."""
-    inst, members = _db.table("instances"), _db.table("server_group_members")
-    conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
-        vm_state=DELETED, task_state=None, power_state="NOSTATE", deleted_at=_db.now(),
-        deleted=int(time.time() * 1000), updated_at=_db.now()))
-    conn.execute(members.delete().where(members.c.instance_uuid == uuid))
+def parse_availability_zone(value):
+    """Nova's ``--availability-zone``: ``zone``, ``zone:host`` or ``:host``. Returns (zone, host)."""
+    if not value:
+        return None, None
+    if any(c.isspace() for c in value) or value.count(":") > 2:
+        raise InvalidRequest("Invalid availability_zone %r: use ZONE, ZONE:HOST or :HOST." % value)
+    zone, _sep, rest = value.partition(":")
+    host = rest.split(":", 1)[0] or None
+    return zone or None, host
+
+
+def request_spec(flavor, image, request, group=None):
+    """The scheduler's RequestSpec for an instance record (flavor, image properties, zone/host), its
+    server group (``_server_groups.scheduling_info``: policy, max_server_per_host, the other members'
+    hosts) and the hosts its earlier builds failed on (the retry record: never tried again)."""
+    zone, host = parse_availability_zone(request.get("availability_zone"))
+    group = group or {}
+    return _scheduler.RequestSpec(
+        # boot from volume: the root disk is a volume, not the host's local disk (Nova requests no root_gb then)
+        vcpus=flavor.vcpus, memory_mb=flavor.ram_mb, root_gb=0 if request.get("boot_from_volume") else flavor.disk_gb,
+        flavor_extra_specs=flavor.extra_specs or {},
+        image_properties=(image.properties if image is not None else None) or {},
+        availability_zone=zone, force_host=("%s:%s" % (zone or "", host)) if host else None,
+        group_policy=group.get("policy"), group_hosts=group.get("hosts") or [],
+        max_server_per_host=group.get("max_server_per_host") or 1,
+        tried_hosts=_faults.retry_of(request)["hosts"] if request.get("retry") else [])
+
+
+def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb, boot_from_volume,
+                        root_volume_size_gb, server_group):
+    """A create for a name that exists: the same request is a no-op, another one a Conflict.
+
+    Compared with what the instance was created from, whatever became of it since: its image deactivated,
+    no longer shared with the project or deleted, the quota used up, the group gone - a re-run of
+    boot.yml for an existing instance must still converge, not fail on checks that only a new instance
+    has to pass."""
+    req, images = existing.request, _db.table("images")
+    flavor = get_flavor(conn, flavor_ref)
+    booted = conn.execute(sa.select(images.c.name).where(images.c.id == existing.image_id)).scalar()
+    networks = [_networking.find_network(conn, ref).id for ref in network_refs]
+    root_gb = ((root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb) or 0) if boot_from_volume else 0
+    joined = _server_groups.membership(conn, existing.uuid)
+    group = _server_groups.find_group(conn, server_group, auth) if server_group else None
+    if req.get("flavor") != flavor.name or image_ref not in (existing.image_id, booted) \
+            or req.get("networks") != networks or req.get("volume_size_gb", 0) != (volume_size_gb or 0) \
+            or req.get("root_volume_size_gb", 0) != root_gb \
+            or (joined.id if joined else None) != (group.id if group else None):
+        raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume/"
+                       "server group; delete it first or pick another name." % (existing.name, existing.uuid))
+
+
+def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
+           volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
+           root_volume_size_gb=None, root_volume_delete_on_termination=True, server_group=None):
+    """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass.
+
+    ``server_group`` (name or ID; Nova's scheduler hint ``group``): the instance joins that group, in the
+    same transaction; an unknown group, another project's group or a full group refuses the request."""
+    enforce(auth, "compute:create")
+    validate_name("instance", name)
+    if not network_refs:
+        raise InvalidRequest("At least one network is required.")
+    if parse_availability_zone(availability_zone)[1]:
+        enforce(auth, "compute:force_host")  # naming the host is an admin's privilege, as in Nova
+    if volume_size_gb is not None and not 0 <= volume_size_gb <= MAX_VOLUME_GB:
+        raise InvalidRequest("volume_size_gb must be between 0 and %d, got %d." % (MAX_VOLUME_GB, volume_size_gb))
+    too_large = user_data_problem(user_data) if user_data is not None else None
+    if too_large:
+        raise InvalidRequest(too_large + ".")
+    inst, vols = _db.table("instances"), _db.table("volumes")
+    with db.tx() as conn:
+        # one create per project at a time: the name check and the quota check hold until commit
+        _db.lock(conn, "project:%s" % auth.project_id)
+        existing = instances.find_instance(conn, name, auth)
+        if existing is not None:
+            _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb,
+                                boot_from_volume, root_volume_size_gb, server_group)
+            return False, existing
+        flavor = get_flavor(conn, flavor_ref)
+        image = _images.find_image(conn, image_ref, auth)
+        _images.check_bootable(image, flavor)
+        root_gb = root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb)
+        networks = []
+        for ref in network_refs:
+            net = _networking.find_network(conn, ref)
+            _networking.network_subnet(conn, net.id)
+            networks.append(net)
+        request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_gb)
+        group = _server_groups.group_for_create(conn, server_group, auth) if server_group else None
+        _quota.check(conn, auth.project_id, {
+            "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
+            "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),
+            "gigabytes": (volume_size_gb or 0) + root_gb, "server_group_members": 1 if group else 0},
+            group_members=_server_groups.count_members(conn, group.id) if group else None)
+        if check_mode:
+            return True, None
+        uuid = _db.new_id()
+        conn.execute(inst.insert().values(
+            uuid=uuid, name=name, project_id=auth.project_id, user_id=auth.user_id, flavor_id=flavor.id,
+            image_id=image.id, vm_state=instances.BUILDING, task_state=instances.SCHEDULING, power_state="NOSTATE",
+            request=request, created_at=_db.now(), updated_at=_db.now(), deleted=0))
+        if group is not None:
+            _server_groups.join(conn, group, uuid)
+        if volume_size_gb:
+            # the block device mapping: a blank volume the compute side creates and attaches as vdb
+            vid = _db.new_id()
+            conn.execute(vols.insert().values(
+                id=vid, name="volume-%s" % vid, project_id=auth.project_id, size_gb=volume_size_gb,
+                status="creating", pool="bootflow", instance_uuid=uuid, device="vdb",
+                delete_on_termination=volume_delete_on_termination, created_at=_db.now()))
+        if root_gb:
+            # the boot volume (bootindex 0): created on the host from the image, the domain's vda
+            rid = _db.new_id()
+            conn.execute(vols.insert().values(
+                id=rid, name="volume-%s" % rid, project_id=auth.project_id, size_gb=root_gb,
+                status="creating", pool="bootflow", instance_uuid=uuid, device="vda",
+                delete_on_termination=root_volume_delete_on_termination, created_at=_db.now()))
+        return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()

@@ -10,7 +10,6 @@ PRIVATE to the collection: may change at any time. Controller side only. The dec
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
@@ -22,6 +21,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NoValidHostError,
 )
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=3, cleanup_error=None,
@@ -38,8 +39,8 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
         raise InvalidRequest("max_attempts must be at least 1, got %d." % max_attempts)
     verdict = _faults.classify(failure)
     with db.tx() as conn:
-        row = api.get_instance(conn, instance, auth)
-        if row.vm_state not in (api.BUILDING, api.ERROR):
+        row = instances.get_instance(conn, instance, auth)
+        if row.vm_state not in (instances.BUILDING, instances.ERROR):
             raise Conflict("Instance %s is %s: only a failed build is rescheduled or put in ERROR."
                            % (row.name, row.vm_state))
         alloc = _placement.existing_allocation(conn, row.uuid)
@@ -49,9 +50,9 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
         flavors, images = table("flavors"), table("images")
         flavor = conn.execute(flavors.select().where(flavors.c.id == row.flavor_id)).first()
         image = conn.execute(images.select().where(images.c.id == row.image_id)).first() if row.image_id else None
-    at = api.now_iso()
+    at = instances.now_iso()
     retry = _faults.add_failure(_faults.retry_of(row.request), _faults.attempt_record(failure, verdict, at))
-    if row.vm_state == api.ERROR and verdict.reschedulable:
+    if row.vm_state == instances.ERROR and verdict.reschedulable:
         # a step put the instance in ERROR itself: that is final
         verdict = _faults.Verdict(False, "error", "the failed step put the instance in ERROR itself")
     decision = _faults.decide(verdict, retry, list(alternates), max_attempts, row.uuid, cleanup_error)
@@ -68,7 +69,7 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
         new_host, left, why, out["claim_failures"] = _reclaim(db, row, flavor, image, retry, decision.candidates,
                                                               placement)
         if new_host is not None:
-            after = (api.BUILDING, api.SCHEDULING)
+            after = (instances.BUILDING, instances.SCHEDULING)
             out.update(rescheduled=True, host=new_host, alternates=left, num_attempts=retry["num_attempts"] + 1)
             return _finish(db, out, row, "8-12", "reschedule", new_host, before, after, started)
         decision = _faults.Decision(False, (), why)
@@ -76,12 +77,12 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
         release(db, row.uuid, placement)
     fault = _faults.fault_record(failure, verdict, decision, retry, at)
     with db.tx() as conn:
-        _boot.save_retry(conn, row.uuid, retry)
+        conductor.save_retry(conn, row.uuid, retry)
         # with a cleanup error something may still run on the host: the host, the claim and the ports
         # stay, so that delete.yml goes there and undoes the rest (Nova keeps instance.host for this too)
-        api.record_fault(conn, row.uuid, fault, **({} if cleanup_error else {"host": None}))
+        instances.record_fault(conn, row.uuid, fault, **({} if cleanup_error else {"host": None}))
     out.update(reason=decision.reason, fault=fault)
-    return _finish(db, out, row, "fault", "build_failed", host, before, (api.ERROR, None), started)
+    return _finish(db, out, row, "fault", "build_failed", host, before, (instances.ERROR, None), started)
 
 
 def _placement_kwargs(placement, row=None):
@@ -96,7 +97,7 @@ def release(db, uuid, placement=None):
     """What the controller holds for a failed build, in the undo order: the volume attachments and
     records (back to 'creating', no host), the ports (IP addresses), then the claim. Idempotent."""
     with db.tx() as conn:
-        _boot.reset_build_volumes(conn, uuid)
+        conductor.reset_build_volumes(conn, uuid)
     _networking.release_ports(db, uuid)
     _placement.release(db, uuid, **_placement_kwargs(placement))
 
@@ -109,9 +110,9 @@ def _reclaim(db, row, flavor, image, retry, candidates, placement=None):
     claimed, claim failures)."""
     release(db, row.uuid, placement)
     with db.tx() as conn:
-        _boot.save_retry(conn, row.uuid, _faults.next_attempt(retry))
-        api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, host=None)
-    spec = _boot.request_spec(flavor, image, row.request)
+        conductor.save_retry(conn, row.uuid, _faults.next_attempt(retry))
+        instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, host=None)
+    spec = api.request_spec(flavor, image, row.request)
     try:
         host, alternates, tried = _placement.claim(db, row.uuid, spec, list(candidates),
                                                    **_placement_kwargs(placement, row))
@@ -119,14 +120,14 @@ def _reclaim(db, row, flavor, image, retry, candidates, placement=None):
         return (None, [], "%s (no alternate could be claimed: %s)" % (_faults.MAX_RETRIES % row.uuid, exc),
                 exc.details.get("claim_failures") or {})
     with db.tx() as conn:
-        api.move_state(conn, row.uuid, api.BUILDING, api.SCHEDULING, expected_task_state=api.SCHEDULING, host=host)
+        instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, expected_task_state=instances.SCHEDULING, host=host)
     return host, [h for h in alternates if h not in retry["hosts"]], "", tried
 
 
 def _finish(db, out, row, seed, action, host, before, after, started):
     ms = monotonic_ms(started) if started is not None else 0
     with db.tx() as conn:
-        api.record_step(conn, row.uuid, seed, "nova-conductor", action, host, before, after, True, ms)
-        out["instance"] = api.instance_dict(api.get_instance(conn, row.uuid))
-    out["bootflow_step"] = api.step_row(row.name, seed, "nova-conductor", action, host, before, after, True, ms)
+        instances.record_step(conn, row.uuid, seed, "nova-conductor", action, host, before, after, True, ms)
+        out["instance"] = instances.instance_dict(instances.get_instance(conn, row.uuid))
+    out["bootflow_step"] = instances.step_row(row.name, seed, "nova-conductor", action, host, before, after, True, ms)
     return out

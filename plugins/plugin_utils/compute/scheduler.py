@@ -33,6 +33,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
+
 __all__ = [
     "FILTERS",
     "GROUP_POLICIES",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 
-class NoValidHost(Exception):
+class NoValidHost(NoValidHostError):
     """No host passed the filters; ``rejected`` maps host -> ``"FilterName: reason"``."""
 
     def __init__(self, rejected: Mapping[str, str], detail: Optional[str] = None) -> None:
@@ -72,7 +74,7 @@ class NoValidHost(Exception):
             parts.append("; ".join("%s: %s" % (name, why) for name, why in self.rejected.items()))
         elif not detail:
             parts.append("There are no compute hosts.")
-        super().__init__(" ".join(parts))
+        super().__init__(" ".join(parts), rejected=self.rejected)
 
 
 def _to_epoch(value: Any) -> Optional[float]:
@@ -118,14 +120,14 @@ class HostState:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("HostState.name must not be empty")
+            raise InvalidRequest("HostState.name must not be empty")
         for fname in ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
                       "reserved_host_memory_mb", "reserved_vcpus", "reserved_disk_gb", "num_instances"):
             if getattr(self, fname) < 0:
-                raise ValueError("HostState %s: %s must be >= 0" % (self.name, fname))
+                raise InvalidRequest("HostState %s: %s must be >= 0" % (self.name, fname))
         for fname in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
             if getattr(self, fname) <= 0:
-                raise ValueError("HostState %s: %s must be > 0" % (self.name, fname))
+                raise InvalidRequest("HostState %s: %s must be > 0" % (self.name, fname))
         # Tolerate lists/sets/datetimes from callers, keep the object hashable-ish and immutable.
         object.__setattr__(self, "aggregates", frozenset(self.aggregates or ()))
         object.__setattr__(self, "traits", frozenset(self.traits or ()))
@@ -185,13 +187,13 @@ class RequestSpec:
     def __post_init__(self) -> None:
         for fname in ("vcpus", "memory_mb", "root_gb", "ephemeral_gb"):
             if getattr(self, fname) < 0:
-                raise ValueError("RequestSpec: %s must be >= 0" % fname)
+                raise InvalidRequest("RequestSpec: %s must be >= 0" % fname)
         if self.num_instances < 1:
-            raise ValueError("RequestSpec: num_instances must be >= 1")
+            raise InvalidRequest("RequestSpec: num_instances must be >= 1")
         if self.max_server_per_host < 1:
-            raise ValueError("RequestSpec: max_server_per_host must be >= 1")
+            raise InvalidRequest("RequestSpec: max_server_per_host must be >= 1")
         if self.group_policy not in GROUP_POLICIES:
-            raise ValueError("RequestSpec: group_policy must be one of %s" % ", ".join(str(p) for p in GROUP_POLICIES))
+            raise InvalidRequest("RequestSpec: group_policy must be one of %s" % ", ".join(str(p) for p in GROUP_POLICIES))
         object.__setattr__(self, "flavor_extra_specs", dict(self.flavor_extra_specs or {}))
         object.__setattr__(self, "image_properties", dict(self.image_properties or {}))
         object.__setattr__(self, "group_hosts", list(self.group_hosts or []))
@@ -239,11 +241,11 @@ def _parse_traits(extra_specs: Mapping[str, Any]) -> tuple[frozenset, frozenset]
             continue
         name = str(key)[len("trait:"):]
         if not TRAIT_RE.match(name):
-            raise ValueError("flavor extra spec %s: %r is not a trait name (upper-case letters, digits and _; "
-                             "custom traits start with CUSTOM_)" % (key, name))
+            raise InvalidRequest("flavor extra spec %s: %r is not a trait name (upper-case letters, digits and _; "
+                                 "custom traits start with CUSTOM_)" % (key, name))
         kind = str(value).strip().lower()
         if kind not in ("required", "forbidden"):
-            raise ValueError("flavor extra spec %s must be 'required' or 'forbidden', got %r" % (key, value))
+            raise InvalidRequest("flavor extra spec %s must be 'required' or 'forbidden', got %r" % (key, value))
         (required if kind == "required" else forbidden).add(name)
     return frozenset(required), frozenset(forbidden)
 
@@ -257,7 +259,7 @@ def _parse_aggregates(extra_specs: Mapping[str, Any]) -> frozenset:
     names = text[3:].split(",") if text.startswith("in:") else [text]
     names = [n.strip() for n in names]
     if not all(names):
-        raise ValueError("flavor extra spec member_of must be NAME or in:NAME1,NAME2, got %r" % value)
+        raise InvalidRequest("flavor extra spec member_of must be NAME or in:NAME1,NAME2, got %r" % value)
     return frozenset(names)
 
 
@@ -440,20 +442,20 @@ class SchedulerConfig:
             self.enabled_filters = list(FILTERS)
         unknown = [f for f in self.enabled_filters if f not in FILTERS]
         if unknown:
-            raise ValueError("Unknown scheduler filter(s): %s (known: %s)" % (", ".join(unknown), ", ".join(FILTERS)))
+            raise InvalidRequest("Unknown scheduler filter(s): %s (known: %s)" % (", ".join(unknown), ", ".join(FILTERS)))
         mult: dict[str, float] = {}
         for key, value in dict(self.multipliers or {}).items():
             name = _WEIGHER_ALIASES.get(key, key)
             if name not in WEIGHERS:
-                raise ValueError("Unknown weigher %r in multipliers (known: %s)" % (key, ", ".join(WEIGHERS)))
+                raise InvalidRequest("Unknown weigher %r in multipliers (known: %s)" % (key, ", ".join(WEIGHERS)))
             mult[name] = float(value)
         self.multipliers = mult
         if int(self.host_subset_size) < 1:
-            raise ValueError("host_subset_size must be >= 1")
+            raise InvalidRequest("host_subset_size must be >= 1")
         if int(self.max_attempts) < 1:
-            raise ValueError("max_attempts must be >= 1")
+            raise InvalidRequest("max_attempts must be >= 1")
         if self.service_down_time <= 0:
-            raise ValueError("service_down_time must be > 0")
+            raise InvalidRequest("service_down_time must be > 0")
 
     def multiplier(self, weigher: str) -> float:
         """Multiplier of a weigher (default 1.0)."""
@@ -772,7 +774,7 @@ def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerCo
     seen: set[str] = set()
     for host in hosts:
         if host.name in seen:
-            raise ValueError("duplicate host %s" % host.name)
+            raise InvalidRequest("duplicate host %s" % host.name)
         seen.add(host.name)
         for fname, func in active:
             reason = func(host, spec, now, cfg)

@@ -35,10 +35,10 @@ import dataclasses
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 
 POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 HARD_POLICIES = ("affinity", "anti-affinity")
@@ -176,7 +176,7 @@ def ensure(db, auth, ref, policy, rules, state, check_mode):
             group = group_dict(conn, row)
         return False, group, group
     enforce(auth, "compute:server_groups:create")
-    api.validate_name("server group", ref)
+    validate_name("server group", ref)
     want_rules = validate(policy, rules)
     groups = _db.table("server_groups")
     with db.tx() as conn:

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
     Conflict,
@@ -302,11 +303,6 @@ def read_or_create_admin_password(state_dir, create=True):
 
 # --- identity administration (keystone's projects, users, role assignments) ----------------------
 
-def _validate_name(kind, name):
-    if not isinstance(name, str) or not name.strip() or len(name) > 255 or any(ord(c) < 32 for c in name):
-        raise InvalidRequest("Invalid %s name %r: 1-255 characters, no control characters." % (kind, name))
-
-
 def find_domain(conn, ref):
     """A domain by ID or name (``default`` and ``Default`` both name Keystone's default domain)."""
     domains = _db.table("domains")
@@ -346,7 +342,7 @@ def _public(row, *hidden):
 
 def ensure_project(db, name, description, enabled, state, check_mode, domain=None):
     """A project, named uniquely within ``domain`` (Default when None)."""
-    _validate_name("project", name)
+    validate_name("project", name)
     projects = _db.table("projects")
     with db.tx() as conn:
         if state == "absent" and find_domain(conn, domain or _db.DEFAULT_DOMAIN_NAME) is None:
@@ -387,7 +383,7 @@ def ensure_project(db, name, description, enabled, state, check_mode, domain=Non
 def ensure_user(db, name, password, default_project, enabled, update_password, state, check_mode, domain=None):
     """Users with scrypt-hashed passwords; the hash never leaves this module. Names are unique within
     ``domain`` (Default when None); ``default_project`` is a project ID or a name in that domain."""
-    _validate_name("user", name)
+    validate_name("user", name)
     users = _db.table("users")
     with db.tx() as conn:
         if state == "absent" and find_domain(conn, domain or _db.DEFAULT_DOMAIN_NAME) is None:
@@ -456,7 +452,7 @@ def ensure_role_assignment(db, user, project, role, state, check_mode, user_doma
 def ensure_domain(db, name, description, enabled, state, check_mode):
     """Keystone domains. The default domain can be neither disabled nor deleted (the admin is in it);
     as in Keystone, a domain must be disabled before it is deleted, and it must be empty."""
-    _validate_name("domain", name)
+    validate_name("domain", name)
     domains = _db.table("domains")
     with db.tx() as conn:
         row = find_domain(conn, name)

@@ -25,20 +25,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import re
 import shutil
 import tempfile
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit, urlunsplit
 
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.urls import SSLValidationError, open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import inspect_format
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import validate_name
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
     Conflict,
@@ -59,7 +57,6 @@ DEFAULT_VISIBILITY = "private"
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
 # the image statuses deactivate/reactivate move between (Glance refuses them in any other status)
 SWITCHABLE = {"deactivated": "active", "active": "deactivated"}
-_KEYSTONE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def store_dir(state_dir):
@@ -297,7 +294,7 @@ def glance_for(ctx, fallback_url=None):
     return _glance.Glance(glance_url(ctx, fallback_url), token)
 
 
-def _glance_members(glance, auth, image):
+def glance_members(glance, auth, image):
     """Glance's members of a shared image as the caller sees them: (members, complete). Its owner, an admin
     and anyone on a noauth Glance see every member (complete); a member project sees only its own
     membership. (None, False) when the image is not shared (Glance has no members list for it then)."""
@@ -319,7 +316,7 @@ def _glance_visible(glance, auth, seen, listed="accepted", as_user=False):
         if glance.token is not None and not as_user:
             return True
         if image["id"] not in seen:
-            seen[image["id"]] = _glance_members(glance, auth, image)
+            seen[image["id"]] = glance_members(glance, auth, image)
         return visible(auth, image, _status_of(seen[image["id"]], auth.project_id), by_id, listed, as_user)
     return check
 
@@ -333,7 +330,7 @@ def _timestamp(value):
 
 def mirror(conn, image, url, members=None):
     """Create or refresh the bootflow record of a Glance image (same id) and, given its ``members``
-    ((list, complete) as _glance_members reads them), its image_members rows; returns the row."""
+    ((list, complete) as glance_members reads them), its image_members rows; returns the row."""
     images = _db.table("images")
     _db.lock(conn, "image:%s" % image["id"])
     values = dict(
@@ -373,7 +370,7 @@ def _mirror_members(conn, image_id, members, complete):
         conn.execute(table.delete().where(table.c.image_id == image_id, table.c.member_id.in_(sorted(gone))))
 
 
-def _forget_members(conn, image_id, member_id=None):
+def forget_members(conn, image_id, member_id=None):
     """Drop the membership rows of an image (one project's, with ``member_id``)."""
     table = _db.table("image_members")
     where = [table.c.image_id == image_id] + ([table.c.member_id == member_id] if member_id else [])
@@ -386,7 +383,7 @@ def mark_gone(db, image_id):
     with db.tx() as conn:
         conn.execute(images.update().where(images.c.id == image_id, images.c.status != "deleted").values(
             status="deleted", updated_at=_db.now()))
-        _forget_members(conn, image_id)
+        forget_members(conn, image_id)
 
 
 def boot_image_ref(ctx, ref, listed="accepted"):
@@ -398,7 +395,7 @@ def boot_image_ref(ctx, ref, listed="accepted"):
     glance = glance_for(ctx)
     seen = {}
     image = glance.find(ref, _glance_visible(glance, ctx.auth, seen, listed), listed)
-    members = seen.get(image["id"]) or _glance_members(glance, ctx.auth, image)
+    members = seen.get(image["id"]) or glance_members(glance, ctx.auth, image)
     with ctx.db.tx() as conn:
         mirror(conn, image, glance.url, members)
     return image["id"]
@@ -420,13 +417,13 @@ def refresh(ctx, row):
         elif image is None:
             # with a token, a 404 may only mean "not yours": the record stays, the caller's membership goes
             with ctx.db.tx() as conn:
-                _forget_members(conn, row.id, ctx.auth.project_id)
+                forget_members(conn, row.id, ctx.auth.project_id)
         elif seen.get(row.id, (None,))[0] is not None:
             # a noauth Glance's whole members list says the caller is no member (any more): the copy follows
             with ctx.db.tx() as conn:
                 _mirror_members(conn, row.id, *seen[row.id])
         raise NotFound("Image %s (%s) could not be found in Glance at %s." % (row.name, row.id, glance.url))
-    members = seen.get(row.id) or _glance_members(glance, ctx.auth, image)
+    members = seen.get(row.id) or glance_members(glance, ctx.auth, image)
     with ctx.db.tx() as conn:
         row = mirror(conn, image, glance.url, members)
     return glance, image, row
@@ -503,7 +500,7 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
                     if in_use:
                         raise Conflict("Image %s is used by %d instance(s)." % (name, in_use))
                     conn.execute(images.update().where(images.c.id == row.id).values(status="deleted", updated_at=_db.now()))
-                    _forget_members(conn, row.id)
+                    forget_members(conn, row.id)
                     if row.location and os.path.exists(row.location):
                         os.unlink(row.location)
         return True, None, {"before": _summaries(existing), "after": {}}
@@ -548,14 +545,14 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
     return True, image_dict(row), {"before": {}, "after": _summary(row)}
 
 
-def _get(image):
+def field_getter(image):
     """Attribute access for a row and a Glance record alike."""
     return image.get if isinstance(image, dict) else lambda key: getattr(image, key, None)
 
 
 def _summary(image):
     """What --diff shows of an image: what identifies it and what a task can change."""
-    get = _get(image)
+    get = field_getter(image)
     return {k: get(k) for k in ("id", "name", "owner", "visibility", "status")}
 
 
@@ -567,8 +564,8 @@ def _one(existing, ref, by_ref):
     """The one image of ``existing`` (None when empty); several of a name are a Conflict."""
     if not existing:
         return None
-    if len(existing) > 1 and _get(existing[0])("id") != ref:
-        ids = ", ".join(_get(i)("id") for i in existing)
+    if len(existing) > 1 and field_getter(existing[0])("id") != ref:
+        ids = ", ".join(field_getter(i)("id") for i in existing)
         if by_ref:
             raise Conflict("Multiple images are named %s; use the image ID (%s)." % (ref, ids))
         raise Conflict("Multiple images are named %s; remove the duplicates first (%s)." % (ref, ids))
@@ -587,7 +584,7 @@ def _changes(auth, image, visibility, status):
     """What an existing image needs to get ``visibility`` and ``status`` (None: keep), all checked before
     anything is written (Glance's rules): only its owner or an admin may change it, ``public`` needs an
     admin, and only an active image can be deactivated and only a deactivated one reactivated."""
-    get = _get(image)
+    get = field_getter(image)
     changes = {}
     if visibility is not None and visibility != get("visibility"):
         changes["visibility"] = visibility
@@ -723,7 +720,7 @@ def _update_glance(db, auth, glance, image, seen, visibility, status, check_mode
     before = _summary(image)
     if not changes or check_mode:
         with db.tx() as conn:
-            row = mirror(conn, image, glance.url, seen.get(image["id"]) or _glance_members(glance, auth, image))
+            row = mirror(conn, image, glance.url, seen.get(image["id"]) or glance_members(glance, auth, image))
         if not changes:
             return False, image_dict(row), {"before": before, "after": before}
         return True, dict(image_dict(row), **changes), {"before": before, "after": dict(before, **changes)}
@@ -736,161 +733,10 @@ def _update_glance(db, auth, glance, image, seen, visibility, status, check_mode
         # whatever Glance did (a refusal of the second call included), the copy says what Glance has
         image = glance.image(image["id"]) or image
         with db.tx() as conn:
-            row = mirror(conn, image, glance.url, _glance_members(glance, auth, image))
+            row = mirror(conn, image, glance.url, glance_members(glance, auth, image))
     return True, image_dict(row), {"before": before, "after": _summary(row)}
 
 
 def image_dict(row):
     out = _db.row_dict(row)
     return out
-
-
-# --- image members (Glance's image sharing) --------------------------------------------------------
-
-def member_project(ctx, ref, domain=None):
-    """(project id, name or None) of the project ``ref`` (ID or name) names: with the local identity its
-    projects table (name within ``domain``, Default when None); with Keystone, Keystone asked as the caller
-    (a member reads its own project only, an admin any), else a Keystone-style ID as given (Glance takes
-    any member ID, as ``openstack image add project`` does when the caller may not read the project)."""
-    if ctx.auth_backend == "keystone":
-        project = ctx.keystone().find_project(ctx.args.get("auth_token"), ref, domain)
-        if project is not None:
-            return project["id"], project.get("name")
-        if _KEYSTONE_ID.match(ref or ""):
-            return ref, None
-        raise NotFound("Project %s could not be found in Keystone (a name is looked up with the caller's token, "
-                       "which only an admin may do for other projects; give the project's ID)." % ref)
-    with ctx.db.tx() as conn:
-        row = _identity.find_project(conn, ref, domain)
-    if row is None:
-        raise NotFound("Project %s could not be found." % ref)
-    return row.id, row.name
-
-
-def _member_row(conn, image_id, member_id):
-    table = _db.table("image_members")
-    return conn.execute(table.select().where(table.c.image_id == image_id, table.c.member_id == member_id)).first()
-
-
-def _member_summary(member):
-    if member is None:
-        return {}
-    get = _get(member)
-    return {"image_id": get("image_id"), "member_id": get("member_id"), "status": get("status")}
-
-
-def _require_shared(row):
-    if row.visibility != "shared":
-        raise Conflict("Image %s is %s: only a shared image has members (Glance refuses them too); set its "
-                       "visibility to shared first (bootflow.cloud.image)." % (row.name, row.visibility))
-
-
-def ensure_member(ctx, image_ref, project, project_domain, state, member_status, check_mode):
-    """bootflow.cloud.image_member, Glance's image sharing: the image's owner (or an admin) adds a member
-    project (``present``, status pending) or removes it (``absent``); the member project sets its own
-    ``member_status`` (accepted, rejected, pending). Only shared images have members. The image is looked
-    up as the caller sees it (another project's private image is "not found"); nothing is written unless
-    every check passed. Returns (changed, member or None, image row, diff)."""
-    auth = ctx.auth
-    if state not in ("present", "absent"):
-        raise InvalidRequest("state must be present or absent, got %r." % state)
-    if member_status is not None and member_status not in MEMBER_STATUSES:
-        raise InvalidRequest("member_status must be one of %s, got %r." % (", ".join(MEMBER_STATUSES), member_status))
-    if state == "absent" and member_status is not None:
-        raise InvalidRequest("member_status goes with state present (the member project sets its own status); the "
-                             "owner removes a member with state absent and no member_status.")
-    if member_status is None and not project:
-        raise InvalidRequest("project is required to add or remove a member of an image.")
-    enforce(auth, "image:member_status" if member_status is not None else "image:member_manage")
-    ref = boot_image_ref(ctx, image_ref, listed="all")
-    with ctx.db.tx() as conn:
-        row = find_image(conn, ref, auth, listed="all")
-    glance, _record, row = refresh(ctx, row)
-    member_id = member_project(ctx, project, project_domain)[0] if project else auth.project_id
-    admin = "admin" in auth.roles
-    with ctx.db.tx() as conn:
-        current = _member_row(conn, row.id, member_id)
-    before = _member_summary(current)
-    ops = []
-    if member_status is None:
-        if not admin and row.owner != auth.project_id:
-            raise AuthError("Only the owner of image %s or an admin can add or remove its members; a member project "
-                            "sets its own member_status (accepted, rejected or pending)." % row.name)
-        if state == "absent":
-            if current is not None:
-                _require_shared(row)
-                ops.append(("remove", None))
-        elif current is None:
-            _require_shared(row)
-            if member_id == row.owner:
-                raise InvalidRequest("Project %s owns image %s; it cannot also be a member of it." % (member_id, row.name))
-            ops.append(("add", None))
-    else:
-        if not admin and row.owner == auth.project_id:
-            raise AuthError("Only the member project can accept or reject image %s (Glance's rule); its owner adds and "
-                            "removes members (without member_status)." % row.name)
-        if not admin and member_id != auth.project_id:
-            raise AuthError("A project sets only its own member status: project %s cannot set the status of project %s "
-                            "on image %s." % (auth.project_name or auth.project_id, project, row.name))
-        _require_shared(row)
-        if current is None:
-            if not admin:
-                raise NotFound("Project %s is not a member of image %s." % (auth.project_name or member_id, row.name))
-            if member_id == row.owner:
-                raise InvalidRequest("Project %s owns image %s; it cannot also be a member of it." % (member_id, row.name))
-            ops.append(("add", None))
-        if current is None or current.status != member_status:
-            ops.append(("status", member_status))
-    if not ops:
-        return False, _db.row_dict(current), row, {"before": before, "after": before}
-    after = {} if ops[0][0] == "remove" else dict(
-        image_id=row.id, member_id=member_id,
-        status=next((st for op, st in ops if op == "status"), current.status if current is not None else "pending"))
-    if check_mode:
-        return True, after or None, row, {"before": before, "after": after}
-    if glance is not None:
-        _member_ops_in_glance(ctx, glance, row, member_id, ops)
-    else:
-        _member_ops_local(ctx.db, row, member_id, ops)
-    with ctx.db.tx() as conn:
-        member = _member_row(conn, row.id, member_id)
-    return True, _db.row_dict(member), row, {"before": before, "after": _member_summary(member)}
-
-
-def _member_ops_local(db, row, member_id, ops):
-    table = _db.table("image_members")
-    key = (table.c.image_id == row.id, table.c.member_id == member_id)
-    with db.tx() as conn:
-        _db.lock(conn, "image:%s" % row.id)
-        images = _db.table("images")
-        if conn.execute(images.select().where(images.c.id == row.id)).first().status == "deleted":
-            raise NotFound("Image %s could not be found." % row.name)
-        for op, status in ops:
-            if op == "add":
-                if _member_row(conn, row.id, member_id) is None:
-                    conn.execute(table.insert().values(image_id=row.id, member_id=member_id, status="pending",
-                                                       created_at=_db.now(), updated_at=_db.now()))
-            elif op == "remove":
-                conn.execute(table.delete().where(*key))
-            else:
-                conn.execute(table.update().where(*key).values(status=status, updated_at=_db.now()))
-
-
-def _member_ops_in_glance(ctx, glance, row, member_id, ops):
-    """The same operations in Glance (openstacksdk), then the copy of its members list follows Glance."""
-    try:
-        for op, status in ops:
-            if op == "add":
-                glance.add_member(row.id, member_id)
-            elif op == "remove":
-                glance.remove_member(row.id, member_id)
-            else:
-                glance.update_member(row.id, member_id, status)
-    finally:
-        image = glance.image(row.id)
-        if image is not None:
-            members = _glance_members(glance, ctx.auth, image)
-            with ctx.db.tx() as conn:
-                mirror(conn, image, glance.url, members)
-                if members[0] is not None and not members[1] and member_id not in {m["member_id"] for m in members[0]}:
-                    _forget_members(conn, row.id, member_id)   # removed, and the caller sees only part of the list

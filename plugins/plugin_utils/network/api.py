@@ -16,7 +16,7 @@ import re
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import ipam as _ipam
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import validate_name
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")

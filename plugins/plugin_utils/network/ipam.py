@@ -20,6 +20,8 @@ import random
 import re
 from typing import Iterable, Iterator, Optional
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+
 __all__ = [
     "IpamError",
     "NoMoreIps",
@@ -37,7 +39,7 @@ __all__ = [
 RANDOM_WINDOW = 16
 
 
-class IpamError(ValueError):
+class IpamError(InvalidRequest):
     """Invalid subnet definition or IP / MAC request."""
 
 

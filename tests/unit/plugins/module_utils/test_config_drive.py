@@ -11,6 +11,8 @@ import subprocess
 
 import pytest
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import rules
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import config_drive as cd
 
 UUID = "0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11"
@@ -78,7 +80,7 @@ def test_files():
     (["x"], "must be a dict"),
 ])
 def test_bad_ports(ports, msg):
-    with pytest.raises(cd.ConfigDriveError, match=msg):
+    with pytest.raises(BootflowError, match=msg):   # ConfigDriveError, or InvalidRequest for the MAC
         cd.normalize_ports(ports)
 
 
@@ -210,7 +212,7 @@ def test_genisoimage_failure_leaves_the_old_drive(inst, monkeypatch):
 
     with pytest.raises(cd.ConfigDriveError, match="genisoimage failed .*No space left") as e:
         cd.config_drive_step(params(inst, name="changed"), run=broken)
-    assert e.value.result["cmd"][0] == GENISOIMAGE
+    assert e.value.details["cmd"][0] == GENISOIMAGE
     assert open(inst["path"], "rb").read() == before
     assert sorted(os.listdir(os.path.dirname(inst["path"]))) == ["disk.config"]
 
@@ -237,7 +239,7 @@ def test_genisoimage_failure_leaves_the_old_drive(inst, monkeypatch):
     (dict(user_data="x" * 49150), r"49150 bytes, 65536 once base64-encoded"),
 ])
 def test_input_validation(inst, kw, msg):
-    with pytest.raises(cd.ConfigDriveError, match=msg):
+    with pytest.raises(BootflowError, match=msg):
         cd.config_drive_step(params(inst, **kw), run=run, check_mode=True)
     assert not os.path.exists(inst["path"])
 
@@ -250,8 +252,8 @@ def test_a_directory_in_the_way_is_an_error(inst):
 
 def test_user_data_limit_counts_base64_as_nova_does():
     # 49149 bytes encode to 65532 base64 bytes (allowed), 49150 to 65536 (one over Nova's 65535)
-    assert cd.MAX_USER_DATA == 49149
-    assert cd.user_data_problem(b"x" * 49149) is None
-    assert cd.user_data_problem("é" * 24574) is None          # counted in UTF-8 bytes: 49148
-    assert "49150 bytes, 65536 once base64-encoded" in cd.user_data_problem("x" * 49150)
-    assert cd.user_data_problem("é" * 24575).startswith("user_data is 49150 bytes")   # 49150 UTF-8 bytes
+    assert rules.MAX_USER_DATA == 49149
+    assert rules.user_data_problem(b"x" * 49149) is None
+    assert rules.user_data_problem("é" * 24574) is None          # counted in UTF-8 bytes: 49148
+    assert "49150 bytes, 65536 once base64-encoded" in rules.user_data_problem("x" * 49150)
+    assert rules.user_data_problem("é" * 24575).startswith("user_data is 49150 bytes")   # 49150 UTF-8 bytes

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.host import libvirt_xml as v
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import virt_xml as v
 
 UUID = "1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11"
 

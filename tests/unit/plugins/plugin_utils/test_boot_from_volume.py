@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
@@ -22,6 +21,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     InvalidRequest,
     QuotaExceeded,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
 
 GIB = 1024 ** 3
 
@@ -55,7 +55,7 @@ def _rows(db, table):
 
 def _bfv(cloud, name="vm1", flavor="m1.tiny", image="img", volume_size_gb=0, **kw):
     kw.setdefault("boot_from_volume", True)
-    return _boot.create(cloud["db"], cloud["auth"], name, flavor, image, ["net"], volume_size_gb, None, False, **kw)
+    return _compute_api.create(cloud["db"], cloud["auth"], name, flavor, image, ["net"], volume_size_gb, None, False, **kw)
 
 
 def test_root_volume_record_defaults_to_the_flavor_disk(cloud):
@@ -66,7 +66,7 @@ def test_root_volume_record_defaults_to_the_flavor_disk(cloud):
     assert (vols["vda"]["status"], vols["vda"]["size_gb"], vols["vda"]["instance_uuid"]) == ("creating", 1, row.uuid)
     assert not vols["vda"]["delete_on_termination"] and vols["vdb"]["delete_on_termination"]
     with cloud["db"].tx() as conn:
-        spec = _boot.spec(conn, row)
+        spec = conductor.spec(conn, row)
     assert spec["boot_from_volume"] and spec["root_volume"]["id"] == vols["vda"]["id"]
     assert [v["device"] for v in spec["data_volumes"]] == ["vdb"]
     assert [v["device"] for v in spec["volumes"]] == ["vda", "vdb"]
@@ -80,7 +80,7 @@ def test_a_plain_boot_has_no_root_volume(cloud):
     _c, row = _bfv(cloud, volume_size_gb=1, boot_from_volume=False)
     assert "boot_from_volume" not in row.request
     with cloud["db"].tx() as conn:
-        spec = _boot.spec(conn, row)
+        spec = conductor.spec(conn, row)
     assert spec["root_volume"] is None and [v["device"] for v in spec["data_volumes"]] == ["vdb"]
 
 

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
@@ -20,6 +19,8 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import reschedule as _reschedule
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, Conflict, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 F = _faults.Failure
 
@@ -151,11 +152,11 @@ SPEC = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)
 def _built_on(cloud, host, name="vm1"):
     """An instance whose build on ``host`` got as far as a port and a volume (then failed)."""
     db, auth = cloud["db"], cloud["auth"]
-    _c, row = _boot.create(db, auth, name, "m1.tiny", "img", ["net"], 1, None, False)
+    _c, row = _compute_api.create(db, auth, name, "m1.tiny", "img", ["net"], 1, None, False)
     got, _alts, _tried = _placement.claim(db, row.uuid, SPEC, [host])
     assert got == host
     with db.tx() as conn:
-        _compute_api.move_state(conn, row.uuid, "building", "block_device_mapping", host=host)
+        instances.move_state(conn, row.uuid, "building", "block_device_mapping", host=host)
         vols = _db.table("volumes")
         conn.execute(vols.update().where(vols.c.instance_uuid == row.uuid).values(status="attaching", host=host))
     _networking.allocate_port(db, row.uuid, "net", host)
@@ -164,7 +165,7 @@ def _built_on(cloud, host, name="vm1"):
 
 def _state(db, uuid):
     with db.tx() as conn:
-        inst = _compute_api.get_instance(conn, uuid)
+        inst = instances.get_instance(conn, uuid)
         alloc = _placement.existing_allocation(conn, uuid)
         ports = _networking.instance_ports(conn, uuid)
         vols = conn.execute(_db.table("volumes").select().where(_db.table("volumes").c.instance_uuid == uuid)).fetchall()
@@ -194,7 +195,7 @@ def test_host_failure_is_rescheduled_to_the_next_alternate(cloud):
     assert out["bootflow_step"]["from"] == "building/block_device_mapping"
     # the conductor's spec shows the attempts
     with db.tx() as conn:
-        spec = _boot.spec(conn, _compute_api.get_instance(conn, uuid))
+        spec = conductor.spec(conn, instances.get_instance(conn, uuid))
     assert spec["retry"]["hosts"] == ["hv1"] and spec["fault"] is None
 
 
@@ -277,7 +278,7 @@ def test_an_instance_a_step_put_in_error_is_cleaned_up_not_rescheduled(cloud):
     db, auth = cloud["db"], cloud["auth"]
     uuid = _built_on(cloud, "hv1")
     with db.tx() as conn:
-        _compute_api.set_fault(conn, uuid, "No more IP addresses available on subnet 10.0.0.0/28", "port", "hv1")
+        instances.set_fault(conn, uuid, "No more IP addresses available on subnet 10.0.0.0/28", "port", "hv1")
     nips = F("No more IP addresses available on subnet 10.0.0.0/28", "invalid", "22-24 | port", "port", "hv1")
     out = _reschedule.failed_build(db, auth, uuid, "hv1", nips, alternates=["hv2"])
     assert not out["rescheduled"] and out["category"] == "no_ips"
@@ -286,7 +287,7 @@ def test_an_instance_a_step_put_in_error_is_cleaned_up_not_rescheduled(cloud):
     # an unexpected failure on an instance already in ERROR is not rescheduled either
     uuid2 = _built_on(cloud, "hv2", name="vm2")
     with db.tx() as conn:
-        _compute_api.set_fault(conn, uuid2, "boom", "x", "hv2")
+        instances.set_fault(conn, uuid2, "boom", "x", "hv2")
     out = _reschedule.failed_build(db, auth, uuid2, "hv2", F("boom", "error", host="hv2"), alternates=["hv3"])
     assert not out["rescheduled"] and out["category"] == "error"
 
@@ -313,6 +314,6 @@ def test_refusals(cloud):
         _reschedule.failed_build(db, reader, uuid, "hv1", DOMAIN_FAIL)
     assert _state(db, uuid) == before
     with db.tx() as conn:
-        _compute_api.move_state(conn, uuid, "active", None)
+        instances.move_state(conn, uuid, "active", None)
     with pytest.raises(Conflict, match="is active: only a failed build"):
         _reschedule.failed_build(db, auth, uuid, "hv1", DOMAIN_FAIL)

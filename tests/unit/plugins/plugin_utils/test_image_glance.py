@@ -22,7 +22,6 @@ import sys
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
@@ -162,7 +161,7 @@ def test_bad_uploads_are_refused_before_glance_is_asked(cloud, case):
 def test_absent_deletes_in_glance_unless_in_use(cloud):
     db, admin = cloud["db"], cloud["admin"]
     _changed, image = _register(cloud, "g-del")
-    _boot.create(db, admin, "vm-del", "m1.tiny", image["id"], ["net"], 0, None, False)
+    _compute_api.create(db, admin, "vm-del", "m1.tiny", image["id"], ["net"], 0, None, False)
     with pytest.raises(Conflict, match="is used by 1 instance"):
         _register(cloud, "g-del", state="absent")
     assert _client(cloud).image(image["id"])["status"] == "active"
@@ -204,7 +203,7 @@ def test_boot_lookup_finds_glance_images_by_name_and_scopes_them(cloud):
     rows = {r["id"]: r for r in _rows(db)}
     assert rows[direct["id"]]["min_ram"] == 64 and rows[direct["id"]]["owner"] is None
     # nova-api's create takes the id and checks the mirrored min_ram against the flavor (128 MB >= 64)
-    changed, inst = _boot.create(db, alice, "vm-g", "m1.tiny", _images.boot_image_ref(ctx, "g-direct"), ["net"], 0, None, False)
+    changed, inst = _compute_api.create(db, alice, "vm-g", "m1.tiny", _images.boot_image_ref(ctx, "g-direct"), ["net"], 0, None, False)
     assert changed and inst.image_id == direct["id"]
     # the local backend ignores Glance
     ctx.args["image_backend"] = "local"

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import members as _members
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
@@ -26,6 +26,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     InvalidRequest,
     NotFound,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 class Ctx:
@@ -76,7 +77,7 @@ def register(c, who, name, filename="disk", visibility=None, state="present", ch
 def member(c, who, image, project=None, state="present", member_status=None, check_mode=False):
     """bootflow.cloud.image_member's logic as ``who``: (changed, member, image row, diff)."""
     ctx = Ctx(c["db"], c["auth"][who], c["state_dir"])
-    return _images.ensure_member(ctx, image, project, None, state, member_status, check_mode)
+    return _members.ensure_member(ctx, image, project, None, state, member_status, check_mode)
 
 
 def find(c, who, ref, listed="accepted"):
@@ -138,8 +139,8 @@ def test_community_images_are_every_projects_by_name_and_id(cloud):
     comm = cloud["community"]
     for who in ("alice", "bob", "carol", "admin"):
         assert sees(cloud, who, "comm-img") == comm["id"] and sees(cloud, who, comm["id"]) == comm["id"]
-    changed, inst = _boot.create(cloud["db"], cloud["auth"]["bob"], "vm-comm", "m1.tiny", "comm-img", ["net"], 0,
-                                 None, False)
+    changed, inst = _compute_api.create(cloud["db"], cloud["auth"]["bob"], "vm-comm", "m1.tiny", "comm-img", ["net"], 0,
+                                        None, False)
     assert changed and inst.image_id == comm["id"]
     # bob's own registration under that name sees carol's community image (a name he would boot by)
     with pytest.raises(Conflict, match="already exists .* with different content"):
@@ -152,7 +153,7 @@ def test_private_image_of_another_project_is_not_found_anywhere(cloud):
     for ref in ("priv-img", priv["id"]):
         assert sees(cloud, "bob", ref) is None
         with pytest.raises(NotFound, match="Image %s could not be found" % ref):
-            _boot.create(cloud["db"], cloud["auth"]["bob"], "vm-x", "m1.tiny", ref, ["net"], 0, None, False)
+            _compute_api.create(cloud["db"], cloud["auth"]["bob"], "vm-x", "m1.tiny", ref, ["net"], 0, None, False)
         with pytest.raises(NotFound, match="Image %s could not be found" % ref):
             member(cloud, "bob", ref, member_status="accepted")       # no leak: not "not a member"
         with pytest.raises(NotFound, match="Image %s could not be found" % ref):
@@ -175,14 +176,14 @@ def test_sharing_flow_pending_accepted_rejected_removed(cloud):
     assert sees(cloud, "carol", shared["id"]) is None and sees(cloud, "carol", "shared-img") is None
     assert find(cloud, "bob", "shared-img", listed="all").id == shared["id"]      # "when asked"
     with pytest.raises(NotFound, match="Image shared-img could not be found"):
-        _boot.create(db, bob, "vm-b", "m1.tiny", "shared-img", ["net"], 0, None, False)
-    assert _boot.create(db, bob, "vm-b-id", "m1.tiny", shared["id"], ["net"], 0, None, True) == (True, None)
+        _compute_api.create(db, bob, "vm-b", "m1.tiny", "shared-img", ["net"], 0, None, False)
+    assert _compute_api.create(db, bob, "vm-b-id", "m1.tiny", shared["id"], ["net"], 0, None, True) == (True, None)
     # the member accepts (by name: image_member finds images shared with it whatever the status)
     changed, got, _image, diff = member(cloud, "bob", "shared-img", member_status="accepted")
     assert changed and got["status"] == "accepted"
     assert diff["before"]["status"] == "pending" and diff["after"]["status"] == "accepted"
     assert sees(cloud, "bob", "shared-img") == shared["id"]
-    changed, inst = _boot.create(db, bob, "vm-b", "m1.tiny", "shared-img", ["net"], 0, None, False)
+    changed, inst = _compute_api.create(db, bob, "vm-b", "m1.tiny", "shared-img", ["net"], 0, None, False)
     assert changed and inst.image_id == shared["id"] and inst.project_id == pid(cloud, "bob")
     # rejected: listed no more, still usable by ID
     assert member(cloud, "bob", shared["id"], member_status="rejected")[0]
@@ -194,9 +195,9 @@ def test_sharing_flow_pending_accepted_rejected_removed(cloud):
     assert members_of(cloud, shared["id"]) == {}
     assert sees(cloud, "bob", shared["id"]) is None and sees(cloud, "bob", "shared-img") is None
     with pytest.raises(NotFound):
-        _boot.create(db, bob, "vm-b2", "m1.tiny", shared["id"], ["net"], 0, None, False)
+        _compute_api.create(db, bob, "vm-b2", "m1.tiny", shared["id"], ["net"], 0, None, False)
     with db.tx() as conn:
-        assert _compute_api.get_instance(conn, inst.uuid, bob).vm_state == _compute_api.BUILDING
+        assert instances.get_instance(conn, inst.uuid, bob).vm_state == instances.BUILDING
 
 
 def test_membership_is_idempotent_and_check_mode_writes_nothing(cloud):
@@ -340,7 +341,7 @@ def test_deactivate_refuses_boots_and_reactivate_brings_it_back(cloud):
     db, shared = cloud["db"], cloud["shared"]
     member(cloud, "alice", "shared-img", project="pb")
     member(cloud, "bob", "shared-img", member_status="accepted")
-    _c, running = _boot.create(db, cloud["auth"]["bob"], "vm-running", "m1.tiny", "shared-img", ["net"], 0, None, False)
+    _c, running = _compute_api.create(db, cloud["auth"]["bob"], "vm-running", "m1.tiny", "shared-img", ["net"], 0, None, False)
     before = dump(db)
     changed, got, diff = register(cloud, "alice", "shared-img", filename=None, state="deactivated", check_mode=True)
     assert changed and got["status"] == "deactivated" and diff["before"]["status"] == "active"
@@ -351,12 +352,12 @@ def test_deactivate_refuses_boots_and_reactivate_brings_it_back(cloud):
     for who in ("alice", "bob"):
         with pytest.raises(InvalidRequest, match=r"Image shared-img is not active \(status deactivated\): its owner or "
                                                  r"an admin deactivated it"):
-            _boot.create(db, cloud["auth"][who], "vm-new-%s" % who, "m1.tiny", "shared-img", ["net"], 0, None, False)
+            _compute_api.create(db, cloud["auth"][who], "vm-new-%s" % who, "m1.tiny", "shared-img", ["net"], 0, None, False)
         with db.tx() as conn:
             with pytest.raises(InvalidRequest, match="is not active"):
                 _images.check_bootable(_images.find_image(conn, shared["id"], cloud["auth"][who]))
     with db.tx() as conn:
-        assert _compute_api.get_instance(conn, running.uuid, cloud["auth"]["bob"]).image_id == shared["id"]
+        assert instances.get_instance(conn, running.uuid, cloud["auth"]["bob"]).image_id == shared["id"]
     # the member may not reactivate it; the owner does (state present, with or without the file)
     with pytest.raises(AuthError, match="only its owner or an admin can reactivate it"):
         register(cloud, "bob", shared["id"], filename=None)
@@ -364,7 +365,7 @@ def test_deactivate_refuses_boots_and_reactivate_brings_it_back(cloud):
     assert changed and got["status"] == "active" and (diff["before"]["status"], diff["after"]["status"]) == (
         "deactivated", "active")
     assert register(cloud, "alice", "shared-img", filename=None)[0] is False
-    assert _boot.create(db, cloud["auth"]["bob"], "vm-again", "m1.tiny", "shared-img", ["net"], 0, None, False)[0]
+    assert _compute_api.create(db, cloud["auth"]["bob"], "vm-again", "m1.tiny", "shared-img", ["net"], 0, None, False)[0]
 
 
 def test_only_an_active_image_can_be_deactivated(cloud):

@@ -20,12 +20,12 @@ import sys
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import members as _members
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
@@ -34,6 +34,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     InvalidRequest,
     NotFound,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
@@ -124,8 +125,8 @@ def register(c, who, name, filename=GUEST_QCOW2, **kw):
 
 
 def member(c, who, image, project=None, **kw):
-    return _images.ensure_member(c["ctx"](who), image, project, None, kw.get("state", "present"),
-                                 kw.get("member_status"), kw.get("check_mode", False))
+    return _members.ensure_member(c["ctx"](who), image, project, None, kw.get("state", "present"),
+                                  kw.get("member_status"), kw.get("check_mode", False))
 
 
 def boot_ref(c, who, ref):
@@ -146,13 +147,13 @@ def test_noauth_sharing_follows_glances_members(local):
     assert boot_ref(c, "bob", image["id"]) == image["id"]
     with pytest.raises(NotFound, match="Image %s could not be found in Glance" % c["name"]):
         boot_ref(c, "bob", c["name"])
-    changed, inst = _boot.create(c["db"], c["auth"]["bob"], "vm-pending", "m1.tiny", image["id"], ["net"], 0, None, True)
+    changed, inst = _compute_api.create(c["db"], c["auth"]["bob"], "vm-pending", "m1.tiny", image["id"], ["net"], 0, None, True)
     assert changed and inst is None
     assert member(c, "bob", c["name"], member_status="accepted")[1]["status"] == "accepted"
     assert glance_members(client, image["id"]) == {pb: "accepted"}
     assert boot_ref(c, "bob", c["name"]) == image["id"]
-    changed, inst = _boot.create(c["db"], c["auth"]["bob"], "vm-b", "m1.tiny", boot_ref(c, "bob", c["name"]), ["net"],
-                                 0, None, False)
+    changed, inst = _compute_api.create(c["db"], c["auth"]["bob"], "vm-b", "m1.tiny", boot_ref(c, "bob", c["name"]), ["net"],
+                                        0, None, False)
     assert changed and inst.image_id == image["id"]
     # a member added and accepted in Glance directly (another tool): seen at the next lookup, and copied
     client.add_member(image["id"], pc)
@@ -217,7 +218,7 @@ def test_noauth_visibility_update_deactivate_and_reactivate_in_glance(local):
     assert changed and got["status"] == "deactivated" and client.image(image["id"])["status"] == "deactivated"
     assert not register(c, "alice", name, filename=None, state="deactivated")[0]
     with pytest.raises(InvalidRequest, match=r"is not active \(status deactivated\)"):
-        _boot.create(c["db"], c["auth"]["bob"], "vm-d", "m1.tiny", boot_ref(c, "bob", name), ["net"], 0, None, False)
+        _compute_api.create(c["db"], c["auth"]["bob"], "vm-d", "m1.tiny", boot_ref(c, "bob", name), ["net"], 0, None, False)
     with c["db"].tx() as conn:
         row = _images.find_image(conn, image["id"], c["auth"]["bob"])
     with pytest.raises(InvalidRequest, match="is not active"):          # image_fetch's check after its refresh
@@ -286,8 +287,8 @@ def test_keystone_glance_enforces_sharing_and_bootflow_follows(keystone_cloud, t
     assert changed and image["owner"] == users["ua"]["project_id"] and image["visibility"] == "shared"
     # a member cannot read another project in Keystone: a name is refused, the ID is taken as given
     with pytest.raises(NotFound, match="Project share-b could not be found in Keystone .* give the project's ID"):
-        _images.ensure_member(a, "ks-shared", "share-b", None, "present", None, False)
-    changed, got, _row, _diff = _images.ensure_member(a, "ks-shared", pb, None, "present", None, False)
+        _members.ensure_member(a, "ks-shared", "share-b", None, "present", None, False)
+    changed, got, _row, _diff = _members.ensure_member(a, "ks-shared", pb, None, "present", None, False)
     assert changed and got["status"] == "pending" and got["member_id"] == pb
     # Glance itself (with ub's token): pending -> the image by ID, not by name
     as_b = _images.glance_for(b)
@@ -298,26 +299,26 @@ def test_keystone_glance_enforces_sharing_and_bootflow_follows(keystone_cloud, t
         _images.boot_image_ref(b, "ks-shared")
     # the owner's token cannot accept (bootflow refuses before Glance; Glance would answer 403 too)
     with pytest.raises(AuthError, match="Only the member project can accept"):
-        _images.ensure_member(a, "ks-shared", pb, None, "present", "accepted", False)
+        _members.ensure_member(a, "ks-shared", pb, None, "present", "accepted", False)
     with pytest.raises(AuthError, match="403"):
         _images.glance_for(a).update_member(image["id"], pb, "accepted")
-    changed, got, _row, _diff = _images.ensure_member(b, "ks-shared", None, None, "present", "accepted", False)
+    changed, got, _row, _diff = _members.ensure_member(b, "ks-shared", None, None, "present", "accepted", False)
     assert changed and got["status"] == "accepted"
     assert [i["id"] for i in as_b.images_named("ks-shared")] == [image["id"]]
-    changed, inst = _boot.create(db, b.auth, "vm-ks", "m1.tiny", _images.boot_image_ref(b, "ks-shared"), ["net"], 0,
-                                 None, False)
+    changed, inst = _compute_api.create(db, b.auth, "vm-ks", "m1.tiny", _images.boot_image_ref(b, "ks-shared"), ["net"], 0,
+                                        None, False)
     assert changed and inst.image_id == image["id"]
     # Glance 33's default policy lets the owner project's member deactivate and reactivate its image
     changed, got, _d = _images.apply_image(db, a.auth, state_dir, "ks-shared", None, "qcow2", "bare", None, 0, 0, {},
                                            "deactivated", False, glance=_images.glance_for(a))
     assert changed and got["status"] == "deactivated" and as_b.image(image["id"])["status"] == "deactivated"
     with pytest.raises(InvalidRequest, match="is not active"):
-        _boot.create(db, b.auth, "vm-ks2", "m1.tiny", _images.boot_image_ref(b, "ks-shared"), ["net"], 0, None, False)
+        _compute_api.create(db, b.auth, "vm-ks2", "m1.tiny", _images.boot_image_ref(b, "ks-shared"), ["net"], 0, None, False)
     _images.apply_image(db, a.auth, state_dir, "ks-shared", None, "qcow2", "bare", None, 0, 0, {}, "present", False,
                         glance=_images.glance_for(a))
     assert as_b.image(image["id"])["status"] == "active"
     # removed: Glance hides the image from ub (404); bootflow's refresh refuses and forgets ub's membership
-    assert _images.ensure_member(a, image["id"], pb, None, "absent", None, False)[0]
+    assert _members.ensure_member(a, image["id"], pb, None, "absent", None, False)[0]
     assert as_b.image(image["id"]) is None
     with db.tx() as conn:
         row = _images.find_image(conn, image["id"], a.auth)
@@ -325,5 +326,5 @@ def test_keystone_glance_enforces_sharing_and_bootflow_follows(keystone_cloud, t
         _images.refresh(b, row)
     assert members_of(db, image["id"]) == {}
     with db.tx() as conn:
-        assert _compute_api.get_instance(conn, inst.uuid, b.auth).image_id == image["id"]   # it keeps its instance
+        assert instances.get_instance(conn, inst.uuid, b.auth).image_id == image["id"]   # it keeps its instance
     db.dispose()

@@ -18,7 +18,6 @@ import time
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
@@ -26,6 +25,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import key
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import policy as _policy
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
@@ -310,7 +310,7 @@ def cloud(keystone, tmp_path):
                          "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/24", None, None, None, None, [], "present", False)
-    _c, inst = _boot.create(db, auth["admin"], "vm-admin", "m1.tiny", "public-img", ["net"], 1, None, False)
+    _c, inst = _compute_api.create(db, auth["admin"], "vm-admin", "m1.tiny", "public-img", ["net"], 1, None, False)
     yield {"db": db, "auth": auth, "inst": inst}
     db.dispose()
 
@@ -326,10 +326,10 @@ def test_other_projects_member_and_reader_cannot_see_admins_instance(cloud):
         for name in ("member", "reader"):
             caller = cloud["auth"][name]
             assert caller.project_name == "demo"
-            assert _compute_api.find_instance(conn, "vm-admin", caller) is None
+            assert instances.find_instance(conn, "vm-admin", caller) is None
             with pytest.raises(NotFound, match="Instance %s could not be found" % inst.uuid):
-                _compute_api.get_instance(conn, inst.uuid, caller)
-        assert _compute_api.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-admin"
+                instances.get_instance(conn, inst.uuid, caller)
+        assert instances.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-admin"
 
 
 def test_policy_table_with_keystone_roles(cloud):
@@ -342,8 +342,8 @@ def test_policy_table_with_keystone_roles(cloud):
     with pytest.raises(AuthError, match="Policy doesn't allow network:manage"):
         _policy.enforce(member, "network:manage")
     # the member boots in its own project; the reader of that project sees it, the admin by UUID
-    _c, inst = _boot.create(cloud["db"], member, "vm-member", "m1.tiny", "public-img", ["net"], 0, None, False)
+    _c, inst = _compute_api.create(cloud["db"], member, "vm-member", "m1.tiny", "public-img", ["net"], 0, None, False)
     assert inst.project_id == member.project_id
     with cloud["db"].tx() as conn:
-        assert _compute_api.get_instance(conn, "vm-member", reader).uuid == inst.uuid
-        assert _compute_api.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-member"
+        assert instances.get_instance(conn, "vm-member", reader).uuid == inst.uuid
+        assert instances.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-member"

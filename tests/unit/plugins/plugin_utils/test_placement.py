@@ -23,7 +23,6 @@ import uuid
 import pytest
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
@@ -33,6 +32,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NoValidHostError,
     NotFound,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "openstack"))
@@ -425,8 +425,8 @@ class _Row:
 def test_boot_from_volume_requests_no_local_disk(db, hv):
     flavor = _Row(vcpus=1, ram_mb=256, disk_gb=10, extra_specs={})
     image = _Row(properties={})
-    local = _boot.request_spec(flavor, image, {"flavor": "f"})
-    bfv = _boot.request_spec(flavor, image, {"flavor": "f", "boot_from_volume": True, "root_volume_size_gb": 10})
+    local = _compute_api.request_spec(flavor, image, {"flavor": "f"})
+    bfv = _compute_api.request_spec(flavor, image, {"flavor": "f", "boot_from_volume": True, "root_volume_size_gb": 10})
     assert (local.root_gb, local.disk_gb) == (10, 10)
     assert (bfv.root_gb, bfv.disk_gb) == (0, 0)
     assert _scheduler.requested_resources(bfv) == {"VCPU": 1, "MEMORY_MB": 256}
@@ -453,7 +453,7 @@ def test_reschedule_moves_the_claim_in_placement(cloud, client, placement, hv):
 
     db, auth = cloud["db"], cloud["auth"]
     a, b = report(db, client, hv("a"), 2048), report(db, client, hv("b"), 2048)
-    _c, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
+    _c, row = _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
     spec = _scheduler.RequestSpec(vcpus=1, memory_mb=128, root_gb=1)
     assert _placement.claim(db, row.uuid, spec, [hv("a"), hv("b")], placement=client)[0] == hv("a")   # project/user: the instance's
     assert placement.get("/allocations/%s" % row.uuid)["project_id"] == auth.project_id
@@ -479,8 +479,8 @@ def _group_members(cloud, policy, n, rules=None):
     db, auth = cloud["db"], cloud["auth"]
     name = "g-" + uuid.uuid4().hex[:8]
     _server_groups.ensure(db, auth, name, policy, rules, "present", False)
-    return [_boot.create(db, auth, "%s-%d" % (name, i), "m1.tiny", "img", ["net"], 0, None, False,
-                         server_group=name)[1].uuid for i in range(n)]
+    return [_compute_api.create(db, auth, "%s-%d" % (name, i), "m1.tiny", "img", ["net"], 0, None, False,
+                                server_group=name)[1].uuid for i in range(n)]
 
 
 def _held_in_placement(placement, uuids, nodes):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
@@ -21,6 +20,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
     QuotaExceeded,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 @pytest.fixture()
@@ -45,7 +45,7 @@ def cloud(tmp_path):
     _images.ensure_image(db, auth["alice"], state_dir, "alice-img", str(image), "raw", "bare", "private", 0, 0, {}, "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/24", None, None, None, None, [], "present", False)
-    _c, inst = _boot.create(db, auth["alice"], "vm-a", "m1.tiny", "alice-img", ["net"], 1, None, False)
+    _c, inst = _compute_api.create(db, auth["alice"], "vm-a", "m1.tiny", "alice-img", ["net"], 1, None, False)
     return {"db": db, "auth": auth, "inst": inst}
 
 
@@ -71,10 +71,10 @@ def test_enforce(cloud, user, rule, ok):
 def test_member_of_another_project_cannot_see_instance_volume_or_private_image(cloud):
     db, bob, inst = cloud["db"], cloud["auth"]["bob"], cloud["inst"]
     with db.tx() as conn:
-        assert _compute_api.find_instance(conn, "vm-a", bob) is None
-        assert _compute_api.find_instance(conn, inst.uuid, bob) is None
+        assert instances.find_instance(conn, "vm-a", bob) is None
+        assert instances.find_instance(conn, inst.uuid, bob) is None
         with pytest.raises(NotFound):
-            _compute_api.get_instance(conn, inst.uuid, bob)
+            instances.get_instance(conn, inst.uuid, bob)
         vol = _volumes.instance_volumes(conn, inst.uuid)[0]
         with pytest.raises(NotFound):
             _volumes.get_volume(conn, vol.name, bob)
@@ -82,14 +82,14 @@ def test_member_of_another_project_cannot_see_instance_volume_or_private_image(c
             _images.find_image(conn, "alice-img", bob)
         assert _images.find_image(conn, "public-img", bob).visibility == "public"
         # the owner and the admin do see them
-        assert _compute_api.get_instance(conn, inst.uuid, cloud["auth"]["alice"]).name == "vm-a"
-        assert _compute_api.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-a"
+        assert instances.get_instance(conn, inst.uuid, cloud["auth"]["alice"]).name == "vm-a"
+        assert instances.get_instance(conn, inst.uuid, cloud["auth"]["admin"]).name == "vm-a"
         assert _volumes.get_volume(conn, vol.name, cloud["auth"]["rita"]).id == vol.id
 
 
 def test_member_cannot_boot_from_another_projects_private_image(cloud):
     with pytest.raises(NotFound, match="Image alice-img could not be found"):
-        _boot.create(cloud["db"], cloud["auth"]["bob"], "vm-b", "m1.tiny", "alice-img", ["net"], 0, None, False)
+        _compute_api.create(cloud["db"], cloud["auth"]["bob"], "vm-b", "m1.tiny", "alice-img", ["net"], 0, None, False)
 
 
 def test_quota_exceeded_fails_before_anything_is_created(cloud):
@@ -99,16 +99,16 @@ def test_quota_exceeded_fails_before_anything_is_created(cloud):
     with db.tx() as conn:
         before = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("instances"))).scalar()
     with pytest.raises(QuotaExceeded, match="Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"):
-        _boot.create(db, alice, "vm-a2", "m1.tiny", "alice-img", ["net"], 0, None, False)
+        _compute_api.create(db, alice, "vm-a2", "m1.tiny", "alice-img", ["net"], 0, None, False)
     _quota.set_limits(db, pa, {"instances": 5, "gigabytes": 1}, False)
     with pytest.raises(QuotaExceeded, match="gigabytes"):
-        _boot.create(db, alice, "vm-a2", "m1.tiny", "alice-img", ["net"], 1, None, False)
+        _compute_api.create(db, alice, "vm-a2", "m1.tiny", "alice-img", ["net"], 1, None, False)
     with db.tx() as conn:
         after = conn.execute(_db.sa.select(_db.sa.func.count()).select_from(_db.table("instances"))).scalar()
         assert _quota.usage(conn, pa)["gigabytes"] == 1
     assert after == before
     # another project's usage does not count against alice
-    _boot.create(db, cloud["auth"]["bob"], "vm-b", "m1.tiny", "public-img", ["net"], 1, None, False)
+    _compute_api.create(db, cloud["auth"]["bob"], "vm-b", "m1.tiny", "public-img", ["net"], 1, None, False)
 
 
 def test_quota_limits_are_validated(cloud):
@@ -119,13 +119,13 @@ def test_quota_limits_are_validated(cloud):
 def test_only_an_admin_may_name_the_host(cloud):
     db = cloud["db"]
     with pytest.raises(AuthError, match="compute:force_host"):
-        _boot.create(db, cloud["auth"]["alice"], "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,
-                     availability_zone="nova:hv2")
+        _compute_api.create(db, cloud["auth"]["alice"], "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,
+                            availability_zone="nova:hv2")
     with db.tx() as conn:
-        assert _compute_api.find_instance(conn, "vm-forced", cloud["auth"]["admin"]) is None
+        assert instances.find_instance(conn, "vm-forced", cloud["auth"]["admin"]) is None
     # a zone alone is fine for a member
-    _boot.create(db, cloud["auth"]["alice"], "vm-zone", "m1.tiny", "public-img", ["net"], 0, None, False,
-                 availability_zone="nova")
+    _compute_api.create(db, cloud["auth"]["alice"], "vm-zone", "m1.tiny", "public-img", ["net"], 0, None, False,
+                        availability_zone="nova")
 
 
 @pytest.mark.parametrize("value,zone,host", [
@@ -133,7 +133,7 @@ def test_only_an_admin_may_name_the_host(cloud):
     ("nova:hv2:node", "nova", "hv2"),
 ])
 def test_parse_availability_zone(value, zone, host):
-    assert _boot.parse_availability_zone(value) == (zone, host)
+    assert _compute_api.parse_availability_zone(value) == (zone, host)
 
 
 def test_forced_host_wins_over_the_weighers(cloud):
@@ -142,16 +142,16 @@ def test_forced_host_wins_over_the_weighers(cloud):
     from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
     for name, mem in (("hv1", 8192), ("hv2", 1024)):
         _placement.upsert_compute_node(db, name, {"vcpus": 4, "memory_mb": mem, "local_gb": 20}, {}, False)
-    _c, row = _boot.create(db, admin, "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,
-                           availability_zone="nova:hv2")
+    _c, row = _compute_api.create(db, admin, "vm-forced", "m1.tiny", "public-img", ["net"], 0, None, False,
+                                  availability_zone="nova:hv2")
     with db.tx() as conn:
         flavor = _compute_api.get_flavor(conn, "m1.tiny")
         states = _placement.host_states(conn)
-    spec = _boot.request_spec(flavor, None, row.request)
+    spec = _compute_api.request_spec(flavor, None, row.request)
     assert spec.force_host == "nova:hv2" and spec.availability_zone == "nova"
     sel = _scheduler.select_hosts(states, spec, _scheduler.SchedulerConfig())
     assert sel.host == "hv2" and "hv1" in sel.rejected           # the RAM weigher alone would pick hv1
-    free = _scheduler.select_hosts(states, _boot.request_spec(flavor, None, {}), _scheduler.SchedulerConfig())
+    free = _scheduler.select_hosts(states, _compute_api.request_spec(flavor, None, {}), _scheduler.SchedulerConfig())
     assert free.host == "hv1"
 
 

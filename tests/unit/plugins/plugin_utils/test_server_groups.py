@@ -20,7 +20,6 @@ import time
 import pytest
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
@@ -39,6 +38,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
     QuotaExceeded,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 CTX = multiprocessing.get_context("fork")
 HOSTS = ["sg1", "sg2", "sg3"]
@@ -78,8 +79,8 @@ def group(world, name, policy, rules=None, who="alice", check_mode=False):
 
 def boot(world, name, server_group=None, who="alice", check_mode=False):
     """nova-api's create (steps 3-7) of an m1.tiny instance, optionally into a group."""
-    return _boot.create(world["db"], world["auth"][who], name, "m1.tiny", "img", ["net"], 0, None, check_mode,
-                        server_group=server_group)
+    return _compute_api.create(world["db"], world["auth"][who], name, "m1.tiny", "img", ["net"], 0, None, check_mode,
+                               server_group=server_group)
 
 
 def counts(db):
@@ -91,10 +92,10 @@ def counts(db):
 def spec_of(db, uuid):
     """The RequestSpec the schedule step builds for the instance (flavor, request, server group, retries)."""
     with db.tx() as conn:
-        row = _compute_api.get_instance(conn, uuid)
+        row = instances.get_instance(conn, uuid)
         flavor = _compute_api.get_flavor(conn, row.flavor_id)
         info = _server_groups.scheduling_info(conn, uuid)
-    return _boot.request_spec(flavor, None, row.request, info)
+    return _compute_api.request_spec(flavor, None, row.request, info)
 
 
 # --- the group records ----------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_server_group_members_quota(world):
     assert boot(world, "vm2", "other")[0]
     with db.tx() as conn:
         assert _quota.usage(conn, alice.project_id)["server_group_members"] == 2   # the fullest group
-        _compute_api.soft_delete(conn, uuids[0])
+        instances.soft_delete(conn, uuids[0])
     assert boot(world, "vm3", "web")[0]
 
 
@@ -245,8 +246,8 @@ def test_delete_removes_the_membership_and_error_without_host_is_on_no_host(worl
     spec = spec_of(db, a)
     assert _placement.claim(db, a, spec, ["sg1"])[0] == "sg1"       # claimed, host not written yet: on sg1
     with db.tx() as conn:
-        _compute_api.move_state(conn, b, "building", "scheduling", host="sg2")   # a host without a claim counts too
-        _compute_api.set_fault(conn, c, "No valid host was found.", "schedule", None)   # ERROR, no host: on no host
+        instances.move_state(conn, b, "building", "scheduling", host="sg2")   # a host without a claim counts too
+        instances.set_fault(conn, c, "No valid host was found.", "schedule", None)   # ERROR, no host: on no host
         hosts = {m["name"]: m["host"] for m in _server_groups.members(conn, web["id"])}
         assert hosts == {"a": "sg1", "b": "sg2", "c": None, "d": None}
         assert sorted(_server_groups.member_hosts(conn, web["id"], exclude=d)) == ["sg1", "sg2"]
@@ -257,8 +258,8 @@ def test_delete_removes_the_membership_and_error_without_host_is_on_no_host(worl
     # delete (what instance state=absent does last): the membership goes with the record
     _placement.release(db, a)
     with db.tx() as conn:
-        _compute_api.soft_delete(conn, a)
-        _compute_api.soft_delete(conn, c)
+        instances.soft_delete(conn, a)
+        instances.soft_delete(conn, c)
         assert [m["name"] for m in _server_groups.members(conn, web["id"])] == ["b", "d"]
         assert _server_groups.membership(conn, a) is None
     assert counts(db)["server_group_members"] == 2
@@ -331,7 +332,7 @@ def test_reschedule_claims_only_an_alternate_that_keeps_the_policy(world):
     assert _placement.claim(db, a, spec_of(db, a), ["sg1"])[0] == "sg1"
     assert _placement.claim(db, b, spec_of(db, b), ["sg2"])[0] == "sg2"
     with db.tx() as conn:
-        _compute_api.move_state(conn, b, "building", "spawning", host="sg2")
+        instances.move_state(conn, b, "building", "spawning", host="sg2")
     failure = _faults.Failure("cannot start: Hook script execution failed", "error",
                               "28 | nova-compute -> libvirt: define and start the domain", "domain", "sg2")
     # the scheduler's alternates were sg1 (taken by a since) and sg3
@@ -341,12 +342,12 @@ def test_reschedule_claims_only_an_alternate_that_keeps_the_policy(world):
                                             "max_server_per_host 1 (re-checked at claim time)"}
     # with only sg1 left: ERROR, and the reason names the policy
     with db.tx() as conn:
-        _compute_api.move_state(conn, b, "building", "spawning", host="sg3")
+        instances.move_state(conn, b, "building", "spawning", host="sg3")
     failure = _faults.Failure("cannot start again", "error", "28 | domain", "domain", "sg3")
     out = _reschedule.failed_build(db, auth, b, "sg3", failure, alternates=["sg1"])
     assert not out["rescheduled"] and "anti-affinity" in out["reason"] and "sg1" in out["claim_failures"]
     with db.tx() as conn:
-        assert _placement.existing_allocation(conn, b) is None and _compute_api.get_instance(conn, b).vm_state == "error"
+        assert _placement.existing_allocation(conn, b) is None and instances.get_instance(conn, b).vm_state == "error"
 
 
 # --- the existing doubt: a re-run after a crash mid-reschedule must not retry a failed host -------------
@@ -360,14 +361,14 @@ def test_a_rerun_after_a_crash_in_the_reschedule_excludes_the_hosts_already_trie
     assert _placement.claim(db, uuid, spec_of(db, uuid), ["sg1"])[0] == "sg1"
     failure = _faults.Failure("cannot start: Hook script execution failed", "error", "28 | domain", "domain", "sg1")
     with db.tx() as conn:
-        row = _compute_api.get_instance(conn, uuid)
+        row = instances.get_instance(conn, uuid)
     retry = _faults.add_failure(_faults.retry_of(row.request),
-                                _faults.attempt_record(failure, _faults.classify(failure), _compute_api.now_iso()))
+                                _faults.attempt_record(failure, _faults.classify(failure), instances.now_iso()))
     # what _reschedule._reclaim does before its claim - then the crash
     _reschedule.release(db, uuid)
     with db.tx() as conn:
-        _boot.save_retry(conn, uuid, _faults.next_attempt(retry))
-        _compute_api.move_state(conn, uuid, "building", "scheduling", host=None)
+        conductor.save_retry(conn, uuid, _faults.next_attempt(retry))
+        instances.move_state(conn, uuid, "building", "scheduling", host=None)
     # the re-run: what the schedule step does (sg1 would win on weight: it is the emptiest and first)
     spec = spec_of(db, uuid)
     assert spec.tried_hosts == ["sg1"]

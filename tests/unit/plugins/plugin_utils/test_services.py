@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot as _boot
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
@@ -30,6 +29,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
     NoValidHostError,
 )
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 def _auth(db, state_dir):
@@ -77,7 +77,7 @@ def test_schema_is_at_head_and_file_is_private(cloud):
 ])
 def test_create_validates_everything_before_writing(cloud, flavor, image, nets, msg, exc):
     with pytest.raises(exc, match=msg):
-        _boot.create(cloud["db"], cloud["auth"], "vm1", flavor, image, nets, 1, None, False)
+        _compute_api.create(cloud["db"], cloud["auth"], "vm1", flavor, image, nets, 1, None, False)
     assert _count(cloud["db"], "instances") == 0
     assert _count(cloud["db"], "volumes") == 0
 
@@ -85,63 +85,63 @@ def test_create_validates_everything_before_writing(cloud, flavor, image, nets, 
 def test_create_limits_user_data_as_nova_counts_it_base64_encoded(cloud):
     db, auth = cloud["db"], cloud["auth"]
     with pytest.raises(InvalidRequest, match=r"user_data is 49150 bytes, 65536 once base64-encoded"):
-        _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, "#" * 49150, False)
+        _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, "#" * 49150, False)
     assert _count(db, "instances") == 0 and _count(db, "volumes") == 0
-    changed, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, "#" * 49149, False)
+    changed, row = _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, "#" * 49149, False)
     assert changed and len(row.request["user_data"]) == 49149
 
 
 def test_create_is_idempotent_and_refuses_a_different_request(cloud):
     db, auth = cloud["db"], cloud["auth"]
-    changed, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
+    changed, row = _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
     assert changed and (row.vm_state, row.task_state) == ("building", "scheduling")
-    changed2, row2 = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
+    changed2, row2 = _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
     assert not changed2 and row2.uuid == row.uuid
     with pytest.raises(Conflict, match="different flavor"):
-        _boot.create(db, auth, "vm1", "m1.big", "img", ["net"], 1, None, False)
+        _compute_api.create(db, auth, "vm1", "m1.big", "img", ["net"], 1, None, False)
     assert _count(db, "instances") == 1 and _count(db, "volumes") == 1
 
 
 def test_rerun_for_an_existing_instance_converges_whatever_became_of_its_image_and_quota(cloud):
     db, auth = cloud["db"], cloud["auth"]
     images = _db.table("images")
-    _c, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
+    _c, row = _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 1, None, False)
     with db.tx() as conn:   # the image is deactivated and the project's quota is used up since
         conn.execute(images.update().where(images.c.id == row.image_id).values(status="deactivated"))
         conn.execute(_db.table("quotas").insert().values(project_id=auth.project_id, resource="instances", hard_limit=0))
     before = {t: _count(db, t) for t in ("instances", "volumes", "instance_steps")}
     for ref in ("img", row.image_id):   # by name or by ID, as it was booted
-        changed, again = _boot.create(db, auth, "vm1", "m1.tiny", ref, ["net"], 1, None, False)
+        changed, again = _compute_api.create(db, auth, "vm1", "m1.tiny", ref, ["net"], 1, None, False)
         assert not changed and again.uuid == row.uuid
     with pytest.raises(Conflict, match="different flavor"):
-        _boot.create(db, auth, "vm1", "m1.big", "img", ["net"], 1, None, False)
+        _compute_api.create(db, auth, "vm1", "m1.big", "img", ["net"], 1, None, False)
     with pytest.raises(Conflict, match="different flavor"):
-        _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 2, None, False)
+        _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 2, None, False)
     # a new instance still gets every check
     with pytest.raises(InvalidRequest, match=r"Image img is not active \(status deactivated\)"):
-        _boot.create(db, auth, "vm2", "m1.tiny", "img", ["net"], 1, None, False)
+        _compute_api.create(db, auth, "vm2", "m1.tiny", "img", ["net"], 1, None, False)
     assert {t: _count(db, t) for t in before} == before
 
 
 def test_check_mode_create_writes_nothing(cloud):
-    changed, row = _boot.create(cloud["db"], cloud["auth"], "vm1", "m1.tiny", "img", ["net"], 1, None, True)
+    changed, row = _compute_api.create(cloud["db"], cloud["auth"], "vm1", "m1.tiny", "img", ["net"], 1, None, True)
     assert changed and row is None and _count(cloud["db"], "instances") == 0
 
 
 def test_reader_may_not_create(cloud):
     reader = _identity.AuthContext("u", "r", cloud["auth"].project_id, "admin", ("reader",), time.time() + 60, "a")
     with pytest.raises(AuthError, match="Policy doesn.t allow compute:create"):
-        _boot.create(cloud["db"], reader, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
+        _compute_api.create(cloud["db"], reader, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
 
 
 def test_move_state_is_compare_and_swap(cloud):
     db, auth = cloud["db"], cloud["auth"]
-    _c, row = _boot.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
+    _c, row = _compute_api.create(db, auth, "vm1", "m1.tiny", "img", ["net"], 0, None, False)
     with db.tx() as conn:
-        _compute_api.move_state(conn, row.uuid, "building", "networking", expected_task_state="scheduling")
+        instances.move_state(conn, row.uuid, "building", "networking", expected_task_state="scheduling")
     with pytest.raises(Conflict, match="expected task_state"):
         with db.tx() as conn:
-            _compute_api.move_state(conn, row.uuid, "building", "spawning", expected_task_state="scheduling")
+            instances.move_state(conn, row.uuid, "building", "spawning", expected_task_state="scheduling")
 
 
 def _report(db, name, memory_mb):

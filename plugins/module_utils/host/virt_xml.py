@@ -15,6 +15,9 @@ import re
 import uuid as _uuid
 import xml.etree.ElementTree as ET
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import normalize_mac
+
 VIRT_TYPES = ("qemu", "kvm")
 DISK_FORMATS = ("qcow2", "raw")
 DISK_BUSES = ("virtio", "sata", "scsi", "ide")
@@ -22,7 +25,6 @@ BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 PREFIX_BUS = {"vd": "virtio", "sd": "sata", "hd": "ide"}
 NIC_MODELS = ("virtio", "e1000", "rtl8139")
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _DEV_RE = re.compile(r"^(vd|sd|hd)[a-z]{1,2}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _BRIDGE_RE = _IFNAME_RE
@@ -31,7 +33,7 @@ _BRIDGE_RE = _IFNAME_RE
 _XML_INVALID = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-class VirtError(Exception):
+class VirtError(InvalidRequest):
     """Invalid domain specification or XML."""
 
 
@@ -47,15 +49,6 @@ def xml_text(value):
 def one_line(value):
     """Title text: libvirt refuses line breaks in <title>; collapse all whitespace runs."""
     return " ".join(xml_text(value).split())
-
-
-def normalize_mac(mac):
-    if mac is None:
-        return None
-    m = str(mac).strip().lower().replace("-", ":")
-    if not _MAC_RE.match(m):
-        raise VirtError("invalid MAC address %r (expected six hex pairs like 52:54:00:12:34:56)" % (mac,))
-    return m
 
 
 def tap_name(port_id):
@@ -188,8 +181,8 @@ def normalize_interfaces(interfaces):
             _require(not target.startswith(("vnet", "macvtap", "macvlan")),
                      "%s: target prefix vnet/macvtap/macvlan is reserved by libvirt" % where)
         try:
-            mac = normalize_mac(n.get("mac"))
-        except VirtError as e:
+            mac = normalize_mac(n["mac"]) if n.get("mac") is not None else None
+        except InvalidRequest as e:
             raise VirtError("%s: %s" % (where, e))
         out.append(dict(mac=mac, bridge=bridge, model=model, target=target))
     macs = [n["mac"] for n in out if n["mac"]]

@@ -1,0 +1,53 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Value rules that more than one step checks: resource names, MAC addresses, user data size.
+
+PRIVATE to the collection: may change at any time. Stdlib only: host modules import it too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+
+MAX_NAME = 255
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+# nova-api's limit counts user_data base64-encoded (as the API carries it): 65535 bytes of base64,
+# i.e. at most 49149 bytes of user data
+MAX_USER_DATA_BASE64 = 65535
+MAX_USER_DATA = MAX_USER_DATA_BASE64 // 4 * 3
+
+
+def validate_name(kind, name):
+    """The name of a resource (instance, flavor, image, network, project, user...): 1-255 characters,
+    no control characters, no leading or trailing whitespace."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("Invalid %s name: it must be a non-empty string." % kind)
+    if len(name) > MAX_NAME:
+        raise InvalidRequest("Invalid %s name: %d characters, at most %d are allowed." % (kind, len(name), MAX_NAME))
+    if _CONTROL_CHARS.search(name):
+        raise InvalidRequest("Invalid %s name %r: control characters (newline, tab, NUL ...) are not allowed." % (kind, name))
+    if name != name.strip():
+        raise InvalidRequest("Invalid %s name %r: leading or trailing whitespace is not allowed." % (kind, name))
+
+
+def normalize_mac(mac):
+    """A MAC address as six lower-case hex pairs separated by colons (dashes accepted)."""
+    m = str(mac or "").strip().lower().replace("-", ":")
+    if not MAC_RE.match(m):
+        raise InvalidRequest("invalid MAC address %r (expected six hex pairs like 52:54:00:12:34:56)" % (mac,))
+    return m
+
+
+def user_data_problem(data):
+    """Why ``data`` (bytes or str) is too large for nova-api, or None: Nova limits user_data to 65535
+    bytes once base64-encoded."""
+    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    encoded = 4 * ((size + 2) // 3)
+    if encoded <= MAX_USER_DATA_BASE64:
+        return None
+    return ("user_data is %d bytes, %d once base64-encoded (as nova-api counts it); at most %d base64-encoded "
+            "bytes, i.e. %d bytes of user data, are allowed" % (size, encoded, MAX_USER_DATA_BASE64, MAX_USER_DATA))

@@ -1,0 +1,133 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The instance record: its vm_state/task_state machine, its fault, its step log (Nova's
+``objects.Instance`` and ``instance_actions``). Every service that reads or moves an instance does it
+through here.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, NotFound
+
+# nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
+BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"
+SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING = (
+    "scheduling", "networking", "block_device_mapping", "spawning", "deleting")
+TASK_STATES = (SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING)
+VM_STATES = (BUILDING, ACTIVE, ERROR, DELETED)
+
+
+def find_instance(conn, ref, auth=None, include_deleted=False):
+    """Instance by uuid or name, limited to the caller's project unless admin."""
+    inst = _db.table("instances")
+    query = inst.select().where(sa.or_(inst.c.uuid == ref, inst.c.name == ref))
+    if not include_deleted:
+        query = query.where(inst.c.deleted == 0)
+    if auth is not None and "admin" not in auth.roles:
+        query = query.where(inst.c.project_id == auth.project_id)
+    elif auth is not None:
+        # an admin's name lookup is scoped to its own project; a UUID reaches any project
+        query = query.where(sa.or_(inst.c.uuid == ref, inst.c.project_id == auth.project_id))
+    rows = conn.execute(query).fetchall()
+    if not rows:
+        return None
+    if len(rows) > 1:
+        raise Conflict("Multiple instances match %s; use the UUID." % ref)
+    return rows[0]
+
+
+def get_instance(conn, ref, auth=None):
+    row = find_instance(conn, ref, auth)
+    if row is None:
+        raise NotFound("Instance %s could not be found." % ref)
+    return row
+
+
+def require_not_running(row, what):
+    """Refuse to release what a still-running guest uses (its domain is removed first)."""
+    if row.power_state == "RUNNING":
+        raise Conflict("Instance %s is still running on %s: cannot %s before its domain is removed "
+                       "(playbooks/delete.yml does it in order)." % (row.name, row.host, what))
+
+
+def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **fields):
+    """Compare-and-swap on task_state (Nova's ``expected_task_state``). Returns the new row."""
+    inst = _db.table("instances")
+    query = inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0)
+    if expected_task_state != ():
+        expected = expected_task_state if isinstance(expected_task_state, (list, tuple)) else (expected_task_state,)
+        conds = [inst.c.task_state.is_(None) if e is None else inst.c.task_state == e for e in expected]
+        query = query.where(sa.or_(*conds))
+    res = conn.execute(query.values(vm_state=vm_state, task_state=task_state, updated_at=_db.now(), **fields))
+    if res.rowcount != 1:
+        row = conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+        raise Conflict("Instance %s changed under us: expected task_state %s, found %s/%s."
+                       % (uuid, expected_task_state, row.vm_state if row else "gone", row.task_state if row else "-"))
+    return conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+
+
+def set_fault(conn, uuid, message, step, host):
+    """vm_state ERROR with a recorded fault (like add_instance_fault_from_exc)."""
+    record_fault(conn, uuid, {"message": message, "step": step, "host": host, "at": now_iso()})
+
+
+def record_fault(conn, uuid, fault, **fields):
+    """vm_state ERROR, task_state None and ``fault`` (a dict with at least message, step, host, at);
+    ``fields`` are further instance columns to write (e.g. ``host=None`` once nothing is left on it)."""
+    inst = _db.table("instances")
+    conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
+        vm_state=ERROR, task_state=None, updated_at=_db.now(), fault=fault, **fields))
+
+
+def now_iso():
+    """The time as the fault records it (UTC, ISO 8601 with Z)."""
+    return _db.now().isoformat() + "Z"
+
+
+def record_step(conn, instance_uuid, seed_steps, service, action, host, before, after, changed, ms):
+    conn.execute(_db.table("instance_steps").insert().values(
+        instance_uuid=instance_uuid, seed_steps=seed_steps, service=service, action=action, host=host,
+        vm_state_from=before[0], task_state_from=before[1], vm_state=after[0], task_state=after[1],
+        changed=bool(changed), ms=int(ms), created_at=_db.now()))
+
+
+def step_row(instance, seed_steps, service, action, host, before, after, changed, ms):
+    """The ``bootflow_step`` result entry the request_flow callback prints."""
+    def fmt(state):
+        return "%s/%s" % (state[0] or "-", state[1] or "none")
+    return {
+        "instance": instance, "seed_steps": seed_steps, "service": service, "action": action,
+        "host": host, "from": fmt(before), "to": fmt(after), "changed": bool(changed), "ms": int(ms),
+    }
+
+
+def instance_dict(row):
+    out = _db.row_dict(row)
+    out["domain_name"] = "bootflow-%s" % row.uuid
+    out["status"] = api_status(row.vm_state, row.task_state)
+    return out
+
+
+def api_status(vm_state, task_state):
+    """The status the API shows (BUILD/ACTIVE/ERROR/DELETED)."""
+    if vm_state == BUILDING:
+        return "BUILD"
+    if vm_state == ACTIVE and task_state is None:
+        return "ACTIVE"
+    return (vm_state or "unknown").upper()
+
+
+def soft_delete(conn, uuid):
+    """Mark the record deleted (frees the name). The instance leaves its server group, as Nova's
+    ``instance_destroy`` deletes the group membership."""
+    inst, members = _db.table("instances"), _db.table("server_group_members")
+    conn.execute(inst.update().where(inst.c.uuid == uuid, inst.c.deleted == 0).values(
+        vm_state=DELETED, task_state=None, power_state="NOSTATE", deleted_at=_db.now(),
+        deleted=int(time.time() * 1000), updated_at=_db.now()))
+    conn.execute(members.delete().where(members.c.instance_uuid == uuid))
