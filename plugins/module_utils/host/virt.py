@@ -51,7 +51,7 @@ def err_msg(e):
 
 def err_code(e):
     try:
-        return e.get_errorerr_code()
+        return e.get_error_code()
     except Exception:
         return None
 
