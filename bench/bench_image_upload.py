@@ -13,9 +13,9 @@ Each phase runs in a fresh child process (so its peak RSS, ru_maxrss, is its own
              upload that verifies what it stores (the ratios are against this)
   read-all   reads the whole file into one bytes object and hashes it (what NOT streaming costs):
              shows what the RSS would be if an upload held the image in memory
-  local      bootflow.cloud.image's local backend (_images.ensure_image): format check, md5+sha512
+  local      bootflow.cloud.image's local backend (_images.apply_image): format check, md5+sha512
              while streaming into <state_dir>/images/<id>.part, rename, record active
-  glance     the glance backend (_images.ensure_image with a _glance.Glance): the same checks, then a
+  glance     the glance backend (_images.apply_image with a _glance.Glance): the same checks, then a
              real Glance 33 (tests/openstack/glance.sh, noauth, 127.0.0.1) receives the file in a
              streamed PUT and computes its own hashes (compared with ours)
   download   _glance.Glance.download of that image into a file (what image_fetch does on the
@@ -79,13 +79,13 @@ def child(phase, work, image, glance_url, image_id):
         hashlib.sha512(data).hexdigest()
         del data
     elif phase == "local":
-        _changed, rec = _images.ensure_image(db, auth, state_dir, "bench-%d" % os.getpid(), image, "raw", "bare",
-                                             "private", 0, 0, {}, "present", False)
+        _changed, rec, _diff = _images.apply_image(db, auth, state_dir, "bench-%d" % os.getpid(), image, "raw", "bare",
+                                                   "private", 0, 0, {}, "present", False)
         assert rec["status"] == "active" and rec["size"] == os.path.getsize(image)
     elif phase == "glance":
         glance = _glance.Glance(glance_url)
-        _changed, rec = _images.ensure_image(db, auth, state_dir, "bench-%d" % os.getpid(), image, "raw", "bare",
-                                             "private", 0, 0, {}, "present", False, glance=glance)
+        _changed, rec, _diff = _images.apply_image(db, auth, state_dir, "bench-%d" % os.getpid(), image, "raw", "bare",
+                                                   "private", 0, 0, {}, "present", False, glance=glance)
         assert rec["status"] == "active" and rec["size"] == os.path.getsize(image)
         out["image_id"] = rec["id"]
     elif phase == "download":

@@ -22,16 +22,16 @@ class ActionModule(HostStep):
             try:
                 instance = instances.get_instance(conn, args["instance_uuid"], ctx.auth)
             except NotFound:
-                if args.get("state") == "absent":   # removing the drive of a gone instance
+                if args["state"] == "absent":   # removing the drive of a gone instance
                     return None
                 raise
             if instance.uuid != args["instance_uuid"]:
                 raise InvalidRequest("instance_uuid must be the instance's UUID, not %r." % args["instance_uuid"])
             ports = [_networking.port_spec(conn, p) for p in _networking.instance_ports(conn, instance.uuid)]
-        if args.get("name") is None:
+        if "name" not in ctx.given:
             args["name"] = instance.name
-        if args.get("user_data") is None:
+        if "user_data" not in ctx.given:
             args["user_data"] = (instance.request or {}).get("user_data")
-        if args.get("ports") is None:
+        if "ports" not in ctx.given:
             args["ports"] = [{"id": p["id"], "mac": p["mac"], "ip": p["ip"]} for p in ports]
         return instance

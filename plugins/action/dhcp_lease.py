@@ -8,10 +8,8 @@ import shlex
 import time
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import dhcp as _dhcp
-from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
@@ -19,7 +17,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     InvalidRequest,
     NotFound,
 )
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances, manager
 
 PROGRESS_EVERY = 5.0  # seconds between two progress lines while waiting for a lease
 
@@ -33,30 +31,30 @@ class ActionModule(HostStep):
     SEED_STEPS = "22-24"
     SERVICE = "neutron-dhcp-agent"
 
+    _port = None
+
     def prepare(self, ctx, args):
         """Fill the reservation from the port record: the host never guesses an address."""
         if not args.get("port_id"):
             raise InvalidRequest("port_id is required when auth_token is given.")
-        ports = _db.table("ports")
         with ctx.db.tx() as conn:
-            port = conn.execute(ports.select().where(ports.c.id == args["port_id"])).first()
+            port = _networking.get_port(conn, args["port_id"])
             if port is None:
-                if args.get("state") == "absent":
-                    self._port = None
+                if args["state"] == "absent":
                     return None
                 raise NotFound("Port %s could not be found." % args["port_id"])
             instance = instances.get_instance(conn, port.instance_uuid, ctx.auth) if port.instance_uuid else None
             spec = _networking.port_spec(conn, port)
         for opt, key in _FROM_PORT.items():
-            if args.get(opt) is None:
+            if opt not in ctx.given:
                 args[opt] = spec[key]
         self._port = port
-        if args.get("state") == "leased":
+        if args["state"] == "leased":
             return None   # a look at the leases file, not a step of the boot: no step row
         return instance
 
     def run_module(self, ctx, module_args):
-        if module_args.get("state") != "leased":
+        if module_args["state"] != "leased":
             return super().run_module(ctx, module_args)
         return self._wait_leased(ctx, module_args)
 
@@ -64,8 +62,7 @@ class ActionModule(HostStep):
         """state=leased: the module looks once (it validates the arguments and knows the files); then
         the leases file is polled over the connection with a cheap grep, with progress lines."""
         res = super().run_module(ctx, dict(module_args, wait=False))   # the module validated the arguments
-        wait = boolean(module_args.get("wait", True), strict=False) if module_args.get("wait") is not None else True
-        timeout = int(module_args["wait_timeout"]) if module_args.get("wait_timeout") is not None else 120
+        wait, timeout = module_args["wait"], module_args["wait_timeout"]
         if res.get("leased") and wait and not ctx.check_mode:
             ctx.progress("%s holds %s (after %.1f s)" % (res["mac"], res["leased_ip"], res.get("waited") or 0.0))
         if res.get("leased") or not wait or ctx.check_mode:
@@ -113,12 +110,7 @@ class ActionModule(HostStep):
             what, final.get("leases_file"), timeout, "; ".join(final.get("diagnosis") or [])), module_result=final)
 
     def record(self, ctx, args, result, instance):
-        if getattr(self, "_port", None) is None or args.get("state", "present") != "present":
+        if self._port is None or args["state"] != "present":
             return None
-        ports = _db.table("ports")
         with ctx.db.tx() as conn:
-            conn.execute(ports.update().where(ports.c.id == self._port.id).values(status="ACTIVE", host=ctx.host))
-            if instance is not None and instance.vm_state == instances.BUILDING and instance.task_state != instances.NETWORKING:
-                new = instances.move_state(conn, instance.uuid, instances.BUILDING, instances.NETWORKING)
-                return new.vm_state, new.task_state
-        return None
+            return manager.port_bound(conn, self._port.id, ctx.host, instance)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
@@ -15,17 +14,6 @@ MAX_FLAVOR_VALUE = 2 ** 31 - 1
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        name=dict(type="str", required=True),
-        vcpus=dict(type="int"),
-        ram_mb=dict(type="int"),
-        disk_gb=dict(type="int", default=1),
-        extra_specs=dict(type="dict", default={}),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    REQUIRED_IF = [("state", "present", ("vcpus", "ram_mb"))]
-
     def step(self, ctx):
         a = ctx.args
         enforce(ctx.auth, "compute:flavor_manage")

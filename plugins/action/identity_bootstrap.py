@@ -4,21 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        username=dict(type="str", default="admin"),
-        password=dict(type="str", no_log=True),
-        project=dict(type="str", default="admin"),
-        role=dict(type="str", default="admin", choices=list(_identity.ROLES)),
-    )
-
     def step(self, ctx):
         args = ctx.args
         if ctx.auth_backend == "keystone":

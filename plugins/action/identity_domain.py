@@ -4,21 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        name=dict(type="str", required=True),
-        description=dict(type="str"),
-        enabled=dict(type="bool"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-
     def step(self, ctx):
         a = ctx.args
         ctx.require_local_identity("bootflow.cloud.identity_domain")

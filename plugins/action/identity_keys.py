@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
@@ -15,12 +14,6 @@ def _keys_view(state):
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        state=dict(type="str", default="present", choices=["present", "rotated"]),
-        max_active_keys=dict(type="int", default=3),
-    )
-
     def step(self, ctx):
         a = ctx.args
         ctx.require_local_identity("bootflow.cloud.identity_keys")

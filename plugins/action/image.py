@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
@@ -15,24 +14,6 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        IMAGE_BACKEND_ARGSPEC,
-        name=dict(type="str", required=True),
-        filename=dict(type="path"),
-        url=dict(type="str"),
-        url_timeout=dict(type="int", default=60),
-        validate_certs=dict(type="bool", default=True),
-        disk_format=dict(type="str", default="qcow2", choices=list(_images.DISK_FORMATS)),
-        container_format=dict(type="str", default="bare", choices=list(_images.CONTAINER_FORMATS)),
-        visibility=dict(type="str", choices=list(_images.VISIBILITIES)),
-        min_disk=dict(type="int", default=0),
-        min_ram=dict(type="int", default=0),
-        properties=dict(type="dict", default={}),
-        state=dict(type="str", default="present", choices=list(_images.STATES)),
-    )
-    MUTUALLY_EXCLUSIVE = [("filename", "url")]
-
     def step(self, ctx):
         a = ctx.args
         auth = ctx.auth

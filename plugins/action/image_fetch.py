@@ -12,7 +12,7 @@ import time
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import IMAGE_BACKEND_KEYS
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS, IMAGE_BACKEND_KEYS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import file_lock
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
@@ -20,8 +20,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import regist
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances, manager
 
 
 class ActionModule(HostStep):
@@ -29,6 +28,7 @@ class ActionModule(HostStep):
     SEED_STEPS = "19-21"
     POLICY_RULE = "image:download"
     SERVICE = "glance-api"
+    CONTROLLER_ONLY = frozenset(AUTH_KEYS + IMAGE_BACKEND_KEYS)
 
     _location = None
     _glance = None
@@ -43,7 +43,7 @@ class ActionModule(HostStep):
             flavor = api.get_flavor(conn, instance.flavor_id) if instance is not None else None
         if instance is not None:
             args["instance_uuid"] = instance.uuid
-        if args.get("state", "present") != "present":
+        if args["state"] != "present":
             # removing an instance's disk needs no image (it may be gone from the registry or Glance by now)
             return instance
         ref = args.get("image_id") or (instance.image_id if instance is not None else None)
@@ -54,20 +54,19 @@ class ActionModule(HostStep):
         self._glance, self._glance_image, image = _images.refresh(ctx, image)
         # nova-api checked this at create; the image may have changed since (Glance): again, before writing
         _images.check_bootable(image, flavor)
-        with ctx.db.tx() as conn:
-            self._location = conductor.image_location(conn, image.id)
+        self._location = image.location
         self._virtual_size = image.virtual_size
         args["image_id"] = image.id
         for key in ("disk_format", "checksum", "os_hash_algo", "os_hash_value", "size"):
-            if args.get(key) is None:
+            if key not in ctx.given:
                 args[key] = getattr(image, key)
         return instance
 
     def run_module(self, ctx, module_args):
-        module_args = {k: v for k, v in module_args.items() if k not in IMAGE_BACKEND_KEYS}
-        if module_args.get("force_raw_images") is None and os.environ.get("BOOTFLOW_FORCE_RAW_IMAGES"):
-            module_args["force_raw_images"] = boolean(os.environ["BOOTFLOW_FORCE_RAW_IMAGES"], strict=False)
-        booked = bool(ctx.args.get("auth_token")) and module_args.get("state", "present") == "present"
+        if "force_raw_images" not in ctx.given and os.environ.get("BOOTFLOW_FORCE_RAW_IMAGES"):
+            # an operator setting of the controller (Nova's [DEFAULT] force_raw_images)
+            module_args = dict(module_args, force_raw_images=boolean(os.environ["BOOTFLOW_FORCE_RAW_IMAGES"], strict=False))
+        booked = bool(ctx.args.get("auth_token")) and module_args["state"] == "present"
         probed_ns = time.time_ns()
         result = super().run_module(ctx, module_args)
         if booked:
@@ -78,7 +77,7 @@ class ActionModule(HostStep):
             # predicted without sending anything: the image would be cached, the overlay made on it
             result.update(changed=True, base_missing=False, base_downloaded=True, virtual_size=self._virtual_size,
                           disk_created=bool(module_args.get("instance_uuid"))
-                          and boolean(module_args.get("create_disk", True), strict=False))
+                          and module_args["create_disk"])
             return result
         if self._location.startswith(("http://", "https://")):
             return super().run_module(ctx, dict(module_args, url=self._location))
@@ -148,10 +147,7 @@ class ActionModule(HostStep):
                 os.unlink(tmp)
 
     def record(self, ctx, args, result, instance):
-        if instance is None or args.get("state", "present") != "present" or instance.vm_state != instances.BUILDING:
+        if instance is None or args["state"] != "present":
             return None
         with ctx.db.tx() as conn:
-            # compute took over from the scheduler (Nova's _do_build_and_run_instance: task_state None)
-            new = instances.move_state(conn, instance.uuid, instances.BUILDING, None,
-                                       expected_task_state=(instances.SCHEDULING, None, instances.NETWORKING, instances.BLOCK_DEVICE_MAPPING))
-            return new.vm_state, new.task_state
+            return manager.image_ready(conn, instance, result.get("console_log"))

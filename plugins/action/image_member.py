@@ -4,24 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import members as _members
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        IMAGE_BACKEND_ARGSPEC,
-        image=dict(type="str", required=True),
-        project=dict(type="str"),
-        project_domain=dict(type="str", default="Default"),
-        member_status=dict(type="str", choices=list(_images.MEMBER_STATUSES)),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    REQUIRED_IF = [("state", "absent", ("project",))]
-
     def step(self, ctx):
         a = ctx.args
         changed, member, image, diff = _members.ensure_member(

@@ -1,36 +1,29 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin for bootflow.cloud.instance_info (nova-conductor, seed steps 13-18)."""
+"""Action plugin for bootflow.cloud.instance_info: nova-conductor's instance spec for the compute side
+(seed steps 13-18), or nova-api's read of the instance (the client polling its state, seed rows 55-58)."""
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        instance=dict(type="str", required=True),
-        missing_ok=dict(type="bool", default=False),
-    )
+    SEED_STEPS = "13-18"
+    SERVICE = "nova-conductor"
 
     def step(self, ctx):
         a = ctx.args
-        auth = ctx.auth
-        enforce(auth, "compute:get")
-        with ctx.db.tx() as conn:
-            row = instances.find_instance(conn, a["instance"], auth)
-            if row is None:
-                if a["missing_ok"]:
-                    return {"exists": False, "instance": None}
-                instances.get_instance(conn, a["instance"], auth)  # raises NotFound with the usual message
-            spec = conductor.spec(conn, row)
+        row, spec = conductor.instance_spec(ctx.db, ctx.auth, a["instance"], a["missing_ok"])
+        if row is None:
+            return {"exists": False, "instance": None}
         state = (row.vm_state, row.task_state)
-        return {"exists": True, "instance": spec,
-                "bootflow_step": instances.step_row(row.name, "13-18", "nova-conductor", "instance_info", row.host,
-                                                    state, state, False, monotonic_ms(ctx.started))}
+        if ctx.host == row.host:
+            # the instance's own host asks: the conductor answers nova-compute (rpc.call)
+            step = self.step_row(ctx, row, state, state, False, action="instance_info", host=row.host, record=False)
+        else:
+            # anyone else reads the instance through nova-api (GET /servers/{id})
+            step = self.step_row(ctx, row, state, state, False, action="show", host=row.host, record=False,
+                                 seed_steps="55-58", service="nova-api")
+        return {"exists": True, "instance": spec, "bootflow_step": step}

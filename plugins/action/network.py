@@ -4,21 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        name=dict(type="str", required=True),
-        bridge=dict(type="str"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    REQUIRED_IF = [("state", "present", ("bridge",))]
-
     def step(self, ctx):
         a = ctx.args
         enforce(ctx.auth, "network:manage")

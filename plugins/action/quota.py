@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
@@ -13,18 +12,6 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy imp
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        project=dict(type="str", required=True),
-        instances=dict(type="int"),
-        cores=dict(type="int"),
-        ram=dict(type="int"),
-        volumes=dict(type="int"),
-        gigabytes=dict(type="int"),
-        server_groups=dict(type="int"),
-        server_group_members=dict(type="int"),
-    )
-
     def step(self, ctx):
         a = ctx.args
         enforce(ctx.auth, "identity:quota")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, PLACEMENT_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import reschedule as _reschedule
@@ -12,19 +11,6 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import Contro
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        PLACEMENT_ARGSPEC,
-        instance=dict(type="str", required=True),
-        host=dict(type="str", required=True),
-        alternates=dict(type="list", elements="str", default=[]),
-        max_attempts=dict(type="int", default=3),
-        failure=dict(type="dict", default={}),
-        failed_task=dict(type="str"),
-        failed_action=dict(type="str"),
-        cleanup_error=dict(type="str"),
-    )
-
     def step(self, ctx):
         a = ctx.args
         failure = _faults.failure_of(a["failure"], task=a["failed_task"], action=a["failed_action"], host=a["host"])

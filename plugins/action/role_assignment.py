@@ -4,23 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        user=dict(type="str", required=True),
-        project=dict(type="str", required=True),
-        role=dict(type="str", required=True, choices=list(_identity.ROLES)),
-        user_domain=dict(type="str", default="Default"),
-        project_domain=dict(type="str", default="Default"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-
     def step(self, ctx):
         a = ctx.args
         ctx.require_local_identity("bootflow.cloud.role_assignment")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
@@ -18,14 +17,6 @@ def _summary(group):
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        name=dict(type="str", required=True),
-        policy=dict(type="str", choices=list(_server_groups.POLICIES)),
-        rules=dict(type="dict"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-
     def step(self, ctx):
         a = ctx.args
         changed, before, after = _server_groups.ensure(ctx.db, ctx.auth, a["name"], a["policy"], a["rules"],

@@ -4,28 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        name=dict(type="str", required=True),
-        network=dict(type="str", required=True),
-        cidr=dict(type="str"),
-        gateway_ip=dict(type="str"),
-        dhcp_ip=dict(type="str"),
-        pool_start=dict(type="str"),
-        pool_end=dict(type="str"),
-        dns_servers=dict(type="list", elements="str", default=[]),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    REQUIRED_IF = [("state", "present", ("cidr",))]
-    REQUIRED_TOGETHER = [("pool_start", "pool_end")]
-
     def step(self, ctx):
         a = ctx.args
         enforce(ctx.auth, "network:manage")

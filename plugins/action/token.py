@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
@@ -14,18 +13,6 @@ MAX_TTL = 365 * 86400
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        username=dict(type="str"),
-        password=dict(type="str", no_log=True),
-        project=dict(type="str"),
-        user_domain=dict(type="str"),
-        project_domain=dict(type="str"),
-        cloud=dict(type="str"),
-        ttl=dict(type="int", default=_identity.DEFAULT_TTL),
-        state=dict(type="str", default="issued", choices=["issued", "validated", "revoked"]),
-    )
-
     def step(self, ctx):
         args = ctx.args
         keystone = ctx.auth_backend == "keystone"

@@ -4,24 +4,12 @@
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
 class ActionModule(ControllerStep):
-    ARGSPEC = argspec(
-        AUTH_ARGSPEC,
-        name=dict(type="str", required=True),
-        password=dict(type="str", no_log=True),
-        update_password=dict(type="str", default="on_create", choices=["always", "on_create"]),
-        default_project=dict(type="str"),
-        enabled=dict(type="bool"),
-        domain=dict(type="str", default="Default"),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-
     def step(self, ctx):
         a = ctx.args
         ctx.require_local_identity("bootflow.cloud.user")

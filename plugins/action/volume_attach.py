@@ -10,13 +10,12 @@ persistent definition.
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt_xml import _DEV_RE as DEVICE_RE, next_device
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import domain_name, instance_of_domain
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt_xml import DEVICE_RE, next_device
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
 
 
 class ActionModule(HostStep):
@@ -24,16 +23,19 @@ class ActionModule(HostStep):
     POLICY_RULE = "volume:attach"
     SERVICE = "cinder-api"
 
+    _volume = None
+    _building = False
+
     def prepare(self, ctx, args):
         device = args.get("device")
-        if device is not None and not (isinstance(device, str) and DEVICE_RE.match(device)):
+        if device is not None and not DEVICE_RE.match(device):
             raise InvalidRequest("Invalid device name %r: vdX, sdX or hdX (for example vdb)." % (device,))
         with ctx.db.tx() as conn:
             vol = _volumes.get_volume(conn, args.get("volume"), ctx.auth)
             instance = instances.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
             named = None
             if args.get("domain"):
-                named = instances.find_instance(conn, args["domain"].replace("bootflow-", "", 1), ctx.auth)
+                named = instances.find_instance(conn, instance_of_domain(args["domain"]), ctx.auth)
                 if named is None:
                     raise NotFound("Instance of domain %s could not be found." % args["domain"])
         if named is not None and instance is not None and named.uuid != instance.uuid:
@@ -45,43 +47,41 @@ class ActionModule(HostStep):
         if vol.instance_uuid and vol.instance_uuid != instance.uuid:
             raise Conflict("Volume %s is attached to instance %s (multiattach is not supported)." % (vol.name, vol.instance_uuid))
         args["volume"] = vol.name
-        args["domain"] = "bootflow-%s" % instance.uuid
-        args.setdefault("pool", vol.pool)
+        args["domain"] = domain_name(instance.uuid)
+        if "pool" not in ctx.given:
+            args["pool"] = vol.pool
         if args.get("device") is None:
             with ctx.db.tx() as conn:
                 taken = {v.device for v in _volumes.instance_volumes(conn, instance.uuid) if v.id != vol.id and v.device}
             args["device"] = vol.device if vol.device and vol.device not in taken else next_device(taken)
         self._volume = vol
+        # while the instance builds, the attachment is bookkeeping only: the domain gets the disk at spawn
+        self._building = instance.vm_state == instances.BUILDING
         return instance
 
-    def step(self, ctx):
-        args = dict(ctx.args)
-        if not args.get("auth_token"):
-            return super().step(ctx)
-        enforce(ctx.auth, self.POLICY_RULE)
-        instance = self.prepare(ctx, args)
-        if instance.vm_state != instances.BUILDING:
-            return super().step(ctx)  # the domain exists: hot-plug on the host
-        # building: reserve the attachment; the domain gets the disk at spawn (seed step 28)
+    def step_action(self, args, instance):
+        return "attachment_create" if self._building else super().step_action(args, instance)
+
+    def run_module(self, ctx, module_args):
+        if not self._building:
+            return super().run_module(ctx, module_args)  # the domain exists: hot-plug on the host
         vol = self._volume
-        changed = vol.status == "available" or vol.device != args["device"]
-        before = (instance.vm_state, instance.task_state)
-        ms = monotonic_ms(ctx.started)
-        if changed and not ctx.check_mode:
-            with ctx.db.tx() as conn:
-                _volumes.set_status(conn, vol.id, "attaching", instance_uuid=instance.uuid, device=args["device"])
-                instances.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, "attachment_create", ctx.host,
-                                      before, before, True, ms)
-        return {"changed": changed, "device": args["device"], "live": False,
-                "connection_info": {"pool": args["pool"], "volume": vol.name},
-                "bootflow_step": instances.step_row(instance.name, self.SEED_STEPS, self.SERVICE, "attachment_create",
-                                                    ctx.host, before, before, changed, ms)}
+        if module_args["state"] == "absent":
+            changed = vol.status == "attaching"
+        else:
+            changed = vol.status == "available" or vol.device != module_args["device"]
+        return {"changed": changed, "device": module_args["device"], "live": False,
+                "connection_info": {"pool": module_args["pool"], "volume": vol.name}}
 
     def record(self, ctx, args, result, instance):
         vol = self._volume
         with ctx.db.tx() as conn:
-            if args.get("state", "present") == "absent":
-                _volumes.set_status(conn, vol.id, "available", instance_uuid=None, device=None)
+            if args["state"] == "absent":
+                if not self._building or result["changed"]:
+                    _volumes.set_status(conn, vol.id, "available", instance_uuid=None, device=None)
+            elif self._building:
+                if result["changed"]:   # reserved: the device is the domain's once it is defined
+                    _volumes.set_status(conn, vol.id, "attaching", instance_uuid=instance.uuid, device=args["device"])
             else:
                 if vol.status == "available":  # Cinder: available -> attaching -> in-use
                     _volumes.set_status(conn, vol.id, "attaching", instance_uuid=instance.uuid, device=args["device"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Matches IMAGE_BACKEND_ARGSPEC in plugins/module_utils/_argspec.py
+    # Matches IMAGE_BACKEND_ARGSPEC in plugins/module_utils/argspec.py
     DOCUMENTATION = r"""
 options:
   image_backend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Matches LIBVIRT_ARGSPEC in plugins/module_utils/_argspec.py
+    # Matches LIBVIRT_ARGSPEC in plugins/module_utils/argspec.py
     DOCUMENTATION = r"""
 options:
   uri:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Matches PLACEMENT_ARGSPEC in plugins/module_utils/_argspec.py
+    # Matches PLACEMENT_ARGSPEC in plugins/module_utils/argspec.py
     DOCUMENTATION = r"""
 options:
   placement_backend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Matches WAIT_ARGSPEC in plugins/module_utils/_argspec.py
+    # Matches WAIT_ARGSPEC in plugins/module_utils/argspec.py
     DOCUMENTATION = r"""
 options:
   wait:

@@ -288,40 +288,13 @@ placement:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
-    AUTH_ARGSPEC,
-    LIBVIRT_ARGSPEC,
-    PLACEMENT_ARGSPEC,
-    argspec,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.compute_node import compute_node_info
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            PLACEMENT_ARGSPEC,
-            LIBVIRT_ARGSPEC,
-            instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
-            # consumed by the action plugin on the controller (stored with the report), not here
-            reserved_host_memory_mb=dict(type="int", default=512),
-            cpu_allocation_ratio=dict(type="float", default=4.0),
-            ram_allocation_ratio=dict(type="float", default=1.0),
-            disk_allocation_ratio=dict(type="float", default=1.0),
-            vcpus=dict(type="int"),
-            memory_mb=dict(type="int"),
-            local_gb=dict(type="int"),
-            disabled=dict(type="bool"),
-            availability_zone=dict(type="str", default="nova"),
-            aggregates=dict(type="list", elements="str", default=[]),
-            traits=dict(type="list", elements="str", default=[]),
-            heartbeat=dict(type="bool", default=False),
-            report_interval=dict(type="int", default=0),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("compute_node"))
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     run_libvirt_step(module, lambda conn: dict(changed=False, compute_node=compute_node_info(conn, module.params["instances_path"])),

@@ -178,34 +178,15 @@ network_config:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.config_drive import config_drive_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            instance_uuid=dict(type="str", required=True),
-            name=dict(type="str"),
-            hostname=dict(type="str"),
-            user_data=dict(type="str"),
-            ports=dict(type="list", elements="dict", default=[], options=dict(
-                mac=dict(type="str", required=True),
-                ip=dict(type="str"),
-                id=dict(type="str"),
-            )),
-            instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("config_drive"))
 
-    def run(argv):
-        return module.run_command(argv)
-
-    finish(module, lambda: config_drive_step(module.params, check_mode=module.check_mode, run=run),
+    finish(module, lambda: config_drive_step(module.params, check_mode=module.check_mode, run=module.run_command),
            "config_drive for instance %s" % module.params["instance_uuid"])
 
 

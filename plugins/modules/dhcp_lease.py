@@ -253,41 +253,14 @@ conf_dir:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, WAIT_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.dhcp import dhcp_lease_step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            WAIT_ARGSPEC,
-            network_id=dict(type="str", required=True),
-            bridge=dict(type="str"),
-            cidr=dict(type="str"),
-            dhcp_ip=dict(type="str"),
-            gateway_ip=dict(type="str"),
-            dns_servers=dict(type="list", elements="str", default=[]),
-            mac=dict(type="str"),
-            ip=dict(type="str"),
-            hostname=dict(type="str"),
-            port_id=dict(type="str"),
-            lease_time=dict(type="int", default=86400),
-            dhcp_dir=dict(type="path", default="/var/lib/bootflow/dhcp"),
-            state=dict(type="str", choices=["present", "absent", "leased"], default="present"),
-        ),
-        required_if=[
-            ("state", "present", ("bridge", "cidr", "dhcp_ip", "mac", "ip")),
-            ("state", "absent", ("port_id", "mac", "ip"), True),
-            ("state", "leased", ("port_id", "mac"), True),
-        ],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("dhcp_lease"))
 
-    def run(argv):
-        return module.run_command(argv)
-
-    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=run),
+    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=module.run_command),
            "dhcp_lease on network %s" % module.params["network_id"])
 
 

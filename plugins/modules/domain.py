@@ -256,58 +256,13 @@ virt_type:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
-    AUTH_ARGSPEC,
-    LIBVIRT_ARGSPEC,
-    WAIT_ARGSPEC,
-    argspec,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.domain import domain_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
-DISK_OPTIONS = dict(
-    path=dict(type="path"),
-    pool=dict(type="str"),
-    volume=dict(type="str"),
-    format=dict(type="str", choices=["qcow2", "raw"]),
-    device=dict(type="str"),
-    bus=dict(type="str", choices=["virtio", "sata", "scsi", "ide"]),
-    device_type=dict(type="str", choices=["disk", "cdrom"], default="disk"),
-    readonly=dict(type="bool", default=False),
-)
-
-INTERFACE_OPTIONS = dict(
-    mac=dict(type="str"),
-    bridge=dict(type="str", required=True),
-    model=dict(type="str", choices=["virtio", "e1000", "rtl8139"], default="virtio"),
-    target=dict(type="str"),
-    port_id=dict(type="str"),
-)
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            LIBVIRT_ARGSPEC,
-            WAIT_ARGSPEC,
-            name=dict(type="str", required=True),
-            uuid=dict(type="str"),
-            title=dict(type="str"),
-            vcpus=dict(type="int"),
-            memory_mb=dict(type="int"),
-            virt_type=dict(type="str", choices=["auto", "qemu", "kvm"], default="auto"),
-            disks=dict(type="list", elements="dict", default=[], options=DISK_OPTIONS,
-                       mutually_exclusive=[("path", "pool"), ("path", "volume")],
-                       required_together=[("pool", "volume")]),
-            interfaces=dict(type="list", elements="dict", default=[], options=INTERFACE_OPTIONS),
-            console_log=dict(type="path"),
-            tb_cache_mb=dict(type="int"),
-            state=dict(type="str", choices=["running", "defined", "shutdown", "absent"], default="running"),
-        ),
-        required_together=[("vcpus", "memory_mb")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("domain"))
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     run_libvirt_step(module, lambda conn: domain_step(conn, module.params, check_mode=module.check_mode),

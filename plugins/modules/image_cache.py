@@ -121,21 +121,13 @@ leftovers_removed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import image_cache_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
-            max_unused_age=dict(type="int", default=86400),
-            state=dict(type="str", choices=["cleaned", "listed"], default="cleaned"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("image_cache"))
     finish(module, lambda: image_cache_step(module.params, check_mode=module.check_mode),
            "image cache cleanup in %s" % module.params["instances_path"])
 

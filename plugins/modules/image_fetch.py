@@ -181,6 +181,20 @@ disk_path:
   returned: when O(instance_uuid) is given and O(create_disk=true)
   type: str
   sample: /var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/disk
+instance_dir:
+  description: The instance's directory under O(instances_path) (its overlay, config drive and console log).
+  returned: when O(instance_uuid) is given
+  type: str
+  sample: /var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11
+console_log:
+  description:
+    - Where the guest's serial console log goes, in the instance's directory (the O(bootflow.cloud.domain#module:console_log)
+      to give the domain).
+    - With O(auth_token), the instance's record keeps it; RV(bootflow.cloud.instance_info#module:instance.console_log)
+      returns it.
+  returned: when O(instance_uuid) is given
+  type: str
+  sample: /var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/console.log
 cache_name:
   description: File name of the base in C(_base) (SHA-1 of O(image_id)).
   returned: when O(image_id) is given
@@ -252,40 +266,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, IMAGE_BACKEND_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import image_fetch_step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            IMAGE_BACKEND_ARGSPEC,
-            image_id=dict(type="str"),
-            disk_format=dict(type="str", choices=["raw", "qcow2"]),
-            checksum=dict(type="str"),
-            os_hash_algo=dict(type="str"),
-            os_hash_value=dict(type="str"),
-            size=dict(type="int"),
-            url=dict(type="str"),
-            url_timeout=dict(type="int", default=60),
-            src=dict(type="path"),
-            instance_uuid=dict(type="str"),
-            root_gb=dict(type="int"),
-            create_disk=dict(type="bool", default=True),
-            force_raw_images=dict(type="bool", default=False),
-            instances_path=dict(type="path", default="/var/lib/bootflow/instances"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
-        mutually_exclusive=[("url", "src")],
-        required_together=[("os_hash_algo", "os_hash_value")],
-        required_if=[
-            ("state", "present", ("image_id", "disk_format")),
-            ("state", "present", ("checksum", "os_hash_value"), True),
-            ("state", "absent", ("instance_uuid",)),
-        ],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("image_fetch"))
 
     def opener(url, timeout):
         return open_url(url, timeout=timeout, http_agent="bootflow.cloud-image_fetch")
@@ -295,10 +281,7 @@ def main():
                                    and (bool(params["instance_uuid"]) and params["create_disk"]
                                         or params["force_raw_images"]))
 
-    def run(argv):
-        return module.run_command(argv)
-
-    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=run, opener=opener,
+    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=module.run_command, opener=opener,
                                             qemu_img=qemu_img),
            "image_fetch of image %s" % module.params["image_id"])
 

@@ -168,7 +168,10 @@ instance:
       returned: success
       sample: bootflow-2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b
     console_log:
-      description: Path of the serial console log on the host.
+      description:
+        - Path of the serial console log on the host, as the host's M(bootflow.cloud.image_fetch) reported it when it
+          made the instance's directory (under that host's C(instances_path)).
+        - Before the build got that far, the path under the default C(/var/lib/bootflow/instances).
       type: str
       returned: success
       sample: /var/lib/bootflow/instances/2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b/console.log

@@ -66,8 +66,9 @@ options:
     description:
       - Builds to try at most, the first one included (Nova's C([scheduler] max_attempts)). When this many
         builds failed, the instance goes to ERROR. Must be at least 1.
+      - Unset, the value M(bootflow.cloud.schedule) scheduled the instance with (its O(bootflow.cloud.schedule#module:max_attempts),
+        kept with the instance's request), else 3.
     type: int
-    default: 3
   failure:
     description:
       - The failed task's result (C(ansible_failed_result) in a C(rescue)). Its C(msg) and C(error), or those of the

@@ -144,29 +144,13 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_ARGSPEC, LIBVIRT_ARGSPEC, argspec
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.volume import volume_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            LIBVIRT_ARGSPEC,
-            name=dict(type="str", required=True),
-            pool=dict(type="str", default="bootflow"),
-            pool_path=dict(type="path", default="/var/lib/bootflow/volumes"),
-            size_gb=dict(type="int"),
-            format=dict(type="str", choices=["qcow2", "raw"], default="qcow2"),
-            source_path=dict(type="path"),
-            source_format=dict(type="str", choices=["raw", "qcow2"]),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
-        required_if=[("state", "present", ("size_gb",))],
-        required_by={"source_path": ("source_format",)},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("volume"))
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     qemu_img = module.get_bin_path("qemu-img", required=bool(module.params["source_path"]) and not module.check_mode)

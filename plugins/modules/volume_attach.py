@@ -107,31 +107,13 @@ path:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (
-    AUTH_ARGSPEC,
-    LIBVIRT_ARGSPEC,
-    WAIT_ARGSPEC,
-    argspec,
-)
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.volume import volume_attach_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argspec(
-            AUTH_ARGSPEC,
-            LIBVIRT_ARGSPEC,
-            WAIT_ARGSPEC,
-            domain=dict(type="str", required=True),
-            volume=dict(type="str", required=True),
-            pool=dict(type="str", default="bootflow"),
-            device=dict(type="str"),
-            bus=dict(type="str", choices=["virtio", "sata", "scsi"], default="virtio"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **module_kwargs("volume_attach"))
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     run_libvirt_step(module, lambda conn: volume_attach_step(conn, module.params, check_mode=module.check_mode),

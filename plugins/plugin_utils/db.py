@@ -18,6 +18,8 @@ import time
 import traceback
 import uuid
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
+
 try:
     import sqlalchemy as sa
     from sqlalchemy import event
@@ -28,13 +30,11 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     HAS_SQLALCHEMY = False
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
-# The newest Alembic revision this code expects. Bump together with a new file in _migrations/versions.
+# The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
 SCHEMA_HEAD = "0005"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
-
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError  # noqa: E402
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 

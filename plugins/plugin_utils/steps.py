@@ -10,9 +10,10 @@ scheduler, conductor, registries). It never contacts the target host.
 ``HostStep``: validates the token and reads/writes the DB on the controller, runs the module of the
 same name on the hypervisor host (``_execute_module``), then records the outcome.
 
-Both validate the task arguments against the module's argspec before doing anything, turn a
-``BootflowError`` into a failed task with a clear ``msg``, and attach ``bootflow_step`` (the row of
-the seed-style step table) when the step belongs to an instance.
+Both validate the task arguments against the module's spec (``module_utils/argspec.py``: the same
+spec the host module validates with) before doing anything, turn a ``BootflowError`` into a failed
+task with a clear ``msg``, and attach ``bootflow_step`` (the row of the seed-style step table) when
+the step belongs to an instance (``step_row``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS, module_kwargs
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
@@ -39,9 +40,11 @@ display = Display()
 class StepContext:
     """Everything a step needs: validated args, DB, caller identity, modes."""
 
-    def __init__(self, action, args, task_vars):
+    def __init__(self, action, args, task_vars, given=()):
         self.action = action
         self.args = args
+        # the options the task itself set (not defaulted): a host step fills the others from the DB
+        self.given = frozenset(given)
         self.task_vars = task_vars or {}
         self.check_mode = bool(action._task.check_mode)
         self.diff = bool(action._task.diff)
@@ -108,39 +111,52 @@ class SkipModule(Exception):
 
 
 class ControllerStep(ActionBase):
-    """An action that runs in the controller process only."""
+    """An action that runs in the controller process only.
+
+    Subclasses implement ``step(ctx)``. The module's spec is ``SPECS[<this plugin's file name>]``;
+    ``SEED_STEPS``/``SERVICE`` label the rows ``step_row`` writes into the instance's step log.
+    """
 
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset()
     _requires_connection = False
 
-    ARGSPEC: dict = {}
-    MUTUALLY_EXCLUSIVE: list = []
-    REQUIRED_IF: list = []
-    REQUIRED_ONE_OF: list = []
-    REQUIRED_TOGETHER: list = []
+    SEED_STEPS = ""
+    SERVICE = ""
+
+    @classmethod
+    def module_name(cls):
+        """The module this action plugin serves: its own file name (plugins/action/<name>.py)."""
+        return cls.__module__.rsplit(".", 1)[-1]
+
+    def argument_spec(self):
+        """The spec to validate the task with (a host step relaxes it, see HostStep)."""
+        return module_kwargs(self.module_name())
 
     def step(self, ctx):
         raise NotImplementedError
 
+    def step_row(self, ctx, instance, before, after, changed, action=None, host=None, record=True, seed_steps=None,
+                 service=None):
+        """Write the instance's step into its step log (unless check mode, or ``record`` is false) and
+        return the ``bootflow_step`` row the request_flow callback prints. ``host``: where the step ran
+        (the controller's steps: None in the log, ``controller`` in the table); ``seed_steps``/``service``:
+        when not the class's."""
+        action = action or self.module_name()
+        seed_steps, service = seed_steps or self.SEED_STEPS, service or self.SERVICE
+        ms = monotonic_ms(ctx.started)
+        if record and not ctx.check_mode:
+            with ctx.db.tx() as conn:
+                instances.record_step(conn, instance.uuid, seed_steps, service, action, host, before, after, changed, ms)
+        return instances.step_row(instance.name, seed_steps, service, action, host or "controller", before, after,
+                                  changed, ms)
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        if self.ARGSPEC is None:
-            # host step: the module validates its own arguments on the host; we only read the
-            # auth options and the ids we need, and write to the DB only after the module succeeded
-            args = dict(self._task.args)
-            for key in AUTH_KEYS:
-                args.setdefault(key, None)
-        else:
-            _validation, args = self.validate_argument_spec(
-                argument_spec=self.ARGSPEC,
-                mutually_exclusive=self.MUTUALLY_EXCLUSIVE,
-                required_if=self.REQUIRED_IF,
-                required_one_of=self.REQUIRED_ONE_OF,
-                required_together=self.REQUIRED_TOGETHER,
-            )
-        ctx = StepContext(self, args, task_vars)
+        _validation, args = self.validate_argument_spec(**self.argument_spec())
+        given = [k for k, v in self._task.args.items() if v is not None]
+        ctx = StepContext(self, args, task_vars, given)
         try:
             out = self.step(ctx) or {}
         except BootflowError as exc:
@@ -160,15 +176,27 @@ class HostStep(ControllerStep):
     """Controller bookkeeping around a module that runs on the hypervisor host.
 
     Without ``auth_token`` the module runs alone (no DB access at all). With it, the token is
-    validated first, missing arguments may be filled in from the DB (``prepare``), and after the
-    module succeeded the DB is updated and the step recorded (``record``).
+    validated first, missing arguments may be filled in from the DB (``prepare``), the module runs
+    (``run_module``), and after it succeeded the DB is updated (``record``) and the step recorded.
+
+    The arguments are validated on the controller against the module's spec before the host is
+    contacted. With ``auth_token``, ``required`` options and the required_* constraints are left to
+    the module on the host: ``prepare`` fills what the task left out (``ctx.given`` says what it set).
     """
 
     _requires_connection = True
-    ARGSPEC = None
-    SEED_STEPS = ""
-    SERVICE = ""
     POLICY_RULE = "compute:host_step"
+    # options the controller consumes: never sent to the host
+    CONTROLLER_ONLY = frozenset(AUTH_KEYS)
+
+    def argument_spec(self):
+        kwargs = super().argument_spec()
+        if not self._task.args.get("auth_token"):
+            return kwargs
+        spec = kwargs["argument_spec"]
+        for option in spec.values():
+            option.pop("required", None)
+        return {"argument_spec": spec}
 
     def policy_rule(self, args):
         """The policy rule this task needs (by default the class's POLICY_RULE)."""
@@ -182,6 +210,11 @@ class HostStep(ControllerStep):
     def record(self, ctx, args, result, instance):
         """Update the DB after the module succeeded; returns the (vm_state, task_state) after."""
         return None
+
+    def step_action(self, args, instance):
+        """The action named in the step log (by default the module's name)."""
+        del args, instance
+        return self.module_name()
 
     def step(self, ctx):
         args = dict(ctx.args)
@@ -199,22 +232,27 @@ class HostStep(ControllerStep):
         if booked and not ctx.check_mode:
             after = self.record(ctx, args, result, instance) or before
         if instance is not None:
-            ms = monotonic_ms(ctx.started)
-            action = self._task.action.rsplit(".", 1)[-1]
-            if not ctx.check_mode:
-                with ctx.db.tx() as conn:
-                    instances.record_step(conn, instance.uuid, self.SEED_STEPS, self.SERVICE, action, ctx.host,
-                                          before, after, result.get("changed"), ms)
-            result["bootflow_step"] = instances.step_row(instance.name, self.SEED_STEPS, self.SERVICE, action,
-                                                         ctx.host, before, after, result.get("changed"), ms)
+            result["bootflow_step"] = self.step_row(ctx, instance, before, after, result.get("changed"),
+                                                    action=self.step_action(args, instance), host=ctx.host)
         return result
 
     def run_module(self, ctx, module_args):
         """Run this step's module on the host; return its result (raise on failure)."""
-        args = {k: v for k, v in module_args.items() if k not in AUTH_KEYS and v is not None}
+        args = _given({k: v for k, v in module_args.items() if k not in self.CONTROLLER_ONLY})
         res = self._execute_module(module_name=self._task.resolved_action or self._task.action,
                                    module_args=args, task_vars=ctx.task_vars)
         if res.get("failed"):
             raise BootflowError(res.get("msg") or "the %s module failed on %s" % (self._task.action, ctx.host),
                                 module_result={k: v for k, v in res.items() if k not in ("msg", "failed")})
         return res
+
+
+def _given(value):
+    """Module arguments without the options left unset (None), also inside sub-options: the controller's
+    validation adds every sub-option as None, and AnsibleModule counts a present key as given
+    (mutually_exclusive)."""
+    if isinstance(value, dict):
+        return {k: _given(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_given(v) for v in value]
+    return value

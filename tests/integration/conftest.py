@@ -212,17 +212,20 @@ def it_env(tmp_path_factory):
         yield env
 
 
-def console(env, uuid):
-    return env.ssh("cat /var/lib/bootflow/instances/%s/console.log 2>/dev/null || true" % uuid, check=False)
+def console(env, uuid, path=None):
+    """The guest's serial console log (``path``: where it is when not under the default instances path)."""
+    path = path or "/var/lib/bootflow/instances/%s/console.log" % uuid
+    return env.ssh("cat %s 2>/dev/null || true" % path, check=False)
 
 
-def wait_console(env, uuid, pattern, timeout=90):
+def wait_console(env, uuid, pattern, timeout=90, path=None):
     """Wait until the guest printed ``pattern`` on its serial console; returns the match."""
     rx = re.compile(pattern, re.M)
-    out = env.ssh("for i in $(seq 1 %d); do grep -E %s /var/lib/bootflow/instances/%s/console.log && exit 0; sleep 0.5; done; exit 1"
-                  % (timeout * 2, json.dumps(pattern), uuid), check=False)
+    path = path or "/var/lib/bootflow/instances/%s/console.log" % uuid
+    out = env.ssh("for i in $(seq 1 %d); do grep -E %s %s && exit 0; sleep 0.5; done; exit 1"
+                  % (timeout * 2, json.dumps(pattern), path), check=False)
     m = rx.search(out)
-    assert m, "guest %s never printed %r; console:\n%s" % (uuid, pattern, console(env, uuid)[-3000:])
+    assert m, "guest %s never printed %r; console:\n%s" % (uuid, pattern, console(env, uuid, path)[-3000:])
     return m
 
 

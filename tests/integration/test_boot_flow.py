@@ -101,3 +101,27 @@ def test_delete_leaves_nothing(booted):
     # and a second delete of a gone instance is a no-op that succeeds
     again = env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME)
     assert all(v["failed"] == 0 for v in again.recap().values())
+
+
+ALT_PATH = "/var/lib/bootflow/alt-instances"
+
+
+def test_a_non_default_instances_path_is_used_for_every_instance_file(booted):
+    """bootflow_instances_path is the host's instance directory for the whole build: the overlay, the
+    config drive and the serial console log all go there (the console log once went to the default
+    path whatever the variable said, and the domain step refused to start: its directory was missing)."""
+    env = booted["env"]
+    name = NAME + "-alt"
+    res = env.play("boot.yml", "-e", "bootflow_instance_name=%s" % name, "-e", "bootflow_instances_path=%s" % ALT_PATH)
+    inst = env.query("SELECT * FROM instances WHERE name=? AND deleted=0", name)[0]
+    assert inst["vm_state"] == "active", res.out[-3000:]
+    files = env.ssh("ls -1 %s/%s" % (ALT_PATH, inst["uuid"])).split()
+    assert {"disk", "disk.config", "console.log"} <= set(files), files
+    xml = env.ssh("virsh -c qemu:///system dumpxml bootflow-%s" % inst["uuid"])
+    assert "%s/%s/console.log" % (ALT_PATH, inst["uuid"]) in xml
+    assert "/var/lib/bootflow/instances/%s" % inst["uuid"] not in xml
+    wait_console(env, inst["uuid"], r"GUEST-DHCP-LEASE: ", path="%s/%s/console.log" % (ALT_PATH, inst["uuid"]))
+    env.play("delete.yml", "-e", "bootflow_instance_name=%s" % name, "-e", "bootflow_instances_path=%s" % ALT_PATH)
+    left = env.ssh("ls -1 %s | grep -v -e '^_base$' -e '^locks$' || true" % ALT_PATH).split()
+    assert left == [], left
+    env.ssh("rm -rf %s" % ALT_PATH)

@@ -31,6 +31,7 @@ import tempfile
 import unicodedata
 import uuid as _uuid
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import atomic_install, find_bin
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import normalize_mac, user_data_problem
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
@@ -294,12 +295,12 @@ def config_drive_step(p, check_mode=False, run=None):
 
     run(argv) -> (rc, stdout, stderr) runs genisoimage (the module passes AnsibleModule.run_command).
     """
-    instances_path = p.get("instances_path") or "/var/lib/bootflow/instances"
+    instances_path = p.get("instances_path") or layout.INSTANCES_PATH
     if not os.path.isabs(instances_path):
         raise ConfigDriveError("instances_path must be an absolute path")
     instances_path = os.path.normpath(instances_path)
     uuid = check_uuid(p.get("instance_uuid"))
-    inst_dir = os.path.join(instances_path, uuid)
+    inst_dir = layout.instance_dir(instances_path, uuid)
     path = os.path.join(inst_dir, FILENAME)
     state = p.get("state") or "present"
     result = dict(changed=False, path=path, label=LABEL, hostname=None, instance_id=uuid, files=[], warnings=[])

@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import DHCP_DIR
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (
     atomic_write_text,
     file_lock,
@@ -369,7 +370,7 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None, sleep=time.sleep):
     """
     state = p.get("state") or "present"
     network_id = check_network_id(p.get("network_id"))
-    dhcp_dir = p.get("dhcp_dir") or "/var/lib/bootflow/dhcp"
+    dhcp_dir = p.get("dhcp_dir") or DHCP_DIR
     if not os.path.isabs(dhcp_dir):
         raise DhcpError("dhcp_dir must be an absolute path")
     c = conf_paths(os.path.normpath(dhcp_dir), network_id)
@@ -391,7 +392,7 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None, sleep=time.sleep):
 def _change(p, c, network_id, port_id, mac, result, check_mode, run, now, sleep):
     """present / absent (the caller holds the network's lock unless in check mode)."""
     state = p.get("state") or "present"
-    dhcp_dir = p.get("dhcp_dir") or "/var/lib/bootflow/dhcp"
+    dhcp_dir = p.get("dhcp_dir") or DHCP_DIR
     if state == "absent":
         return _absent(p, c, network_id, port_id, mac, result, check_mode, run)
 

@@ -27,7 +27,8 @@ import time
 import urllib.parse
 import uuid as _uuid
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (  # noqa: F401  (re-exported)
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (
     atomic_install,
     atomic_write_text,
     file_lock,
@@ -55,11 +56,6 @@ class ImageError(BootflowError):
 
 # --------------------------------------------------------------------------------------------
 # names, hashes
-
-
-def cache_name(image_id):
-    """Cache file name of an image, like nova.virt.libvirt.imagecache.get_cache_fname: sha1(id)."""
-    return hashlib.sha1(str(image_id).encode("utf-8")).hexdigest()
 
 
 def _new_hash(algo):
@@ -278,10 +274,10 @@ def convert_raw_cmd(qemu_img, src, src_fmt, dest):
 
 
 def _paths(instances_path, image_id, instance_uuid):
-    name = cache_name(image_id) if image_id else None
+    name = layout.cache_name(image_id) if image_id else None
     base_dir = os.path.join(instances_path, "_base")
     base = os.path.join(base_dir, name) if name else None
-    inst_dir = os.path.join(instances_path, instance_uuid) if instance_uuid else None
+    inst_dir = layout.instance_dir(instances_path, instance_uuid) if instance_uuid else None
     return dict(
         cache_name=name,
         base_dir=base_dir,
@@ -318,7 +314,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
     run(argv) -> (rc, stdout, stderr) runs qemu-img (the module passes AnsibleModule.run_command);
     opener(url, timeout) -> a readable response (the module passes ansible's open_url).
     """
-    instances_path = p.get("instances_path") or "/var/lib/bootflow/instances"
+    instances_path = p.get("instances_path") or layout.INSTANCES_PATH
     if not os.path.isabs(instances_path):
         raise ImageError("instances_path must be an absolute path")
     instances_path = os.path.normpath(instances_path)
@@ -330,6 +326,8 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
                   base_downloaded=False, base_format=None,
                   base_missing=False, virtual_size=None, disk_created=False, disk_resized=False,
                   cache_name=paths["cache_name"], warnings=[])
+    if uuid:
+        result.update(instance_dir=paths["inst_dir"], console_log=layout.console_log_path(instances_path, uuid))
 
     if state == "absent":
         if not uuid:
@@ -598,7 +596,7 @@ def image_cache_step(p, check_mode=False, now=None):
     base. Download leftovers (``.<name>.*.part`` of a crashed fetch) older than that go too. When a file
     of an instance directory cannot be inspected, nothing is removed (it might use any base).
     """
-    instances_path = p.get("instances_path") or "/var/lib/bootflow/instances"
+    instances_path = p.get("instances_path") or layout.INSTANCES_PATH
     if not os.path.isabs(instances_path):
         raise ImageError("instances_path must be an absolute path")
     instances_path = os.path.normpath(instances_path)

@@ -15,6 +15,7 @@ import re
 import uuid as _uuid
 import xml.etree.ElementTree as ET
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import normalize_mac
 
@@ -25,7 +26,7 @@ BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 PREFIX_BUS = {"vd": "virtio", "sd": "sata", "hd": "ide"}
 NIC_MODELS = ("virtio", "e1000", "rtl8139")
 
-_DEV_RE = re.compile(r"^(vd|sd|hd)[a-z]{1,2}$")
+DEVICE_RE = re.compile(r"^(vd|sd|hd)[a-z]{1,2}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _BRIDGE_RE = _IFNAME_RE
 # Characters XML 1.0 cannot carry at all (ElementTree would write them and produce a broken
@@ -53,19 +54,10 @@ def one_line(value):
 
 def tap_name(port_id):
     """Nova/neutron style tap device name: 'tap' + the first 11 characters of the port id."""
-    name = "tap" + str(port_id)[:11]
+    name = layout.tap_name(port_id)
     if not _IFNAME_RE.match(name):
         raise VirtError("port id %r does not give a valid tap device name" % (port_id,))
     return name
-
-
-def _dev_index(dev):
-    """vda -> 0, vdz -> 25, vdaa -> 26 ..."""
-    letters = dev[2:]
-    n = 0
-    for ch in letters:
-        n = n * 26 + (ord(ch) - ord("a") + 1)
-    return n - 1
 
 
 def _dev_name(prefix, index):
@@ -138,7 +130,7 @@ def normalize_disks(disks):
         dev = d.get("device")
         bus = d.get("bus")
         if dev:
-            _require(_DEV_RE.match(dev), "%s: invalid device name %r (vdX, sdX or hdX)" % (where, dev))
+            _require(DEVICE_RE.match(dev), "%s: invalid device name %r (vdX, sdX or hdX)" % (where, dev))
             if not bus:
                 bus = PREFIX_BUS[dev[:2]]
         if not bus:

@@ -15,14 +15,15 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
-
-MAX_VOLUME_GB = 16384
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume.api import MAX_VOLUME_GB
 
 
 # --- flavors -----------------------------------------------------------------------------------
@@ -133,6 +134,23 @@ def request_spec(flavor, image, request, group=None):
         tried_hosts=_faults.retry_of(request)["hosts"] if request.get("retry") else [])
 
 
+def scheduling_request(conn, row, with_group=True):
+    """The RequestSpec of instance record ``row`` for nova-scheduler, read from the DB once: its flavor and
+    image (ImagePropertiesFilter reads the image's hw_architecture / img_hv_type /
+    img_hv_requested_version, ComputeCapabilitiesFilter the flavor's extra_specs, TraitsFilter and
+    AggregateFilter their trait:NAME and member_of), an admin's availability_zone=ZONE:HOST as the forced
+    host, its server group (the ServerGroup* filters and weighers) and the retry record (RetryFilter).
+    Returns (spec, the group's scheduling info or None). Raises InvalidRequest. ``with_group=False``: the
+    spec without the group (a reschedule's claim re-checks the group's policy itself)."""
+    flavor = get_flavor(conn, row.flavor_id)
+    image = _images.image_record(conn, row.image_id) if row.image_id else None
+    group = _server_groups.scheduling_info(conn, row.uuid) if with_group else None
+    try:
+        return request_spec(flavor, image, row.request, group), group
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
 def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb, boot_from_volume,
                         root_volume_size_gb, server_group):
     """A create for a name that exists: the same request is a no-op, another one a Conflict.
@@ -141,9 +159,9 @@ def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_ref
     no longer shared with the project or deleted, the quota used up, the group gone - a re-run of
     boot.yml for an existing instance must still converge, not fail on checks that only a new instance
     has to pass."""
-    req, images = existing.request, _db.table("images")
+    req = existing.request
     flavor = get_flavor(conn, flavor_ref)
-    booted = conn.execute(sa.select(images.c.name).where(images.c.id == existing.image_id)).scalar()
+    booted = getattr(_images.image_record(conn, existing.image_id), "name", None)
     networks = [_networking.find_network(conn, ref).id for ref in network_refs]
     root_gb = ((root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb) or 0) if boot_from_volume else 0
     joined = _server_groups.membership(conn, existing.uuid)
@@ -223,3 +241,50 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
                 status="creating", pool="bootflow", instance_uuid=uuid, device="vda",
                 delete_on_termination=root_volume_delete_on_termination, created_at=_db.now()))
         return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+
+
+# --- the other requests on an instance record ---------------------------------------------------------
+
+def set_error(db, auth, ref, fault, check_mode):
+    """Put the instance in ERROR with ``fault`` (Nova's reset-state to error). Returns (changed, row)."""
+    with db.tx() as conn:
+        row = instances.get_instance(conn, ref, auth)
+        enforce(auth, "compute:set_error")
+        if row.vm_state == instances.ERROR:
+            return False, row
+        if check_mode:
+            return True, row
+        instances.set_fault(conn, row.uuid, fault, "boot", row.host)
+        return True, instances.get_instance(conn, row.uuid, auth)
+
+
+def delete(db, auth, ref, check_mode):
+    """nova-api's delete of the record, last (delete.yml: the compute side removed everything, the ports and
+    the claim were released). Volumes that never reached a host go with it, kept volumes are detached;
+    anything else still held refuses the delete. Returns (changed, row or None when absent already or not
+    visible to the caller)."""
+    with db.tx() as conn:
+        row = instances.find_instance(conn, ref, auth)
+        if row is None:
+            return False, None
+        enforce(auth, "compute:delete")
+        leftovers = []
+        if _placement.existing_allocation(conn, row.uuid) is not None:
+            leftovers.append("allocation")
+        if _networking.instance_ports(conn, row.uuid):
+            leftovers.append("ports")
+        for vol in _volumes.instance_volumes(conn, row.uuid):
+            if vol.host is None and vol.status in ("creating", "attaching"):
+                if not check_mode:  # never reached a host: nothing to remove there
+                    _volumes.set_status(conn, vol.id, "deleted", instance_uuid=None, device=None)
+            elif not vol.delete_on_termination and vol.status in ("available", "attaching"):
+                if not check_mode:  # kept volume: detached, free for another instance
+                    _volumes.set_status(conn, vol.id, "available", instance_uuid=None, device=None)
+            else:
+                leftovers.append("volume %s (%s)" % (vol.name, vol.status))
+        if leftovers:
+            raise Conflict("Instance %s still holds %s; run playbooks/delete.yml, which releases them first."
+                           % (row.name, ", ".join(leftovers)))
+        if not check_mode:
+            instances.soft_delete(conn, row.uuid)
+        return True, row

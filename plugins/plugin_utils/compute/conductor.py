@@ -9,23 +9,40 @@ PRIVATE to the collection: may change at any time. Controller side only.
 
 from __future__ import annotations
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import INSTANCES_PATH, console_log_path
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
+
+
+def instance_spec(db, auth, ref, missing_ok=False):
+    """The caller's instance ``ref`` and its spec: (row, spec), or (None, None) when it does not exist and
+    ``missing_ok`` (else NotFound)."""
+    enforce(auth, "compute:get")
+    with db.tx() as conn:
+        row = instances.find_instance(conn, ref, auth)
+        if row is None:
+            if missing_ok:
+                return None, None
+            instances.get_instance(conn, ref, auth)  # raises NotFound with the usual message
+        return row, spec(conn, row)
 
 
 def spec(conn, row):
     """The conductor's answer: everything the compute side needs, from the controller's DB."""
-    flavor = conn.execute(_db.table("flavors").select().where(_db.table("flavors").c.id == row.flavor_id)).first()
-    image = conn.execute(_db.table("images").select().where(_db.table("images").c.id == row.image_id)).first()
+    flavor = _compute_api.get_flavor(conn, row.flavor_id)
+    image = _images.image_record(conn, row.image_id)
     vols = _db.table("volumes")
     out = instances.instance_dict(row)
     out.pop("request", None)
     out["user_data"] = row.request.get("user_data")
-    out["console_log"] = "/var/lib/bootflow/instances/%s/console.log" % row.uuid
+    # where the host that built it put the console log (the default layout before any build got that far)
+    out["console_log"] = row.request.get("console_log") or console_log_path(INSTANCES_PATH, row.uuid)
     out["flavor"] = {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb, "disk_gb": flavor.disk_gb,
                      "extra_specs": flavor.extra_specs}
     out["image"] = None if image is None else {
@@ -50,19 +67,11 @@ def spec(conn, row):
     return out
 
 
-def image_location(conn, image_id):
-    images = _db.table("images")
-    return conn.execute(sa.select(images.c.location).where(images.c.id == image_id)).scalar()
-
-
 # --- a failed build: what the conductor resets before a reschedule or ERROR ------------------------
 
 def save_retry(conn, uuid, retry):
     """Keep the retry bookkeeping in the instance's request (survives a crash and a re-run)."""
-    inst = _db.table("instances")
-    request = conn.execute(sa.select(inst.c.request).where(inst.c.uuid == uuid)).scalar() or {}
-    conn.execute(inst.update().where(inst.c.uuid == uuid).values(request=dict(request, retry=retry),
-                                                                 updated_at=_db.now()))
+    instances.update_request(conn, uuid, retry=retry)
 
 
 def reset_build_volumes(conn, uuid):

@@ -13,6 +13,7 @@ import time
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, NotFound
 
 # nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
@@ -72,6 +73,21 @@ def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **field
     return conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
 
 
+def update_request(conn, uuid, **items):
+    """Merge ``items`` into the instance's request record (what the build needs to remember: the retry
+    bookkeeping, where the host put the console log)."""
+    inst = _db.table("instances")
+    request = conn.execute(sa.select(inst.c.request).where(inst.c.uuid == uuid)).scalar() or {}
+    conn.execute(inst.update().where(inst.c.uuid == uuid).values(request=dict(request, **items), updated_at=_db.now()))
+
+
+def set_power_state(conn, uuid, power_state, **fields):
+    """The power state the hypervisor reports (Nova's ``power_state``), with further instance columns."""
+    inst = _db.table("instances")
+    conn.execute(inst.update().where(inst.c.uuid == uuid).values(power_state=power_state, updated_at=_db.now(),
+                                                                 **fields))
+
+
 def set_fault(conn, uuid, message, step, host):
     """vm_state ERROR with a recorded fault (like add_instance_fault_from_exc)."""
     record_fault(conn, uuid, {"message": message, "step": step, "host": host, "at": now_iso()})
@@ -109,7 +125,7 @@ def step_row(instance, seed_steps, service, action, host, before, after, changed
 
 def instance_dict(row):
     out = _db.row_dict(row)
-    out["domain_name"] = "bootflow-%s" % row.uuid
+    out["domain_name"] = layout.domain_name(row.uuid)
     out["status"] = api_status(row.vm_state, row.task_state)
     return out
 

@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import socket
 import time
 import urllib.error
@@ -44,6 +45,7 @@ import uuid as uuidlib
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
 
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
@@ -78,11 +80,7 @@ class PlacementError(BootflowError):
 
 def resolve_backend(value=None):
     """``placement_backend`` option, else E(BOOTFLOW_PLACEMENT_BACKEND), else ``local``."""
-    backend = value or os.environ.get("BOOTFLOW_PLACEMENT_BACKEND") or DEFAULT_BACKEND
-    if backend not in BACKENDS:
-        where = "" if value else " (from the BOOTFLOW_PLACEMENT_BACKEND environment variable)"
-        raise InvalidRequest("placement_backend must be one of %s, got %r%s." % (", ".join(BACKENDS), backend, where))
-    return backend
+    return settings.backend("placement_backend", value, "BOOTFLOW_PLACEMENT_BACKEND", BACKENDS, DEFAULT_BACKEND)
 
 
 def aggregate_uuid(name):
@@ -97,6 +95,38 @@ def zone_uuid(zone):
 
 def _names(values):
     return sorted(set(values or ()))
+
+
+# What the operator configures for a compute node on the controller side (the role's variables), not
+# read from the host: reservations, allocation ratios, capacity overrides, where the host sits.
+NODE_SETTINGS = ("reserved_host_memory_mb", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",
+                 "vcpus", "memory_mb", "local_gb", "disabled", "availability_zone", "aggregates", "traits")
+_NODE_NAME_RE = re.compile(r"^[^\x00-\x1f:,]{1,255}$")
+
+
+def node_settings(args):
+    """The compute node settings of a compute_node task (typed and defaulted by its spec), checked
+    before the host is contacted. Raises InvalidRequest."""
+    out = {key: args.get(key) for key in NODE_SETTINGS}
+    for key in ("reserved_host_memory_mb", "vcpus", "memory_mb", "local_gb"):
+        if out[key] is not None and out[key] < 0:
+            raise InvalidRequest("compute_node: %s must not be negative, got %s." % (key, out[key]))
+    for key in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
+        if out[key] is not None and not out[key] > 0:
+            raise InvalidRequest("compute_node: %s must be greater than 0, got %s." % (key, out[key]))
+    zone = out["availability_zone"]
+    if not isinstance(zone, str) or not _NODE_NAME_RE.match(zone) or zone != zone.strip():
+        raise InvalidRequest("availability_zone must be 1-255 characters without ':' ',' or control characters and "
+                             "without surrounding spaces, got %r." % (zone,))
+    for key, pattern, what in (
+            ("aggregates", _NODE_NAME_RE, "names of 1-255 characters without ':' ',' or control characters"),
+            ("traits", _scheduler.TRAIT_RE, "trait names (upper-case letters, digits and _, e.g. CUSTOM_SSD or "
+                                            "HW_CPU_X86_AVX2)")):
+        bad = [v for v in out[key] if not pattern.match(v) or v != v.strip()]
+        if bad:
+            raise InvalidRequest("%s must be %s; not: %s." % (key, what, ", ".join(repr(b) for b in bad)))
+        out[key] = sorted(set(out[key]))
+    return out
 
 
 def upsert_compute_node(db, hostname, report, overrides, check_mode):

@@ -14,7 +14,8 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faul
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms, table
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_MAX_ATTEMPTS
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     Conflict,
     InvalidRequest,
@@ -25,7 +26,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cond
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
-def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=3, cleanup_error=None,
+def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=None, cleanup_error=None,
                  check_mode=False, started=None, placement=None):
     """Handle the failed build of ``instance`` on ``host`` (after the compute role's undo there).
 
@@ -35,8 +36,6 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
     """
     for rule in ("compute:set_error", "placement:release", "scheduler:select_destinations"):
         enforce(auth, rule)
-    if max_attempts < 1:
-        raise InvalidRequest("max_attempts must be at least 1, got %d." % max_attempts)
     verdict = _faults.classify(failure)
     with db.tx() as conn:
         row = instances.get_instance(conn, instance, auth)
@@ -47,9 +46,12 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
         if alloc is not None and alloc.hostname != host:
             raise Conflict("Instance %s holds its claim on %s, not on %s: the failure on %s is not its build."
                            % (row.name, alloc.hostname, host, host))
-        flavors, images = table("flavors"), table("images")
-        flavor = conn.execute(flavors.select().where(flavors.c.id == row.flavor_id)).first()
-        image = conn.execute(images.select().where(images.c.id == row.image_id)).first() if row.image_id else None
+        spec, _group = api.scheduling_request(conn, row, with_group=False)
+    # the value the instance was scheduled with (Nova's [scheduler] max_attempts), unless the task says otherwise
+    if max_attempts is None:
+        max_attempts = (row.request or {}).get("max_attempts") or DEFAULT_MAX_ATTEMPTS
+    if max_attempts < 1:
+        raise InvalidRequest("max_attempts must be at least 1, got %d." % max_attempts)
     at = instances.now_iso()
     retry = _faults.add_failure(_faults.retry_of(row.request), _faults.attempt_record(failure, verdict, at))
     if row.vm_state == instances.ERROR and verdict.reschedulable:
@@ -66,7 +68,7 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
     if check_mode:
         return out
     if decision.reschedule:
-        new_host, left, why, out["claim_failures"] = _reclaim(db, row, flavor, image, retry, decision.candidates,
+        new_host, left, why, out["claim_failures"] = _reclaim(db, row, spec, retry, decision.candidates,
                                                               placement)
         if new_host is not None:
             after = (instances.BUILDING, instances.SCHEDULING)
@@ -102,7 +104,7 @@ def release(db, uuid, placement=None):
     _placement.release(db, uuid, **_placement_kwargs(placement))
 
 
-def _reclaim(db, row, flavor, image, retry, candidates, placement=None):
+def _reclaim(db, row, spec, retry, candidates, placement=None):
     """Nova's conductor on a reschedule: free the claim on the failed host (host None, task_state
     scheduling), then claim the first alternate that still fits - it may be stale, and a member of an
     affinity or anti-affinity server group must still keep its group's policy there (the claim re-checks
@@ -112,7 +114,6 @@ def _reclaim(db, row, flavor, image, retry, candidates, placement=None):
     with db.tx() as conn:
         conductor.save_retry(conn, row.uuid, _faults.next_attempt(retry))
         instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, host=None)
-    spec = api.request_spec(flavor, image, row.request)
     try:
         host, alternates, tried = _placement.claim(db, row.uuid, spec, list(candidates),
                                                    **_placement_kwargs(placement, row))

@@ -4,7 +4,7 @@
 
 PRIVATE to the collection: may change at any time.
 
-Mirrors nova-scheduler (see docs/design.md and the anchors report, D1):
+Mirrors nova-scheduler (docs/scheduler.md says which filter and weigher does what):
 
 * capacity is checked the way Placement does it:
   ``capacity = (total - reserved) * allocation_ratio``, ``free = capacity - used``,
@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_MAX_ATTEMPTS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
 
 __all__ = [
@@ -434,7 +435,7 @@ class SchedulerConfig:
     multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
     host_subset_size: int = 1
     shuffle_best_same_weighed_hosts: bool = False
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     service_down_time: float = 60.0
 
     def __post_init__(self) -> None:

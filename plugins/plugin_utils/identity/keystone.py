@@ -49,6 +49,7 @@ try:
 except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
     HAS_YAML = False
 
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.local import UNAUTHENTICATED, AuthContext
@@ -63,11 +64,7 @@ CACHE_DIR = "keystone-tokens"
 
 def resolve_backend(value=None):
     """``auth_backend`` option, else E(BOOTFLOW_AUTH_BACKEND), else ``local``."""
-    backend = value or os.environ.get("BOOTFLOW_AUTH_BACKEND") or DEFAULT_BACKEND
-    if backend not in BACKENDS:
-        where = "" if value else " (from the BOOTFLOW_AUTH_BACKEND environment variable)"
-        raise InvalidRequest("auth_backend must be one of %s, got %r%s." % (", ".join(BACKENDS), backend, where))
-    return backend
+    return settings.backend("auth_backend", value, "BOOTFLOW_AUTH_BACKEND", BACKENDS, DEFAULT_BACKEND)
 
 
 # --- clouds.yaml -----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ansible.module_utils.urls import SSLValidationError, open_url
 
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import inspect_format
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
@@ -126,6 +127,12 @@ def find_image(conn, ref, auth=None, listed="accepted"):
     if len(rows) > 1:
         raise Conflict("Multiple images are named %s; use the image ID (%s)." % (ref, ", ".join(r.id for r in rows)))
     return rows[0]
+
+
+def image_record(conn, image_id):
+    """The registry's row of an image by ID, whoever may see it now (what an instance was booted from), or None."""
+    images = _db.table("images")
+    return conn.execute(images.select().where(images.c.id == image_id)).first()
 
 
 def check_bootable(image, flavor=None):
@@ -242,11 +249,7 @@ def _copy_hashing(src, dest):
 
 def resolve_backend(value=None):
     """``image_backend`` option, else E(BOOTFLOW_IMAGE_BACKEND), else ``local``."""
-    backend = value or os.environ.get("BOOTFLOW_IMAGE_BACKEND") or DEFAULT_BACKEND
-    if backend not in BACKENDS:
-        where = "" if value else " (from the BOOTFLOW_IMAGE_BACKEND environment variable)"
-        raise InvalidRequest("image_backend must be one of %s, got %r%s." % (", ".join(BACKENDS), backend, where))
-    return backend
+    return settings.backend("image_backend", value, "BOOTFLOW_IMAGE_BACKEND", BACKENDS, DEFAULT_BACKEND)
 
 
 def glance_url(ctx, fallback=None):
@@ -454,14 +457,6 @@ def validate_upload(name, filename, disk_format, properties):
 
 
 STATES = ("present", "absent", "deactivated")
-
-
-def ensure_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
-                 min_disk, min_ram, properties, state, check_mode, glance=None):
-    """``apply_image`` without the diff: (changed, image)."""
-    changed, image, _diff = apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
-                                        min_disk, min_ram, properties, state, check_mode, glance=glance)
-    return changed, image
 
 
 def apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,

@@ -17,6 +17,8 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import ipam
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -198,6 +200,65 @@ def allocate_port(db, instance_uuid, network_ref, host, fixed_ip=None, check_mod
 
 def _raise_no_ips(sub):
     raise _ipam.NoMoreIps(sub.cidr)
+
+
+def get_port(conn, port_id):
+    """The port record, or None."""
+    ports = _db.table("ports")
+    return conn.execute(ports.select().where(ports.c.id == port_id)).first()
+
+
+def bind_port(conn, port_id, host):
+    """The port is wired on ``host`` (its DHCP reservation is there): ACTIVE (Neutron's port binding)."""
+    ports = _db.table("ports")
+    conn.execute(ports.update().where(ports.c.id == port_id).values(status="ACTIVE", host=host))
+
+
+def allocate_instance_ports(db, auth, ref, fixed_ips, check_mode=False):
+    """neutron-server for nova-compute's allocate_for_instance: one port (MAC + IP from the pool, or the
+    fixed IP asked for) on each of the instance's networks, on its host. ``fixed_ips`` maps network name or
+    ID to an IP; every one is checked before the first port is made. A pool that runs out puts the
+    instance in ERROR. Returns (changed, instance row before, (vm_state, task_state) after, port specs)."""
+    enforce(auth, "network:create_port")
+    with db.tx() as conn:
+        row = instances.get_instance(conn, ref, auth)
+    if not row.host:
+        raise InvalidRequest("Instance %s has no host yet: schedule it before allocating ports." % row.name)
+    by_id = {}
+    with db.tx() as conn:  # keys may be network names or IDs
+        for net_ref, ip in fixed_ips.items():
+            by_id[find_network(conn, net_ref).id] = ip
+    unknown = set(by_id) - set(row.request.get("networks", []))
+    if unknown:
+        raise InvalidRequest("fixed_ips names network(s) the instance is not on: %s" % ", ".join(sorted(unknown)))
+    with db.tx() as conn:
+        check_fixed_ips(conn, row.uuid, by_id)
+    changed = False
+    try:
+        for net_id in row.request.get("networks", []):
+            made, _port = allocate_port(db, row.uuid, net_id, row.host, fixed_ip=by_id.get(net_id), check_mode=check_mode)
+            changed = changed or made
+    except _ipam.NoMoreIps as exc:
+        if not check_mode:
+            with db.tx() as conn:
+                instances.set_fault(conn, row.uuid, str(exc), "port", row.host)
+        raise InvalidRequest(str(exc)) from exc
+    after = (row.vm_state, row.task_state)
+    with db.tx() as conn:
+        if changed and not check_mode and row.vm_state == instances.BUILDING:
+            new = instances.move_state(conn, row.uuid, instances.BUILDING, instances.NETWORKING)
+            after = (new.vm_state, new.task_state)
+        ports = [port_spec(conn, p) for p in instance_ports(conn, row.uuid)]
+    return changed, row, after, ports
+
+
+def release_instance_ports(db, auth, ref, check_mode=False):
+    """Delete the instance's ports (delete.yml, after its domain is gone): frees the IPs. Returns them."""
+    enforce(auth, "network:delete_port")
+    with db.tx() as conn:
+        row = instances.get_instance(conn, ref, auth)
+    instances.require_not_running(row, "release its ports")
+    return release_ports(db, row.uuid, check_mode)
 
 
 def release_ports(db, instance_uuid, check_mode=False):

@@ -13,6 +13,9 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
+
+MAX_VOLUME_GB = 16384   # Cinder's largest volume (GB)
 
 # which status may follow which (error states may be entered from anywhere)
 TRANSITIONS = {
@@ -51,5 +54,20 @@ def instance_volumes(conn, instance_uuid):
                         .order_by(vols.c.device)).fetchall()
 
 
-def volume_table():
-    return _db.table("volumes")
+def check_resize(conn, vol, size_gb):
+    """A new size for ``vol``, checked before the host is asked: a whole number in Cinder's range, no
+    shrink, and the growth within the project's gigabytes quota. Returns the size as an int."""
+    if not isinstance(size_gb, int) or isinstance(size_gb, bool):
+        raise InvalidRequest("size_gb must be a whole number of GB, got %r." % (size_gb,))
+    if not 1 <= size_gb <= MAX_VOLUME_GB:
+        raise InvalidRequest("size_gb must be between 1 and %d, got %d." % (MAX_VOLUME_GB, size_gb))
+    if size_gb < vol.size_gb:
+        raise InvalidRequest("Volume %s is %d GB; shrinking it to %d GB is not supported." % (vol.name, vol.size_gb, size_gb))
+    if size_gb > vol.size_gb:
+        _quota.check(conn, vol.project_id, {"gigabytes": size_gb - vol.size_gb})
+    return size_gb
+
+
+def set_size(conn, volume_id, size_gb):
+    vols = _db.table("volumes")
+    conn.execute(vols.update().where(vols.c.id == volume_id).values(size_gb=size_gb, updated_at=_db.now()))

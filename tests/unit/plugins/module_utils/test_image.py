@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import image_cache as im
 
 QEMU_IMG = shutil.which("qemu-img") or "qemu-img"  # installed by make setup (qemu-utils); no skip
@@ -60,8 +61,8 @@ def qcow2_image(tmp_path):
 
 
 def test_cache_name_is_sha1_of_the_id():
-    assert im.cache_name(IMAGE_ID) == hashlib.sha1(IMAGE_ID.encode()).hexdigest()
-    assert len(im.cache_name("x")) == 40
+    assert layout.cache_name(IMAGE_ID) == hashlib.sha1(IMAGE_ID.encode()).hexdigest()
+    assert len(layout.cache_name("x")) == 40
 
 
 def test_stream_hash_path_and_fileobj(raw_image):
@@ -256,7 +257,7 @@ def test_fetch_from_src_then_idempotent(tmp_path, raw_image):
 
     r = fetch(p, qemu_img=QEMU_IMG)
     assert r["changed"] and r["base_downloaded"] and r["disk_created"] and not r["base_missing"]
-    base = os.path.join(p["instances_path"], "_base", im.cache_name(IMAGE_ID))
+    base = os.path.join(p["instances_path"], "_base", layout.cache_name(IMAGE_ID))
     assert r["base_path"] == base and open(base, "rb").read() == open(raw_image, "rb").read()
     assert os.stat(base).st_mode & 0o777 == 0o644
     info = json.load(open(base + ".info"))
@@ -337,7 +338,7 @@ def test_failed_overlay_is_rolled_back(tmp_path, raw_image):
     with pytest.raises(im.ImageError, match="qemu-img create .* failed .*boom"):
         fetch(p, run=failing_run, qemu_img=QEMU_IMG)
     assert not os.path.exists(os.path.join(p["instances_path"], INSTANCE))
-    assert os.path.exists(os.path.join(p["instances_path"], "_base", im.cache_name(IMAGE_ID)))  # verified base kept
+    assert os.path.exists(os.path.join(p["instances_path"], "_base", layout.cache_name(IMAGE_ID)))  # verified base kept
 
 
 def test_url_download_with_opener(tmp_path, raw_image):
@@ -431,7 +432,7 @@ def cache_of(tmp_path, raw_image, qcow2_image):
     b = fetch(params(tmp_path, qcow2_image, image_id="7e2f3ccd-4d7b-4b1f-8c1f-8f4d2e3fab21", disk_format="qcow2",
                      checksum=md5, os_hash_value=sha512, instance_uuid=None))
     base_dir = os.path.dirname(a["base_path"])
-    leftover = os.path.join(base_dir, ".%s.abc123.part" % im.cache_name(IMAGE_ID))
+    leftover = os.path.join(base_dir, ".%s.abc123.part" % layout.cache_name(IMAGE_ID))
     open(leftover, "wb").close()
     for path in (a["base_path"], b["base_path"], leftover):
         os.utime(path, (1000, 1000))

@@ -39,9 +39,9 @@ def cloud(tmp_path):
     _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
     _compute_api.ensure_flavor(db, "m1.two", 1, 128, 2, {}, "present", False)
     _compute_api.ensure_flavor(db, "m1.nodisk", 1, 128, 0, {}, "present", False)
-    _images.ensure_image(db, auth, state_dir, "img", str(small), "raw", "bare", "public", 0, 0, {}, "present", False)
-    _images.ensure_image(db, auth, state_dir, "big", str(big), "qcow2", "bare", "public", 0, 0, {}, "present", False)
-    _images.ensure_image(db, auth, state_dir, "min3", str(small), "raw", "bare", "public", 3, 0, {}, "present", False)
+    _images.apply_image(db, auth, state_dir, "img", str(small), "raw", "bare", "public", 0, 0, {}, "present", False)
+    _images.apply_image(db, auth, state_dir, "big", str(big), "qcow2", "bare", "public", 0, 0, {}, "present", False)
+    _images.apply_image(db, auth, state_dir, "min3", str(small), "raw", "bare", "public", 3, 0, {}, "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/28", None, None, None, None, [], "present", False)
     yield {"db": db, "auth": auth}

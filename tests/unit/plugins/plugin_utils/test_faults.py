@@ -137,7 +137,7 @@ def cloud(tmp_path, backend):
     image_file = tmp_path / "disk.raw"
     image_file.write_bytes(b"\0" * (1024 * 1024))
     _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
-    _images.ensure_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
+    _images.apply_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/28", None, None, None, None, [], "present", False)
     for name, mem in (("hv1", 2048), ("hv2", 1536), ("hv3", 1024)):

@@ -97,8 +97,10 @@ def _register(cloud, name, auth=None, filename=None, **kw):
     args = dict(disk_format="qcow2", container_format="bare", visibility="public", min_disk=0, min_ram=0,
                 properties={}, state="present", check_mode=False)
     args.update(kw)
-    return _images.ensure_image(cloud["db"], auth, cloud["state_dir"], name, filename or os.path.join(GUEST_DIR, "disk.qcow2"),
-                                glance=_client(cloud), **args)
+    changed, image, _diff = _images.apply_image(cloud["db"], auth, cloud["state_dir"], name,
+                                                filename or os.path.join(GUEST_DIR, "disk.qcow2"), glance=_client(cloud),
+                                                **args)
+    return changed, image
 
 
 def test_upload_maps_every_field_to_glance_and_mirrors_the_record(cloud):

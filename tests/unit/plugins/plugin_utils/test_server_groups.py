@@ -64,7 +64,7 @@ def world(tmp_path, backend):
     image = tmp_path / "disk.raw"
     image.write_bytes(b"\0" * 65536)
     _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
-    _images.ensure_image(db, auth["admin"], state_dir, "img", str(image), "raw", "bare", "public", 0, 0, {}, "present", False)
+    _images.apply_image(db, auth["admin"], state_dir, "img", str(image), "raw", "bare", "public", 0, 0, {}, "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/24", None, None, None, None, [], "present", False)
     for name in HOSTS:

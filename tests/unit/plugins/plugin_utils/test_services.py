@@ -48,7 +48,7 @@ def cloud(tmp_path, backend):
     image_file.write_bytes(b"\0" * (1024 * 1024))
     _compute_api.ensure_flavor(db, "m1.tiny", 1, 128, 1, {}, "present", False)
     _compute_api.ensure_flavor(db, "m1.big", 1, 4096, 1, {}, "present", False)
-    _images.ensure_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
+    _images.apply_image(db, auth, state_dir, "img", str(image_file), "raw", "bare", "public", 0, 0, {}, "present", False)
     _networking.ensure_network(db, "net", "br-test", "present", False)
     _networking.ensure_subnet(db, "net", "net-subnet", "10.0.0.0/28", None, None, None, None, [], "present", False)
     yield {"db": db, "auth": auth, "state_dir": state_dir, "tmp": tmp_path, "db_url": db_url}

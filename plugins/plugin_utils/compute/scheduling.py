@@ -1,0 +1,114 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nova-scheduler's select_destinations for one instance record: its RequestSpec, the candidate hosts'
+states, Placement's capacity pre-filter (a real Placement), the filters and weighers (scheduler.py, pure
+logic) and the atomic claim on the chosen host or an alternate (placement.py); and the claim's release.
+
+PRIVATE to the collection: may change at any time. Controller side only.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+
+NO_COMPUTE_NODES = "No valid host was found. There are no compute nodes: run playbooks/hypervisors.yml."
+
+
+def config(enabled_filters, weight_multipliers, host_subset_size, max_attempts, service_down_time):
+    """The scheduler's configuration; ``service_down_time`` 0 = do not judge liveness by the age of the last
+    report or heartbeat. Raises InvalidRequest."""
+    if service_down_time < 0:
+        raise InvalidRequest("service_down_time must be 0 (off) or a number of seconds, got %d." % service_down_time)
+    return _scheduler.SchedulerConfig(enabled_filters=enabled_filters, multipliers=weight_multipliers,
+                                      host_subset_size=host_subset_size, max_attempts=max_attempts,
+                                      service_down_time=service_down_time or 10 ** 9)
+
+
+def _client(placement):
+    return placement() if callable(placement) else placement
+
+
+def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mode=False):
+    """Choose a host for instance ``ref`` (a building instance that is scheduling) and claim it.
+
+    ``hosts``: the candidate host names (None: every compute node); ``placement``: the Placement client
+    when a real Placement holds the claims (None: the local backend), or a function returning it (called
+    once the caller passed the policy check). Returns a dict: ``changed``, ``host``, ``alternates``,
+    ``rejected``, ``claim_failures``, ``weights``, ``server_group``, ``backend``, ``instance`` (the row
+    before), ``new`` (the row after; None in check mode or when it held a claim already).
+    A host nothing fits puts the instance in ERROR (Nova's NoValidHost) and raises NoValidHostError."""
+    enforce(auth, "scheduler:select_destinations")
+    placement = _client(placement)
+    with db.tx() as conn:
+        row = instances.get_instance(conn, ref, auth)
+        alloc = _placement.existing_allocation(conn, row.uuid)
+        if alloc is not None:
+            return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": row, "new": None,
+                    "backend": "local" if placement is None else "placement"}
+        if row.vm_state != instances.BUILDING or row.task_state != instances.SCHEDULING:
+            raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
+                                 "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
+        spec, group = _compute_api.scheduling_request(conn, row)
+        states = _placement.host_states(conn)
+    if hosts is not None:
+        wanted = set(hosts)
+        states = [s for s in states if s.name in wanted]
+    try:
+        if not states:
+            raise _scheduler.NoValidHost({})
+        pre_rejected = {}
+        if placement is not None:
+            # Placement's capacity pre-filter (GET /allocation_candidates), as nova-scheduler does first
+            states, pre_rejected = _placement.apply_candidates(states, placement.allocation_candidates(spec), spec, cfg)
+            if not states:
+                raise _scheduler.NoValidHost(pre_rejected)
+        selection = _scheduler.select_hosts(states, spec, cfg)
+        selection.rejected = dict(sorted(dict(pre_rejected, **selection.rejected).items()))
+    except _scheduler.NoValidHost as exc:
+        msg = str(exc) if states else NO_COMPUTE_NODES
+        _fail(db, row, msg, check_mode)
+        raise NoValidHostError(msg, rejected=exc.rejected) from exc
+    out = {"changed": True, "host": selection.host, "alternates": selection.alternates,
+           "rejected": selection.rejected, "claim_failures": {}, "instance": row, "new": None,
+           "weights": {name: {"total": total, **per} for name, total, per in selection.hosts},
+           "server_group": None if group is None else {k: group[k] for k in ("id", "name", "policy",
+                                                                             "max_server_per_host", "hosts")}}
+    if check_mode:
+        return out
+    try:
+        host, alternates, claim_failures = _placement.claim(db, row.uuid, spec, [h[0] for h in selection.hosts],
+                                                            placement=placement, project_id=row.project_id,
+                                                            user_id=row.user_id)
+    except NoValidHostError as exc:
+        _fail(db, row, str(exc), check_mode)
+        exc.details["rejected"] = selection.rejected
+        raise
+    with db.tx() as conn:
+        # the conductor's reschedule tries as many builds as the scheduler kept hosts for
+        instances.update_request(conn, row.uuid, max_attempts=cfg.max_attempts)
+        out["new"] = instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING,
+                                          expected_task_state=instances.SCHEDULING, host=host)
+    out.update(host=host, alternates=alternates, claim_failures=claim_failures,
+               backend="local" if placement is None else "placement")
+    return out
+
+
+def release(db, auth, ref, placement=None, check_mode=False):
+    """Delete the instance's claim (delete.yml: after its domain is gone). Returns the host it was on, or None."""
+    enforce(auth, "placement:release")
+    placement = _client(placement)
+    with db.tx() as conn:
+        row = instances.get_instance(conn, ref, auth)
+        instances.require_not_running(row, "release its claim")
+    return _placement.release(db, row.uuid, check_mode, placement=placement)
+
+
+def _fail(db, row, msg, check_mode):
+    if not check_mode:
+        with db.tx() as conn:
+            instances.set_fault(conn, row.uuid, msg, "schedule", None)

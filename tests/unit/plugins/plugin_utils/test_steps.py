@@ -1,0 +1,74 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The step runners' pure parts: which spec a host step validates with, what reaches the host module,
+which backend a setting names, and the layout's names."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings, steps
+
+
+class _Task:
+    def __init__(self, args):
+        self.args = args
+
+
+def _host_step(module, args):
+    cls = type("ActionModule", (steps.HostStep,), {"__module__": "ansible_collections.bootflow.cloud.plugins.action.%s" % module})
+    step = cls.__new__(cls)   # no ActionBase.__init__: only the spec is looked at
+    step._task = _Task(args)  # pylint: disable=protected-access
+    return step
+
+
+def test_a_host_step_validates_with_its_modules_spec():
+    spec = _host_step("dhcp_lease", {"port_id": "p"}).argument_spec()
+    assert spec["argument_spec"]["network_id"]["required"] is True
+    assert spec["required_if"]
+
+
+def test_with_a_token_required_options_are_left_to_the_db_and_the_host():
+    spec = _host_step("dhcp_lease", {"port_id": "p", "auth_token": "t"}).argument_spec()
+    assert set(spec) == {"argument_spec"}
+    assert "required" not in spec["argument_spec"]["network_id"]
+    # types, choices and defaults are still checked on the controller
+    assert spec["argument_spec"]["state"]["choices"] == ["present", "absent", "leased"]
+    assert spec["argument_spec"]["lease_time"]["default"] == 86400
+
+
+def test_the_module_name_is_the_plugins_file_name():
+    assert _host_step("volume_attach", {}).module_name() == "volume_attach"
+
+
+def test_unset_options_do_not_reach_the_host_not_even_inside_sub_options():
+    args = {"name": "d", "uuid": None, "disks": [{"path": "/x", "pool": None, "volume": None}], "interfaces": []}
+    assert steps._given(args) == {"name": "d", "disks": [{"path": "/x"}], "interfaces": []}  # pylint: disable=protected-access
+
+
+def test_a_backend_comes_from_the_option_else_the_environment_else_local(monkeypatch):
+    monkeypatch.delenv("BOOTFLOW_X_BACKEND", raising=False)
+    assert settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote")) == "local"
+    monkeypatch.setenv("BOOTFLOW_X_BACKEND", "remote")
+    assert settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote")) == "remote"
+    assert settings.backend("x_backend", "local", "BOOTFLOW_X_BACKEND", ("local", "remote")) == "local"
+    monkeypatch.setenv("BOOTFLOW_X_BACKEND", "nope")
+    with pytest.raises(InvalidRequest, match=r"x_backend must be one of local, remote, got 'nope' \(from the "
+                                             r"BOOTFLOW_X_BACKEND environment variable\)"):
+        settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote"))
+
+
+def test_names_on_the_host():
+    uuid = "1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11"
+    assert layout.domain_name(uuid) == "bootflow-" + uuid
+    assert layout.instance_of_domain(layout.domain_name(uuid)) == uuid
+    assert layout.instance_of_domain("other") == "other"
+    assert layout.console_log_path("/srv/i", uuid) == "/srv/i/%s/console.log" % uuid
+
+
+def test_one_exception_root():
+    assert issubclass(InvalidRequest, BootflowError) and issubclass(InvalidRequest, ValueError)
+    err = BootflowError("no", device="vdb")
+    assert (str(err), err.msg, err.details) == ("no", "no", {"device": "vdb"})
