@@ -10,9 +10,7 @@ persistent definition.
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import domain_name, instance_of_domain
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt_xml import DEVICE_RE, next_device
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import domain_name
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.volume import api as _volumes
@@ -27,33 +25,13 @@ class ActionModule(HostStep):
     _building = False
 
     def prepare(self, ctx, args):
-        device = args.get("device")
-        if device is not None and not DEVICE_RE.match(device):
-            raise InvalidRequest("Invalid device name %r: vdX, sdX or hdX (for example vdb)." % (device,))
         with ctx.db.tx() as conn:
-            vol = _volumes.get_volume(conn, args.get("volume"), ctx.auth)
-            instance = instances.find_instance(conn, vol.instance_uuid, ctx.auth) if vol.instance_uuid else None
-            named = None
-            if args.get("domain"):
-                named = instances.find_instance(conn, instance_of_domain(args["domain"]), ctx.auth)
-                if named is None:
-                    raise NotFound("Instance of domain %s could not be found." % args["domain"])
-        if named is not None and instance is not None and named.uuid != instance.uuid:
-            raise Conflict("Volume %s is attached to instance %s, not to %s (multiattach is not supported)."
-                           % (vol.name, instance.name, named.name))
-        instance = instance or named
-        if instance is None:
-            raise InvalidRequest("Volume %s is not attached to an instance; give the instance's domain." % vol.name)
-        if vol.instance_uuid and vol.instance_uuid != instance.uuid:
-            raise Conflict("Volume %s is attached to instance %s (multiattach is not supported)." % (vol.name, vol.instance_uuid))
+            vol, instance, args["device"] = _volumes.attachment(conn, ctx.auth, args.get("volume"), args.get("domain"),
+                                                                args.get("device"))
         args["volume"] = vol.name
         args["domain"] = domain_name(instance.uuid)
         if "pool" not in ctx.given:
             args["pool"] = vol.pool
-        if args.get("device") is None:
-            with ctx.db.tx() as conn:
-                taken = {v.device for v in _volumes.instance_volumes(conn, instance.uuid) if v.id != vol.id and v.device}
-            args["device"] = vol.device if vol.device and vol.device not in taken else next_device(taken)
         self._volume = vol
         # while the instance builds, the attachment is bookkeeping only: the domain gets the disk at spawn
         self._building = instance.vm_state == instances.BUILDING

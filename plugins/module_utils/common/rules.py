@@ -8,6 +8,7 @@ PRIVATE to the collection: may change at any time. Stdlib only: host modules imp
 from __future__ import annotations
 
 import re
+import uuid
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
@@ -32,6 +33,14 @@ def validate_name(kind, name):
         raise InvalidRequest("Invalid %s name %r: control characters (newline, tab, NUL ...) are not allowed." % (kind, name))
     if name != name.strip():
         raise InvalidRequest("Invalid %s name %r: leading or trailing whitespace is not allowed." % (kind, name))
+
+
+def check_uuid(value, what="instance_uuid"):
+    """``value`` as a canonical UUID string; InvalidRequest naming ``what`` when it is none."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidRequest("%s %r is not a UUID" % (what, value)) from None
 
 
 def normalize_mac(mac):

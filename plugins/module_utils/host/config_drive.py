@@ -29,11 +29,10 @@ import shutil
 import struct
 import tempfile
 import unicodedata
-import uuid as _uuid
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import atomic_install, find_bin
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import normalize_mac, user_data_problem
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import check_uuid, normalize_mac, user_data_problem
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 
 LABEL = "cidata"
@@ -51,13 +50,6 @@ class ConfigDriveError(BootflowError):
 
 # --------------------------------------------------------------------------------------------
 # contents
-
-
-def check_uuid(value):
-    try:
-        return str(_uuid.UUID(str(value)))
-    except ValueError:
-        raise ConfigDriveError("instance_uuid %r is not a UUID" % (value,))
 
 
 def ip_hostname(ip):

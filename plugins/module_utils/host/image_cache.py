@@ -25,7 +25,6 @@ import struct
 import tempfile
 import time
 import urllib.parse
-import uuid as _uuid
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (
@@ -35,6 +34,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import
     makedirs,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import check_uuid
 
 GIB = 1024 ** 3
 CHUNK = 1024 * 1024
@@ -290,13 +290,6 @@ def _paths(instances_path, image_id, instance_uuid):
     )
 
 
-def _check_uuid(value):
-    try:
-        return str(_uuid.UUID(str(value)))
-    except ValueError:
-        raise ImageError("instance_uuid %r is not a UUID" % (value,))
-
-
 def read_info(path):
     try:
         with open(path) as f:
@@ -318,7 +311,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
     if not os.path.isabs(instances_path):
         raise ImageError("instances_path must be an absolute path")
     instances_path = os.path.normpath(instances_path)
-    uuid = _check_uuid(p["instance_uuid"]) if p.get("instance_uuid") else None
+    uuid = check_uuid(p["instance_uuid"]) if p.get("instance_uuid") else None
     state = p.get("state") or "present"
     paths = _paths(instances_path, p.get("image_id"), uuid)
     create_disk = bool(uuid) and p.get("create_disk", True) is not False

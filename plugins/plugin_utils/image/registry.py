@@ -459,6 +459,41 @@ def validate_upload(name, filename, disk_format, properties):
 STATES = ("present", "absent", "deactivated")
 
 
+def image_request(db, auth, state_dir, req, check_mode, glance=None, progress=None):
+    """bootflow.cloud.image's request (``req``: its validated options): the policy rules of the state and
+    visibility asked for, a download of ``url`` into a staging file first (``progress(msg)`` says so),
+    then ``apply_image``. ``glance``: the Glance client, or a function returning it (called once the
+    policy allowed the request). Returns (changed, image, diff)."""
+    enforce(auth, {"absent": "image:delete", "deactivated": "image:deactivate"}.get(req["state"], "image:upload"))
+    if req["visibility"] == "public" and req["state"] == "present":
+        enforce(auth, "image:publicize")
+    if req["state"] == "deactivated" and (req["filename"] or req["url"]):
+        raise InvalidRequest("filename and url are not used with state deactivated (it works on the registered "
+                             "image); leave them out.")
+    if callable(glance):
+        glance = glance()
+    filename = req["filename"]
+    if req["url"] and req["state"] == "present":
+        if req["url_timeout"] <= 0:
+            raise InvalidRequest("url_timeout must be a positive number of seconds, got %d." % req["url_timeout"])
+        validate_name("image", req["name"])  # before the download, not after it
+        if progress is not None:
+            progress("downloading image %s" % req["name"])
+        filename = download_url(req["url"], state_dir, req["url_timeout"], req["validate_certs"])
+    try:
+        return apply_image(db, auth, state_dir, req["name"], filename, req["disk_format"], req["container_format"],
+                           req["visibility"], req["min_disk"], req["min_ram"], req["properties"], req["state"],
+                           check_mode, glance=glance)
+    except InvalidRequest as exc:
+        if filename == req["filename"]:
+            raise
+        # the staging file's name means nothing to the caller: say where the bytes came from
+        raise InvalidRequest("%s (the image downloaded from %s)" % (exc, redact_url(req["url"]))) from exc
+    finally:
+        if filename != req["filename"]:
+            os.unlink(filename)   # the staging copy of the download
+
+
 def apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
                 min_disk, min_ram, properties, state, check_mode, glance=None):
     """Register (upload), update, deactivate or delete an image idempotently; returns (changed, image,

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import instance_of_domain
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt_xml import DEVICE_RE, next_device
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
 
 MAX_VOLUME_GB = 16384   # Cinder's largest volume (GB)
@@ -71,3 +74,31 @@ def check_resize(conn, vol, size_gb):
 def set_size(conn, volume_id, size_gb):
     vols = _db.table("volumes")
     conn.execute(vols.update().where(vols.c.id == volume_id).values(size_gb=size_gb, updated_at=_db.now()))
+
+
+def attachment(conn, auth, volume_ref, domain=None, device=None):
+    """What an attach or detach of ``volume_ref`` works on (cinder-api's attachment): the volume, the
+    instance (the one it is attached to, else the one of libvirt ``domain``; no multiattach) and its
+    device (``device``, else the one reserved for it, else the next free one on the instance).
+    Returns (volume row, instance row, device)."""
+    if device is not None and not DEVICE_RE.match(device):
+        raise InvalidRequest("Invalid device name %r: vdX, sdX or hdX (for example vdb)." % (device,))
+    vol = get_volume(conn, volume_ref, auth)
+    instance = instances.find_instance(conn, vol.instance_uuid, auth) if vol.instance_uuid else None
+    named = None
+    if domain:
+        named = instances.find_instance(conn, instance_of_domain(domain), auth)
+        if named is None:
+            raise NotFound("Instance of domain %s could not be found." % domain)
+    if named is not None and instance is not None and named.uuid != instance.uuid:
+        raise Conflict("Volume %s is attached to instance %s, not to %s (multiattach is not supported)."
+                       % (vol.name, instance.name, named.name))
+    instance = instance or named
+    if instance is None:
+        raise InvalidRequest("Volume %s is not attached to an instance; give the instance's domain." % vol.name)
+    if vol.instance_uuid and vol.instance_uuid != instance.uuid:
+        raise Conflict("Volume %s is attached to instance %s (multiattach is not supported)." % (vol.name, vol.instance_uuid))
+    if device is None:
+        taken = {v.device for v in instance_volumes(conn, instance.uuid) if v.id != vol.id and v.device}
+        device = vol.device if vol.device and vol.device not in taken else next_device(taken)
+    return vol, instance, device

@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import image_cache as im
 
 QEMU_IMG = shutil.which("qemu-img") or "qemu-img"  # installed by make setup (qemu-utils); no skip
@@ -359,7 +360,7 @@ def test_url_download_with_opener(tmp_path, raw_image):
 def test_url_scheme_and_uuid_validation(tmp_path, raw_image):
     with pytest.raises(im.ImageError, match="http"):
         fetch(params(tmp_path, raw_image, src=None, url="file:///etc/passwd"))
-    with pytest.raises(im.ImageError, match="not a UUID"):
+    with pytest.raises(InvalidRequest, match="instance_uuid '../../etc' is not a UUID"):
         fetch(params(tmp_path, raw_image, instance_uuid="../../etc"))
     with pytest.raises(im.ImageError, match="never"):
         fetch(params(tmp_path, raw_image, checksum=None, os_hash_algo=None, os_hash_value=None))
