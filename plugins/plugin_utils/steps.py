@@ -27,7 +27,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS, module_kwargs
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import session
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError, InvalidRequest
@@ -75,11 +75,8 @@ class StepContext:
     def authenticate(self, fresh=False):
         """Validate ``auth_token`` with the configured backend and return its AuthContext (raises
         AuthError saying why not). ``fresh`` skips the Keystone validation cache."""
-        token = self.args.get("auth_token")
-        if self.auth_backend == "keystone":
-            return self.keystone().validate(token, use_cache=not fresh)
-        keys = _identity.key_repository(self.state_dir)
-        return _identity.authenticate(self.db, keys, token)
+        return session.authenticate(lambda: self.db, self.state_dir, self.auth_backend, self.args.get("auth_token"),
+                                    auth_url=self.args.get("auth_url"), fresh=fresh)
 
     @property
     def auth(self):

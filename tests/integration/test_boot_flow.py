@@ -6,9 +6,11 @@ nothing behind. The tests in this module run in file order and share one instanc
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from conftest import console, wait_console
+from conftest import REPO, console, wait_console
 
 NAME = "it-vm"
 
@@ -80,6 +82,21 @@ def test_second_boot_reports_no_changes(booted):
     assert recap and all(v["changed"] == 0 and v["failed"] == 0 for v in recap.values()), again.out[-3000:]
     assert len(env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME)) == 1
     assert len(env.query("SELECT * FROM allocations")) == 1
+
+
+def test_the_instances_inventory_plugin_lists_the_guest(booted):
+    """The next job's view: ansible-inventory with bootflow.cloud.instances (state dir from the environment,
+    the admin of the embedded identity) lists the ACTIVE guest at its fixed IP, in its hypervisor's group."""
+    env, inst = booted["env"], booted["instance"]
+    ip = env.query("SELECT ip FROM ports WHERE instance_uuid=?", inst["uuid"])[0]["ip"]
+    source = env.state_dir.parent / "it.bootflow.yml"
+    source.write_text("plugin: bootflow.cloud.instances\nstatuses: [ACTIVE]\n")
+    graph = subprocess.run(["ansible-inventory", "-i", str(source), "--graph"], cwd=REPO, env=env.env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=True).stdout
+    assert "@bootflow_host_%s:" % env.host in graph and "|--%s" % NAME in graph, graph
+    listed = subprocess.run(["ansible-inventory", "-i", str(source), "--host", NAME], cwd=REPO, env=env.env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=True).stdout
+    assert '"ansible_host": "%s"' % ip in listed and '"bootflow_uuid": "%s"' % inst["uuid"] in listed, listed
 
 
 def test_delete_leaves_nothing(booted):

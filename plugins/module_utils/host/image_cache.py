@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.parse
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DISK_FORMATS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (
     atomic_install,
@@ -38,7 +39,6 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import
 
 GIB = 1024 ** 3
 CHUNK = 1024 * 1024
-DISK_FORMATS = ("raw", "qcow2")
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512",
               "sha3_224", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")

@@ -288,3 +288,34 @@ def delete(db, auth, ref, check_mode):
         if not check_mode:
             instances.soft_delete(conn, row.uuid)
         return True, row
+
+
+def list_servers(db, auth, all_projects=False, statuses=()):
+    """nova-api's GET /servers/detail: the caller's project's live instances (with ``all_projects``, an
+    admin's view of every project's), by name, optionally only those in one of ``statuses`` (ACTIVE,
+    BUILD, ERROR). Each is the instance record (``instance_dict``) with its flavor's and image's names,
+    its server group's name and its ports (network name, IP, MAC)."""
+    enforce(auth, "compute:get_all")
+    if all_projects:
+        enforce(auth, "compute:get_all_tenants")
+    inst = _db.table("instances")
+    query = inst.select().where(inst.c.deleted == 0).order_by(inst.c.name, inst.c.created_at)
+    if not all_projects:
+        query = query.where(inst.c.project_id == auth.project_id)
+    wanted = {s.upper() for s in statuses}
+    out = []
+    with db.tx() as conn:
+        flavors = {f.id: f.name for f in conn.execute(_db.table("flavors").select())}
+        for row in conn.execute(query).fetchall():
+            server = instances.instance_dict(row)
+            if wanted and server["status"] not in wanted:
+                continue
+            server.pop("request", None)
+            image = _images.image_record(conn, row.image_id) if row.image_id else None
+            group = _server_groups.membership(conn, row.uuid)
+            server.update(flavor=flavors.get(row.flavor_id), image=image.name if image is not None else row.image_id,
+                          server_group=group.name if group is not None else None,
+                          ports=[{k: p[k] for k in ("id", "network_id", "network_name", "ip", "mac")}
+                                 for p in (_networking.port_spec(conn, r) for r in _networking.instance_ports(conn, row.uuid))])
+            out.append(server)
+    return out

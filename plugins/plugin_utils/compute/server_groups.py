@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import GROUP_POLICIES
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
@@ -40,7 +41,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 
-POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
+POLICIES = GROUP_POLICIES
 HARD_POLICIES = ("affinity", "anti-affinity")
 RULES = ("max_server_per_host",)
 MAX_RULE_VALUE = 2 ** 31 - 1

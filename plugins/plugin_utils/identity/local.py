@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_TOKEN_TTL, ROLES
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
@@ -41,9 +42,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
 )
 
-DEFAULT_TTL = 3600
+DEFAULT_TTL = DEFAULT_TOKEN_TTL
 TOKEN_VERSION = 1
-ROLES = ("admin", "member", "reader")
 UNAUTHENTICATED = "The request you have made requires authentication."
 
 # scrypt parameters (RFC 7914 interactive-login strength); stored with each hash.

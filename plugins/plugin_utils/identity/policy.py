@@ -32,6 +32,8 @@ POLICY = {
     # nova
     "compute:create": MEMBER,
     "compute:get": READER,
+    "compute:get_all": READER,                # list the project's instances (GET /servers/detail)
+    "compute:get_all_tenants": ADMIN,         # ... of every project (Nova's all_tenants)
     "compute:delete": MEMBER,
     "compute:set_error": MEMBER,
     "compute:force_host": ADMIN,              # availability_zone=az:host

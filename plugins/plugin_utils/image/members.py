@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import MEMBER_STATUSES
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, Conflict, InvalidRequest, NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
@@ -68,8 +69,8 @@ def ensure_member(ctx, image_ref, project, project_domain, state, member_status,
     auth = ctx.auth
     if state not in ("present", "absent"):
         raise InvalidRequest("state must be present or absent, got %r." % state)
-    if member_status is not None and member_status not in registry.MEMBER_STATUSES:
-        raise InvalidRequest("member_status must be one of %s, got %r." % (", ".join(registry.MEMBER_STATUSES), member_status))
+    if member_status is not None and member_status not in MEMBER_STATUSES:
+        raise InvalidRequest("member_status must be one of %s, got %r." % (", ".join(MEMBER_STATUSES), member_status))
     if state == "absent" and member_status is not None:
         raise InvalidRequest("member_status goes with state present (the member project sets its own status); the "
                              "owner removes a member with state absent and no member_status.")

@@ -32,6 +32,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ansible.module_utils.urls import SSLValidationError, open_url
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (  # the API's vocabulary
+    DISK_FORMATS,
+    IMAGE_STATES,
+    IMAGE_VISIBILITIES,
+)
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import inspect_format
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
@@ -48,14 +53,11 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy imp
 
 BACKENDS = ("local", "glance")
 DEFAULT_BACKEND = "local"
-DISK_FORMATS = ("raw", "qcow2")
-CONTAINER_FORMATS = ("bare",)
 HASH_ALGO = "sha512"
 CHUNK = 1024 * 1024
 # Glance's four visibilities and the statuses of a member project (image API v2)
-VISIBILITIES = ("public", "community", "shared", "private")
+VISIBILITIES = IMAGE_VISIBILITIES
 DEFAULT_VISIBILITY = "private"
-MEMBER_STATUSES = ("pending", "accepted", "rejected")
 # the image statuses deactivate/reactivate move between (Glance refuses them in any other status)
 SWITCHABLE = {"deactivated": "active", "active": "deactivated"}
 
@@ -456,7 +458,7 @@ def validate_upload(name, filename, disk_format, properties):
     return real
 
 
-STATES = ("present", "absent", "deactivated")
+STATES = IMAGE_STATES
 
 
 def image_request(db, auth, state_dir, req, check_mode, glance=None, progress=None):
