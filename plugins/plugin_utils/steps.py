@@ -235,7 +235,7 @@ class HostStep(ControllerStep):
 
     def run_module(self, ctx, module_args):
         """Run this step's module on the host; return its result (raise on failure)."""
-        args = _given({k: v for k, v in module_args.items() if k not in self.CONTROLLER_ONLY})
+        args = _without_unset({k: v for k, v in module_args.items() if k not in self.CONTROLLER_ONLY})
         res = self._execute_module(module_name=self._task.resolved_action or self._task.action,
                                    module_args=args, task_vars=ctx.task_vars)
         if res.get("failed"):
@@ -244,12 +244,12 @@ class HostStep(ControllerStep):
         return res
 
 
-def _given(value):
+def _without_unset(value):
     """Module arguments without the options left unset (None), also inside sub-options: the controller's
     validation adds every sub-option as None, and AnsibleModule counts a present key as given
     (mutually_exclusive)."""
     if isinstance(value, dict):
-        return {k: _given(v) for k, v in value.items() if v is not None}
+        return {k: _without_unset(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_given(v) for v in value]
+        return [_without_unset(v) for v in value]
     return value

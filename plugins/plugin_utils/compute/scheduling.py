@@ -44,12 +44,13 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
     A host nothing fits puts the instance in ERROR (Nova's NoValidHost) and raises NoValidHostError."""
     enforce(auth, "scheduler:select_destinations")
     placement = _client(placement)
+    backend = "local" if placement is None else "placement"
     with db.tx() as conn:
         row = instances.get_instance(conn, ref, auth)
         alloc = _placement.existing_allocation(conn, row.uuid)
         if alloc is not None:
             return {"changed": False, "host": alloc.hostname, "alternates": [], "instance": row, "new": None,
-                    "backend": "local" if placement is None else "placement"}
+                    "backend": backend}
         if row.vm_state != instances.BUILDING or row.task_state != instances.SCHEDULING:
             raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
                                  "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
@@ -93,8 +94,7 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
         instances.update_request(conn, row.uuid, max_attempts=cfg.max_attempts)
         out["new"] = instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING,
                                           expected_task_state=instances.SCHEDULING, host=host)
-    out.update(host=host, alternates=alternates, claim_failures=claim_failures,
-               backend="local" if placement is None else "placement")
+    out.update(host=host, alternates=alternates, claim_failures=claim_failures, backend=backend)
     return out
 
 

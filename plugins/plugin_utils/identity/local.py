@@ -42,7 +42,6 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
 )
 
-DEFAULT_TTL = DEFAULT_TOKEN_TTL
 TOKEN_VERSION = 1
 UNAUTHENTICATED = "The request you have made requires authentication."
 
@@ -165,7 +164,7 @@ def key_repository(state_dir):
     return KeyRepository(os.path.join(_db.resolve_state_dir(state_dir), "fernet-keys"))
 
 
-def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TTL, user_domain=None, project_domain=None):
+def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TOKEN_TTL, user_domain=None, project_domain=None):
     """Authenticate with a password and return (token, AuthContext) scoped to a project.
 
     The user name is looked up in ``user_domain``, the project name in ``project_domain`` (names

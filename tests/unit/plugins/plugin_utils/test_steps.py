@@ -45,7 +45,7 @@ def test_the_module_name_is_the_plugins_file_name():
 
 def test_unset_options_do_not_reach_the_host_not_even_inside_sub_options():
     args = {"name": "d", "uuid": None, "disks": [{"path": "/x", "pool": None, "volume": None}], "interfaces": []}
-    assert steps._given(args) == {"name": "d", "disks": [{"path": "/x"}], "interfaces": []}  # pylint: disable=protected-access
+    assert steps._without_unset(args) == {"name": "d", "disks": [{"path": "/x"}], "interfaces": []}  # pylint: disable=protected-access
 
 
 def test_a_backend_comes_from_the_option_else_the_environment_else_local(monkeypatch):
