@@ -69,9 +69,9 @@ class ActionModule(HostStep):
             return res
         what = "%s (%s)" % (res["mac"], res["ip"]) if res.get("ip") else res["mac"]
         if res.get("hopeless"):
-            raise BootflowError("%s cannot get a DHCP lease on network %s: %s"
-                                % (what, module_args.get("network_id"), "; ".join(res.get("diagnosis") or [])),
-                                module_result=res)
+            raise _told(ctx, BootflowError("%s cannot get a DHCP lease on network %s: %s"
+                                           % (what, module_args.get("network_id"), "; ".join(res.get("diagnosis") or [])),
+                                           module_result=res))
         cmd = "date +%%s && { grep -F -i -e %s %s 2>/dev/null || true; }" % (
             shlex.quote(" %s " % res["mac"]), shlex.quote(res["leases_file"]))
         started = time.monotonic()
@@ -106,11 +106,18 @@ class ActionModule(HostStep):
         final = super().run_module(ctx, dict(module_args, wait=False))
         if final.get("leased"):
             return final
-        raise BootflowError("no DHCP lease for %s in %s after %d s: %s" % (
-            what, final.get("leases_file"), timeout, "; ".join(final.get("diagnosis") or [])), module_result=final)
+        raise _told(ctx, BootflowError("no DHCP lease for %s in %s after %d s: %s" % (
+            what, final.get("leases_file"), timeout, "; ".join(final.get("diagnosis") or [])), module_result=final))
 
     def record(self, ctx, args, result, instance):
         if self._port is None or args["state"] != "present":
             return None
         with ctx.db.tx() as conn:
             return manager.port_bound(conn, self._port.id, ctx.host, instance)
+
+
+def _told(ctx, exc):
+    """``exc``, said on the progress line too: a fleet's lease wait judges the results itself (the failure is
+    not shown as a failed task), and the user must still see why a guest has no lease."""
+    ctx.progress(str(exc))
+    return exc

@@ -4,9 +4,15 @@
 
 from __future__ import annotations
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances, scheduling
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+
+
+# what the result says of each placed instance (a request of one instance: also at the top, as with O(instance))
+_PLACEMENT_KEYS = ("name", "uuid", "host", "alternates", "changed", "rejected", "claim_failures", "weights",
+                   "server_group")
 
 
 class ActionModule(ControllerStep):
@@ -20,10 +26,14 @@ class ActionModule(ControllerStep):
             return _placement.for_step(ctx)   # None: the local backend
 
         if a["state"] == "absent":
+            if a["instance"] is None:
+                raise InvalidRequest("state=absent takes one instance (instance), not a list.")
             host = scheduling.release(ctx.db, ctx.auth, a["instance"], placement, ctx.check_mode)
             return {"changed": host is not None, "released_from": host}
         cfg = scheduling.config(a["enabled_filters"], a["weight_multipliers"], a["host_subset_size"], a["max_attempts"],
                                 a["service_down_time"])
+        if a["instances"] is not None:
+            return self._schedule_list(ctx, cfg, placement)
         out = scheduling.select_destinations(ctx.db, ctx.auth, a["instance"], cfg, a["hosts"], placement, ctx.check_mode)
         row, new = out.pop("instance"), out.pop("new")
         if not out["changed"]:
@@ -36,3 +46,31 @@ class ActionModule(ControllerStep):
                    bootflow_step=self.step_row(ctx, row, (row.vm_state, row.task_state), (new.vm_state, new.task_state),
                                                True, action="select_destinations", host=out["host"]))
         return out
+
+    def _schedule_list(self, ctx, cfg, placement):
+        a = ctx.args
+        out = scheduling.select_for_list(ctx.db, ctx.auth, a["instances"], cfg, a["hosts"], placement, ctx.check_mode)
+        placements = []
+        for p in out["placed"]:
+            placements.append({k: p.get(k) for k in _PLACEMENT_KEYS})
+            if p["changed"] and not ctx.check_mode:
+                row, new = p["instance"], p["new"]
+                self.step_row(ctx, row, (row.vm_state, row.task_state), (new.vm_state, new.task_state), True,
+                              action="select_destinations", host=p["host"])
+                ctx.progress("%s -> %s (alternates: %s)" % (p["name"], p["host"], ", ".join(p["alternates"]) or "none"))
+        for f in out["unplaced"]:
+            ctx.progress("%s: %s" % (f["name"], f["fault"]))
+        for w in out["withdrawn"]:
+            ctx.progress("%s withdrawn: %s" % (w["name"], w["reason"]))
+        if out["unplaced"] and not placements and not out["withdrawn"]:
+            # nothing of the request can be built: the task fails as for one instance (each is in ERROR)
+            first = out["unplaced"][0]
+            msg = first["fault"] if len(out["unplaced"]) == 1 else "No instance of the request could be placed: %s" % (
+                "; ".join("%s: %s" % (f["name"], f["fault"]) for f in out["unplaced"]))
+            raise NoValidHostError(msg, rejected=first["rejected"], unplaced=out["unplaced"])
+        result = {"changed": out["changed"], "placements": placements, "unplaced": out["unplaced"],
+                  "withdrawn": out["withdrawn"]}
+        if len(a["instances"]) == 1 and placements:
+            # a request of one instance also answers as O(instance) does
+            result.update({k: v for k, v in placements[0].items() if k not in ("name", "uuid", "changed")})
+        return result

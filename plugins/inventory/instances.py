@@ -21,8 +21,11 @@ description:
     server group (C(bootflow_status_active), C(bootflow_host_hv1), C(bootflow_flavor_m1_tiny),
     C(bootflow_image_...), C(bootflow_project_...), C(bootflow_server_group_...)). O(keyed_groups), O(groups) and
     O(compose) add more, as in C(ansible.builtin.constructed). Group names are lower-case.
-  - The guests are reached through their hypervisor host (their addresses are on its provider bridge); set
-    C(ansible_ssh_common_args) with C(-o ProxyJump=...) for them, for example with O(compose).
+  - The guests are reached through their hypervisor host (their addresses are on its provider bridge). When the
+    hypervisor host is in the inventory already - name its inventory source before this one (C(-i hosts.ini -i
+    my.bootflow.yml)) - each instance gets an C(ansible_ssh_common_args) with an SSH C(ProxyCommand) through it,
+    with the hypervisor's own address, port, user, key and SSH arguments, followed by O(ssh_args)
+    (O(jump_via_hypervisor)). O(compose) can set it otherwise.
   - The configuration file's name must end with C(bootflow.yml) or C(bootflow.yaml).
 extends_documentation_fragment:
   - constructed
@@ -89,6 +92,18 @@ options:
     type: list
     elements: str
     default: []
+  jump_via_hypervisor:
+    description:
+      - Set C(ansible_ssh_common_args) of each instance to jump through its hypervisor host, when that host is in the
+        inventory already (an earlier inventory source). An instance whose hypervisor is not known gets none.
+    type: bool
+    default: true
+  ssh_args:
+    description:
+      - SSH options after the jump (O(jump_via_hypervisor)). The default fits guests that get new host keys each
+        time they boot.
+    type: str
+    default: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
 """
 
 EXAMPLES = r"""
@@ -98,11 +113,16 @@ statuses: [ACTIVE]
 keyed_groups:
   - key: bootflow_flavor
     prefix: flavor
+  - key: bootflow_metadata.role | default('none')
+    prefix: role
 compose:
-  # the guests are on their hypervisor's provider bridge: jump through it
-  ansible_ssh_common_args: "'-o ProxyJump=root@' ~ bootflow_hypervisor"
+  # the test guest has no Python: raw only; the key of the key pair the instances were booted with
+  ansible_user: "'root'"
+  ansible_ssh_private_key_file: "'~/.ssh/ops_ed25519'"
 
-# ansible-inventory -i my.bootflow.yml --graph
+# ansible-inventory -i hosts.ini -i my.bootflow.yml --graph
+# ansible -i hosts.ini -i my.bootflow.yml bootflow_status_active -m raw -a uptime
+#   (hosts.ini, the hypervisors, first: the instances jump through them)
 """
 
 from ansible.errors import AnsibleParserError
@@ -111,6 +131,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import jump as _jump
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import session
@@ -166,9 +187,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             "bootflow_flavor": server["flavor"], "bootflow_image": server["image"],
             "bootflow_project_id": server["project_id"], "bootflow_server_group": server["server_group"],
             "bootflow_domain_name": server["domain_name"], "bootflow_created_at": server["created_at"],
+            "bootflow_metadata": server.get("metadata") or {},
         }
         if ips:
             hostvars["ansible_host"] = ips[0]
+        hypervisor = self.inventory.get_host(server["host"]) if server["host"] else None
+        if ips and hypervisor is not None and self.get_option("jump_via_hypervisor"):
+            hostvars["ansible_ssh_common_args"] = _jump.proxy_args(
+                dict(hypervisor.get_vars(), inventory_hostname=hypervisor.name), self.get_option("ssh_args"))
         for key, value in hostvars.items():
             self.inventory.set_variable(name, key, value)
         for prefix, field in GROUP_BY:

@@ -111,6 +111,37 @@ DOMAIN_INTERFACE_OPTIONS = dict(
 )
 
 
+# one instance (or NAME-1..NAME-N) of a boot request; no defaults here: an unset option falls back to the
+# request's ``defaults``, then to the built-in value (plugin_utils/compute/boot_request.ITEM_DEFAULTS)
+BOOT_REQUEST_ITEM_OPTIONS = dict(
+    flavor=dict(type="str"),
+    image=dict(type="str"),
+    networks=dict(type="list", elements="raw"),
+    volume_size_gb=dict(type="int"),
+    volume_delete_on_termination=dict(type="bool"),
+    boot_from_volume=dict(type="bool"),
+    root_volume_size_gb=dict(type="int"),
+    root_volume_delete_on_termination=dict(type="bool"),
+    availability_zone=dict(type="str"),
+    server_group=dict(type="str"),
+    user_data=dict(type="str"),
+    key_name=dict(type="str"),
+    metadata=dict(type="dict"),
+    count=dict(type="int"),
+    min_count=dict(type="int"),
+    state=dict(type="str", choices=["present", "absent"]),
+)
+
+SPECS["boot_request"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        instances=dict(type="list", elements="dict", required=True,
+                       options=dict(name=dict(type="str", required=True), **copy.deepcopy(BOOT_REQUEST_ITEM_OPTIONS))),
+        defaults=dict(type="dict", default={}, options=copy.deepcopy(BOOT_REQUEST_ITEM_OPTIONS)),
+        state=dict(type="str", default="present", choices=["present", "absent", "query"]),
+    ),
+)
+
 SPECS["compute_node"] = dict(
     argument_spec=argspec(
         AUTH_ARGSPEC,
@@ -209,6 +240,14 @@ SPECS["flavor"] = dict(
         state=dict(type="str", default="present", choices=["present", "absent"]),
     ),
     required_if=[("state", "present", ("vcpus", "ram_mb"))],
+)
+
+SPECS["host_cleanup"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        host=dict(type="str"),
+        done=dict(type="list", elements="str", default=[]),
+    ),
 )
 
 SPECS["identity_bootstrap"] = dict(
@@ -390,7 +429,7 @@ SPECS["reschedule"] = dict(
         PLACEMENT_ARGSPEC,
         instance=dict(type="str", required=True),
         host=dict(type="str", required=True),
-        alternates=dict(type="list", elements="str", default=[]),
+        alternates=dict(type="list", elements="str"),
         max_attempts=dict(type="int"),
         failure=dict(type="dict", default={}),
         failed_task=dict(type="str"),
@@ -415,7 +454,8 @@ SPECS["schedule"] = dict(
     argument_spec=argspec(
         AUTH_ARGSPEC,
         PLACEMENT_ARGSPEC,
-        instance=dict(type="str", required=True),
+        instance=dict(type="str"),
+        instances=dict(type="list", elements="str"),
         hosts=dict(type="list", elements="str"),
         enabled_filters=dict(type="list", elements="str"),
         weight_multipliers=dict(type="dict", default={}),
@@ -424,6 +464,8 @@ SPECS["schedule"] = dict(
         service_down_time=dict(type="int", default=60),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     ),
+    required_one_of=[("instance", "instances")],
+    mutually_exclusive=[("instance", "instances")],
 )
 
 SPECS["server_group"] = dict(

@@ -45,6 +45,8 @@ options:
     description:
       - Fixed IPv4 address to use per network, as a mapping of network ID or name to address. A network the
         instance is not on fails the task with RV(error=invalid).
+      - Fixed IPs asked for in the boot request (C(networks) items with C(fixed_ip) in M(bootflow.cloud.boot_request))
+        are used without being repeated here; an address given here for the same network wins.
       - The address may lie outside the allocation pool but must be inside the subnet and must not be its network,
         broadcast, gateway or DHCP address, nor an address already allocated; otherwise the task fails with
         RV(error=invalid). Every address is checked before the first port is created, so a bad one leaves no port

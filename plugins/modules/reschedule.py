@@ -28,9 +28,14 @@ description:
     also re-checks the group's policy; an alternate that would break it is skipped (RV(claim_failures)).
   - Otherwise the instance goes to C(vm_state=error) without a host. Its fault (message, step, action, host, time,
     category, reason and every attempt) is readable with M(bootflow.cloud.instance_info).
-  - When O(cleanup_error) says the undo on the host failed, the build is never rescheduled (Nova - "Could not
-    clean up failed build, not rescheduling"). The instance goes to ERROR but keeps its host, claim and ports, so
-    that C(playbooks/delete.yml) goes to that host and undoes the rest.
+  - When O(cleanup_error) says the undo on the host failed (libvirtd down, the host unreachable), the controller
+    does not wait for that host - it records what the build may have left there (the domain, the instance
+    directory, the DHCP reservations, the pool volumes; RV(residue)), releases its own share (claim, ports,
+    volume records) all the same, and reschedules or puts the instance in ERROR as for any other failure. The host
+    removes the residue when it is back (C(playbooks/hypervisors.yml)).
+  - A failure of the host (a reschedulable one) counts against it - its C(failed_builds), which the scheduler's
+    V(BuildFailureWeigher) weighs, so the rest of a fleet and the next boots go elsewhere
+    (see M(bootflow.cloud.schedule)). A successful build on the host resets the count.
   - Every attempt (host, step, message, category, time) is kept with the instance (Nova's C(RequestSpec.retry))
     and returned by M(bootflow.cloud.instance_info) as C(retry).
   - Records the step in the instance's step log. A reschedule is seed steps V(8-12) of service V(nova-conductor),
@@ -57,11 +62,11 @@ options:
     required: true
   alternates:
     description:
-      - The alternate hosts the scheduler returned with the chosen host (RV(bootflow.cloud.schedule#module:alternates)),
-        or what the previous reschedule returned as RV(alternates), best first. Hosts already tried are skipped.
+      - The alternate hosts to try, best first. Hosts already tried are skipped.
+      - Unset, those M(bootflow.cloud.schedule) kept with the instance's request when it scheduled it (Nova's
+        C(host_list) travels with the request), less those a previous reschedule claimed or skipped.
     type: list
     elements: str
-    default: []
   max_attempts:
     description:
       - Builds to try at most, the first one included (Nova's C([scheduler] max_attempts)). When this many
@@ -86,8 +91,8 @@ options:
     type: str
   cleanup_error:
     description:
-      - Why the undo on the failed host did not complete (the undo task and its message). With it the build is not
-        rescheduled, and the instance keeps its host, claim and ports for C(playbooks/delete.yml).
+      - Why the undo on the failed host did not complete (the undo task and its message). The residue is then
+        recorded for the host to remove when it is back, and the reschedule goes on (see the description).
     type: str
 attributes:
   check_mode:
@@ -113,7 +118,6 @@ EXAMPLES = r"""
     auth_token: "{{ bootflow_token }}"
     instance: "{{ bootflow_spec.uuid }}"
     host: "{{ inventory_hostname }}"
-    alternates: "{{ bootflow_schedule_result.alternates }}"
     max_attempts: 3
     failure: "{{ ansible_failed_result }}"
     failed_task: "{{ ansible_failed_task.name }}"
@@ -127,6 +131,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+residue:
+  description:
+    - With O(cleanup_error), what the failed build may have left on O(host), recorded for the host to remove when it
+      is back (C(playbooks/hypervisors.yml)) - the record's C(id), C(host), C(instance_uuid), C(reason) and the
+      C(residue) itself (C(domain_name), C(instances_path), C(image_id), C(ports) with C(network_id), C(mac) and
+      C(ip), C(volumes) with C(name) and C(pool)).
+  returned: when O(cleanup_error) is given, except in check mode
+  type: dict
+  sample: {"id": "5d1f0b8e-3c1a-4b8e-9f7d-0a2b3c4d5e6f", "host": "hv1", "reason": "libvirt: no connection"}
 rescheduled:
   description: Whether an alternate host was claimed; the build is to start again on RV(host).
   returned: success

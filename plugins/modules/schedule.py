@@ -45,8 +45,26 @@ options:
       - Name or UUID of the instance (see M(bootflow.cloud.instance)).
       - An unknown instance fails with RV(error=not_found), a name matching several instances with
         RV(error=conflict).
+      - Exactly one of O(instance) and O(instances) is required.
     type: str
-    required: true
+  instances:
+    description:
+      - Names or UUIDs of the instances of one boot request (M(bootflow.cloud.boot_request)), scheduled as ONE
+        request, as Nova's C(select_destinations) does for a multi-create. They are placed in this order and each claim
+        is committed before the next instance is placed, so it sees the claims made before it - capacity and the
+        server group policies hold across the list.
+      - An instance no host fits goes to ERROR with C(No valid host) (RV(unplaced)) while the others are placed; the task
+        does not fail for it. The task fails (RV(error=no_valid_host)) when no instance of the list could be placed,
+        or for an error of the request as a whole (an unknown instance, the token).
+      - For a list of one instance the result also has the keys of O(instance) (RV(host), RV(alternates),
+        RV(rejected), RV(weights), ...), so the single boot reads the same either way.
+      - An item of the request with C(min_count) (see M(bootflow.cloud.boot_request)) that got fewer instances placed
+        is withdrawn - its claims are released and its instance records deleted (RV(withdrawn)).
+      - Each placed instance keeps its alternates in its request (Nova's C(host_list)), where
+        M(bootflow.cloud.reschedule) takes them from.
+      - With O(state=absent), only O(instance) is supported.
+    type: list
+    elements: str
   hosts:
     description:
       - Only consider the compute nodes with these names (the inventory hostnames they were registered under).
@@ -94,17 +112,21 @@ options:
   weight_multipliers:
     description:
       - Multiplier per weigher (Nova's C(*_weight_multiplier) options). Keys are V(RAMWeigher), V(CPUWeigher),
-        V(DiskWeigher), V(NumInstancesWeigher), V(ServerGroupSoftAffinityWeigher) and
-        V(ServerGroupSoftAntiAffinityWeigher), or the short names V(ram), V(cpu), V(disk), V(num_instances),
-        V(soft_affinity), V(soft_anti_affinity), or the Nova option names such as V(ram_weight_multiplier) or
-        V(soft_anti_affinity_weight_multiplier). Values are numbers; a negative multiplier for RAM, CPU or disk
-        stacks instances instead of spreading them.
+        V(DiskWeigher), V(NumInstancesWeigher), V(ServerGroupSoftAffinityWeigher),
+        V(ServerGroupSoftAntiAffinityWeigher) and V(BuildFailureWeigher), or the short names V(ram), V(cpu),
+        V(disk), V(num_instances), V(soft_affinity), V(soft_anti_affinity), V(build_failure), or the Nova option
+        names such as V(ram_weight_multiplier) or V(build_failure_weight_multiplier). Values are numbers; a
+        negative multiplier for RAM, CPU or disk stacks instances instead of spreading them.
+      - V(BuildFailureWeigher) weighs a host by its consecutive failed builds, negated (a build that fails on the
+        host and is rescheduled or ends in ERROR counts one; a successful build there resets the count). Its
+        default multiplier is Nova's V(1000000.0), so one failed build outweighs any difference in free capacity
+        and the rest of a list, and the next runs, go to other hosts while there are any.
       - V(ServerGroupSoftAffinityWeigher) weighs a host by the number of members of the instance's V(soft-affinity)
         group on it, V(ServerGroupSoftAntiAffinityWeigher) by that number negated for a V(soft-anti-affinity) group.
         Like every weigher, the values are normalised to 0..1 over the hosts that passed. For an instance without
         such a group, both weigh every host 0. A negative multiplier turns their preference around (Nova warns
         about that; it is allowed here too).
-      - Weighers not listed get the multiplier V(1.0). An unknown key or a non-numeric value fails the task with
+      - Weighers not listed get the multiplier V(1.0) (V(BuildFailureWeigher) V(1000000.0)). An unknown key or a non-numeric value fails the task with
         RV(error=invalid).
     type: dict
     default: {}
@@ -215,6 +237,56 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+placements:
+  description:
+    - With O(instances), one entry per placed instance, in order.
+  returned: when O(instances) is given and O(state=present)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The instance's name.
+      type: str
+    uuid:
+      description: The instance's UUID.
+      type: str
+    host:
+      description: The host that holds its claim.
+      type: str
+    alternates:
+      description: The alternates, in the scheduler's order.
+      type: list
+      elements: str
+    changed:
+      description: Whether this task claimed it (V(false) when it held its claim already).
+      type: bool
+    rejected:
+      description: As RV(rejected), for this instance.
+      type: dict
+    claim_failures:
+      description: As RV(claim_failures), for this instance.
+      type: dict
+    weights:
+      description: As RV(weights), for this instance.
+      type: dict
+    server_group:
+      description: As RV(server_group), for this instance.
+      type: dict
+  sample: [{"name": "web-1", "uuid": "2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b", "host": "hv1", "alternates": ["hv2"], "changed": true}]
+unplaced:
+  description:
+    - With O(instances), the instances no host fits - now in ERROR with the reason as their fault.
+  returned: when O(instances) is given and O(state=present)
+  type: list
+  elements: dict
+  sample: [{"name": "big-1", "uuid": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", "fault": "No valid host was found. ...", "rejected": {}}]
+withdrawn:
+  description:
+    - With O(instances), the instances of items whose C(min_count) was not met - released and deleted.
+  returned: when O(instances) is given and O(state=present)
+  type: list
+  elements: dict
+  sample: [{"name": "db-1", "uuid": "0f5e9c2a-6b1d-4a7e-8c3f-2d1e0b9a8c7d", "reservation_id": "r-1a2b3c4d", "reason": "..."}]
 host:
   description: The chosen host (or, in check mode, the host that would be chosen), or the host of the existing allocation.
   returned: when O(state=present) succeeded

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0007"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -224,6 +224,19 @@ def _build_metadata():
         sa.Column("availability_zone", sa.String(255), nullable=False, server_default="nova"),
         sa.Column("aggregates", sa.JSON),
         sa.Column("traits", sa.JSON),
+        # revision 0007: consecutive failed builds (BuildFailureWeigher); a successful build resets it
+        sa.Column("failed_builds", sa.Integer, nullable=False, server_default="0", default=0),
+    )
+    # revision 0007: what a failed build left on a host that could not clean it up (removed when it is back)
+    sa.Table(
+        "host_cleanups", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("host", sa.String(255), nullable=False, index=True),
+        sa.Column("instance_uuid", uuid_col, nullable=False),
+        sa.Column("residue", sa.JSON, nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("done_at", sa.DateTime),
     )
     sa.Table(
         "allocations", md,

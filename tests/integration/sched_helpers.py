@@ -177,3 +177,52 @@ def run_parallel(cloud, commands, logdir, label, timeout):
         out.append((proc.returncode, log.read()))
         log.close()
     return out
+
+# --- faults injected into a test host's libvirt -------------------------------------------------------
+# /etc/libvirt/hooks/qemu (per host: /etc/libvirt is the host's own) runs at every domain start. It fails
+# the ``prepare`` phase while the flag file ``fail-start`` exists (libvirt then refuses to start the domain:
+# "Hook script execution failed"), and on ``started`` kills the network's dnsmasq once while
+# ``kill-dnsmasq`` exists.
+TESTHOSTS_ROOT = os.environ.get("BOOTFLOW_TESTHOSTS", "/var/tmp/bootflow-hosts")
+
+FAULT_HOOK = r"""#!/bin/sh
+# test_faults.py, test_fleet.py: faults injected into this test host's libvirt, switched by flag files
+cat >/dev/null   # the domain XML
+case "$2" in
+prepare)
+  if [ -e /etc/libvirt/hooks/fail-start ]; then
+    echo "injected fault: this host refuses to start QEMU ($(hostname))" >&2
+    exit 1
+  fi ;;
+started)
+  if [ -e /etc/libvirt/hooks/kill-dnsmasq ]; then
+    rm -f /etc/libvirt/hooks/kill-dnsmasq
+    for f in /var/lib/bootflow/dhcp/*/pid; do
+      pid=$(cat "$f" 2>/dev/null) || continue
+      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dnsmasq ] && kill "$pid"
+    done
+  fi ;;
+esac
+exit 0
+"""
+
+
+def flag(n, name, on=True):
+    path = os.path.join(TESTHOSTS_ROOT, "host%d" % n, "etc", "hooks", name)
+    if on:
+        open(path, "w").close()
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+
+
+def install_fault_hook(n):
+    """Put FAULT_HOOK into started test host n, then restart it: libvirtd looks for hooks when it starts."""
+    hooks = os.path.join(TESTHOSTS_ROOT, "host%d" % n, "etc", "hooks")
+    os.makedirs(hooks, exist_ok=True)
+    with open(os.path.join(hooks, "qemu"), "w") as f:
+        f.write(FAULT_HOOK)
+    os.chmod(os.path.join(hooks, "qemu"), 0o755)
+    for action in ("stop", "start"):
+        subprocess.run([TESTHOST, action, str(n)], check=True, timeout=180, stdout=subprocess.DEVNULL)

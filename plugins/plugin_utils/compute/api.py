@@ -174,13 +174,26 @@ def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_ref
                        "server group; delete it first or pick another name." % (existing.name, existing.uuid))
 
 
-def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
-           volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
-           root_volume_size_gb=None, root_volume_delete_on_termination=True, server_group=None):
+def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode, **options):
     """nova-api create: returns (changed, instance row). Nothing is written unless all checks pass.
 
+    ``options``: those of ``create_in``."""
+    with db.tx() as conn:
+        return create_in(conn, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
+                         **options)
+
+
+def create_in(conn, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
+              volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
+              root_volume_size_gb=None, root_volume_delete_on_termination=True, server_group=None,
+              fixed_ips=None, request_extra=None):
+    """``create`` inside the caller's transaction ``conn`` (a multi-create records its whole list in one).
+
     ``server_group`` (name or ID; Nova's scheduler hint ``group``): the instance joins that group, in the
-    same transaction; an unknown group, another project's group or a full group refuses the request."""
+    same transaction; an unknown group, another project's group or a full group refuses the request.
+    ``fixed_ips``: {network name or ID: IP} (Nova's ``--nic net-id=...,v4-fixed-ip=...``), checked now
+    and kept in the request for the port step. ``request_extra``: more keys of the stored request (the
+    multi-create's reservation, the server's metadata)."""
     enforce(auth, "compute:create")
     validate_name("instance", name)
     if not network_refs:
@@ -193,54 +206,68 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
     if too_large:
         raise InvalidRequest(too_large + ".")
     inst, vols = _db.table("instances"), _db.table("volumes")
-    with db.tx() as conn:
-        # one create per project at a time: the name check and the quota check hold until commit
-        _db.lock(conn, "project:%s" % auth.project_id)
-        existing = instances.find_instance(conn, name, auth)
-        if existing is not None:
-            _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb,
-                                boot_from_volume, root_volume_size_gb, server_group)
-            return False, existing
-        flavor = get_flavor(conn, flavor_ref)
-        image = _images.find_image(conn, image_ref, auth)
-        _images.check_bootable(image, flavor)
-        root_gb = root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb)
-        networks = []
-        for ref in network_refs:
-            net = _networking.find_network(conn, ref)
-            _networking.network_subnet(conn, net.id)
-            networks.append(net)
-        request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_gb)
-        group = _server_groups.group_for_create(conn, server_group, auth) if server_group else None
-        _quota.check(conn, auth.project_id, {
-            "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
-            "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),
-            "gigabytes": (volume_size_gb or 0) + root_gb, "server_group_members": 1 if group else 0},
-            group_members=_server_groups.count_members(conn, group.id) if group else None)
-        if check_mode:
-            return True, None
-        uuid = _db.new_id()
-        conn.execute(inst.insert().values(
-            uuid=uuid, name=name, project_id=auth.project_id, user_id=auth.user_id, flavor_id=flavor.id,
-            image_id=image.id, vm_state=instances.BUILDING, task_state=instances.SCHEDULING, power_state="NOSTATE",
-            request=request, created_at=_db.now(), updated_at=_db.now(), deleted=0))
-        if group is not None:
-            _server_groups.join(conn, group, uuid)
-        if volume_size_gb:
-            # the block device mapping: a blank volume the compute side creates and attaches as vdb
-            vid = _db.new_id()
-            conn.execute(vols.insert().values(
-                id=vid, name="volume-%s" % vid, project_id=auth.project_id, size_gb=volume_size_gb,
-                status="creating", pool="bootflow", instance_uuid=uuid, device="vdb",
-                delete_on_termination=volume_delete_on_termination, created_at=_db.now()))
-        if root_gb:
-            # the boot volume (bootindex 0): created on the host from the image, the domain's vda
-            rid = _db.new_id()
-            conn.execute(vols.insert().values(
-                id=rid, name="volume-%s" % rid, project_id=auth.project_id, size_gb=root_gb,
-                status="creating", pool="bootflow", instance_uuid=uuid, device="vda",
-                delete_on_termination=root_volume_delete_on_termination, created_at=_db.now()))
-        return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+    # one create per project at a time: the name check and the quota check hold until commit
+    _db.lock(conn, "project:%s" % auth.project_id)
+    existing = instances.find_instance(conn, name, auth)
+    if existing is not None:
+        _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb,
+                            boot_from_volume, root_volume_size_gb, server_group)
+        return False, existing
+    flavor = get_flavor(conn, flavor_ref)
+    image = _images.find_image(conn, image_ref, auth)
+    _images.check_bootable(image, flavor)
+    root_gb = root_volume_size(flavor, image, boot_from_volume, root_volume_size_gb)
+    networks = []
+    for ref in network_refs:
+        net = _networking.find_network(conn, ref)
+        _networking.network_subnet(conn, net.id)
+        networks.append(net)
+    request = _request_of(flavor, image, networks, volume_size_gb, user_data, availability_zone, root_gb)
+    if fixed_ips:
+        request["fixed_ips"] = _requested_fixed_ips(conn, networks, fixed_ips)
+    request.update(request_extra or {})
+    group = _server_groups.group_for_create(conn, server_group, auth) if server_group else None
+    _quota.check(conn, auth.project_id, {
+        "instances": 1, "cores": flavor.vcpus, "ram": flavor.ram_mb,
+        "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),
+        "gigabytes": (volume_size_gb or 0) + root_gb, "server_group_members": 1 if group else 0},
+        group_members=_server_groups.count_members(conn, group.id) if group else None)
+    if check_mode:
+        return True, None
+    uuid = _db.new_id()
+    conn.execute(inst.insert().values(
+        uuid=uuid, name=name, project_id=auth.project_id, user_id=auth.user_id, flavor_id=flavor.id,
+        image_id=image.id, vm_state=instances.BUILDING, task_state=instances.SCHEDULING, power_state="NOSTATE",
+        request=request, created_at=_db.now(), updated_at=_db.now(), deleted=0))
+    if group is not None:
+        _server_groups.join(conn, group, uuid)
+    if volume_size_gb:
+        # the block device mapping: a blank volume the compute side creates and attaches as vdb
+        vid = _db.new_id()
+        conn.execute(vols.insert().values(
+            id=vid, name="volume-%s" % vid, project_id=auth.project_id, size_gb=volume_size_gb,
+            status="creating", pool="bootflow", instance_uuid=uuid, device="vdb",
+            delete_on_termination=volume_delete_on_termination, created_at=_db.now()))
+    if root_gb:
+        # the boot volume (bootindex 0): created on the host from the image, the domain's vda
+        rid = _db.new_id()
+        conn.execute(vols.insert().values(
+            id=rid, name="volume-%s" % rid, project_id=auth.project_id, size_gb=root_gb,
+            status="creating", pool="bootflow", instance_uuid=uuid, device="vda",
+            delete_on_termination=root_volume_delete_on_termination, created_at=_db.now()))
+    return True, conn.execute(inst.select().where(inst.c.uuid == uuid)).first()
+
+
+def _requested_fixed_ips(conn, networks, fixed_ips):
+    """{network ID: IP} of a request's fixed IPs, each on one of its ``networks``, inside the subnet and free."""
+    by_id = {}
+    for ref, ip in fixed_ips.items():
+        net = _networking.find_network(conn, ref)
+        if net.id not in {n.id for n in networks}:
+            raise InvalidRequest("Fixed IP %s is for network %s, which the instance is not on." % (ip, net.name))
+        by_id[net.id] = ip
+    _networking.check_fixed_ips(conn, None, by_id)
+    return by_id
 
 
 # --- the other requests on an instance record ---------------------------------------------------------
@@ -311,6 +338,7 @@ def list_servers(db, auth, all_projects=False, statuses=()):
             if wanted and server["status"] not in wanted:
                 continue
             server.pop("request", None)
+            server["metadata"] = (row.request or {}).get("metadata") or {}
             image = _images.image_record(conn, row.image_id) if row.image_id else None
             group = _server_groups.membership(conn, row.uuid)
             server.update(flavor=flavors.get(row.flavor_id), image=image.name if image is not None else row.image_id,

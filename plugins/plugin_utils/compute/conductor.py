@@ -41,6 +41,7 @@ def spec(conn, row):
     out = instances.instance_dict(row)
     out.pop("request", None)
     out["user_data"] = row.request.get("user_data")
+    out["metadata"] = row.request.get("metadata") or {}
     # where the host that built it put the console log (the default layout before any build got that far)
     out["console_log"] = row.request.get("console_log") or console_log_path(INSTANCES_PATH, row.uuid)
     out["flavor"] = {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb, "disk_gb": flavor.disk_gb,

@@ -150,16 +150,14 @@ class Decision:
     reason: str           # why the build ends in ERROR ('' when rescheduled)
 
 
-def decide(verdict, retry, alternates, max_attempts, instance_uuid, cleanup_error=None):
+def decide(verdict, retry, alternates, max_attempts, instance_uuid):
     """Reschedule or ERROR, after ``retry`` recorded the failed attempt.
 
-    ERROR when the host could not be cleaned up (Nova: "Could not clean up failed build, not
-    rescheduling"), when the failure is not reschedulable, when ``max_attempts`` builds were tried,
-    or when no alternate is left that was not tried already (Nova's RetryFilter).
+    ERROR when the failure is not reschedulable, when ``max_attempts`` builds were tried, or when no
+    alternate is left that was not tried already (Nova's RetryFilter). A host that could not be cleaned
+    up does not stop a reschedule: the controller releases what it holds, and the residue is recorded
+    for the host to remove when it is back (reschedule.py).
     """
-    if cleanup_error:
-        return Decision(False, (), "Could not clean up the failed build on %s, not rescheduling: %s"
-                        % (retry["hosts"][-1] if retry["hosts"] else "the host", cleanup_error))
     if not verdict.reschedulable:
         return Decision(False, (), "Not rescheduled (%s): %s." % (verdict.category, verdict.reason))
     tried = set(retry["hosts"])
@@ -170,6 +168,12 @@ def decide(verdict, retry, alternates, max_attempts, instance_uuid, cleanup_erro
         tried_text = ", ".join(retry["hosts"]) or "-"
         return Decision(False, (), "%s (%s; tried %s)" % (MAX_RETRIES % instance_uuid, why, tried_text))
     return Decision(True, candidates, "")
+
+
+def counts_against_host(verdict):
+    """Whether a failed build counts as the host's failure (Nova's failed_builds, BuildFailureWeigher): a
+    host failure does; a request that fails the same way everywhere does not."""
+    return verdict.reschedulable
 
 
 def fault_record(failure, verdict, decision, retry, at):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.instances import (
     BLOCK_DEVICE_MAPPING,
     BUILDING,
@@ -78,6 +79,8 @@ def spawned(conn, instance):
     for vol in _volumes.instance_volumes(conn, instance.uuid):
         if vol.status == "attaching":
             _volumes.set_status(conn, vol.id, "in-use")
+    if instance.host:
+        _placement.reset_failed_builds(conn, instance.host)
     return _state(instances.move_state(conn, instance.uuid, instances.ACTIVE, None, expected_task_state=SPAWNING,
                                        power_state="RUNNING", launched_at=_db.now()))
 

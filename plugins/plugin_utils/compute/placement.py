@@ -207,7 +207,7 @@ def _usage_query(node_id=None):
 
 _NODE_COLUMNS = ("id", "hostname", "vcpus", "memory_mb", "local_gb", "reserved_host_memory_mb", "cpu_allocation_ratio",
                  "ram_allocation_ratio", "disk_allocation_ratio", "disabled", "updated_at", "arch", "hypervisor_type",
-                 "hypervisor_version", "generation", "availability_zone", "aggregates", "traits")
+                 "hypervisor_version", "generation", "availability_zone", "aggregates", "traits", "failed_builds")
 
 
 def _states(conn, node_id=None):
@@ -227,7 +227,7 @@ def _states(conn, node_id=None):
     host_state, epoch, empty, loads = _scheduler.HostState, _db.epoch, frozenset(), json.loads
     out = []
     for (nid, name, vcpus, memory_mb, local_gb, reserved_mb, cpu_ratio, ram_ratio, disk_ratio, disabled, updated_at,
-         arch, hv_type, hv_version, generation, zone, aggregates, traits,
+         arch, hv_type, hv_version, generation, zone, aggregates, traits, failed_builds,
          vcpus_used, mem_used, disk_used, count) in conn.execute(query).fetchall():
         out.append(host_state(
             name=name, vcpus=vcpus, memory_mb=memory_mb, local_gb=local_gb,
@@ -237,8 +237,23 @@ def _states(conn, node_id=None):
             updated_at=epoch(updated_at), arch=arch, hypervisor_type=hv_type, hypervisor_version=hv_version,
             generation=generation, availability_zone=zone or "nova",
             aggregates=frozenset(loads(aggregates) or ()) if aggregates else empty,
-            traits=frozenset(loads(traits) or ()) if traits else empty, uuid=nid))
+            traits=frozenset(loads(traits) or ()) if traits else empty, uuid=nid, failed_builds=failed_builds or 0))
     return out
+
+
+def count_failed_build(db, hostname):
+    """One more failed build on ``hostname`` (Nova's compute node stat ``failed_builds``)."""
+    nodes = _db.table("compute_nodes")
+    with db.tx() as conn:
+        conn.execute(nodes.update().where(nodes.c.hostname == hostname)
+                     .values(failed_builds=nodes.c.failed_builds + 1))
+
+
+def reset_failed_builds(conn, hostname):
+    """A build succeeded on ``hostname``: its failed builds are forgiven (Nova resets the stat then)."""
+    nodes = _db.table("compute_nodes")
+    conn.execute(nodes.update().where(nodes.c.hostname == hostname, nodes.c.failed_builds != 0)
+                 .values(failed_builds=0))
 
 
 def host_states(conn):

@@ -10,6 +10,7 @@ PRIVATE to the collection: may change at any time. Controller side only. The dec
 
 from __future__ import annotations
 
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cleanups as _cleanups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
@@ -26,12 +27,14 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cond
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
-def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=None, cleanup_error=None,
+def failed_build(db, auth, instance, host, failure, alternates=None, max_attempts=None, cleanup_error=None,
                  check_mode=False, started=None, placement=None):
     """Handle the failed build of ``instance`` on ``host`` (after the compute role's undo there).
 
-    ``failure`` is a ``_faults.Failure``; ``placement`` the Placement client when a real Placement
-    holds the claims (None: the local backend). Returns the task result: ``rescheduled`` with the new
+    ``failure`` is a ``_faults.Failure``; ``alternates`` the hosts to try (None: those the scheduler kept
+    for the instance); ``placement`` the Placement client when a real Placement holds the claims (None:
+    the local backend); ``cleanup_error``: why the host could not undo the build (its residue is recorded
+    for a later cleanup, the reschedule goes on). Returns the task result: ``rescheduled`` with the new
     ``host`` and the ``alternates`` left, or the instance in ERROR with its ``fault``.
     """
     for rule in ("compute:set_error", "placement:release", "scheduler:select_destinations"):
@@ -57,7 +60,10 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
     if row.vm_state == instances.ERROR and verdict.reschedulable:
         # a step put the instance in ERROR itself: that is final
         verdict = _faults.Verdict(False, "error", "the failed step put the instance in ERROR itself")
-    decision = _faults.decide(verdict, retry, list(alternates), max_attempts, row.uuid, cleanup_error)
+    if alternates is None:
+        # the alternates the scheduler kept for the instance (Nova's host_list travels with the request)
+        alternates = (row.request or {}).get("alternates") or []
+    decision = _faults.decide(verdict, retry, list(alternates), max_attempts, row.uuid)
     before = (row.vm_state, row.task_state)
     out = {"changed": True, "rescheduled": False, "reschedulable": verdict.reschedulable,
            "category": verdict.category, "reason": decision.reason or verdict.reason,
@@ -65,8 +71,16 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
                        "host": failure.host, "kind": failure.kind},
            "num_attempts": retry["num_attempts"], "tried": retry["hosts"], "host": None, "alternates": [],
            "claim_failures": {}}
+    if cleanup_error:
+        out["cleanup_error"] = cleanup_error
     if check_mode:
         return out
+    if cleanup_error:
+        # the host could not undo the build: what it may still hold is recorded for it to remove when it
+        # is back; the controller's own share (claim, ports, volume records) is released all the same
+        out["residue"] = _cleanups.record(db, host, row, cleanup_error)
+    if _faults.counts_against_host(verdict):
+        _placement.count_failed_build(db, host)
     if decision.reschedule:
         new_host, left, why, out["claim_failures"] = _reclaim(db, row, spec, retry, decision.candidates,
                                                               placement)
@@ -75,14 +89,13 @@ def failed_build(db, auth, instance, host, failure, alternates=(), max_attempts=
             out.update(rescheduled=True, host=new_host, alternates=left, num_attempts=retry["num_attempts"] + 1)
             return _finish(db, out, row, "8-12", "reschedule", new_host, before, after, started)
         decision = _faults.Decision(False, (), why)
-    if not cleanup_error:
-        release(db, row.uuid, placement)
+    release(db, row.uuid, placement)
     fault = _faults.fault_record(failure, verdict, decision, retry, at)
+    if cleanup_error:
+        fault["cleanup_error"] = cleanup_error
     with db.tx() as conn:
         conductor.save_retry(conn, row.uuid, retry)
-        # with a cleanup error something may still run on the host: the host, the claim and the ports
-        # stay, so that delete.yml goes there and undoes the rest (Nova keeps instance.host for this too)
-        instances.record_fault(conn, row.uuid, fault, **({} if cleanup_error else {"host": None}))
+        instances.record_fault(conn, row.uuid, fault, host=None)
     out.update(reason=decision.reason, fault=fault)
     return _finish(db, out, row, "fault", "build_failed", host, before, (instances.ERROR, None), started)
 
@@ -120,9 +133,11 @@ def _reclaim(db, row, spec, retry, candidates, placement=None):
     except NoValidHostError as exc:
         return (None, [], "%s (no alternate could be claimed: %s)" % (_faults.MAX_RETRIES % row.uuid, exc),
                 exc.details.get("claim_failures") or {})
+    left = [h for h in alternates if h not in retry["hosts"]]
     with db.tx() as conn:
         instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, expected_task_state=instances.SCHEDULING, host=host)
-    return host, [h for h in alternates if h not in retry["hosts"]], "", tried
+        instances.update_request(conn, row.uuid, alternates=left)
+    return host, left, "", tried
 
 
 def _finish(db, out, row, seed, action, host, before, after, started):

@@ -118,12 +118,15 @@ class HostState:
     stats: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     generation: int = 0
     uuid: Optional[str] = None
+    # consecutive failed builds on the host (Nova's failed_builds stat; a successful build resets it)
+    failed_builds: int = 0
 
     def __post_init__(self) -> None:
         if not self.name:
             raise InvalidRequest("HostState.name must not be empty")
         for fname in ("vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
-                      "reserved_host_memory_mb", "reserved_vcpus", "reserved_disk_gb", "num_instances"):
+                      "reserved_host_memory_mb", "reserved_vcpus", "reserved_disk_gb", "num_instances",
+                      "failed_builds"):
             if getattr(self, fname) < 0:
                 raise InvalidRequest("HostState %s: %s must be >= 0" % (self.name, fname))
         for fname in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio"):
@@ -459,8 +462,8 @@ class SchedulerConfig:
             raise InvalidRequest("service_down_time must be > 0")
 
     def multiplier(self, weigher: str) -> float:
-        """Multiplier of a weigher (default 1.0)."""
-        return self.multipliers.get(weigher, 1.0)
+        """Multiplier of a weigher (default 1.0, or Nova's own default in DEFAULT_MULTIPLIERS)."""
+        return self.multipliers.get(weigher, DEFAULT_MULTIPLIERS.get(weigher, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +699,15 @@ WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
     ("ServerGroupSoftAffinityWeigher", _Weigher(lambda h, s: s.group_hosts.count(h.name), None, "soft-affinity")),
     ("ServerGroupSoftAntiAffinityWeigher", _Weigher(lambda h, s: -s.group_hosts.count(h.name), None,
                                                     "soft-anti-affinity")),
+    # nova/scheduler/weights/compute.py: a host whose builds keep failing (libvirtd down, a broken disk)
+    # goes to the end of the list until a build succeeds there again, so a whole fleet, and the next runs,
+    # do not pile up on it
+    ("BuildFailureWeigher", _Weigher(lambda h, s: -h.failed_builds, None)),
 ])
+
+# Nova's default multipliers where they are not 1.0: build_failure_weight_multiplier is 1000000.0, so
+# that one failed build outweighs any difference in free capacity
+DEFAULT_MULTIPLIERS = {"BuildFailureWeigher": 1000000.0}
 
 _WEIGHER_ALIASES = {
     "ram": "RAMWeigher", "cpu": "CPUWeigher", "disk": "DiskWeigher", "num_instances": "NumInstancesWeigher",
@@ -705,6 +716,7 @@ _WEIGHER_ALIASES = {
     "disk_weight_multiplier": "DiskWeigher", "num_instances_weight_multiplier": "NumInstancesWeigher",
     "soft_affinity_weight_multiplier": "ServerGroupSoftAffinityWeigher",
     "soft_anti_affinity_weight_multiplier": "ServerGroupSoftAntiAffinityWeigher",
+    "build_failure": "BuildFailureWeigher", "build_failure_weight_multiplier": "BuildFailureWeigher",
 }
 
 

@@ -91,11 +91,67 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
         raise
     with db.tx() as conn:
         # the conductor's reschedule tries as many builds as the scheduler kept hosts for
-        instances.update_request(conn, row.uuid, max_attempts=cfg.max_attempts)
+        # and the alternates travel with the request (Nova's host_list): a reschedule takes them from here
+        instances.update_request(conn, row.uuid, max_attempts=cfg.max_attempts, alternates=alternates)
         out["new"] = instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING,
                                           expected_task_state=instances.SCHEDULING, host=host)
     out.update(host=host, alternates=alternates, claim_failures=claim_failures, backend=backend)
     return out
+
+
+def select_for_list(db, auth, refs, cfg, hosts=None, placement=None, check_mode=False):
+    """Nova's select_destinations for the N instances of one boot request, in order: each claim is
+    committed before the next instance is placed, so it sees the claims made before it (capacity, and
+    the server-group policy of a group several instances join). An instance no host fits goes to ERROR
+    (NoValidHost) while the others go on; then every item with a ``min_count`` (its reservation) that got
+    fewer instances placed is withdrawn - its claims released and its records deleted, nothing left.
+
+    Returns {``placed``: [select_destinations' result + name, uuid], ``unplaced``: [{name, uuid, fault,
+    rejected}], ``withdrawn``: [{name, uuid, reservation_id, reason}], ``changed``}."""
+    enforce(auth, "scheduler:select_destinations")
+    placement = _client(placement)
+    with db.tx() as conn:
+        rows = [instances.get_instance(conn, ref, auth) for ref in refs]
+    placed, failed = [], []
+    for row in rows:
+        try:
+            out = select_destinations(db, auth, row.uuid, cfg, hosts, placement, check_mode)
+        except NoValidHostError as exc:
+            failed.append({"name": row.name, "uuid": row.uuid, "fault": str(exc),
+                           "rejected": exc.details.get("rejected") or {}})
+            continue
+        out.update(name=row.name, uuid=row.uuid)
+        placed.append(out)
+    withdrawn = [] if check_mode else _withdraw_short_reservations(db, auth, rows, placement)
+    gone = {w["uuid"] for w in withdrawn}
+    return {"changed": any(p["changed"] for p in placed) or bool(failed) or bool(withdrawn),
+            "placed": [p for p in placed if p["uuid"] not in gone],
+            "unplaced": [f for f in failed if f["uuid"] not in gone], "withdrawn": withdrawn}
+
+
+def _withdraw_short_reservations(db, auth, rows, placement):
+    """Nova's min_count: a reservation (one item of the request) with fewer live instances holding a claim
+    than its min_count is withdrawn - the claims of its instances in ``rows`` released, their records
+    deleted (they never reached a host: no ports, no volumes made)."""
+    by_reservation = {}
+    for row in rows:
+        req = row.request or {}
+        if req.get("min_count") and req.get("reservation_id"):
+            by_reservation.setdefault(req["reservation_id"], []).append(row)
+    withdrawn = []
+    for rid, members in by_reservation.items():
+        min_count = members[0].request["min_count"]
+        with db.tx() as conn:
+            held = sum(1 for r in members if _placement.existing_allocation(conn, r.uuid) is not None)
+        if held >= min_count:
+            continue
+        reason = ("only %d of the %d instances could be placed, fewer than min_count %d: none is built"
+                  % (held, len(members), min_count))
+        for row in members:
+            _placement.release(db, row.uuid, False, placement=placement)
+            _compute_api.delete(db, auth, row.uuid, False)
+            withdrawn.append({"name": row.name, "uuid": row.uuid, "reservation_id": rid, "reason": reason})
+    return withdrawn
 
 
 def release(db, auth, ref, placement=None, check_mode=False):

@@ -217,14 +217,14 @@ def bind_port(conn, port_id, host):
 def allocate_instance_ports(db, auth, ref, fixed_ips, check_mode=False):
     """neutron-server for nova-compute's allocate_for_instance: one port (MAC + IP from the pool, or the
     fixed IP asked for) on each of the instance's networks, on its host. ``fixed_ips`` maps network name or
-    ID to an IP; every one is checked before the first port is made. A pool that runs out puts the
+    ID to an IP (added to those of the boot request); every one is checked before the first port is made. A pool that runs out puts the
     instance in ERROR. Returns (changed, instance row before, (vm_state, task_state) after, port specs)."""
     enforce(auth, "network:create_port")
     with db.tx() as conn:
         row = instances.get_instance(conn, ref, auth)
     if not row.host:
         raise InvalidRequest("Instance %s has no host yet: schedule it before allocating ports." % row.name)
-    by_id = {}
+    by_id = dict(row.request.get("fixed_ips") or {})   # asked for in the boot request (nova-api checked them)
     with db.tx() as conn:  # keys may be network names or IDs
         for net_ref, ip in fixed_ips.items():
             by_id[find_network(conn, net_ref).id] = ip

@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cleanups as _cleanups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
@@ -109,11 +110,10 @@ def test_decide_without_alternates_left():
     assert not d.reschedule and "no alternate host left" in d.reason
 
 
-def test_decide_never_reschedules_a_request_failure_or_a_failed_cleanup():
+def test_decide_never_reschedules_a_request_failure():
     image = _faults.Verdict(False, "image", "bad bytes")
     assert _faults.decide(image, _retry(["hv1"], 1), ["hv2"], 3, "u").reason == "Not rescheduled (image): bad bytes."
-    d = _faults.decide(HOST_FAIL, _retry(["hv1"], 1), ["hv2"], 3, "u", cleanup_error="Undo | libvirt: down")
-    assert not d.reschedule and d.reason.startswith("Could not clean up the failed build on hv1, not rescheduling")
+    assert not _faults.counts_against_host(image) and _faults.counts_against_host(HOST_FAIL)
 
 
 def test_retry_bookkeeping():
@@ -262,16 +262,86 @@ def test_no_alternate_can_be_claimed(cloud):
     assert st["vm"] == ("error", None) and st["claim"] is None and st["host"] is None
 
 
-def test_failed_cleanup_keeps_host_claim_and_ports_for_delete(cloud):
+def _failed_builds(db, host):
+    with db.tx() as conn:
+        nodes = _db.table("compute_nodes")
+        return conn.execute(nodes.select().where(nodes.c.hostname == host)).first().failed_builds
+
+
+def test_failed_cleanup_is_recorded_released_and_rescheduled(cloud):
+    """libvirtd down (or the host gone): the undo could not run there. The conductor does not wait for the
+    host - it records the residue for the host to remove when it is back, releases the claim and the ports,
+    and reschedules; the host's failed_builds goes up (BuildFailureWeigher)."""
     db, auth = cloud["db"], cloud["auth"]
     uuid = _built_on(cloud, "hv1")
+    with db.tx() as conn:
+        mac = _networking.instance_ports(conn, uuid)[0].mac
     out = _reschedule.failed_build(db, auth, uuid, "hv1", DOMAIN_FAIL, alternates=["hv2"],
                                    cleanup_error="Undo | libvirt: destroy and undefine the domain: no connection")
+    assert out["rescheduled"] and out["host"] == "hv2"
+    st = _state(db, uuid)
+    assert st["vm"] == ("building", "scheduling") and st["host"] == "hv2" and st["claim"] == "hv2"
+    assert st["ports"] == 0 and st["vols"] == [("creating", None, "vdb")]
+    residue = out["residue"]["residue"]
+    assert residue["domain_name"] == "bootflow-%s" % uuid and [p["mac"] for p in residue["ports"]] == [mac]
+    assert [v["pool"] for v in residue["volumes"]] == ["bootflow"]
+    assert _failed_builds(db, "hv1") == 1 and _failed_builds(db, "hv2") == 0
+    left = _cleanups.pending(db, auth, "hv1")
+    assert [c["instance_uuid"] for c in left] == [uuid] and left[0]["reason"].startswith("Undo | libvirt")
+    assert _cleanups.pending(db, auth, "hv2") == []
+    # another host cannot close it; check mode marks nothing; then hv1 removed it
+    assert _cleanups.done(db, auth, "hv2", [left[0]["id"]]) == []
+    assert _cleanups.done(db, auth, "hv1", [left[0]["id"]], check_mode=True) == [left[0]["id"]]
+    assert len(_cleanups.pending(db, auth, "hv1")) == 1
+    assert _cleanups.done(db, auth, "hv1", [left[0]["id"]]) == [left[0]["id"]]
+    assert _cleanups.pending(db, auth, "hv1") == []
+
+
+def test_failed_cleanup_without_an_alternate_ends_in_error_with_nothing_held(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    uuid = _built_on(cloud, "hv1")
+    out = _reschedule.failed_build(db, auth, uuid, "hv1", DOMAIN_FAIL, alternates=[],
+                                   cleanup_error="hv1 did not answer")
     assert not out["rescheduled"]
     st = _state(db, uuid)
-    assert st["vm"] == ("error", None) and st["host"] == "hv1" and st["claim"] == "hv1" and st["ports"] == 1
-    assert st["vols"] == [("attaching", "hv1", "vdb")]
-    assert st["fault"]["reason"].startswith("Could not clean up the failed build on hv1, not rescheduling")
+    assert st["vm"] == ("error", None) and st["host"] is None and st["claim"] is None and st["ports"] == 0
+    assert st["fault"]["cleanup_error"] == "hv1 did not answer"
+    assert len(_cleanups.pending(db, auth, "hv1")) == 1
+
+
+def test_residue_of_an_instance_back_on_the_host_spares_the_new_build(cloud):
+    """Rescheduled away from hv1 and later built on hv1 again: only the old DHCP reservation is residue."""
+    db, auth = cloud["db"], cloud["auth"]
+    uuid = _built_on(cloud, "hv1")
+    _reschedule.failed_build(db, auth, uuid, "hv1", DOMAIN_FAIL, alternates=["hv2"], cleanup_error="down")
+    with db.tx() as conn:
+        instances.move_state(conn, uuid, "building", "networking", host="hv1")
+    _networking.allocate_port(db, uuid, "net", "hv1")
+    (entry,) = _cleanups.pending(db, auth, "hv1")
+    assert entry["residue"]["domain_name"] is None and entry["residue"]["volumes"] == []
+    assert len(entry["residue"]["ports"]) == 1   # the old MAC, not the new port's
+
+
+def test_a_successful_build_resets_the_failed_builds(cloud):
+    db = cloud["db"]
+    for _ in range(2):
+        _placement.count_failed_build(db, "hv3")
+    assert _failed_builds(db, "hv3") == 2
+    with db.tx() as conn:
+        states = {h.name: h.failed_builds for h in _placement.host_states(conn)}
+        _placement.reset_failed_builds(conn, "hv3")
+    assert states == {"hv1": 0, "hv2": 0, "hv3": 2} and _failed_builds(db, "hv3") == 0
+
+
+def test_the_alternates_come_from_the_schedule_when_the_task_names_none(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    uuid = _built_on(cloud, "hv1")
+    with db.tx() as conn:
+        instances.update_request(conn, uuid, alternates=["hv3", "hv2"])
+    out = _reschedule.failed_build(db, auth, uuid, "hv1", DOMAIN_FAIL)
+    assert out["rescheduled"] and out["host"] == "hv3" and out["alternates"] == ["hv2"]
+    with db.tx() as conn:
+        assert instances.get_instance(conn, uuid).request["alternates"] == ["hv2"]
 
 
 def test_an_instance_a_step_put_in_error_is_cleaned_up_not_rescheduled(cloud):

@@ -36,7 +36,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.scheduler i
 
 NOW = 1_700_000_000.0
 ONLY = {"RAMWeigher": 0.0, "CPUWeigher": 0.0, "DiskWeigher": 0.0, "NumInstancesWeigher": 0.0,
-        "ServerGroupSoftAffinityWeigher": 0.0, "ServerGroupSoftAntiAffinityWeigher": 0.0}
+        "ServerGroupSoftAffinityWeigher": 0.0, "ServerGroupSoftAntiAffinityWeigher": 0.0, "BuildFailureWeigher": 0.0}
 
 
 def host(name: str, **kw) -> HostState:
@@ -438,7 +438,24 @@ def test_normalize_like_nova():
 
 def test_weigher_registry():
     assert list(WEIGHERS) == ["RAMWeigher", "CPUWeigher", "DiskWeigher", "NumInstancesWeigher",
-                              "ServerGroupSoftAffinityWeigher", "ServerGroupSoftAntiAffinityWeigher"]
+                              "ServerGroupSoftAffinityWeigher", "ServerGroupSoftAntiAffinityWeigher",
+                              "BuildFailureWeigher"]
+
+
+def test_build_failure_weigher_sends_the_next_request_elsewhere():
+    """Nova's BuildFailureWeigher: with its default multiplier (1000000.0), one failed build outweighs any
+    difference in free capacity; a host with more failures ranks below one with fewer."""
+    hosts = [host("roomy-but-failing", failed_builds=1), host("busy", memory_mb_used=6144, vcpus_used=6),
+             host("worse", failed_builds=3)]
+    cfg = SchedulerConfig(max_attempts=3)
+    assert cfg.multiplier("BuildFailureWeigher") == 1000000.0
+    sel = select_hosts(hosts, spec(), cfg, now=NOW)
+    assert [name for name, _t, _w in sel.hosts] == ["busy", "roomy-but-failing", "worse"]
+    # the operator can turn it off (Nova: build_failure_weight_multiplier = 0): capacity decides again
+    off = SchedulerConfig(multipliers={"build_failure_weight_multiplier": 0}, max_attempts=3)
+    assert select_hosts(hosts, spec(), off, now=NOW).hosts[0][0] == "roomy-but-failing"
+    with pytest.raises(ValueError):
+        host("bad", failed_builds=-1)
 
 
 def test_ram_weigher_spreads_and_stacks():

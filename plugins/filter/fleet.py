@@ -1,0 +1,140 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of playbooks/boot.yml's fleet flow: what a build pass did on each host, what the next pass
+builds where, the end-of-run table, and how to reach an instance through its hypervisor host."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import jump as _jump
+
+# what a host records per instance in a build pass (roles/compute/tasks/build.yml)
+OUTCOMES = ("built", "rescheduled", "error")
+
+
+def _vars_of(hostvars, host):
+    try:
+        return hostvars[host]
+    except KeyError:
+        return {}
+
+
+def pass_outcomes(hosts, hostvars, build_pass):
+    """A build pass, from the hosts' facts: ``outcomes`` (each host's bootflow_pass_outcomes of this pass)
+    and ``unfinished`` - the instances handed to a host that did not finish the pass (unreachable, or a
+    task outside the build's rescue failed), with no outcome: the controller reschedules those itself."""
+    outcomes, unfinished = [], []
+    for host in hosts or []:
+        hv = _vars_of(hostvars, host)
+        builds = list(hv.get("bootflow_builds") or [])
+        done = str(hv.get("bootflow_pass_done", "")) == str(build_pass)
+        mine = [o for o in (hv.get("bootflow_pass_outcomes") or []) if o.get("uuid") in builds]
+        for o in mine:
+            if o.get("outcome") not in OUTCOMES:
+                raise AnsibleFilterError("pass_outcomes: unknown outcome %r of %s" % (o.get("outcome"), o.get("uuid")))
+        outcomes.extend(mine)
+        if not done:
+            seen = {o["uuid"] for o in mine}
+            unfinished.extend({"uuid": u, "host": host} for u in builds if u not in seen)
+    return {"outcomes": outcomes, "unfinished": unfinished}
+
+
+def next_pass(outcomes, reschedule_results=()):
+    """[[host, [uuid, ...]], ...]: the rescheduled instances by their new host - those a host rescheduled
+    itself (``outcomes``) and those the controller rescheduled (results of bootflow.cloud.reschedule)."""
+    by_host = {}
+    for o in outcomes or []:
+        if o.get("outcome") == "rescheduled" and o.get("host"):
+            by_host.setdefault(o["host"], []).append(o["uuid"])
+    for r in reschedule_results or []:
+        if isinstance(r, dict) and r.get("rescheduled") and r.get("host"):
+            uuid = (r.get("instance") or {}).get("uuid") or r.get("item", {}).get("uuid")
+            by_host.setdefault(r["host"], []).append(uuid)
+    return [[host, uuids] for host, uuids in sorted(by_host.items())]
+
+
+def lease_errors(first, retry=()):
+    """{instance uuid: why} of the guests without a DHCP lease after roles/compute/tasks/wait.yml: the loop
+    results of the first wait (items [built instance, port]) and of the wait after a dnsmasq respawn (whose
+    items are first-wait results; skipped when no dnsmasq was dead)."""
+    def missing(results):
+        return [r for r in results or [] if isinstance(r, dict) and not r.get("skipped") and not r.get("leased")]
+    retried = missing(retry)
+    ran_again = any(isinstance(r, dict) and not r.get("skipped") for r in retry or [])
+    out = {}
+    for r in (retried if ran_again else missing(first)):
+        first_result = r["item"] if ran_again else r
+        out[first_result["item"][0]["uuid"]] = str(r.get("msg") or "no DHCP lease")
+    return out
+
+
+def undone(found, hostvars):
+    """The instances of delete.yml's list (conductor specs) whose build is undone on their host - each host
+    keeps the UUIDs it undid in bootflow_undone - or that never had a host: the controller may release
+    their ports, claims and records. The others keep theirs for the next delete.yml."""
+    out = []
+    for spec in found or []:
+        host = spec.get("host")
+        if not host or spec.get("uuid") in (_vars_of(hostvars, host).get("bootflow_undone") or []):
+            out.append(spec)
+    return out
+
+
+def _seconds(server):
+    """Seconds from the instance's record to its last state change (ACTIVE or ERROR)."""
+    steps = server.get("steps") or []
+    if steps:
+        return round(sum((s.get("ms") or 0) for s in steps) / 1000.0, 1)
+    return None
+
+
+def fleet_rows(servers, hostvars=None, hosts=()):
+    """One row per instance of the request (bootflow.cloud.boot_request state=query): name, host, IPs,
+    status, seconds of its recorded steps, and the fault if any - or the DHCP lease it never got (the
+    bootflow_lease_errors facts of ``hosts``)."""
+    lease_errors = {}
+    for host in hosts or []:
+        lease_errors.update(_vars_of(hostvars or {}, host).get("bootflow_lease_errors") or {})
+    rows = []
+    for s in servers or []:
+        fault = s.get("fault")
+        if isinstance(fault, dict):
+            where = "".join(part for part in (" on %s" % fault["host"] if fault.get("host") else "",
+                                              " at '%s'" % fault["step"] if fault.get("step") else ""))
+            fault = "%s%s%s" % ("failed%s: " % where if where else "", fault.get("message") or "",
+                                (" -- " + fault["reason"]) if fault.get("reason") else "")
+        status = s.get("status") or "ABSENT"
+        if status == "ABSENT" and not fault:
+            fault = "not recorded: its item's min_count could not be met (withdrawn), or check mode"
+        if s.get("uuid") in lease_errors:
+            fault = fault or "no DHCP lease: %s" % lease_errors[s["uuid"]]
+        rows.append({"name": s.get("name"), "host": s.get("host") or "-",
+                     "ip": ",".join(p.get("ip") or "" for p in s.get("ports") or []) or "-",
+                     "status": status, "seconds": _seconds(s), "fault": fault or ""})
+    return rows
+
+
+def fleet_table(rows):
+    """The rows as an aligned text table (a list of lines, for debug's msg)."""
+    head = ("NAME", "HOST", "IP", "STATUS", "SECONDS", "FAULT")
+    cells = [head] + [(r["name"], r["host"], r["ip"], r["status"],
+                       "-" if r["seconds"] is None else "%.1f" % r["seconds"], r["fault"]) for r in rows or []]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(head) - 1)]
+    return ["  ".join(str(c[i]).ljust(widths[i]) for i in range(len(head) - 1)) + "  " + str(c[-1])
+            for c in cells]
+
+
+def jump_args(hypervisor_vars, extra=""):
+    """``ansible_ssh_common_args`` for an instance behind its hypervisor host (``hypervisor_vars``: that
+    host's hostvars); see plugin_utils/jump.py."""
+    try:
+        return _jump.proxy_args(hypervisor_vars, extra)
+    except ValueError as exc:
+        raise AnsibleFilterError("jump_args: %s" % exc) from exc
+
+
+class FilterModule:
+    def filters(self):
+        return {"pass_outcomes": pass_outcomes, "next_pass": next_pass, "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows,
+                "fleet_table": fleet_table, "jump_args": jump_args}
