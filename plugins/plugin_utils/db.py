@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -277,6 +277,19 @@ def _build_metadata():
                   nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Index("ix_server_group_members_group_id", "group_id"),
+    )
+    # revision 0006: Nova's key pairs (os-keypairs), one name per user; deleted rows are gone (no soft delete)
+    sa.Table(
+        "key_pairs", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("project_id", sa.String(64)),
+        sa.Column("type", sa.String(16), nullable=False, server_default="ssh"),
+        sa.Column("public_key", sa.Text, nullable=False),
+        sa.Column("fingerprint", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("user_id", "name", name="uniq_key_pairs0user_id0name"),
     )
     sa.Table(
         "volumes", md,
