@@ -15,7 +15,7 @@ class ActionModule(HostStep):
     SERVICE = "nova-compute"
 
     def prepare(self, ctx, args):
-        """Fill name, user_data and ports from the instance record (like Nova's InstanceMetadata)."""
+        """Fill name, user_data, public_keys and ports from the instance record (like Nova's InstanceMetadata)."""
         if not args.get("instance_uuid"):
             raise InvalidRequest("instance_uuid is required.")
         with ctx.db.tx() as conn:
@@ -32,6 +32,9 @@ class ActionModule(HostStep):
             args["name"] = instance.name
         if "user_data" not in ctx.given:
             args["user_data"] = (instance.request or {}).get("user_data")
+        if "public_keys" not in ctx.given:
+            # the key pair's public key as nova-api copied it into the instance (key_name at create)
+            args["public_keys"] = list((instance.request or {}).get("public_keys") or [])
         if "ports" not in ctx.given:
             args["ports"] = [{"id": p["id"], "mac": p["mac"], "ip": p["ip"]} for p in ports]
         return instance

@@ -39,7 +39,7 @@ class ActionModule(ControllerStep):
                                   availability_zone=a["availability_zone"], boot_from_volume=a["boot_from_volume"],
                                   root_volume_size_gb=a["root_volume_size_gb"],
                                   root_volume_delete_on_termination=a["root_volume_delete_on_termination"],
-                                  server_group=a["server_group"])
+                                  server_group=a["server_group"], key_name=a["key_name"])
         if row is None:  # check mode, would be created
             return {"changed": True, "instance": {"name": a["name"], "vm_state": instances.BUILDING,
                                                   "task_state": instances.SCHEDULING}}

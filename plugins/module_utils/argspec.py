@@ -172,6 +172,7 @@ SPECS["config_drive"] = dict(
         name=dict(type="str"),
         hostname=dict(type="str"),
         user_data=dict(type="str"),
+        public_keys=dict(type="list", elements="str", default=[], no_log=False),
         ports=dict(type="list", elements="dict", default=[], options=dict(
             mac=dict(type="str", required=True),
             ip=dict(type="str"),
@@ -365,6 +366,7 @@ SPECS["instance"] = dict(
         root_volume_delete_on_termination=dict(type="bool", default=True),
         user_data=dict(type="str"),
         server_group=dict(type="str"),
+        key_name=dict(type="str", no_log=False),
         state=dict(type="str", default="present", choices=["present", "absent", "error"]),
         fault=dict(type="str"),
     ),
@@ -376,6 +378,16 @@ SPECS["instance_info"] = dict(
         AUTH_ARGSPEC,
         instance=dict(type="str", required=True),
         missing_ok=dict(type="bool", default=False),
+    ),
+)
+
+SPECS["keypair"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        name=dict(type="str", required=True),
+        public_key=dict(type="str", no_log=False),
+        user=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
     ),
 )
 

@@ -14,13 +14,15 @@ description:
     image (Joliet and Rock Ridge) with the volume label C(cidata) in cloud-init's NoCloud layout, made with
     C(genisoimage). Give it to M(bootflow.cloud.domain) as a read-only CD-ROM
     (O(bootflow.cloud.domain#module:disks[].device_type=cdrom)).
-  - C(meta-data) holds C(instance-id) (the instance UUID) and C(local-hostname). C(user-data) is
+  - C(meta-data) holds C(instance-id) (the instance UUID), C(local-hostname) and, when there are O(public_keys),
+    C(public-keys), the list cloud-init's NoCloud datasource hands to the default user's C(authorized_keys).
+    C(user-data) is
     O(user_data), or C(#cloud-config) with an empty mapping when there is none. C(network-config) is version
     2 with one ethernet per port, matched by the port's MAC address, with C(dhcp4) on (the address comes from
     the network's dnsmasq, see M(bootflow.cloud.dhcp_lease)).
   - With O(auth_token), the action plugin validates the token on the controller and fills O(name),
-    O(user_data) and O(ports) from the instance record and its ports when they are not given; the module on
-    the host never sees the database.
+    O(user_data), O(public_keys) and O(ports) from the instance record and its ports when they are not given; the
+    module on the host never sees the database.
   - The image is only rebuilt when its content differs from what it should hold - the existing image is
     read back and its label and files are compared (C(genisoimage) stamps build times into the image, so the
     bytes and the modification time say nothing). A new image is written to a temporary file in the same
@@ -61,6 +63,19 @@ options:
         limit of 65535 bytes once base64-encoded).
       - Without it the drive holds C(#cloud-config) and C({}).
     type: str
+  public_keys:
+    description:
+      - SSH public keys for the guest, one OpenSSH public key line each (C(<type> <base64> [comment])). They are
+        written into C(meta-data) as C(public-keys), each as a double-quoted YAML string, in this order.
+      - With O(auth_token) and the option left out, the key of the instance's key pair, as nova-api copied it when
+        the instance was created (M(bootflow.cloud.instance)'s C(key_name)); none when it was created without one.
+        Give V([]) to leave the keys off the drive.
+      - Without keys, C(meta-data) has no C(public-keys) at all.
+      - A key that is empty or not a single line fails the task. The key itself is checked on the controller, by
+        M(bootflow.cloud.keypair), not here.
+    type: list
+    elements: str
+    default: []
   ports:
     description:
       - The instance's ports, in NIC order.
@@ -99,6 +114,7 @@ requirements:
 notes:
   - The test guest of this collection prints C(GUEST-HOSTNAME) and C(GUEST-INSTANCE-ID) from the drive on
     its serial console; cloud images with cloud-init read it as their NoCloud datasource.
+  - The public keys are part of the drive's content, so a different set of keys rebuilds the drive.
 seealso:
   - module: bootflow.cloud.domain
   - module: bootflow.cloud.dhcp_lease
@@ -129,6 +145,8 @@ EXAMPLES = r"""
   bootflow.cloud.config_drive:
     instance_uuid: 0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11
     name: Web server 1
+    public_keys:
+      - "{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}"
     user_data: |
       #cloud-config
       packages: [nginx]
@@ -168,7 +186,8 @@ meta_data:
   description: Content of C(meta-data).
   returned: with O(state=present)
   type: str
-  sample: "instance-id: 0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11\nlocal-hostname: web-server-1\n"
+  sample: "instance-id: 0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11\nlocal-hostname: web-server-1\npublic-keys:\n  - \"ssh-ed25519
+    AAAAC3NzaC1lZDI1NTE5AAAAIPQl8U+WjAOElIOvqIDO9iM+lrtsx/jpSnybsUo/Y569 me@laptop\"\n"
 network_config:
   description: Content of C(network-config).
   returned: with O(state=present)

@@ -129,6 +129,19 @@ options:
       - The instance leaves the group when its record is deleted (O(state=absent), the end of
         C(playbooks/delete.yml)).
     type: str
+  key_name:
+    description:
+      - Name of a key pair of the caller (see M(bootflow.cloud.keypair)) whose public key the guest gets. nova-api
+        copies the key into the instance's request (RV(instance.request.public_keys)), as Nova copies it into the
+        instance, and M(bootflow.cloud.config_drive) writes it into the C(public-keys) of the config drive's
+        C(meta-data), where cloud-init finds it.
+      - Looked up among the key pairs of the user of O(auth_token) only, as in Nova; an admin cannot use another
+        user's key pair either. An unknown key pair fails with RV(error=not_found) (C(Invalid key_name provided))
+        before anything is written.
+      - Deleting the key pair later does not change the instance; it keeps its copy of the key.
+      - An existing instance of the same name created with another key pair (or with none) is refused with
+        RV(error=conflict).
+    type: str
   state:
     description:
       - V(present) creates the instance record (seed steps 3-7).
@@ -151,7 +164,7 @@ attributes:
     support: none
 notes:
   - Idempotent, as long as the name exists with the same O(flavor), O(image), O(networks), O(volume_size_gb),
-    root volume size and O(server_group),
+    root volume size, O(server_group) and O(key_name),
     O(state=present) reports no change and returns the existing instance, whatever state it is in. The same name
     with a different flavor, image, networks or volume size is refused with RV(error=conflict); delete the
     instance first or pick another name.
@@ -168,6 +181,7 @@ seealso:
   - module: bootflow.cloud.instance_info
   - module: bootflow.cloud.port
   - module: bootflow.cloud.server_group
+  - module: bootflow.cloud.keypair
 """
 
 EXAMPLES = r"""
@@ -336,6 +350,17 @@ instance:
           type: str
           returned: success
           sample: "#cloud-config\nhostname: web1\n"
+        key_name:
+          description: The O(key_name) the instance was created with.
+          type: str
+          returned: when O(key_name) was given
+          sample: mykey
+        public_keys:
+          description: The public key of O(key_name) as it was when the instance was created (one OpenSSH line).
+          type: list
+          elements: str
+          returned: when O(key_name) was given
+          sample: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPQl8U+WjAOElIOvqIDO9iM+lrtsx/jpSnybsUo/Y569 me@laptop"]
     fault:
       description: The recorded fault, V(null) unless the instance went to C(vm_state=error).
       type: dict
@@ -440,8 +465,8 @@ bootflow_step:
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an
-      unknown flavor, image, network or server group, V(invalid) for a request that fails validation, V(quota) for a
-      request over a quota of the project (instances, cores, ram, volumes, gigabytes, server_group_members),
+      unknown flavor, image, network, server group or key pair, V(invalid) for a request that fails validation,
+      V(quota) for a request over a quota of the project (instances, cores, ram, volumes, gigabytes, server_group_members),
       V(conflict) for a name taken with a different request, several instances matching O(name), or an instance
       that still holds resources.
   returned: failure

@@ -180,6 +180,20 @@ instance:
       type: str
       returned: success
       sample: "#cloud-config\nhostname: web1\n"
+    key_name:
+      description:
+        - The key pair the instance was created with (M(bootflow.cloud.instance)'s C(key_name)), V(null) for none.
+      type: str
+      returned: success
+      sample: mykey
+    public_keys:
+      description:
+        - The public keys for the guest, the key pair's key as nova-api copied it at create (one OpenSSH line each),
+          V([]) for none. M(bootflow.cloud.config_drive) writes them into the drive's C(public-keys).
+      type: list
+      elements: str
+      returned: success
+      sample: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPQl8U+WjAOElIOvqIDO9iM+lrtsx/jpSnybsUo/Y569 me@laptop"]
     fault:
       description:
         - The recorded fault, V(null) unless the instance went to error.

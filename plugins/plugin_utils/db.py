@@ -291,6 +291,19 @@ def _build_metadata():
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Index("ix_server_group_members_group_id", "group_id"),
     )
+    # revision 0006: Nova's key pairs (os-keypairs), one name per user; deleted rows are gone (no soft delete)
+    sa.Table(
+        "key_pairs", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("project_id", sa.String(64)),
+        sa.Column("type", sa.String(16), nullable=False, server_default="ssh"),
+        sa.Column("public_key", sa.Text, nullable=False),
+        sa.Column("fingerprint", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("user_id", "name", name="uniq_key_pairs0user_id0name"),
+    )
     sa.Table(
         "volumes", md,
         sa.Column("id", uuid_col, primary_key=True),

@@ -8,7 +8,7 @@ Like Nova's config drive (nova/virt/configdrive.py), but in cloud-init's NoCloud
 test guest and cloud images read without a metadata service:
 
   <instances_path>/<instance_uuid>/disk.config   ISO 9660 + Joliet + Rock Ridge, volume label "cidata"
-    meta-data        instance-id: <uuid> / local-hostname: <hostname>
+    meta-data        instance-id: <uuid> / local-hostname: <hostname> / public-keys: [<key line>, ...]
     user-data        the boot request's user_data, or "#cloud-config\\n{}\\n"
     network-config   version 2: one ethernet per port, matched by MAC, dhcp4: true
 
@@ -101,8 +101,25 @@ def _yaml_str(value):
     return "".join(out)
 
 
-def render_meta_data(instance_uuid, hostname):
-    return "instance-id: %s\nlocal-hostname: %s\n" % (instance_uuid, hostname)
+def normalize_public_keys(public_keys):
+    """The SSH public keys for the guest: each one OpenSSH line (the controller checked the key itself)."""
+    out = []
+    for i, key in enumerate(public_keys or []):
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigDriveError("public_keys[%d] must be a non-empty string (one OpenSSH public key line)" % i)
+        if "\n" in key.strip() or "\r" in key:
+            raise ConfigDriveError("public_keys[%d] must be one line (one OpenSSH public key)" % i)
+        out.append(key.strip())
+    return out
+
+
+def render_meta_data(instance_uuid, hostname, public_keys=()):
+    """NoCloud meta-data; ``public-keys`` as cloud-init's NoCloud reads it (a list of key lines), only when there
+    are keys, so a drive without keys is what it always was."""
+    out = "instance-id: %s\nlocal-hostname: %s\n" % (instance_uuid, hostname)
+    if public_keys:
+        out += "public-keys:\n" + "".join("  - %s\n" % _yaml_str(key) for key in public_keys)
+    return out
 
 
 def render_network_config(ports):
@@ -143,14 +160,14 @@ def normalize_ports(ports):
     return out
 
 
-def drive_files(instance_uuid, hostname, user_data, ports):
+def drive_files(instance_uuid, hostname, user_data, ports, public_keys=()):
     """{file name: bytes} of the drive."""
     ud = render_user_data(user_data)
     data = ud.encode("utf-8") if isinstance(ud, str) else bytes(ud)
     problem = user_data_problem(data)
     if problem:
         raise ConfigDriveError(problem)
-    return {"meta-data": render_meta_data(instance_uuid, hostname).encode("utf-8"),
+    return {"meta-data": render_meta_data(instance_uuid, hostname, normalize_public_keys(public_keys)).encode("utf-8"),
             "network-config": render_network_config(ports).encode("utf-8"),
             "user-data": data}
 
@@ -283,7 +300,7 @@ def _current(path):
 
 
 def config_drive_step(p, check_mode=False, run=None):
-    """p: instance_uuid, name, hostname, user_data, ports, instances_path, state.
+    """p: instance_uuid, name, hostname, user_data, public_keys, ports, instances_path, state.
 
     run(argv) -> (rc, stdout, stderr) runs genisoimage (the module passes AnsibleModule.run_command).
     """
@@ -314,7 +331,7 @@ def config_drive_step(p, check_mode=False, run=None):
     # ---- present: validate everything first
     ports = normalize_ports(p.get("ports"))
     hostname = pick_hostname(p.get("hostname"), p.get("name"), ports, uuid)
-    files = drive_files(uuid, hostname, p.get("user_data"), ports)
+    files = drive_files(uuid, hostname, p.get("user_data"), ports, p.get("public_keys"))
     result.update(hostname=hostname, files=sorted(files), meta_data=files["meta-data"].decode("utf-8"),
                   network_config=files["network-config"].decode("utf-8"))
     if not os.path.isdir(instances_path):

@@ -15,6 +15,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import keypairs as _keypairs
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
@@ -152,7 +153,7 @@ def scheduling_request(conn, row, with_group=True):
 
 
 def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb, boot_from_volume,
-                        root_volume_size_gb, server_group):
+                        root_volume_size_gb, server_group, key_name=None):
     """A create for a name that exists: the same request is a no-op, another one a Conflict.
 
     Compared with what the instance was created from, whatever became of it since: its image deactivated,
@@ -169,9 +170,10 @@ def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_ref
     if req.get("flavor") != flavor.name or image_ref not in (existing.image_id, booted) \
             or req.get("networks") != networks or req.get("volume_size_gb", 0) != (volume_size_gb or 0) \
             or req.get("root_volume_size_gb", 0) != root_gb \
-            or (joined.id if joined else None) != (group.id if group else None):
+            or (joined.id if joined else None) != (group.id if group else None) \
+            or (req.get("key_name") or None) != (key_name or None):
         raise Conflict("Instance %s already exists (%s) with a different flavor/image/networks/volume/root volume/"
-                       "server group; delete it first or pick another name." % (existing.name, existing.uuid))
+                       "server group/key_name; delete it first or pick another name." % (existing.name, existing.uuid))
 
 
 def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode, **options):
@@ -186,14 +188,16 @@ def create(db, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, 
 def create_in(conn, auth, name, flavor_ref, image_ref, network_refs, volume_size_gb, user_data, check_mode,
               volume_delete_on_termination=True, availability_zone=None, boot_from_volume=False,
               root_volume_size_gb=None, root_volume_delete_on_termination=True, server_group=None,
-              fixed_ips=None, request_extra=None):
+              key_name=None, fixed_ips=None, request_extra=None):
     """``create`` inside the caller's transaction ``conn`` (a multi-create records its whole list in one).
 
     ``server_group`` (name or ID; Nova's scheduler hint ``group``): the instance joins that group, in the
     same transaction; an unknown group, another project's group or a full group refuses the request.
     ``fixed_ips``: {network name or ID: IP} (Nova's ``--nic net-id=...,v4-fixed-ip=...``), checked now
     and kept in the request for the port step. ``request_extra``: more keys of the stored request (the
-    multi-create's reservation, the server's metadata)."""
+    multi-create's reservation, the server's metadata).
+    ``key_name``: the caller's key pair, copied into the request (``key_name``, ``public_keys``) as Nova copies
+    its key_data into the instance: deleting the key pair later does not change the instance."""
     enforce(auth, "compute:create")
     validate_name("instance", name)
     if not network_refs:
@@ -211,7 +215,7 @@ def create_in(conn, auth, name, flavor_ref, image_ref, network_refs, volume_size
     existing = instances.find_instance(conn, name, auth)
     if existing is not None:
         _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_refs, volume_size_gb,
-                            boot_from_volume, root_volume_size_gb, server_group)
+                            boot_from_volume, root_volume_size_gb, server_group, key_name)
         return False, existing
     flavor = get_flavor(conn, flavor_ref)
     image = _images.find_image(conn, image_ref, auth)
@@ -232,6 +236,8 @@ def create_in(conn, auth, name, flavor_ref, image_ref, network_refs, volume_size
         "volumes": (1 if volume_size_gb else 0) + (1 if root_gb else 0),
         "gigabytes": (volume_size_gb or 0) + root_gb, "server_group_members": 1 if group else 0},
         group_members=_server_groups.count_members(conn, group.id) if group else None)
+    if key_name:
+        request.update(key_name=key_name, public_keys=[_keypairs.public_key_for(conn, auth, key_name)])
     if check_mode:
         return True, None
     uuid = _db.new_id()

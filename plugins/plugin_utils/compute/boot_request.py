@@ -186,7 +186,8 @@ def record(db, auth, entries, check_mode=False):
                     availability_zone=entry["availability_zone"], boot_from_volume=entry["boot_from_volume"],
                     root_volume_size_gb=entry["root_volume_size_gb"],
                     root_volume_delete_on_termination=entry["root_volume_delete_on_termination"],
-                    server_group=entry["server_group"], fixed_ips=entry["fixed_ips"], request_extra=extra)
+                    server_group=entry["server_group"], key_name=entry["key_name"], fixed_ips=entry["fixed_ips"],
+                    request_extra=extra)
                 present.append(_entry(row, entry, created))
             if check_mode:
                 raise _Rollback()

@@ -42,6 +42,9 @@ def spec(conn, row):
     out.pop("request", None)
     out["user_data"] = row.request.get("user_data")
     out["metadata"] = row.request.get("metadata") or {}
+    # the key pair's public key as nova-api copied it at create (the config drive's public-keys)
+    out["key_name"] = row.request.get("key_name")
+    out["public_keys"] = list(row.request.get("public_keys") or [])
     # where the host that built it put the console log (the default layout before any build got that far)
     out["console_log"] = row.request.get("console_log") or console_log_path(INSTANCES_PATH, row.uuid)
     out["flavor"] = {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb, "disk_gb": flavor.disk_gb,

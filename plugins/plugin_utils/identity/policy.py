@@ -45,6 +45,12 @@ POLICY = {
     "compute:server_groups:create": MEMBER,
     "compute:server_groups:show": READER,
     "compute:server_groups:delete": MEMBER,
+    # os-keypairs (Nova's rule names): a user's own key pairs; another user's (Nova's user_id parameter) needs admin
+    "os_compute_api:os-keypairs:create": MEMBER,
+    "os_compute_api:os-keypairs:delete": MEMBER,
+    "os_compute_api:os-keypairs:show": READER,
+    "os_compute_api:os-keypairs:index": READER,
+    "os_compute_api:os-keypairs:other_user": ADMIN,
     "scheduler:select_destinations": MEMBER,
     "placement:release": MEMBER,
     # glance

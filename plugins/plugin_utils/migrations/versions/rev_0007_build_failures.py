@@ -17,7 +17,7 @@ A plain ADD COLUMN with a server default and a new table: nothing is rebuilt, on
 from __future__ import annotations
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import rules
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
@@ -18,6 +19,8 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.host import config_
 UUID = "0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11"
 MAC = "fa:16:3e:12:34:56"
 GENISOIMAGE = shutil.which("genisoimage")
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPQl8U+WjAOElIOvqIDO9iM+lrtsx/jpSnybsUo/Y569 me@laptop"
+KEY2 = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= \"quoted\" back\\slash ünï"
 
 
 def run(argv):
@@ -257,3 +260,55 @@ def test_user_data_limit_counts_base64_as_nova_does():
     assert rules.user_data_problem("é" * 24574) is None          # counted in UTF-8 bytes: 49148
     assert "49150 bytes, 65536 once base64-encoded" in rules.user_data_problem("x" * 49150)
     assert rules.user_data_problem("é" * 24575).startswith("user_data is 49150 bytes")   # 49150 UTF-8 bytes
+
+
+# ---- public keys (a key pair's key, the instance's key_name)
+
+
+def test_meta_data_lists_the_public_keys_as_cloud_init_reads_them():
+    plain = "instance-id: %s\nlocal-hostname: web-1\n" % UUID
+    assert cd.render_meta_data(UUID, "web-1") == plain
+    assert cd.render_meta_data(UUID, "web-1", []) == plain       # no keys: no public-keys at all
+    meta = cd.render_meta_data(UUID, "web-1", [KEY, KEY2])
+    assert meta == plain + 'public-keys:\n  - "%s"\n  - "%s"\n' % (
+        KEY, 'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= \\"quoted\\" back\\\\slash '
+             '\\u00fcn\\u00ef')
+    assert yaml.safe_load(meta) == {"instance-id": UUID, "local-hostname": "web-1", "public-keys": [KEY, KEY2]}
+    # drive_files: the same, keys given with blanks around them as read from a file
+    files = cd.drive_files(UUID, "web-1", None, [], ["  %s\n" % KEY])
+    assert files["meta-data"] == (plain + 'public-keys:\n  - "%s"\n' % KEY).encode()
+    assert cd.drive_files(UUID, "web-1", None, [])["meta-data"] == plain.encode()
+
+
+@pytest.mark.parametrize("keys, msg", [
+    ([""], r"public_keys\[0\] must be a non-empty string"),
+    ([KEY, "  "], r"public_keys\[1\] must be a non-empty string"),
+    ([7], "must be a non-empty string"),
+    ([KEY + "\n" + KEY], r"public_keys\[0\] must be one line"),
+    ([KEY + "\rx"], "must be one line"),
+])
+def test_bad_public_keys(inst, keys, msg):
+    with pytest.raises(cd.ConfigDriveError, match=msg):
+        cd.config_drive_step(params(inst, public_keys=keys), run=run, check_mode=True)
+    assert not os.path.exists(inst["path"])
+
+
+def test_the_public_keys_are_part_of_the_drives_content(inst):
+    r = cd.config_drive_step(params(inst, public_keys=[KEY]), run=run)
+    want = ("instance-id: %s\nlocal-hostname: web-1\npublic-keys:\n  - \"%s\"\n" % (UUID, KEY)).encode()
+    assert r["changed"] and r["meta_data"] == want.decode()
+    assert isoinfo(inst["path"], "meta-data") == want                 # read back by isoinfo ...
+    label, files = cd.read_iso(inst["path"])                          # ... and by our reader
+    assert label == "cidata" and yaml.safe_load(files["meta-data"])["public-keys"] == [KEY]
+    st = os.stat(inst["path"])
+    assert not cd.config_drive_step(params(inst, public_keys=[KEY]), run=run)["changed"]
+    assert os.stat(inst["path"]).st_ino == st.st_ino
+    # other keys: the drive is rebuilt (check mode says so and leaves it)
+    chk = cd.config_drive_step(params(inst, public_keys=[KEY, KEY2]), run=run, check_mode=True)
+    assert chk["changed"] and os.stat(inst["path"]).st_ino == st.st_ino and KEY2.split()[1] in chk["diff"]["after"]
+    assert cd.config_drive_step(params(inst, public_keys=[KEY, KEY2]), run=run)["changed"]
+    assert yaml.safe_load(isoinfo(inst["path"], "meta-data"))["public-keys"] == [KEY, KEY2]
+    # no keys any more: rebuilt without public-keys, the drive a keyless instance always had
+    assert cd.config_drive_step(params(inst, public_keys=[]), run=run)["changed"]
+    assert isoinfo(inst["path"], "meta-data") == ("instance-id: %s\nlocal-hostname: web-1\n" % UUID).encode()
+    assert not cd.config_drive_step(params(inst), run=run)["changed"]
