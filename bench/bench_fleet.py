@@ -33,7 +33,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOST = os.path.join(REPO, "tests", "hosts", "testhost.sh")
-QUOTA_PLAYBOOK = os.path.join(REPO, "bench", "playbooks", "quota.yml")
+QUOTA_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "quota.yml")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

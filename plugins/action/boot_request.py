@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import NotFound
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import boot_request as _boot_request
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
@@ -23,6 +25,7 @@ class ActionModule(ControllerStep):
             return {"changed": False, "instances": [], "delete": _boot_request.lookup(ctx.db, auth, entries)}
         if a["state"] == "query":
             return {"changed": False, "instances": _boot_request.query(ctx.db, auth, entries), "delete": []}
+        _resolve_images(ctx, entries)
         changed, present, absent = _boot_request.record(ctx.db, auth, entries, ctx.check_mode)
         out = {"changed": changed, "instances": present,
                "delete": _boot_request.lookup(ctx.db, auth, absent) if absent else []}
@@ -37,3 +40,26 @@ class ActionModule(ControllerStep):
                                       + sorted(e["name"] for e in absent)},
                            "after": {"instances": sorted(e["name"] for e in present)}}
         return out
+
+
+def _resolve_images(ctx, entries):
+    """Each entry's image as nova-api finds it: with image_backend=glance, in Glance as the caller (its record
+    refreshed here), once per image named. An image gone from Glance (or no longer visible) is still fine for
+    an instance that exists and was booted from it (a re-run compares the name or ID it was booted from); a
+    new instance is refused."""
+    found = {}
+    for entry in entries:
+        if entry["state"] != "present":
+            continue
+        ref = entry["image"]
+        if ref not in found:
+            try:
+                found[ref] = _images.boot_image_ref(ctx, ref)
+            except NotFound as exc:
+                found[ref] = exc
+        if isinstance(found[ref], NotFound):
+            with ctx.db.tx() as conn:
+                if instances.find_instance(conn, entry["name"], ctx.auth) is None:
+                    raise found[ref]
+            continue
+        entry["image"] = found[ref]

@@ -135,6 +135,7 @@ BOOT_REQUEST_ITEM_OPTIONS = dict(
 SPECS["boot_request"] = dict(
     argument_spec=argspec(
         AUTH_ARGSPEC,
+        IMAGE_BACKEND_ARGSPEC,
         instances=dict(type="list", elements="dict", required=True,
                        options=dict(name=dict(type="str", required=True), **copy.deepcopy(BOOT_REQUEST_ITEM_OPTIONS))),
         defaults=dict(type="dict", default={}, options=copy.deepcopy(BOOT_REQUEST_ITEM_OPTIONS)),

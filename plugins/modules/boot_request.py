@@ -30,6 +30,7 @@ description:
     holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
+  - bootflow.cloud.image_backend
   - bootflow.cloud.attributes
   - bootflow.cloud.attributes.CONTROLLER
 options:

@@ -37,8 +37,8 @@ BANNER_RE = re.compile(r"^TASK \[(?P<name>.*)\] \*+$")
 
 # id, task name (regex on the banner), when, host condition (sh test, for when == "host")
 KILL_POINTS = [
-    ("instance-create-start", r"3-7 \| nova-api: validate the request", "start", None),
-    ("instance-create-end", r"3-7 \| nova-api: validate the request", "end", None),
+    ("instance-create-start", r"3-7 \| nova-api: validate every instance of the request", "start", None),
+    ("instance-create-end", r"3-7 \| nova-api: validate every instance of the request", "end", None),
     ("schedule-end", r"8-12 \| nova-scheduler: filter, weigh and claim", "end", None),
     ("image_fetch-host", r"19-21 \| glance-api: image into the host cache", "host", "ls %s/instances/*/disk" % B),
     ("port-end", r"22-24 \| neutron-server: allocate the ports", "end", None),

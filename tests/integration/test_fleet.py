@@ -22,13 +22,15 @@ import subprocess
 import pytest
 
 from conftest import REPO
-from sched_helpers import (EMPTY, SG_PLAYBOOK, Cloud, flag, fresh_hosts, host_contents, hostname, install_fault_hook,
-                           purge, ssh, write_inventory)
+from sched_helpers import (EMPTY, Cloud, flag, fresh_hosts, host_contents, hostname, install_fault_hook, purge, ssh,
+                           write_inventory)
 
 HOSTS = (161, 162, 163)
 GUEST_MB = {161: 640, 162: 512, 163: 512}     # m1.tiny is 128 MB: room for 5 + 4 + 4
 FLEET_PB = os.path.join(REPO, "tests", "integration", "playbooks", "fleet.yml")
 KEYPAIR_PB = os.path.join(REPO, "tests", "integration", "playbooks", "keypair.yml")
+SG_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "server_group.yml")
+QUOTA_PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "quota.yml")
 FLEET = [
     {"name": "web", "count": 3, "server_group": "web", "metadata": {"role": "web"}},
     {"name": "db", "networks": [{"network": "private", "fixed_ip": "10.99.0.250"}], "volume_size_gb": 1},
@@ -52,6 +54,7 @@ def fleet(tmp_path_factory):
         cloud.play("bootstrap.yml", inv)
         cloud.play("hypervisors.yml", inv)
         cloud.play(SG_PLAYBOOK, inv, "-e", "sg_name=web", "-e", "sg_policy=anti-affinity")
+        cloud.play(QUOTA_PLAYBOOK, inv)     # the module boots 11 instances; the default quota is 10
         key = base / "id_fleet"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-test", "-f", str(key)], check=True)
         cloud.play(KEYPAIR_PB, inv, "-e", "kp_name=ops", "-e", "kp_public_key=%s" % (base / "id_fleet.pub").read_text().strip())

@@ -42,8 +42,10 @@ class _Rollback(Exception):
 
 def _networks(where, value):
     """An item's ``networks``: names/IDs, or dicts ``{network, fixed_ip}``. Returns (refs, {ref: ip})."""
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("%s: networks must be a non-empty list of network names or {network, fixed_ip}." % where)
+    if not isinstance(value, list):
+        raise InvalidRequest("%s: networks must be a list of network names or {network, fixed_ip}, got %r." % (where, value))
+    if not value:
+        raise InvalidRequest("%s: At least one network is required." % where)
     refs, fixed = [], {}
     for i, net in enumerate(value):
         if isinstance(net, str) and net:

@@ -49,7 +49,8 @@ def test_networks_take_a_fixed_ip():
     ([{"name": "a", "colour": "red"}], "unknown option(s) colour"),
     ([{"name": " a"}], "instances[0]"),
     (["a"], "must be a mapping"),
-    ([{"name": "a", "networks": []}], "networks must be a non-empty list"),
+    ([{"name": "a", "networks": []}], "At least one network is required."),
+    ([{"name": "a", "networks": "private"}], "networks must be a list"),
     ([{"name": "a", "networks": [{"network": "net", "ip": "1.2.3.4"}]}], "networks[0] must be"),
     ([{"name": "a", "networks": [{"network": "net", "fixed_ip": "300.1.1.1"}]}], "is not an IPv4 address"),
     ([{"name": "a", "count": 2, "networks": [{"network": "net", "fixed_ip": "10.0.0.5"}]}],
@@ -125,6 +126,7 @@ def test_the_whole_list_is_recorded_in_one_transaction(cloud):
     ({"name": "x", "image": "no-such-image"}, NotFound),
     ({"name": "x", "flavor": "no-such-flavor"}, NotFound),
     ({"name": "x", "server_group": "no-such-group"}, NotFound),
+    ({"name": "x", "key_name": "no-such-key"}, NotFound),
     ({"name": "x", "networks": [{"network": "net", "fixed_ip": "10.9.9.9"}]}, InvalidRequest),
 ])
 def test_bad_input_in_the_last_item_records_nothing(cloud, bad, error):
