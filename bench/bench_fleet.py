@@ -104,8 +104,8 @@ class Bench:
 def summary(label, values, base=None):
     med = statistics.median(values)
     ratio = "" if base is None else "  x%.2f of fleet-1" % (med / base)
-    return "%-11s median %6.1f s  min %6.1f  max %6.1f  n=%d%s" % (label, med, min(values), max(values), len(values),
-                                                                    ratio)
+    return "%-11s median %6.1f s  min %6.1f  max %6.1f  n=%d%s" % (
+        label, med, min(values), max(values), len(values), ratio)
 
 
 def main():

@@ -312,4 +312,13 @@ delete:
   type: list
   elements: dict
   sample: []
+error:
+  description:
+    - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an
+      unknown flavor, image, network, server group or key pair of any item, V(invalid) for an item that fails
+      validation (the message names it), V(quota) for a list over a quota of the project, V(conflict) for a name
+      taken with a different request. Nothing of the list is recorded in any of these cases.
+  returned: failure
+  type: str
+  sample: invalid
 """

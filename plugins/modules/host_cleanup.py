@@ -93,4 +93,11 @@ done:
   type: list
   elements: str
   sample: []
+error:
+  description:
+    - Kind of failure. V(auth) for a missing, invalid or expired token or a token without the V(admin) role,
+      V(invalid) for a task on the controller without O(host).
+  returned: failure
+  type: str
+  sample: auth
 """

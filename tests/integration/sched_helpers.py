@@ -178,6 +178,7 @@ def run_parallel(cloud, commands, logdir, label, timeout):
         log.close()
     return out
 
+
 # --- faults injected into a test host's libvirt -------------------------------------------------------
 # /etc/libvirt/hooks/qemu (per host: /etc/libvirt is the host's own) runs at every domain start. It fails
 # the ``prepare`` phase while the flag file ``fail-start`` exists (libvirt then refuses to start the domain:
@@ -213,8 +214,6 @@ def flag(n, name, on=True):
         open(path, "w").close()
     elif os.path.exists(path):
         os.unlink(path)
-
-
 
 
 def install_fault_hook(n):

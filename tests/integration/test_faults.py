@@ -38,7 +38,6 @@ INFO = os.path.join(REPO, "tests", "integration", "playbooks", "instance_info.ym
 EMPTY = {"domains": [], "volumes": [], "instances": [], "dhcp_hosts": [], "dhcp_ports": [], "leases": []}
 
 
-
 def hostname(n):
     return "bfhv%d" % n
 

@@ -227,4 +227,3 @@ def query(db, auth, entries):
             row = instances.find_instance(conn, entry["name"], auth)
             out.append({"name": entry["name"], "status": "ABSENT"} if row is None else _conductor.spec(conn, row))
     return out
-

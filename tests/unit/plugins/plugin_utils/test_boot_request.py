@@ -118,8 +118,8 @@ def test_the_whole_list_is_recorded_in_one_transaction(cloud):
     assert rows["db"].request["reservation_id"] != rows["web-1"].request["reservation_id"]
     assert rows["db"].request["metadata"] == {"role": "db"} and list(rows["db"].request["fixed_ips"].values()) == ["10.0.0.50"]
     # the same list again: nothing new
-    changed, present, _ = _record(cloud, items)
-    assert not changed and not any(p["created"] for p in present)
+    changed, present, absent = _record(cloud, items)
+    assert not changed and absent == [] and not any(p["created"] for p in present)
 
 
 @pytest.mark.parametrize("bad, error", [
@@ -147,8 +147,8 @@ def test_the_quota_is_the_whole_lists(cloud):
 
 
 def test_check_mode_validates_everything_and_writes_nothing(cloud):
-    changed, present, _ = _record(cloud, [{"name": "a", "count": 2}], check_mode=True)
-    assert changed and [p["uuid"] for p in present] == [None, None] and _live(cloud["db"]) == []
+    changed, present, absent = _record(cloud, [{"name": "a", "count": 2}], check_mode=True)
+    assert absent == [] and changed and [p["uuid"] for p in present] == [None, None] and _live(cloud["db"]) == []
     with pytest.raises(NotFound):
         _record(cloud, [{"name": "a"}, {"name": "b", "image": "nope"}], check_mode=True)
 
