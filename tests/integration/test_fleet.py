@@ -57,7 +57,7 @@ def fleet(tmp_path_factory):
         cloud.play(QUOTA_PLAYBOOK, inv)     # the module boots 11 instances; the default quota is 10
         key = base / "id_fleet"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-test", "-f", str(key)], check=True)
-        cloud.play(KEYPAIR_PB, inv, "-e", "kp_name=ops", "-e", "kp_public_key=%s" % (base / "id_fleet.pub").read_text().strip())
+        cloud.play(KEYPAIR_PB, inv, "-e", json.dumps({"kp_name": "ops", "kp_public_key": (base / "id_fleet.pub").read_text().strip()}))
         out = base / "ssh-out"
         out.mkdir()
         yield {"cloud": cloud, "inv": inv, "base": base, "key": key, "out": out, "booted": []}
@@ -222,7 +222,7 @@ def test_bad_input_in_the_list_is_refused_before_any_host_is_touched(fleet, item
 
 
 def test_a_malformed_public_key_is_refused(fleet):
-    res = fleet["cloud"].play(KEYPAIR_PB, fleet["inv"], "-e", "kp_name=bad", "-e", "kp_public_key=ssh-ed25519 AAAAnotbase64!",
+    res = fleet["cloud"].play(KEYPAIR_PB, fleet["inv"], "-e", json.dumps({"kp_name": "bad", "kp_public_key": "ssh-ed25519 AAAAnotbase64!"}),
                               check=False)
     assert res.rc != 0 and "public key" in res.out.lower(), res.out[-2000:]
 
