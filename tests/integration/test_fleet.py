@@ -227,8 +227,40 @@ def test_a_malformed_public_key_is_refused(fleet):
     assert res.rc != 0 and "public key" in res.out.lower(), res.out[-2000:]
 
 
+def test_a_host_that_does_not_answer_does_not_sink_the_list(fleet):
+    """A host cannot be reached (this run's inventory gives it an address nobody answers on): the build
+    handed to it never starts, the conductor on the controller reschedules it - here it was forced onto that
+    host, so no alternate is left and it ends in ERROR, with the claim and the port released and the
+    residue recorded - while the other instance of the list is built. When the host answers again,
+    hypervisors.yml closes the record."""
+    cloud = fleet["cloud"]
+    free = {host: total - used for host, (total, used, _n) in cloud.capacity().items()}
+    dead = int(max(free, key=free.get)[len("bfhv"):])      # the host with room for the forced instance
+    assert free[hostname(dead)] >= 128, free
+    inv = fleet["base"] / "inventory-dead.ini"
+    inv.write_text(fleet["inv"].read_text().replace("ansible_host=10.98.%d.2 " % dead, "ansible_host=10.98.%d.99 " % dead))
+    vars_file = fleet["base"] / "dead.json"
+    vars_file.write_text(json.dumps({"bootflow_instances": [{"name": "lost", "availability_zone": "nova:%s" % hostname(dead)},
+                                                            {"name": "kept"}],
+                                     "bootflow_volume_size_gb": 0, "bootflow_service_down_time": 0}))
+    res = cloud.play("boot.yml", inv, "-e", "@%s" % vars_file, check=False)
+    assert res.rc != 0
+    fleet["booted"] += ["lost", "kept"]
+    rows = live(fleet)
+    assert rows["kept"]["vm_state"] == "active" and rows["kept"]["host"] != hostname(dead)
+    assert (rows["lost"]["vm_state"], rows["lost"]["host"]) == ("error", None)
+    assert "did not finish the build" in res.out and re.search(r'"lost\s+-\s+-\s+ERROR\s+failed on %s' % hostname(dead), res.out)
+    uuid = rows["lost"]["uuid"]
+    assert cloud.query("SELECT COUNT(*) AS n FROM allocations WHERE consumer_id = :u", u=uuid)[0]["n"] == 0
+    assert ips(fleet, uuid) == []
+    (record,) = cloud.query("SELECT host, done_at FROM host_cleanups WHERE instance_uuid = :u", u=uuid)
+    assert record == {"host": hostname(dead), "done_at": None}
+    cloud.play("hypervisors.yml", fleet["inv"])
+    assert cloud.query("SELECT COUNT(*) AS n FROM host_cleanups WHERE done_at IS NULL")[0]["n"] == 0
+
+
 def test_delete_with_the_list_leaves_hosts_and_db_as_before(fleet):
-    items = FLEET + [{"name": "extra"}, {"name": "f", "count": 3}, {"name": "nowhere"}]
+    items = FLEET + [{"name": "extra"}, {"name": "f", "count": 3}, {"name": "nowhere"}, {"name": "lost"}, {"name": "kept"}]
     fleet["cloud"].play("delete.yml", fleet["inv"], "-e", "@%s" % _vars(fleet, items))
     assert live(fleet) == {}
     for n in HOSTS:
