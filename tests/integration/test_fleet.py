@@ -249,7 +249,7 @@ def test_a_host_that_does_not_answer_does_not_sink_the_list(fleet):
     rows = live(fleet)
     assert rows["kept"]["vm_state"] == "active" and rows["kept"]["host"] != hostname(dead)
     assert (rows["lost"]["vm_state"], rows["lost"]["host"]) == ("error", None)
-    assert "did not finish the build" in res.out and re.search(r'"lost\s+-\s+-\s+ERROR\s+failed on %s' % hostname(dead), res.out)
+    assert "did not finish the build" in res.out and re.search(r'"lost\s+-\s+-\s+ERROR\s+\S+\s+failed on %s' % hostname(dead), res.out)
     uuid = rows["lost"]["uuid"]
     assert cloud.query("SELECT COUNT(*) AS n FROM allocations WHERE consumer_id = :u", u=uuid)[0]["n"] == 0
     assert ips(fleet, uuid) == []
