@@ -204,26 +204,20 @@ def record(db, auth, entries, check_mode=False):
 def lookup(db, auth, entries):
     """The live instances ``entries`` name (delete.yml), each with the conductor's spec: what its delete
     must undo on its host and release on the controller."""
-    enforce(auth, "compute:get")
-    out = []
-    with db.tx() as conn:
-        for entry in entries:
-            row = instances.find_instance(conn, entry["name"], auth)
-            if row is not None:
-                out.append(_conductor.spec(conn, row))
-    return out
+    return [spec for spec in _specs(db, auth, entries) if spec is not None]
 
 
 def query(db, auth, entries):
     """Every ``present`` instance of the list as it is now (the conductor's spec: status, host, ports,
     fault, step log), or ``{name, status: ABSENT}`` for one that does not exist (a withdrawn min_count
     item, check mode): the end-of-run report of playbooks/boot.yml."""
+    present = [e for e in entries if e["state"] == "present"]
+    return [spec or {"name": e["name"], "status": "ABSENT"} for e, spec in zip(present, _specs(db, auth, present))]
+
+
+def _specs(db, auth, entries):
+    """The conductor's spec of the caller's instance each entry names, or None where there is none."""
     enforce(auth, "compute:get")
-    out = []
     with db.tx() as conn:
-        for entry in entries:
-            if entry["state"] != "present":
-                continue
-            row = instances.find_instance(conn, entry["name"], auth)
-            out.append({"name": entry["name"], "status": "ABSENT"} if row is None else _conductor.spec(conn, row))
-    return out
+        rows = [instances.find_instance(conn, entry["name"], auth) for entry in entries]
+        return [None if row is None else _conductor.spec(conn, row) for row in rows]
