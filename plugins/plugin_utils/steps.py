@@ -27,11 +27,12 @@ from ansible.utils.display import Display
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS, module_kwargs
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import session
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, BootflowError, InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import allowed, enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 display = Display()
@@ -90,6 +91,19 @@ class StepContext:
         if self.auth_backend != "local":
             raise InvalidRequest("%s manages the embedded (local) identity; with auth_backend=keystone, manage users, "
                                  "projects and role assignments in Keystone itself." % what)
+
+    def operator_setting(self, option, section, key=None, default=None):
+        """An operator setting (plugin_utils/settings.py: section ``section``, key ``key`` or ``option``) that the
+        task option ``option`` may override - for an admin only: a member or reader who sets it is refused
+        (AuthError) before anything is done, as Nova refuses a non-admin's scheduler hints it reserves."""
+        if option in self.given:
+            if not allowed(self.auth, "config:override"):
+                raise AuthError("%s is an operator setting (section %s of the operator configuration, %s): only an "
+                                "admin may set it in a task; user %s has %s." % (
+                                    option, section, settings.config_path(), self.auth.user_name or self.auth.user_id,
+                                    ", ".join(self.auth.roles) or "no role"))
+            return self.args[option]
+        return settings.get(section, key or option, default)
 
     def progress(self, msg):
         display.display("  [%s] %s" % (self.host or "controller", msg))

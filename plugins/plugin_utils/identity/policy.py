@@ -29,6 +29,9 @@ POLICY = {
     "identity:keys": ADMIN,
     "identity:validate_token": READER,
     "identity:revoke_token": READER,          # one's own token
+    # a task option that overrides an operator setting (plugin_utils/settings.py): scheduler filters and hosts,
+    # token lifetimes, image upload and download limits
+    "config:override": ADMIN,
     # nova
     "compute:create": MEMBER,
     "compute:get": READER,

@@ -72,3 +72,70 @@ def test_one_exception_root():
     assert issubclass(InvalidRequest, BootflowError) and issubclass(InvalidRequest, ValueError)
     err = BootflowError("no", device="vdb")
     assert (str(err), err.msg, err.details) == ("no", "no", {"device": "vdb"})
+
+
+# --- the operator's configuration file ------------------------------------------------------------------
+
+def _write_config(tmp_path, text, mode=0o600):
+    path = tmp_path / "bootflow.yml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_operator_settings_come_from_the_file_the_environment_names(tmp_path, monkeypatch):
+    path = _write_config(tmp_path, "scheduler:\n  enabled_filters: [ComputeFilter]\n  host_subset_size: 2\nimage: {}\n")
+    monkeypatch.setenv("BOOTFLOW_CONFIG", str(path))
+    assert settings.get("scheduler", "enabled_filters") == ["ComputeFilter"]
+    assert settings.get("scheduler", "host_subset_size", 1) == 2
+    assert settings.get("scheduler", "hosts", ["all"]) == ["all"]   # not set: the default
+    with pytest.raises(KeyError):
+        settings.get("scheduler", "no_such_setting")
+
+
+def test_without_a_file_the_state_dirs_file_is_read_else_every_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOOTFLOW_CONFIG", raising=False)
+    monkeypatch.setenv("BOOTFLOW_STATE_DIR", str(tmp_path))
+    assert settings.config_path() == str(tmp_path / "bootflow.yml")
+    assert settings.get("identity", "max_token_expiration", 86400) == 86400
+    _write_config(tmp_path, "identity:\n  max_token_expiration: 600\n")
+    assert settings.get("identity", "max_token_expiration", 86400) == 600
+
+
+@pytest.mark.parametrize("text, mode, message", [
+    ("scheduler: {}\n", 0o620, r"writable by its group or others \(mode 0620\)"),
+    ("scheduler: {}\n", 0o602, r"writable by its group or others"),
+    ("schedular: {}\n", 0o600, r"unknown section 'schedular'"),
+    ("scheduler:\n  enabled_filter: []\n", 0o600, r"unknown setting\(s\) enabled_filter in section 'scheduler'"),
+    ("scheduler: [1, 2]\n", 0o600, r"section 'scheduler' must be a mapping"),
+    ("- a\n", 0o600, r"must be a mapping of sections"),
+    ("scheduler: {\n", 0o600, r"is not valid YAML"),
+])
+def test_an_unsafe_or_wrong_operator_file_is_refused_naming_the_problem(tmp_path, monkeypatch, text, mode, message):
+    monkeypatch.setenv("BOOTFLOW_CONFIG", str(_write_config(tmp_path, text, mode)))
+    with pytest.raises(InvalidRequest, match=message):
+        settings.get("scheduler", "hosts")
+
+
+class _Auth:
+    def __init__(self, *roles):
+        self.roles = list(roles)
+        self.user_name, self.user_id = "u", "uid"
+
+
+def _ctx(args, given, auth):
+    ctx = steps.StepContext.__new__(steps.StepContext)   # no action: only args, given and the caller matter
+    ctx.args, ctx.given, ctx._auth = args, frozenset(given), auth   # pylint: disable=protected-access
+    return ctx
+
+
+def test_a_task_option_overrides_an_operator_setting_for_admins_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOTFLOW_CONFIG", str(_write_config(tmp_path, "scheduler:\n  hosts: [h1, h2]\n")))
+    args = {"hosts": ["h9"]}
+    assert _ctx(args, ["hosts"], _Auth("admin")).operator_setting("hosts", "scheduler") == ["h9"]
+    # not given: the operator's value, whoever asks
+    assert _ctx(args, [], _Auth("member")).operator_setting("hosts", "scheduler") == ["h1", "h2"]
+    for roles in (("member",), ("reader",), ()):
+        with pytest.raises(BootflowError, match=r"hosts is an operator setting .* only an admin may set it") as err:
+            _ctx(args, ["hosts"], _Auth(*roles)).operator_setting("hosts", "scheduler")
+        assert err.value.kind == "auth"
