@@ -27,5 +27,5 @@ class ActionModule(ControllerStep):
             return {"valid": True, "auth": auth.as_dict(), "expires_at": auth.as_dict()["expires_at"]}
         token, auth = session.issue(lambda: ctx.db, ctx.state_dir, ctx.auth_backend, args["username"], args["password"],
                                     args["project"], args["user_domain"], args["project_domain"], cloud=args["cloud"],
-                                    auth_url=args["auth_url"], ttl=args["ttl"])
+                                    auth_url=ctx.operator_auth_url(), ttl=args["ttl"])
         return {"token": token, "expires_at": auth.as_dict()["expires_at"], "auth": auth.as_dict()}

@@ -26,7 +26,9 @@ options:
         never past the token's expiry, from a cache in O(state_dir) (directory C(keystone-tokens), mode 0700).
         A token revoked or a role removed in Keystone by other means is refused once that cache entry is
         older than 30 seconds.
-      - Defaults to the E(BOOTFLOW_AUTH_BACKEND) environment variable on the controller, or V(local).
+      - The E(BOOTFLOW_AUTH_BACKEND) environment variable on the controller, or V(local). It is an operator
+        setting. A task may repeat the operator's value, and a task naming another backend is refused
+        (RV(error=auth)) - a token validated by a service the task chose would prove nothing.
       - Instances, ports, volumes, images, flavors and networks stay in the bootflow database with either
         backend; with V(keystone) their project and user IDs are Keystone's.
     type: str
@@ -36,9 +38,10 @@ options:
       - URL of Keystone's identity API v3, for example C(https://keystone.example.com:5000/v3). A URL without
         C(/v3) gets it appended.
       - Only used with O(auth_backend=keystone).
-      - Defaults to the E(OS_AUTH_URL) environment variable on the controller, or the C(auth_url) of the
-        clouds.yaml cloud named by E(OS_CLOUD). M(bootflow.cloud.token) also takes it from the clouds.yaml
-        cloud it is given.
+      - The E(OS_AUTH_URL) environment variable on the controller, or the C(auth_url) of the clouds.yaml cloud
+        named by E(OS_CLOUD). It is an operator setting. A task may repeat it, and a task naming another URL
+        is refused (RV(error=auth)) before anything is sent there. M(bootflow.cloud.token) issues with the
+        C(auth_url) of the clouds.yaml cloud it is given (O(bootflow.cloud.token#module:cloud)).
       - For HTTPS with a private CA, set E(OS_CACERT) (or C(cacert) in clouds.yaml).
     type: str
   db_url:

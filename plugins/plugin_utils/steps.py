@@ -66,18 +66,45 @@ class StepContext:
 
     @property
     def auth_backend(self):
-        """``local`` or ``keystone``: the option, else BOOTFLOW_AUTH_BACKEND, else local."""
-        return _keystone.resolve_backend(self.args.get("auth_backend"))
+        """``local`` or ``keystone``: the operator's (BOOTFLOW_AUTH_BACKEND, else local). A task may repeat it
+        but not change it (``_operator_identity``)."""
+        return self._operator_identity()[0]
 
     def keystone(self, cloud=None):
-        """The Keystone of ``auth_url`` (or OS_AUTH_URL / the clouds.yaml cloud) with this state dir's cache."""
-        return _keystone.Keystone(self.args.get("auth_url"), self.state_dir, cloud=cloud)
+        """The operator's Keystone (OS_AUTH_URL / the OS_CLOUD cloud; ``cloud``: a clouds.yaml cloud the token
+        module names for issuing) with this state dir's cache."""
+        return _keystone.Keystone(self._operator_identity()[1], self.state_dir, cloud=cloud)
+
+    def _operator_identity(self):
+        """(backend, auth_url or None): the identity service that validates tokens. It is the operator's, read
+        from the controller's environment: a token validated by a service the task names would prove nothing
+        (a member's own Keystone could say it is admin). A task's O(auth_backend) or O(auth_url) that differs
+        from the operator's is refused (AuthError) before anything is read or sent."""
+        backend = _keystone.resolve_backend(None)
+        asked = self.args.get("auth_backend")
+        if asked and asked != backend:
+            raise AuthError("auth_backend %r differs from the operator's identity service (%s, from the controller's "
+                            "BOOTFLOW_AUTH_BACKEND): which service validates tokens is an operator setting, never a "
+                            "task's." % (asked, backend))
+        url = self.args.get("auth_url")
+        if url and backend == "keystone":
+            own = _keystone.operator_auth_url()
+            if own is None or _keystone.normalize_auth_url(url) != own:
+                raise AuthError("auth_url %s is not the operator's Keystone (%s, from OS_AUTH_URL or the OS_CLOUD cloud "
+                                "on the controller): Keystone's address is an operator setting, never a task's."
+                                % (url, own or "none configured"))
+        return backend, url
+
+    def operator_auth_url(self):
+        """The task's O(auth_url) once checked to be the operator's Keystone (or None: the environment's)."""
+        return self._operator_identity()[1]
 
     def authenticate(self, fresh=False):
         """Validate ``auth_token`` with the configured backend and return its AuthContext (raises
         AuthError saying why not). ``fresh`` skips the Keystone validation cache."""
-        return session.authenticate(lambda: self.db, self.state_dir, self.auth_backend, self.args.get("auth_token"),
-                                    auth_url=self.args.get("auth_url"), fresh=fresh)
+        backend, url = self._operator_identity()
+        return session.authenticate(lambda: self.db, self.state_dir, backend, self.args.get("auth_token"),
+                                    auth_url=url, fresh=fresh)
 
     @property
     def auth(self):

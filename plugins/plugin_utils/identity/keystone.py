@@ -132,6 +132,14 @@ def normalize_auth_url(url):
     return url if url.endswith("/v3") else url + "/v3"
 
 
+def operator_auth_url():
+    """The operator's Keystone: OS_AUTH_URL, else the auth_url of the OS_CLOUD cloud (normalized), else None."""
+    url = os.environ.get("OS_AUTH_URL")
+    if not url and os.environ.get("OS_CLOUD"):
+        url = load_cloud(os.environ["OS_CLOUD"]).get("auth_url")
+    return normalize_auth_url(url) if url else None
+
+
 def _iso(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 

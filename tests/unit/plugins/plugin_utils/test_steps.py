@@ -139,3 +139,25 @@ def test_a_task_option_overrides_an_operator_setting_for_admins_only(tmp_path, m
         with pytest.raises(BootflowError, match=r"hosts is an operator setting .* only an admin may set it") as err:
             _ctx(args, ["hosts"], _Auth(*roles)).operator_setting("hosts", "scheduler")
         assert err.value.kind == "auth"
+
+
+# --- the identity service is the operator's ---------------------------------------------------------------
+
+def test_a_task_cannot_choose_the_identity_service_that_validates_its_token(monkeypatch):
+    monkeypatch.delenv("BOOTFLOW_AUTH_BACKEND", raising=False)
+    monkeypatch.setenv("OS_AUTH_URL", "http://127.0.0.1:5000")
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    assert _ctx({"auth_backend": "local"}, ["auth_backend"], None).auth_backend == "local"   # repeating it is fine
+    with pytest.raises(BootflowError, match=r"auth_backend 'keystone' differs from the operator's identity service "
+                                            r"\(local") as err:
+        _ctx({"auth_backend": "keystone"}, ["auth_backend"], None).auth_backend   # pylint: disable=expression-not-assigned
+    assert err.value.kind == "auth"
+    monkeypatch.setenv("BOOTFLOW_AUTH_BACKEND", "keystone")
+    same = _ctx({"auth_url": "http://127.0.0.1:5000/v3/"}, ["auth_url"], None)
+    assert same.operator_auth_url() == "http://127.0.0.1:5000/v3/"
+    with pytest.raises(BootflowError, match=r"auth_url http://127.0.0.1:6666/v3 is not the operator's Keystone "
+                                            r"\(http://127.0.0.1:5000/v3"):
+        _ctx({"auth_url": "http://127.0.0.1:6666/v3"}, ["auth_url"], None).operator_auth_url()
+    monkeypatch.delenv("OS_AUTH_URL")
+    with pytest.raises(BootflowError, match=r"\(none configured"):
+        _ctx({"auth_url": "http://127.0.0.1:5000/v3"}, ["auth_url"], None).operator_auth_url()
