@@ -49,12 +49,16 @@ options:
       - SQLAlchemy URL of the bootflow database, for example C(postgresql+psycopg2://user@127.0.0.1/bootflow).
       - Defaults to the SQLite file C(bootflow.db) in O(state_dir). The file is created with mode 0600
         and migrated to the current schema on first use.
-      - Can also be set with the E(BOOTFLOW_DB_URL) environment variable on the controller.
+      - Set with the E(BOOTFLOW_DB_URL) environment variable on the controller. It is an operator setting. A
+        task may repeat the operator's value, and a task naming another database is refused (RV(error=auth)),
+        before it is opened.
     type: str
   state_dir:
     description:
       - Directory on the controller holding the SQLite database, the Fernet key repository, the
         Keystone validation cache and the image store. Created with mode 0700 when missing.
-      - Defaults to E(BOOTFLOW_STATE_DIR), or C(~/.bootflow).
+      - E(BOOTFLOW_STATE_DIR) on the controller, or C(~/.bootflow). It is an operator setting (it holds the keys
+        that tokens are checked with). A task may repeat the operator's value, and a task naming another
+        directory is refused (RV(error=auth)).
     type: path
 """

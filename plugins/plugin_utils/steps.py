@@ -18,6 +18,7 @@ the step belongs to an instance (``step_row``).
 
 from __future__ import annotations
 
+import os
 import time
 
 from ansible.errors import AnsibleActionFail
@@ -56,12 +57,25 @@ class StepContext:
 
     @property
     def state_dir(self):
-        return self.args.get("state_dir")
+        """The operator's state dir (BOOTFLOW_STATE_DIR, else ~/.bootflow). It holds the key repository that
+        tokens are checked with: a task may repeat it, and a task naming another one is refused (a member's own
+        key repository would let it mint tokens)."""
+        asked = self.args.get("state_dir")
+        if asked and os.path.realpath(os.path.expanduser(asked)) != os.path.realpath(_db.default_state_dir()):
+            raise AuthError("state_dir %s is not the operator's state dir (%s, from BOOTFLOW_STATE_DIR on the "
+                            "controller, else ~/.bootflow): where keys and data live is an operator setting, never a "
+                            "task's." % (asked, _db.default_state_dir()))
+        return asked
 
     @property
     def db(self):
         if self._db is None:
-            self._db = _db.open_db(self.args.get("db_url"), self.state_dir)
+            asked, own = self.args.get("db_url"), os.environ.get("BOOTFLOW_DB_URL")
+            if asked and asked != (own or _db.resolve_db_url(None, self.state_dir)):
+                raise AuthError("db_url is not the operator's database (BOOTFLOW_DB_URL on the controller, else the "
+                                "state dir's bootflow.db): which database holds users, roles and instances is an "
+                                "operator setting, never a task's.")
+            self._db = _db.open_db(asked, self.state_dir)
         return self._db
 
     @property

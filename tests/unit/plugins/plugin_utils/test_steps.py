@@ -161,3 +161,19 @@ def test_a_task_cannot_choose_the_identity_service_that_validates_its_token(monk
     monkeypatch.delenv("OS_AUTH_URL")
     with pytest.raises(BootflowError, match=r"\(none configured"):
         _ctx({"auth_url": "http://127.0.0.1:5000/v3"}, ["auth_url"], None).operator_auth_url()
+
+
+def test_a_task_cannot_bring_its_own_key_repository_or_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOTFLOW_STATE_DIR", str(tmp_path / "operator"))
+    monkeypatch.delenv("BOOTFLOW_DB_URL", raising=False)
+    (tmp_path / "operator").mkdir()
+    (tmp_path / "operator-link").symlink_to(tmp_path / "operator")
+    assert _ctx({"state_dir": str(tmp_path / "operator-link")}, ["state_dir"], None).state_dir   # the same dir
+    with pytest.raises(BootflowError, match=r"state_dir .*mine is not the operator's state dir") as err:
+        _ctx({"state_dir": str(tmp_path / "mine")}, ["state_dir"], None).state_dir   # pylint: disable=expression-not-assigned
+    assert err.value.kind == "auth"
+    ctx = _ctx({"db_url": "sqlite:///%s" % (tmp_path / "mine.db")}, ["db_url"], None)
+    ctx._db = None   # pylint: disable=protected-access
+    with pytest.raises(BootflowError, match=r"db_url is not the operator's database"):
+        ctx.db   # pylint: disable=pointless-statement
+    assert not (tmp_path / "mine.db").exists() and not (tmp_path / "mine").exists()
