@@ -16,14 +16,14 @@ description:
     a role assignment; this module is the collection's C(keystone-manage bootstrap).
   - On a fresh identity (no user in the database yet), creates project O(project), user O(username) (with
     O(project) as its default project) and assigns O(role) to that user on that project.
-  - Once the identity exists (the database has a user), a run B(without) O(auth_token) changes nothing in it: a
+  - Once the identity exists (the database has a user), a run B(without) O(auth_token) changes nothing in it. A
     run that matches the identity (same user, same password, the role already assigned) reports no change, and a
     run that would create a user or a project, reset a password or assign a role fails with RV(error=auth)
     (C(The identity is already bootstrapped ... this run would reset the password of user admin ...)) before
     anything is written. This is stricter than C(keystone-manage bootstrap), which resets the admin's password
-    for whoever runs it: here a tokenless run may never change an existing user's password or roles, nor add an
+    for whoever runs it; here a tokenless run may never change an existing user's password or roles, nor add an
     admin.
-  - With O(auth_token) (it must be an V(admin)'s: policy rules C(identity:user) and C(identity:role_assignment);
+  - With O(auth_token) (it must be an V(admin)'s, policy rules C(identity:user) and C(identity:role_assignment);
     anyone else fails with RV(error=auth)), the missing project, user and role assignment are created and an
     existing user's password is reset to O(password), which revokes the tokens already issued to that user.
     The default project and the enabled flag of an existing user are not changed. Role assignments are only
@@ -121,7 +121,7 @@ EXAMPLES = r"""
     password: "{{ vault_bootflow_admin_password }}"
     state_dir: /srv/bootflow
 
-- name: Add a member user on project demo (an existing identity: an admin's token is needed)
+- name: Add a member user on project demo (an existing identity, so an admin's token is needed)
   bootflow.cloud.identity_bootstrap:
     username: alice
     password: "{{ vault_alice_password }}"

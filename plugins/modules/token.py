@@ -21,7 +21,7 @@ description:
     roles on that project, the expiry time and the issue time (in microseconds); nothing is stored when a
     token is issued.
   - No local token lives longer than the operator's C(identity.max_token_expiration) (the operator
-    configuration C(bootflow.yml), default 86400 seconds = 1 day, Keystone's cap): a longer O(ttl) is refused
+    configuration C(bootflow.yml), default 86400 seconds = 1 day, Keystone's cap); a longer O(ttl) is refused
     for everyone, and a token older than the cap is refused whatever its expiry says.
   - Every login runs the password hash (scrypt) exactly once, also for an unknown or disabled user (against a
     dummy hash), so the time a refusal takes does not tell whether the user exists. A successful login with a

@@ -46,7 +46,7 @@ options:
       - V(always) also sets it on an existing user whose stored password differs from O(password). The check
         is made against the stored hash, so the same password reports no change.
       - Changing the password revokes every token already issued to the user, as Keystone does (a revocation
-        event by user and time: tokens issued at or before the change are refused by every module with
+        event by user and time, so that tokens issued at or before the change are refused by every module with
         RV(error=auth), C(the token has been revoked)); the user gets a new token with the new password.
     type: str
     default: on_create
