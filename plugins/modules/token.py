@@ -39,7 +39,8 @@ description:
     a role on the project. A token is revoked by O(state=revoked), and, as in Keystone, by a change of its
     user's password, by disabling or deleting its user and by removing a role of its user on its project
     (tokens issued at or before the change; a token issued in the same microsecond counts as issued before).
-    Validation only reads the Fernet key repository; it never creates or changes a key. The roles the caller gets are the ones the user has B(now) on the project, not the
+    Validation only reads the Fernet key repository; it never creates or changes a key. The roles the caller
+    gets are the ones the user has B(now) on the project, not the
     ones in the token.
   - With O(auth_backend=keystone), Keystone validates the token (C(GET /v3/auth/tokens), the token validating
     itself) and answers with the user, the project and the roles (implied roles included). Other modules reuse

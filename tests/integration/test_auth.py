@@ -132,8 +132,8 @@ def test_token_replayed_after_password_change_or_role_removal_is_refused(auth_en
     admin = _admin_token(env)
     _member(env, admin, "it-carol", "carol-pw1", "it-rev")
     stolen = _token(env, username="it-carol", password="carol-pw1", project="it-rev")
-    res = _adhoc(env, "bootflow.cloud.user", {"name": "it-carol", "password": "carol-pw2", "update_password": "always",
-                                               "auth_token": admin})
+    res = _adhoc(env, "bootflow.cloud.user",
+                 {"name": "it-carol", "password": "carol-pw2", "update_password": "always", "auth_token": admin})
     assert res.get("changed") is True, res
     before = env.everything()
     _refused(_adhoc(env, "bootflow.cloud.token", {"auth_token": stolen, "state": "validated"}), UNAUTH + r".*revoked")
@@ -181,8 +181,8 @@ def test_token_lifetime_beyond_the_operators_cap_is_refused(auth_env):
         before = env.everything()
         _refused(_adhoc(env, "bootflow.cloud.token", {"username": "admin", "password": admin_password, "ttl": 901}),
                  r"ttl must be at most 900 seconds")
-        _refused(_adhoc(env, "bootflow.cloud.token", {"username": "it-dave", "password": "dave-pw", "project": "it-cap",
-                                                       "ttl": 301}), r"ttl 301 is above .*300 seconds")
+        member_args = {"username": "it-dave", "password": "dave-pw", "project": "it-cap", "ttl": 301}
+        _refused(_adhoc(env, "bootflow.cloud.token", member_args), r"ttl 301 is above .*300 seconds")
         assert snapshot_diff(before, env.everything()) == []
         res = _adhoc(env, "bootflow.cloud.token", {"username": "it-dave", "password": "dave-pw", "project": "it-cap"})
         expires = time.mktime(time.strptime(res["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())
