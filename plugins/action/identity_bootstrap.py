@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import secrets
+
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 
 
@@ -16,19 +19,34 @@ class ActionModule(ControllerStep):
             return {"changed": False, "skipped": True,
                     "msg": "auth_backend=keystone: users, projects and roles are Keystone's; nothing to bootstrap"}
         password = args["password"]
-        generated = False
         if password is None and args["username"] != "admin":
             raise InvalidRequest("password is required for user %s (only admin gets a generated one)." % args["username"])
+        # with a token: it must be an admin's, and then existing users may be changed (password reset, roles)
+        may_change = False
+        if args.get("auth_token"):
+            enforce(ctx.auth, "identity:user")
+            enforce(ctx.auth, "identity:role_assignment")
+            may_change = True
+        new_file = None
         if password is None:
-            existing = _identity.read_or_create_admin_password(ctx.state_dir, create=False)
-            generated = existing is None
-            password = existing if existing else (
-                None if ctx.check_mode else _identity.read_or_create_admin_password(ctx.state_dir))
-        _identity.key_repository(ctx.state_dir).ensure()
-        if password is None:  # check mode on a fresh state dir
-            return {"changed": True}
-        changed = _identity.bootstrap(ctx.db, args["username"], password, args["project"], args["role"], ctx.check_mode)
-        out = {"changed": changed or generated, "user": args["username"], "project": args["project"], "role": args["role"]}
+            password = _identity.read_or_create_admin_password(ctx.state_dir, create=False)
+            if password is None:  # generated now, written only once the run is known to be allowed
+                password = new_file = secrets.token_urlsafe(24)
+        # validate before acting: refused (tokenless on an existing identity) before anything is written
+        changed = _identity.bootstrap(ctx.db, args["username"], password, args["project"], args["role"],
+                                      check_mode=True, may_change=may_change)
+        if ctx.check_mode:
+            _identity.key_repository(ctx.state_dir).ensure()
+            if new_file is not None:  # a fresh state dir without a password
+                return {"changed": True}
+        else:
+            if new_file is not None:
+                _identity.write_admin_password(ctx.state_dir, new_file)
+            _identity.key_repository(ctx.state_dir).ensure()
+            changed = _identity.bootstrap(ctx.db, args["username"], password, args["project"], args["role"],
+                                          may_change=may_change)
+        out = {"changed": changed or new_file is not None, "user": args["username"], "project": args["project"],
+               "role": args["role"]}
         if args["password"] is None:
             out["password_file"] = _identity.admin_password_path(ctx.state_dir)
         return out

@@ -517,7 +517,7 @@ SPECS["token"] = dict(
         user_domain=dict(type="str"),
         project_domain=dict(type="str"),
         cloud=dict(type="str"),
-        ttl=dict(type="int", default=DEFAULT_TOKEN_TTL),
+        ttl=dict(type="int"),
         state=dict(type="str", default="issued", choices=["issued", "validated", "revoked"]),
     ),
 )

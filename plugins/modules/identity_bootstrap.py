@@ -14,16 +14,30 @@ description:
   - The one-time setup that makes seed steps 1-2 of the OpenStack Nova boot request flow possible. Before the
     client can send credentials to Keystone and get an auth token back, Keystone needs a project, a user and
     a role assignment; this module is the collection's C(keystone-manage bootstrap).
-  - Idempotently creates project O(project), user O(username) (with O(project) as its default project) and
-    assigns O(role) to that user on that project. If the user already exists with a different password, its
-    password is reset to O(password). Role assignments are only added, never removed.
+  - On a fresh identity (no user in the database yet), creates project O(project), user O(username) (with
+    O(project) as its default project) and assigns O(role) to that user on that project.
+  - Once the identity exists (the database has a user), a run B(without) O(auth_token) changes nothing in it. A
+    run that matches the identity (same user, same password, the role already assigned) reports no change, and a
+    run that would create a user or a project, reset a password or assign a role fails with RV(error=auth)
+    (C(The identity is already bootstrapped ... this run would reset the password of user admin ...)) before
+    anything is written. This is stricter than C(keystone-manage bootstrap), which resets the admin's password
+    for whoever runs it; here a tokenless run may never change an existing user's password or roles, nor add an
+    admin.
+  - With O(auth_token) (it must be an V(admin)'s, policy rules C(identity:user) and C(identity:role_assignment);
+    anyone else fails with RV(error=auth)), the missing project, user and role assignment are created and an
+    existing user's password is reset to O(password), which revokes the tokens already issued to that user.
+    The default project and the enabled flag of an existing user are not changed. Role assignments are only
+    added, never removed.
   - When O(password) is omitted, the password stored in the C(admin-password) file of O(state_dir) is used;
     if that file does not exist yet, a random password is generated and written there (mode 0600), so that
     M(bootflow.cloud.token) can later log in as V(admin) without a password.
   - Also creates the Fernet key repository C(fernet-keys/) in O(state_dir) when it is missing, and the database
     schema on first use.
-  - Needs no token and no role, O(auth_token) is ignored. Whoever can write O(state_dir) and the database on
-    the controller can bootstrap, as with C(keystone-manage) on a Keystone host.
+  - Needs no token to bootstrap a fresh identity (whoever can write O(state_dir) and the database on the
+    controller, as with C(keystone-manage) on a Keystone host); an admin's O(auth_token) to change an existing
+    one. An O(auth_token) given is always validated.
+  - Passwords are stored as scrypt hashes (N=2^17, r=8, p=1); see M(bootflow.cloud.user) for the rehash of older
+    hashes at login, and M(bootflow.cloud.token) for the token lifetime cap and the revocation of tokens.
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
@@ -40,8 +54,9 @@ options:
       - Password of O(username). Treated as a secret (C(no_log)), it is never shown in logs or output.
         It is stored as an scrypt hash.
       - When omitted, the content of C(<state_dir>/admin-password) is used, and that file is generated with a
-        random password when missing. This file is meant for the V(admin) user; M(bootflow.cloud.token) only
-        reads it when logging in as V(admin).
+        random password when missing (on an existing identity that would reset the password, so without an
+        admin's O(auth_token) the run is refused and no file is written). This file is meant for the V(admin)
+        user; M(bootflow.cloud.token) only reads it when logging in as V(admin).
       - An empty string fails the task with C(a password is required to bootstrap user ...).
     type: str
   project:
@@ -72,11 +87,12 @@ attributes:
     support: none
 notes:
   - With O(auth_backend=keystone) nothing is done and C(skipped=true) is returned, since users, projects and roles are Keystone's.
-  - Running it again with the same arguments changes nothing. With O(password) omitted it is idempotent as
-    long as the C(admin-password) file is kept.
+  - Running it again with the same arguments changes nothing (playbooks/bootstrap.yml may run any number of
+    times). With O(password) omitted it is idempotent as long as the C(admin-password) file is kept.
   - Keep the C(admin-password) file and the C(fernet-keys/) directory private; they are created with mode 0600 and
     0700. Losing the key repository invalidates every token already issued.
-  - Failures are reported with RV(error) V(invalid) (for example an empty password).
+  - Failures are reported with RV(error) V(invalid) (for example an empty password), or V(auth) (a change of an
+    existing identity without an admin's O(auth_token)).
 seealso:
   - module: bootflow.cloud.token
   - module: bootflow.cloud.flavor
@@ -105,19 +121,18 @@ EXAMPLES = r"""
     password: "{{ vault_bootflow_admin_password }}"
     state_dir: /srv/bootflow
 
-- name: Add a member user on project demo
+- name: Add a member user on project demo (an existing identity, so an admin's token is needed)
   bootflow.cloud.identity_bootstrap:
     username: alice
     password: "{{ vault_alice_password }}"
     project: demo
     role: member
+    auth_token: "{{ bootflow_token }}"
 
-- name: Add a read-only user for monitoring
+- name: Reset the admin's password (revokes the admin's tokens; an admin's token is needed)
   bootflow.cloud.identity_bootstrap:
-    username: monitor
-    password: "{{ vault_monitor_password }}"
-    project: demo
-    role: reader
+    password: "{{ vault_new_admin_password }}"
+    auth_token: "{{ bootflow_token }}"
 """
 
 RETURN = r"""
@@ -144,7 +159,8 @@ password_file:
   type: str
   sample: /root/.bootflow/admin-password
 error:
-  description: Kind of failure, V(invalid) for a refused argument (empty password).
+  description: Kind of failure, V(invalid) for a refused argument (empty password), V(auth) for a change of an
+    existing identity without an admin's O(auth_token), or a bad token.
   returned: failure
   type: str
   sample: invalid

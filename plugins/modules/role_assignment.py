@@ -60,7 +60,9 @@ options:
   state:
     description:
       - V(present) grants the role; nothing happens when the user already has it.
-      - V(absent) revokes it; nothing happens when the user does not have it.
+      - V(absent) revokes it; nothing happens when the user does not have it. As in Keystone, removing a role
+        also revokes the tokens the user was issued for the project until then (also when another role is left);
+        the user gets a new token.
     type: str
     default: present
     choices: [present, absent]

@@ -18,7 +18,14 @@ description:
     Any O(auth_token) (for example one set through C(module_defaults)) is ignored.
   - With O(auth_backend=local) (the default), the user is checked against the bootflow database and the
     token is a Fernet token valid for O(ttl) seconds. It carries the user ID, the project ID, the user's
-    roles on that project and the expiry time; nothing is stored when a token is issued.
+    roles on that project, the expiry time and the issue time (in microseconds); nothing is stored when a
+    token is issued.
+  - No local token lives longer than the operator's C(identity.max_token_expiration) (the operator
+    configuration C(bootflow.yml), default 86400 seconds = 1 day, Keystone's cap); a longer O(ttl) is refused
+    for everyone, and a token older than the cap is refused whatever its expiry says.
+  - Every login runs the password hash (scrypt) exactly once, also for an unknown or disabled user (against a
+    dummy hash), so the time a refusal takes does not tell whether the user exists. A successful login with a
+    password hash of older, weaker scrypt parameters rehashes the password with the current ones.
   - With O(auth_backend=keystone), the token is issued by the Keystone at O(auth_url) (password
     authentication, identity API v3), and Keystone decides its lifetime. O(cloud) takes O(auth_url) and the
     credentials from a clouds.yaml cloud. Options not given fall back to the cloud's values, then to the
@@ -29,7 +36,11 @@ description:
   - Validation, here and in every other module, is done like Keystone's. With the local backend, the token
     must decrypt with a key of the repository and not be expired, and the database is checked too. The token
     must not be revoked, its user and its project must still exist and be enabled, and the user must still have
-    a role on the project. The roles the caller gets are the ones the user has B(now) on the project, not the
+    a role on the project. A token is revoked by O(state=revoked), and, as in Keystone, by a change of its
+    user's password, by disabling or deleting its user and by removing a role of its user on its project
+    (tokens issued at or before the change; a token issued in the same microsecond counts as issued before).
+    Validation only reads the Fernet key repository; it never creates or changes a key. The roles the caller
+    gets are the ones the user has B(now) on the project, not the
     ones in the token.
   - With O(auth_backend=keystone), Keystone validates the token (C(GET /v3/auth/tokens), the token validating
     itself) and answers with the user, the project and the roles (implied roles included). Other modules reuse
@@ -111,12 +122,17 @@ options:
   ttl:
     description:
       - Lifetime of the issued token in seconds. Tasks that present the token after it expired fail.
-      - Must be between 1 and 31536000 (365 days); another value fails the task with RV(error=invalid) before the
-        credentials are checked.
+      - When omitted, the operator's C(identity.token_expiration) (C(bootflow.yml); default 3600, Keystone's
+        C([token] expiration)).
+      - Any user may ask for 1 second up to C(identity.token_expiration). A longer lifetime is only for a user with
+        the V(admin) role on the token's project (policy rule C(config:override)); anyone else fails with
+        RV(error=auth) (C(ttl ... is above the operator's token lifetime)), checked before a token is made.
+      - Never more than the operator's C(identity.max_token_expiration) (default 86400, 1 day), not even for an
+        admin; a longer one, or one below 1, fails the task with RV(error=invalid) before the credentials are
+        checked.
       - Ignored when O(state=validated) or O(state=revoked), and with O(auth_backend=keystone), where Keystone's
-        C([token] expiration) setting decides.
+        C([token] expiration) setting decides (a value above the cap is still refused).
     type: int
-    default: 3600
   state:
     description:
       - V(issued) authenticates with O(username) and O(password) and issues a new token.
@@ -343,7 +359,8 @@ audit_id:
 error:
   description:
     - Kind of failure. V(auth) for every authentication, validation or revocation refusal, and for Keystone
-      errors. V(invalid) for an O(ttl) below 1, an unknown O(auth_backend), a missing O(auth_url) with
+      errors, and for an O(ttl) above C(identity.token_expiration) asked by a non-admin. V(invalid) for an
+      O(ttl) below 1 or above C(identity.max_token_expiration), an unknown O(auth_backend), a missing O(auth_url) with
       O(auth_backend=keystone), an unusable O(cloud), or Keystone-only options with the local backend.
   returned: failure
   type: str

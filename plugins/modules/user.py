@@ -45,8 +45,9 @@ options:
         as it is.
       - V(always) also sets it on an existing user whose stored password differs from O(password). The check
         is made against the stored hash, so the same password reports no change.
-      - Changing the password does not invalidate tokens already issued to the user; disable the user
-        (O(enabled=false)) to cut those off.
+      - Changing the password revokes every token already issued to the user, as Keystone does (a revocation
+        event by user and time, so that tokens issued at or before the change are refused by every module with
+        RV(error=auth), C(the token has been revoked)); the user gets a new token with the new password.
     type: str
     default: on_create
     choices: [always, on_create]
@@ -65,7 +66,8 @@ options:
       - Whether the user is enabled.
       - When omitted, an existing user is left as it is and a new user is created enabled.
       - A disabled user cannot get a token, and the tokens it already holds are refused by every module
-        (RV(error=auth), C(the token's user is disabled or gone)).
+        (RV(error=auth), C(the token's user is disabled or gone)). Disabling also revokes them, so they stay
+        refused when the user is enabled again. Deleting a user revokes its tokens too.
     type: bool
   domain:
     description:
@@ -98,7 +100,9 @@ notes:
   - Manages the embedded (local) identity only. With O(auth_backend=keystone) the task fails with RV(error=invalid);
     manage Keystone's users, projects, role assignments and keys in Keystone itself.
   - Idempotent, the same O(name) with the same values reports no change; options left out are never reset.
-  - Passwords are stored only as salted scrypt hashes. Neither the password nor its hash is ever returned.
+  - Passwords are stored only as salted scrypt hashes (N=2^17, r=8, p=1, OWASP's minimum; each hash records its
+    parameters). A hash made with older, weaker parameters stays valid and is rehashed with the current ones at
+    the user's next successful login. Neither the password nor its hash is ever returned.
   - Nothing stops an admin from disabling or deleting its own user, which makes its own token invalid for the
     next tasks.
 seealso:

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -96,10 +96,16 @@ def _build_metadata():
         sa.UniqueConstraint("domain_id", "name", name="uniq_projects0domain_id0name"),
     )
     sa.Table(
-        "revocation_events", md,
-        sa.Column("audit_id", sa.String(64), primary_key=True),
+        # Keystone's revocation_event: the fields it names (audit ID, user, project) revoke the tokens
+        # matching them all that were issued at or before issued_before (revision 0008)
+        "revocation_event", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("audit_id", sa.String(64), index=True),
+        sa.Column("user_id", sa.String(64), index=True),
+        sa.Column("project_id", sa.String(64)),
+        sa.Column("issued_before", sa.DateTime, nullable=False, index=True),
         sa.Column("revoked_at", sa.DateTime, nullable=False),
-        sa.Column("expires_at", sa.DateTime, nullable=False),
+        sa.Column("expires_at", sa.DateTime),
     )
     sa.Table(
         "quotas", md,

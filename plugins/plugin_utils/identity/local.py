@@ -8,17 +8,36 @@ Tokens are Fernet tokens (AES-CBC + HMAC, from ``cryptography``) over a msgpack 
 UUIDs packed as bytes (Keystone's trick to stay under 255 characters);
 nothing is stored per token: validating is decrypt + expiry check, as with Keystone's Fernet
 provider. The key repository follows Keystone's layout: file ``0`` is the staged key, the highest
-number is the primary (encrypts), the others only decrypt.
+number is the primary (encrypts), the others only decrypt. Validation only reads the repository
+(under a shared ``flock`` of its ``.lock`` file); creation and rotation hold the exclusive lock and
+write each key with mkstemp + rename (0600).
+
+Revocation is Keystone's ``revocation_event`` table: an event names an audit ID, a user and/or a
+project and an ``issued_before`` time; a token all of whose named fields match and that was issued
+at or before that time is revoked. A password change, a disabled or deleted user and a removed role
+assignment write such an event (as Keystone's identity and assignment managers do). The token
+carries its issue time in microseconds, taken inside the same serialised DB transaction that read
+the password, so the comparison is exact. No token lives longer than the operator's
+``identity.max_token_expiration``: older ones are refused whatever their expiry says, which is also
+why events older than that are pruned safely.
+
+Passwords are hashed with scrypt (``scrypt$N$r$p$salt$digest``: each hash carries its parameters);
+a login with a hash of weaker parameters rehashes it. Every login attempt runs scrypt exactly once,
+against a dummy hash when the user is unknown or disabled, so the time taken does not tell them apart.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
+import datetime
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 import time
 import traceback
 import uuid
@@ -32,8 +51,9 @@ except ImportError:  # pragma: no cover
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_TOKEN_TTL, ROLES
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import ROLES
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
@@ -42,64 +62,194 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
 )
 
-TOKEN_VERSION = 1
+# version 2: [2, user, project, roles, expires_at, audit, issued_at_us]; version 1 had no issue time
+TOKEN_VERSION = 2
 UNAUTHENTICATED = "The request you have made requires authentication."
 
-# scrypt parameters (RFC 7914 interactive-login strength); stored with each hash.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2 ** 14, 8, 1
+# Keystone's keystone.conf [token] expiration (1 hour) and the operator's cap on any token's lifetime (1 day)
+DEFAULT_TOKEN_EXPIRATION = 3600
+DEFAULT_MAX_TOKEN_EXPIRATION = 86400
+
+# scrypt parameters (OWASP's password storage minimum: N=2^17, r=8, p=1); stored with each hash, and a
+# login with a hash of other parameters rehashes it with these.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2 ** 17, 8, 1
+# the most a stored hash may ask for (N up to 2^20, r up to 16): a hash beyond it is refused, not computed
+_SCRYPT_MAX_MEM = 128 * 16 * (2 ** 20 + 2) + 2 ** 20
+
+
+def _scrypt(password, salt, n, r, p):
+    """The one scrypt computation (every hash and every login attempt goes through here)."""
+    # hashlib.scrypt refuses to use more than maxmem bytes (default 32 MiB): N=2^17, r=8 needs 128 MiB
+    need = 128 * r * (n + p + 2) + 2 ** 20
+    if need > _SCRYPT_MAX_MEM:
+        raise ValueError("scrypt parameters too large")
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=need)
+
+
+def _encode(n, r, p, salt, digest):
+    return "scrypt$%d$%d$%d$%s$%s" % (n, r, p, base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
 
 
 def hash_password(password):
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
-    encoded = (base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
-    return "scrypt$%d$%d$%d$%s$%s" % ((_SCRYPT_N, _SCRYPT_R, _SCRYPT_P) + encoded)
+    return _encode(_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, salt, _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P))
+
+
+# What a login of an unknown or disabled user is verified against: the current parameters, a random
+# salt and digest (no password hashes to it; making it costs no scrypt run).
+_DUMMY_HASH = _encode(_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, secrets.token_bytes(16), secrets.token_bytes(32))
+
+
+def _parse_hash(stored):
+    try:
+        algo, n, r, p, salt, digest = stored.split("$")
+        if algo != "scrypt":
+            return None
+        return int(n), int(r), int(p), base64.b64decode(salt), base64.b64decode(digest)
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def verify_password(password, stored):
-    try:
-        algo, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
+    """True when ``password`` matches ``stored``. Runs scrypt exactly once, also for a stored hash that
+    cannot be used (unparsable, or parameters beyond the limit: then against the dummy hash), so that every
+    refusal costs about the same."""
+    parsed = _parse_hash(stored)
+    if parsed is None or 128 * parsed[1] * (parsed[0] + parsed[2] + 2) + 2 ** 20 > _SCRYPT_MAX_MEM:
+        n, r, p, salt, _digest = _parse_hash(_DUMMY_HASH)
+        _scrypt(password, salt, n, r, p)
         return False
-    if algo != "scrypt":
-        return False
-    got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32)
-    return hmac.compare_digest(got, base64.b64decode(digest))
+    n, r, p, salt, digest = parsed
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), digest)
+
+
+def needs_rehash(stored):
+    """True when ``stored`` was made with other scrypt parameters than today's."""
+    parsed = _parse_hash(stored)
+    return parsed is None or parsed[:3] != (_SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+
+
+def max_token_expiration():
+    """The operator's cap on a token's lifetime in seconds (identity.max_token_expiration, 1 day by default)."""
+    return _positive_setting("max_token_expiration", DEFAULT_MAX_TOKEN_EXPIRATION)
+
+
+def token_expiration():
+    """The operator's default token lifetime (identity.token_expiration, 1 hour), never above the cap."""
+    ttl, cap = _positive_setting("token_expiration", DEFAULT_TOKEN_EXPIRATION), max_token_expiration()
+    if ttl > cap:
+        raise InvalidRequest("the operator configuration %s: identity.token_expiration (%d) exceeds "
+                             "identity.max_token_expiration (%d)." % (settings.config_path(), ttl, cap))
+    return ttl
+
+
+def _positive_setting(key, default):
+    value = settings.get("identity", key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest("the operator configuration %s: identity.%s must be a positive number of seconds, got %r."
+                             % (settings.config_path(), key, value))
+    return value
+
+
+def _now_us():
+    """Now, in integer microseconds since the epoch (the token's issue time and revocation times)."""
+    return time.time_ns() // 1000
+
+
+def _us_to_dt(us):
+    return datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=us)
+
+
+def _dt_to_us(dt):
+    delta = dt - datetime.datetime(1970, 1, 1)
+    return (delta.days * 86400 + delta.seconds) * 10 ** 6 + delta.microseconds
 
 
 class KeyRepository:
-    """Keystone-style Fernet key repository (created 0700/0600 on first use)."""
+    """Keystone-style Fernet key repository (created 0700/0600 on first use).
+
+    Readers (validation) never write: they take a shared ``flock`` on ``.lock`` when it exists and
+    tolerate a key vanishing between ``listdir`` and ``open``. Writers (creation, rotation) hold the
+    exclusive lock and write each key to a mkstemp file (0600) renamed into place."""
+
+    LOCK = ".lock"
 
     def __init__(self, path):
         self.path = path
 
+    @contextlib.contextmanager
+    def _lock(self, exclusive):
+        """The repository's lock: exclusive for writers (creates the directory and the lock file), shared
+        for readers (only when the lock file exists: a reader creates nothing)."""
+        lock_path = os.path.join(self.path, self.LOCK)
+        if exclusive:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        else:
+            try:
+                fd = os.open(lock_path, os.O_RDONLY)
+            except FileNotFoundError:
+                yield
+                return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _key_files(self):
-        if not os.path.isdir(self.path):
+        """{index: key} of the keys present now; a key removed between listdir and open is skipped."""
+        try:
+            names = os.listdir(self.path)
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         keys = {}
-        for name in os.listdir(self.path):
+        for name in names:
             if name.isdigit():
-                with open(os.path.join(self.path, name), "rb") as f:
-                    keys[int(name)] = f.read().strip()
+                try:
+                    with open(os.path.join(self.path, name), "rb") as f:
+                        keys[int(name)] = f.read().strip()
+                except FileNotFoundError:
+                    continue
         return keys
 
-    def _write_key(self, index):
-        tmp = os.path.join(self.path, ".%d.tmp" % index)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(Fernet.generate_key())
-        os.rename(tmp, os.path.join(self.path, str(index)))
+    def _read(self):
+        with self._lock(exclusive=False):
+            return self._key_files()
 
-    def ensure(self):
-        """Create the repository with a staged key 0 and a primary key 1 when empty."""
+    def _write_key(self, index):
+        fd, tmp = tempfile.mkstemp(prefix=".key-", dir=self.path)  # 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(Fernet.generate_key())
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(self.path, str(index)))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    def _require_crypto():
         if not HAS_CRYPTOGRAPHY:
             raise AuthError("the cryptography package is required on the controller: %s" % CRYPTOGRAPHY_IMPORT_ERROR)
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
+
+    def _ensure_locked(self):
         keys = self._key_files()
         if 0 not in keys:
             self._write_key(0)
         if not [k for k in keys if k > 0]:
             self._write_key(1)
+
+    def ensure(self):
+        """Create the repository with a staged key 0 and a primary key 1 when empty (writers only)."""
+        self._require_crypto()
+        keys = self._read()
+        if 0 in keys and [k for k in keys if k > 0]:
+            return
+        with self._lock(exclusive=True):
+            self._ensure_locked()
 
     def rotate(self, max_active_keys=3):
         """Keystone's rotation: staged 0 becomes the new primary, a new staged 0 is made, and the
@@ -107,30 +257,41 @@ class KeyRepository:
         Tokens made with a key stay valid as long as that key is in the repository."""
         if max_active_keys < 2:
             raise InvalidRequest("max_active_keys must be at least 2 (a staged and a primary key), got %d." % max_active_keys)
-        self.ensure()
-        keys = sorted(self._key_files())
-        new_primary = keys[-1] + 1
-        os.rename(os.path.join(self.path, "0"), os.path.join(self.path, str(new_primary)))
-        self._write_key(0)
-        active = sorted(self._key_files())
-        removed = []
-        while len(active) > max_active_keys:
-            oldest = next(i for i in active if i != 0)
-            os.unlink(os.path.join(self.path, str(oldest)))
-            active.remove(oldest)
-            removed.append(oldest)
+        self._require_crypto()
+        with self._lock(exclusive=True):
+            self._ensure_locked()
+            keys = sorted(self._key_files())
+            new_primary = keys[-1] + 1
+            os.rename(os.path.join(self.path, "0"), os.path.join(self.path, str(new_primary)))
+            self._write_key(0)
+            active = sorted(self._key_files())
+            removed = []
+            while len(active) > max_active_keys:
+                oldest = next(i for i in active if i != 0)
+                os.unlink(os.path.join(self.path, str(oldest)))
+                active.remove(oldest)
+                removed.append(oldest)
         return {"primary": new_primary, "keys": active, "removed": removed}
 
     def state(self):
-        keys = sorted(self._key_files())
+        keys = sorted(self._read())
         return {"primary": keys[-1] if keys else None, "keys": keys}
 
-    def fernet(self):
-        self.ensure()
-        keys = self._key_files()
+    @staticmethod
+    def _multi(keys):
         # primary (highest index) first: MultiFernet encrypts with the first key
-        ordered = [keys[i] for i in sorted(keys, reverse=True)]
-        return MultiFernet([Fernet(k) for k in ordered])
+        return MultiFernet([Fernet(keys[i]) for i in sorted(keys, reverse=True)])
+
+    def fernet(self):
+        """For issuing: creates the repository when missing."""
+        self.ensure()
+        return self._multi(self._read())
+
+    def fernet_readonly(self):
+        """For validating: reads the keys there are, creates and changes nothing; None without keys."""
+        self._require_crypto()
+        keys = self._read()
+        return self._multi(keys) if keys else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +308,8 @@ class AuthContext:
     # the local backend's domains (the keystone backend leaves them None)
     user_domain_id: str = None
     project_domain_id: str = None
+    # the local backend's issue time, integer microseconds since the epoch (in the token's payload)
+    issued_at_us: int = None
 
     def as_dict(self):
         out = {
@@ -164,19 +327,38 @@ def key_repository(state_dir):
     return KeyRepository(os.path.join(_db.resolve_state_dir(state_dir), "fernet-keys"))
 
 
-def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TOKEN_TTL, user_domain=None, project_domain=None):
+def issue_token(db, keys, username, password, project=None, ttl=None, user_domain=None, project_domain=None,
+                check=None):
     """Authenticate with a password and return (token, AuthContext) scoped to a project.
 
     The user name is looked up in ``user_domain``, the project name in ``project_domain`` (names
-    or IDs, both ``Default`` when None, as Keystone's clients do); both domains must be enabled."""
+    or IDs, both ``Default`` when None, as Keystone's clients do); both domains must be enabled.
+    ``ttl``: seconds, the operator's identity.token_expiration when None, never above
+    identity.max_token_expiration. Unknown user, disabled user or domain and wrong password all run
+    scrypt once (against a dummy hash when there is no usable user) and get the same message. A
+    successful login with a hash of older scrypt parameters rehashes the password. ``check(ctx)``
+    may refuse the token (raise) before anything is written or encrypted."""
+    cap = max_token_expiration()
+    ttl = token_expiration() if ttl is None else ttl
+    if ttl < 1:
+        raise InvalidRequest("ttl must be a positive number of seconds, got %d." % ttl)
+    if ttl > cap:
+        raise InvalidRequest("ttl must be at most %d seconds (identity.max_token_expiration of the operator "
+                             "configuration), got %d." % (cap, ttl))
     users, projects, assignments = _db.table("users"), _db.table("projects"), _db.table("role_assignments")
+    refused = UNAUTHENTICATED + " (wrong user name or password)"
     with db.tx() as conn:
         udom = find_domain(conn, user_domain or _db.DEFAULT_DOMAIN_NAME)
+        user = None
+        if udom is not None:
+            user = conn.execute(users.select().where(users.c.name == username, users.c.domain_id == udom.id)).first()
+        usable = user is not None and user.enabled and udom.enabled
+        # exactly one scrypt run whatever the case: the login time tells nothing about the user
+        verified = verify_password(password or "", user.password_hash if usable else _DUMMY_HASH)
         if udom is None or not udom.enabled:
             raise AuthError(UNAUTHENTICATED + " (unknown or disabled domain %r)" % (user_domain or _db.DEFAULT_DOMAIN_NAME,))
-        user = conn.execute(users.select().where(users.c.name == username, users.c.domain_id == udom.id)).first()
-        if user is None or not user.enabled or not verify_password(password or "", user.password_hash):
-            raise AuthError(UNAUTHENTICATED + " (wrong user name or password)")
+        if not (usable and verified):
+            raise AuthError(refused)
         if project:
             pdom = find_domain(conn, project_domain or _db.DEFAULT_DOMAIN_NAME)
             if pdom is None or not pdom.enabled:
@@ -192,44 +374,86 @@ def issue_token(db, keys, username, password, project=None, ttl=DEFAULT_TOKEN_TT
             raise AuthError(UNAUTHENTICATED + " (unknown or disabled project %r)" % (project,))
         roles = tuple(sorted(r.role for r in conn.execute(
             assignments.select().where(assignments.c.user_id == user.id, assignments.c.project_id == proj.id))))
-    if not roles:
-        raise AuthError("User %s has no role on project %s." % (username, proj.name))
-    audit = uuid.uuid4()
-    ctx = AuthContext(user.id, user.name, proj.id, proj.name, roles, round(time.time() + ttl, 3), audit.hex,
-                      user.domain_id, proj.domain_id)
+        if not roles:
+            raise AuthError("User %s has no role on project %s." % (username, proj.name))
+        # the issue time is taken inside the transaction that read the password (BEGIN IMMEDIATE on SQLite
+        # serialises it with a password change), so "issued at or before the change" is exact
+        issued_us = _now_us()
+        audit = uuid.uuid4()
+        ctx = AuthContext(user.id, user.name, proj.id, proj.name, roles, round(issued_us / 1e6 + ttl, 3), audit.hex,
+                          user.domain_id, proj.domain_id, issued_us)
+        if check is not None:
+            check(ctx)
+        if needs_rehash(user.password_hash):
+            conn.execute(users.update().where(users.c.id == user.id).values(password_hash=hash_password(password)))
     payload = msgpack.packb([TOKEN_VERSION, uuid.UUID(user.id).bytes, uuid.UUID(proj.id).bytes, list(roles),
-                             ctx.expires_at, audit.bytes])
+                             ctx.expires_at, audit.bytes, issued_us])
     token = keys.fernet().encrypt(payload).decode().rstrip("=")
     return token, ctx
 
 
-def validate_token(keys, token, now=None):
-    """Return the AuthContext of a valid token or raise AuthError saying why it is refused."""
+def validate_token(keys, token, now=None, max_lifetime=None):
+    """Return the AuthContext of a valid token or raise AuthError saying why it is refused. Reads the key
+    repository only. A token older than ``max_lifetime`` (the operator's identity.max_token_expiration when
+    None) is refused whatever its expiry says."""
     if not token:
         raise AuthError(UNAUTHENTICATED + " (no auth_token given: issue one with bootflow.cloud.token)")
     padded = token + "=" * (-len(token) % 4)
+    fernet = keys.fernet_readonly()
     try:
-        raw = keys.fernet().decrypt(padded.encode())
-        version, user_id, project_id, roles, expires_at, audit = msgpack.unpackb(raw)
-        if version != TOKEN_VERSION:
-            raise ValueError("unsupported token version %r" % (version,))
+        if fernet is None:
+            raise ValueError("no Fernet keys")
+        raw = fernet.decrypt(padded.encode())
+        fields = msgpack.unpackb(raw)
+        if not isinstance(fields, list) or not fields or fields[0] != TOKEN_VERSION:
+            raise ValueError("unsupported token version")
+        _version, user_id, project_id, roles, expires_at, audit, issued_us = fields
         user_id, project_id, audit = str(uuid.UUID(bytes=user_id)), str(uuid.UUID(bytes=project_id)), audit.hex()
+        issued_us = int(issued_us)
     except (InvalidToken, ValueError, TypeError) as exc:
-        raise AuthError(UNAUTHENTICATED + " (the token is not valid: malformed, tampered with or signed by an unknown key)") from exc
-    if (now or time.time()) >= expires_at:
+        raise AuthError(UNAUTHENTICATED + " (the token is not valid: malformed, tampered with, signed by an unknown key "
+                        "or issued by an older version: issue a new one)") from exc
+    now = time.time() if now is None else now
+    if now >= expires_at:
         raise AuthError(UNAUTHENTICATED + " (the token expired at %s)" % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at)))
+    cap = max_token_expiration() if max_lifetime is None else max_lifetime
+    if now - issued_us / 1e6 >= cap:
+        raise AuthError(UNAUTHENTICATED + " (the token is older than the maximum token lifetime, %d seconds)" % cap)
     # names are not in the token (size); messages fall back to the IDs
-    return AuthContext(user_id, None, project_id, None, tuple(roles), expires_at, audit)
+    return AuthContext(user_id, None, project_id, None, tuple(roles), expires_at, audit, issued_at_us=issued_us)
+
+
+def _revoked(conn, ctx):
+    """The revocation event that revokes ``ctx``'s token, if any (Keystone's matching: every field the event
+    names matches the token, and the token was issued at or before ``issued_before``)."""
+    ev = _db.table("revocation_event")
+    sa = _db.sa
+    return conn.execute(ev.select().where(
+        sa.or_(ev.c.audit_id.is_(None), ev.c.audit_id == ctx.audit_id),
+        sa.or_(ev.c.user_id.is_(None), ev.c.user_id == ctx.user_id),
+        sa.or_(ev.c.project_id.is_(None), ev.c.project_id == ctx.project_id),
+        ev.c.issued_before >= _us_to_dt(ctx.issued_at_us)).limit(1)).first()
+
+
+def revoke_event(conn, user_id=None, project_id=None, audit_id=None, expires_at=None):
+    """Write a revocation event (in the caller's transaction): the tokens of ``user_id`` / on ``project_id`` /
+    with ``audit_id`` (those named) issued up to now are revoked. Events older than the maximum token
+    lifetime are pruned: every token they could match is refused by its age anyway."""
+    now_us = _now_us()
+    ev = _db.table("revocation_event")
+    conn.execute(ev.insert().values(audit_id=audit_id, user_id=user_id, project_id=project_id,
+                                    issued_before=_us_to_dt(now_us), revoked_at=_us_to_dt(now_us), expires_at=expires_at))
+    conn.execute(ev.delete().where(ev.c.issued_before < _us_to_dt(now_us - max_token_expiration() * 10 ** 6)))
 
 
 def authenticate(db, keys, token, now=None):
-    """Validate a token like Keystone does: crypto + expiry, then the DB: not revoked, user and
-    project still exist and are enabled, and the roles the user has *now* on the project."""
+    """Validate a token like Keystone does: crypto, expiry and age, then the DB: not revoked (by its audit
+    ID, its user or its user on its project), user and project still exist and are enabled, and the roles
+    the user has *now* on the project."""
     ctx = validate_token(keys, token, now)
     users, projects, assignments = _db.table("users"), _db.table("projects"), _db.table("role_assignments")
-    revoked = _db.table("revocation_events")
     with db.tx() as conn:
-        if conn.execute(revoked.select().where(revoked.c.audit_id == ctx.audit_id)).first() is not None:
+        if _revoked(conn, ctx) is not None:
             raise AuthError(UNAUTHENTICATED + " (the token has been revoked)")
         user = conn.execute(users.select().where(users.c.id == ctx.user_id)).first()
         proj = conn.execute(projects.select().where(projects.c.id == ctx.project_id)).first()
@@ -249,36 +473,72 @@ def authenticate(db, keys, token, now=None):
     if not roles:
         raise AuthError(UNAUTHENTICATED + " (user %s no longer has a role on project %s)" % (user.name, proj.name))
     return AuthContext(user.id, user.name, proj.id, proj.name, roles, ctx.expires_at, ctx.audit_id,
-                       user.domain_id, proj.domain_id)
+                       user.domain_id, proj.domain_id, ctx.issued_at_us)
 
 
 def revoke(db, ctx):
     """Revoke a token by its audit id (Keystone's revocation event). Returns changed."""
-    revoked = _db.table("revocation_events")
+    ev = _db.table("revocation_event")
     with db.tx() as conn:
-        if conn.execute(revoked.select().where(revoked.c.audit_id == ctx.audit_id)).first() is not None:
+        if conn.execute(ev.select().where(ev.c.audit_id == ctx.audit_id)).first() is not None:
             return False
         expires = _db.datetime.datetime.fromtimestamp(ctx.expires_at, _db.datetime.timezone.utc).replace(tzinfo=None)
-        conn.execute(revoked.insert().values(audit_id=ctx.audit_id, revoked_at=_db.now(), expires_at=expires))
-        # expired tokens fail anyway: drop their events so the table stays small
-        conn.execute(revoked.delete().where(revoked.c.expires_at < _db.now()))
+        revoke_event(conn, audit_id=ctx.audit_id, expires_at=expires)
     return True
 
 
-def bootstrap(db, username, password, project, role="admin", check_mode=False):
-    """Idempotent ``keystone-manage bootstrap``: project, user (password reset if it differs),
-    role assignment. Returns changed."""
+def bootstrap_plan(db, username, password, project, role="admin"):
+    """What ``bootstrap`` would change, without changing anything: (identity_exists, [change, ...]), each
+    change a phrase such as ``reset the password of user admin``. ``identity_exists``: the DB has a user."""
     if role not in ROLES:
         raise InvalidRequest("role must be one of %s" % ", ".join(ROLES))
     if not password:
         raise InvalidRequest("a password is required to bootstrap user %s" % username)
-    changed, _project = ensure_project(db, project, None, True, "present", check_mode)
-    if changed and check_mode:
-        return True  # the rest depends on a project check mode did not create
-    user_changed, _user = ensure_user(db, username, password, project, True, "always", "present", check_mode)
-    if user_changed and check_mode:
+    validate_name("project", project)
+    validate_name("user", username)
+    assignments = _db.table("role_assignments")
+    with db.tx() as conn:
+        exists = _db.count(conn, "users") > 0
+        prow, urow = find_project(conn, project), find_user(conn, username)
+        changes = []
+        if prow is None:
+            changes.append("create project %s" % project)
+        if urow is None:
+            changes.append("create user %s" % username)
+        elif not verify_password(password, urow.password_hash):
+            changes.append("reset the password of user %s" % username)
+        if prow is None or urow is None or conn.execute(assignments.select().where(
+                assignments.c.user_id == urow.id, assignments.c.project_id == prow.id,
+                assignments.c.role == role)).first() is None:
+            changes.append("assign role %s to user %s on project %s" % (role, username, project))
+    return exists, changes
+
+
+def bootstrap(db, username, password, project, role="admin", check_mode=False, may_change=False):
+    """``keystone-manage bootstrap``: project, user, role assignment. Returns changed.
+
+    On a fresh identity (no user in the DB) it creates them. Once the identity exists it changes nothing
+    unless ``may_change`` (the caller presented an admin's token): a run that would create a user, reset a
+    password or assign a role is refused (AuthError) before anything is written; a run that changes
+    nothing is fine (idempotent). With ``may_change`` an existing user's password is reset (and its tokens
+    revoked) like ``keystone-manage bootstrap`` does."""
+    exists, changes = bootstrap_plan(db, username, password, project, role)
+    if exists and changes and not may_change:
+        raise AuthError("The identity is already bootstrapped: without an admin's auth_token, identity_bootstrap "
+                        "only checks it and changes nothing, but this run would %s. Pass an admin's auth_token "
+                        "to change users, passwords or roles (or use bootflow.cloud.user and "
+                        "bootflow.cloud.role_assignment)." % "; ".join(changes))
+    if not changes:
+        return False
+    if check_mode:
         return True
-    return ensure_role_assignment(db, username, project, role, "present", check_mode) or changed or user_changed
+    creating = "create user %s" % username in changes
+    ensure_project(db, project, None, True, "present", False)
+    # an existing user keeps its default project and enabled flag; only its password is reset
+    ensure_user(db, username, password, project if creating else None, True if creating else None, "always",
+                "present", False)
+    ensure_role_assignment(db, username, project, role, "present", False)
+    return True
 
 
 def admin_password_path(state_dir):
@@ -294,10 +554,15 @@ def read_or_create_admin_password(state_dir, create=True):
     if not create:
         return None
     password = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    write_admin_password(state_dir, password)
+    return password
+
+
+def write_admin_password(state_dir, password):
+    """Write a new ``<state_dir>/admin-password`` (0600); FileExistsError when there is one already."""
+    fd = os.open(admin_password_path(state_dir), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(password + "\n")
-    return password
 
 
 # --- identity administration (keystone's projects, users, role assignments) ----------------------
@@ -381,7 +646,8 @@ def ensure_project(db, name, description, enabled, state, check_mode, domain=Non
 
 def ensure_user(db, name, password, default_project, enabled, update_password, state, check_mode, domain=None):
     """Users with scrypt-hashed passwords; the hash never leaves this module. Names are unique within
-    ``domain`` (Default when None); ``default_project`` is a project ID or a name in that domain."""
+    ``domain`` (Default when None); ``default_project`` is a project ID or a name in that domain.
+    A password change, disabling and deleting revoke the user's tokens (a revocation event)."""
     validate_name("user", name)
     users = _db.table("users")
     with db.tx() as conn:
@@ -395,6 +661,7 @@ def ensure_user(db, name, password, default_project, enabled, update_password, s
             if not check_mode:
                 conn.execute(_db.table("role_assignments").delete().where(_db.table("role_assignments").c.user_id == row.id))
                 conn.execute(users.delete().where(users.c.id == row.id))
+                revoke_event(conn, user_id=row.id)
             return True, None
         proj = None
         if default_project:
@@ -422,6 +689,9 @@ def ensure_user(db, name, password, default_project, enabled, update_password, s
             return False, _public(row, "password_hash")
         if not check_mode:
             conn.execute(users.update().where(users.c.id == row.id).values(**values))
+            if "password_hash" in values or values.get("enabled") is False:
+                # Keystone revokes a user's tokens when its password changes or it is disabled
+                revoke_event(conn, user_id=row.id)
         return True, _public(find_user(conn, row.id), "password_hash")
 
 
@@ -445,6 +715,8 @@ def ensure_role_assignment(db, user, project, role, state, check_mode, user_doma
                 conn.execute(assignments.insert().values(user_id=urow.id, project_id=prow.id, role=role))
             else:
                 conn.execute(assignments.delete().where(*key))
+                # as Keystone's assignment manager: the user's tokens on the project are revoked
+                revoke_event(conn, user_id=urow.id, project_id=prow.id)
         return True
 
 

@@ -9,12 +9,10 @@ PRIVATE to the collection: may change at any time. Controller side only.
 
 from __future__ import annotations
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_TOKEN_TTL
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
-
-MAX_TTL = 365 * 86400
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import allowed
 
 
 def authenticate(db, state_dir, backend, token, auth_url=None, fresh=False):
@@ -25,15 +23,30 @@ def authenticate(db, state_dir, backend, token, auth_url=None, fresh=False):
     return _identity.authenticate(db(), _identity.key_repository(state_dir), token)
 
 
-def issue(db, state_dir, backend, username=None, password=None, project=None, user_domain=None,
-          project_domain=None, cloud=None, auth_url=None, ttl=DEFAULT_TOKEN_TTL):
-    """A project-scoped token for the credentials: (token, AuthContext). With Keystone its own
-    ``[token] expiration`` applies (``ttl`` does not); locally, without a password, the admin's
-    password that bootstrap generated into the state dir. ``db``: a function returning the open DB."""
+def check_ttl(ttl):
+    """The lifetime a token is issued for: ``ttl`` (None: the operator's identity.token_expiration), which must
+    be 1 to identity.max_token_expiration seconds (InvalidRequest otherwise, for everyone: the operator's cap)."""
+    cap = _identity.max_token_expiration()
+    if ttl is None:
+        return _identity.token_expiration()
     if ttl < 1:
         raise InvalidRequest("ttl must be a positive number of seconds, got %d." % ttl)
-    if ttl > MAX_TTL:
-        raise InvalidRequest("ttl must be at most %d seconds (365 days), got %d." % (MAX_TTL, ttl))
+    if ttl > cap:
+        raise InvalidRequest("ttl must be at most %d seconds (identity.max_token_expiration of the operator "
+                             "configuration), got %d." % (cap, ttl))
+    return ttl
+
+
+def issue(db, state_dir, backend, username=None, password=None, project=None, user_domain=None,
+          project_domain=None, cloud=None, auth_url=None, ttl=None):
+    """A project-scoped token for the credentials: (token, AuthContext). With Keystone its own
+    ``[token] expiration`` applies (``ttl`` does not); locally, without a password, the admin's
+    password that bootstrap generated into the state dir. ``db``: a function returning the open DB.
+
+    ``ttl``: None for the operator's identity.token_expiration; never above identity.max_token_expiration
+    (refused for everyone); above identity.token_expiration only when the token's user is an admin on its
+    project (policy rule config:override), checked before the token is made."""
+    ttl = check_ttl(ttl)
     if backend == "keystone":
         return _keystone.Keystone(auth_url, state_dir, cloud=cloud).issue(username, password, project, user_domain,
                                                                           project_domain)
@@ -46,5 +59,13 @@ def issue(db, state_dir, backend, username=None, password=None, project=None, us
         if password is None:
             raise AuthError(_identity.UNAUTHENTICATED + " (no password given and no admin-password file in the "
                             "state dir: run playbooks/bootstrap.yml first)")
+    default_ttl = _identity.token_expiration()
+
+    def may_have(ctx):
+        if ttl > default_ttl and not allowed(ctx, "config:override"):
+            raise AuthError("ttl %d is above the operator's token lifetime (identity.token_expiration, %d seconds): only "
+                            "an admin may ask for a longer one (up to identity.max_token_expiration); user %s has %s on "
+                            "project %s." % (ttl, default_ttl, ctx.user_name, ", ".join(ctx.roles), ctx.project_name))
+
     return _identity.issue_token(db(), _identity.key_repository(state_dir), username, password, project, ttl,
-                                 user_domain=user_domain, project_domain=project_domain)
+                                 user_domain=user_domain, project_domain=project_domain, check=may_have)
