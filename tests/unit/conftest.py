@@ -33,3 +33,23 @@ else:
     # No .hypothesis/ example database in the working tree.
     settings.register_profile("bootflow", database=None, deadline=None)
     settings.load_profile("bootflow")
+
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_scrypt: run with the embedded identity's real scrypt cost (N=2^17)")
+
+
+@pytest.fixture(autouse=True)
+def _cheap_scrypt(request, monkeypatch):
+    """Unit tests that are not about password hashing hash with N=2^12 instead of 2^17 (0.5 s per hash and per
+    login on this machine would make the suite several minutes longer). The tests marked ``real_scrypt`` check the
+    real parameters, the one-scrypt-per-login rule and the rehash; integration tests always run the real cost."""
+    if request.node.get_closest_marker("real_scrypt"):
+        return
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
+    n = 2 ** 12
+    monkeypatch.setattr(_identity, "_SCRYPT_N", n)
+    monkeypatch.setattr(_identity, "_DUMMY_HASH", _identity._encode(  # pylint: disable=protected-access
+        n, _identity._SCRYPT_R, _identity._SCRYPT_P, b"\0" * 16, b"\0" * 32))  # pylint: disable=protected-access

@@ -300,6 +300,7 @@ def scrypt_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.real_scrypt
 @pytest.mark.parametrize("case", ["unknown user", "disabled user", "wrong password", "unknown domain", "right password"])
 def test_every_login_attempt_runs_scrypt_once_with_the_current_parameters(state, scrypt_calls, case):
     """The attack: telling existing users from unknown ones by the login time. Structural: scrypt runs
@@ -322,6 +323,7 @@ def test_every_login_attempt_runs_scrypt_once_with_the_current_parameters(state,
     assert scrypt_calls == [(2 ** 17, 8, 1)]
 
 
+@pytest.mark.real_scrypt
 def test_old_hash_still_logs_in_and_is_rehashed(state, scrypt_calls):
     import secrets
     db, keys, _path = state
