@@ -11,11 +11,12 @@ reservation, the pool volume, the config drive, the domain definition) and the c
 the module's result, so has not recorded it - the remote module finishes without anyone to report to.
 
 The ``host`` window is held open, not raced: the test host runs modules with HOLD_PYTHON (the
-inventory's ansible_python_interpreter), which runs /usr/bin/python3 and, before it hands the module's
-result back, checks the kill point's condition (armed in a flag file): the first module after which
-it holds stops there and says so (flag file ``held``) until the test has killed the controller. A
-``host`` point whose step returns without the condition holding fails the test (the window was
-missed), and so does a hold in another step than the kill point's.
+inventory's ansible_python_interpreter), which runs /usr/bin/python3 and, before it hands the result
+of the kill point's module (armed in a flag file, with the condition) back, checks that the work is on
+the host: then it stops there and says so (flag file ``held``) until the test has killed the
+controller. A ``host`` point whose step returns first (its result line is printed: the build play runs
+with the ``free`` strategy, which prints a task's banner with its first result) fails the test - the
+window was missed.
 
 Every kill point runs on both controller databases: SQLite (the state dir's file) and a fresh database
 on the session's private PostgreSQL server (conftest pg_server; the playbooks get BOOTFLOW_DB_URL).
@@ -63,17 +64,24 @@ HOLD_SECONDS = 300
 # The test host's interpreter for modules (runs in the host's namespaces; the hold dir is on the
 # machine's shared /tmp). Not armed: /usr/bin/python3, nothing else.
 HOLD_PYTHON = r"""#!/bin/sh
-# test_crash.py: /usr/bin/python3, and the kill point's hold (see the module's docstring)
+# test_crash.py: /usr/bin/python3, and the kill point's hold (see the module's docstring). Armed by the
+# file $d/armed: line 1 the module's name, line 2 the condition (sh) that its work is on the host.
 d=%(dir)s
-out=$(mktemp /tmp/bootflow-crash-hold.XXXXXX)
-/usr/bin/python3 "$@" >"$out"
-rc=$?
-if [ -f "$d/armed" ] && sh -c "$(cat "$d/armed")" >/dev/null 2>&1 && mv "$d/armed" "$d/held" 2>/dev/null; then
+if [ ! -f "$d/armed" ]; then exec /usr/bin/python3 "$@"; fi
+tmp=$(mktemp -d /tmp/bootflow-crash-hold.XXXXXX)
+if [ $# -gt 0 ]; then
+  /usr/bin/python3 "$@" >"$tmp/out"; rc=$?; src=$1
+else   # pipelining: the AnsiballZ payload comes on stdin
+  tee "$tmp/in" | /usr/bin/python3 >"$tmp/out"; rc=$?; src=$tmp/in
+fi
+module=$(sed -n 1p "$d/armed" 2>/dev/null); condition=$(sed -n 2p "$d/armed" 2>/dev/null)
+if [ -n "$module" ] && grep -q "module_fqn='ansible_collections\.bootflow\.cloud\.plugins\.modules\.$module'" "$src" \
+   && sh -c "$condition" >/dev/null 2>&1 && mv "$d/armed" "$d/held" 2>/dev/null; then
   i=0
   while [ -e "$d/held" ] && [ $i -lt %(ticks)d ]; do sleep 0.1; i=$((i + 1)); done
 fi
-cat "$out"
-rm -f "$out"
+cat "$tmp/out"
+rm -rf "$tmp"
 exit $rc
 """
 
@@ -115,7 +123,7 @@ def host_view(env):
     return sorted(line for line in out.splitlines() if line.strip())
 
 
-def killed_run(env, name, task_re, when, condition, timeout=300):
+def killed_run(env, name, task_re, when, condition, module=None, timeout=300):
     """boot.yml for ``name``, SIGKILLed (whole process group) at the kill point. Returns how it was killed."""
     cmd = ["ansible-playbook", "-i", str(env.inventory), os.path.join(REPO, "playbooks", "boot.yml"),
            "-e", "bootflow_instance_name=%s" % name, *NO_WAIT]
@@ -123,11 +131,12 @@ def killed_run(env, name, task_re, when, condition, timeout=300):
     for path in (armed, held):
         if os.path.exists(path):
             os.unlink(path)
-    if when == "host":   # the first module after which the condition holds waits there (HOLD_PYTHON)
+    if when == "host":   # the kill point's module waits there once the condition holds (HOLD_PYTHON)
         with open(armed, "w") as f:
-            f.write(condition)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+            f.write("%s\n%s\n" % (module, condition))
+    # unbuffered: each banner reaches us when the task starts, not when a block of output is full
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(env.env, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
     out, in_task, how, missed = [], False, None, None
@@ -135,23 +144,7 @@ def killed_run(env, name, task_re, when, condition, timeout=300):
     try:
         while how is None and missed is None and time.monotonic() < deadline:
             if when == "host" and os.path.exists(held):
-                # the hold stops the controller inside a module call: what it printed before is all it
-                # prints, and its last banner is that step's
-                while True:
-                    try:
-                        line = lines.get(timeout=1.0)
-                    except queue.Empty:
-                        break
-                    if line is None:
-                        break
-                    out.append(line)
-                    banner = BANNER_RE.match(line.strip())
-                    if banner:
-                        in_task = bool(re.search(task_re, banner.group("name")))
-                if not in_task:
-                    missed = "the host work showed in another step than the kill point's"
-                    break
-                how = "host work done, module result held back: step not recorded"
+                how = "%s's work done on the host, its result held back: step not recorded" % module
                 break
             try:
                 line = lines.get(timeout=0.02)
@@ -189,7 +182,7 @@ def killed_run(env, name, task_re, when, condition, timeout=300):
 def test_sigkill_then_rerun_converges_and_delete_cleans(crash_env, point, task_re, when, condition):
     env = crash_env
     name = "crash-%s" % point.replace("_", "-")
-    how = killed_run(env, name, task_re, when, condition)
+    how = killed_run(env, name, task_re, when, condition, module=point.rsplit("-", 1)[0])
     left = env.query("SELECT uuid, vm_state, task_state, host FROM instances WHERE name=? AND deleted=0", name)
     on_host = [x for x in host_view(env) if x not in env.clean]
     print("\nKILLED %s (%s) %s; left: %s; host: %s" % (point, env.backend, how, left, on_host))
