@@ -45,6 +45,10 @@ def _free_port():
 class PgServer:
     """One private PostgreSQL server: ``start()``, ``url(db)``, ``create_database(name)``, ``stop()``."""
 
+    # functions called with the server just before a running server stops (the integration suite's
+    # residue check looks into its databases there: they go with it)
+    before_stop = []
+
     def __init__(self, bindir=None, fast=True):
         self.bindir = bindir or find_bindir()
         # fast: no fsync (tests); the benchmark passes fast=False to measure with real commits
@@ -141,16 +145,24 @@ class PgServer:
     def stop(self):
         """Fast shutdown of our server (by its pid), then remove its temp dir. Idempotent."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)        # fast shutdown: disconnect clients, stop
             try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGQUIT)   # immediate shutdown
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
+                for hook in list(PgServer.before_stop):
+                    hook(self)
+            finally:
+                self._shutdown()
         if self.base and os.path.isdir(self.base):
             shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
+
+    def _shutdown(self):
+        """SIGINT (fast shutdown: disconnect clients, stop), then SIGQUIT, then SIGKILL; reaped."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGQUIT)   # immediate shutdown
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -18,10 +18,15 @@ import os
 import re
 import sqlite3
 import subprocess
+import sys
+import uuid as _uuid
 
 import pytest
+import sqlalchemy as sa
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+import pgserver  # noqa: E402  # bench/pgserver.py
 TESTHOST = os.path.join(REPO, "tests", "hosts", "testhost.sh")
 INVENTORY_SH = os.path.join(REPO, "tests", "hosts", "inventory.sh")
 # test host numbers for this suite (the demo uses 1, molecule 31)
@@ -42,16 +47,23 @@ class PlayResult:
 
 
 class Env:
-    """The controller side of one test session."""
+    """The controller side of one test session: its state dir and its database - the SQLite file in the
+    state dir, or with ``db_url`` a PostgreSQL database (the playbooks get it as BOOTFLOW_DB_URL)."""
 
-    def __init__(self, state_dir, inventory, host_n):
+    def __init__(self, state_dir, inventory, host_n, db_url=None):
         self.state_dir = state_dir
         self.inventory = inventory
         self.host_n = host_n
         self.host = "bfhv%d" % host_n
+        self.db_url = db_url
+        self.backend = "postgresql" if db_url else "sqlite"
+        self._engine = None
         self.env = dict(os.environ, BOOTFLOW_STATE_DIR=str(state_dir), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
                         PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"],
                         ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+        self.env.pop("BOOTFLOW_DB_URL", None)
+        if db_url:
+            self.env["BOOTFLOW_DB_URL"] = db_url   # _db.resolve_db_url honours it in every action plugin
 
     def play(self, playbook, *args, check=True):
         cmd = ["ansible-playbook", "-i", str(self.inventory), os.path.join(REPO, "playbooks", playbook), *args]
@@ -70,13 +82,41 @@ class Env:
         return proc.stdout
 
     def db(self):
+        """A sqlite3 connection to the SQLite DB (SQLite only: on both, use query/execute)."""
+        assert self.db_url is None, "Env.db() is SQLite only; use Env.query / Env.execute"
         conn = sqlite3.connect(os.path.join(str(self.state_dir), "bootflow.db"))
         conn.row_factory = sqlite3.Row
         return conn
 
+    def engine(self):
+        if self._engine is None:
+            self._engine = sa.create_engine(self.db_url, poolclass=sa.pool.NullPool)
+        return self._engine
+
+    @staticmethod
+    def _text(sql, params):
+        """sqlite3's ``?`` placeholders as SQLAlchemy binds (:p0, :p1, ...)."""
+        parts = sql.split("?")
+        assert len(parts) == len(params) + 1, (sql, params)
+        text = parts[0] + "".join(":p%d%s" % (i, part) for i, part in enumerate(parts[1:]))
+        return sa.text(text), {"p%d" % i: v for i, v in enumerate(params)}
+
     def query(self, sql, *params):
-        with self.db() as conn:
-            return [dict(r) for r in conn.execute(sql, params)]
+        """Rows as dicts; ``?`` placeholders on either backend."""
+        if self.db_url is None:
+            with self.db() as conn:
+                return [dict(r) for r in conn.execute(sql, params)]
+        with self.engine().connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(*self._text(sql, params))]  # pylint: disable=protected-access
+
+    def execute(self, sql, *params):
+        """One write statement, committed."""
+        if self.db_url is None:
+            with self.db() as conn:
+                conn.execute(sql, params)
+            return
+        with self.engine().begin() as conn:
+            conn.execute(*self._text(sql, params))
 
     def host_snapshot(self):
         """Everything on the host a boot may create: domains, pool volumes, instance dirs, DHCP files."""
@@ -94,9 +134,13 @@ class Env:
 
     def full_db_snapshot(self):
         """Every row of every table, as sorted reprs (order-independent)."""
-        with self.db() as conn:
-            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-            return {t: sorted(repr(tuple(r)) for r in conn.execute("SELECT * FROM \"%s\"" % t)) for t in tables}
+        if self.db_url is None:
+            with self.db() as conn:
+                tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+                return {t: sorted(repr(tuple(r)) for r in conn.execute("SELECT * FROM \"%s\"" % t)) for t in tables}
+        with self.engine().connect() as conn:
+            tables = sorted(sa.inspect(conn).get_table_names())
+            return {t: sorted(repr(tuple(r)) for r in conn.execute(sa.text("SELECT * FROM \"%s\"" % t))) for t in tables}
 
     def full_host_snapshot(self):
         """Everything on the host a step may touch, one list of lines per part: libvirt domains (with a
@@ -187,22 +231,45 @@ def snapshot_diff(before, after, prefix=""):
 
 
 @contextlib.contextmanager
-def host_session(tmp_path_factory, host_n, label):
+def host_session(tmp_path_factory, host_n, label, db_url=None, inventory_text=None):
     """Test host ``host_n`` started clean (whatever an earlier failed run left is purged first), its
-    own controller state dir, bootstrap.yml + hypervisors.yml applied; purged again at the end."""
+    own controller state dir (and ``db_url``: its PostgreSQL database), bootstrap.yml + hypervisors.yml
+    applied; purged again at the end. ``inventory_text``: a function that may rewrite the inventory."""
     base = tmp_path_factory.mktemp(label)
     subprocess.run([TESTHOST, "purge", str(host_n)], check=False, timeout=120)
     subprocess.run([TESTHOST, "start", str(host_n)], check=True, timeout=120)
     inventory = base / "inventory.ini"
-    inventory.write_text(subprocess.run([INVENTORY_SH, str(host_n)], check=True, stdout=subprocess.PIPE,
-                                        text=True).stdout)
-    env = Env(base / "state", inventory, host_n)
+    text = subprocess.run([INVENTORY_SH, str(host_n)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    inventory.write_text(inventory_text(text, base) if inventory_text else text)
+    env = Env(base / "state", inventory, host_n, db_url=db_url)
+    env.base = base
     try:
         env.play("bootstrap.yml")
         env.play("hypervisors.yml")
         yield env
     finally:
         subprocess.run([TESTHOST, "purge", str(host_n)], check=False, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """This worker's private PostgreSQL server (bench/pgserver.py: initdb in a temp dir, 127.0.0.1 and a
+    free port, stopped by its pid), started when a test first asks for it. Before it stops, the residue
+    check looks into every database on it (pg_server_residue)."""
+    server = pgserver.PgServer(fast=True)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.stop()
+        pytest.fail("cannot start a private PostgreSQL server (scripts/setup.sh installs the postgresql "
+                    "package): %s" % exc)
+    yield server
+    server.stop()
+
+
+def fresh_pg_url(server, label):
+    """A new, empty database on ``server`` for one controller: its SQLAlchemy URL."""
+    return server.create_database("%s_%s" % (re.sub(r"\W", "_", label), _uuid.uuid4().hex[:8]))
 
 
 @pytest.fixture(scope="session")
@@ -285,15 +352,77 @@ def host_residue(host, lines):
     return out
 
 
-def db_residue(path):
-    """Live rows a clean suite leaves none of: instances, ports (IPs), claims, volumes, half-made images."""
-    checks = (
-        ("live instance", "SELECT name || ' ' || uuid || ' ' || vm_state FROM instances WHERE deleted = 0"),
-        ("port (IP)", "SELECT ip || ' ' || mac || ' instance ' || COALESCE(instance_uuid, '-') FROM ports"),
-        ("claim", "SELECT consumer_id FROM allocations"),
-        ("volume", "SELECT name || ' ' || status FROM volumes WHERE status != 'deleted'"),
-        ("half-made image", "SELECT name || ' ' || status FROM images WHERE status IN ('queued', 'saving', 'importing')"),
-    )
+DB_RESIDUE_CHECKS = (
+    ("live instance", "SELECT name || ' ' || uuid || ' ' || vm_state FROM instances WHERE deleted = 0"),
+    ("port (IP)", "SELECT ip || ' ' || mac || ' instance ' || COALESCE(instance_uuid, '-') FROM ports"),
+    ("claim", "SELECT consumer_id FROM allocations"),
+    ("volume", "SELECT name || ' ' || status FROM volumes WHERE status != 'deleted'"),
+    ("half-made image", "SELECT name || ' ' || status FROM images WHERE status IN ('queued', 'saving', 'importing')"),
+)
+
+
+def db_residue(target):
+    """Live rows a clean suite leaves none of: instances, ports (IPs), claims, volumes, half-made images.
+    ``target``: a SQLite file's path, or a database URL (PostgreSQL)."""
+    out = []
+    if "://" not in target:
+        conn = sqlite3.connect("file:%s?mode=ro" % target, uri=True)
+        try:
+            for what, sql in DB_RESIDUE_CHECKS:
+                try:
+                    rows = conn.execute(sql).fetchall()
+                except sqlite3.OperationalError:
+                    continue   # a DB that never got that table
+                out.extend("%s: %s %s" % (target, what, r[0]) for r in rows)
+        finally:
+            conn.close()
+        return out
+    engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            for what, sql in DB_RESIDUE_CHECKS:
+                if re.search(r"FROM (\w+)", sql).group(1) in tables:   # a DB that never got that table
+                    out.extend("%s: %s %s" % (target, what, r[0]) for r in conn.execute(sa.text(sql)))
+    finally:
+        engine.dispose()
+    return out
+
+
+def pg_server_residue(server):
+    """db_residue of every database on a running PostgreSQL server (bench/pgserver.PgServer) but its own."""
+    engine = sa.create_engine(server.url("postgres"), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            names = [r[0] for r in conn.execute(sa.text(
+                "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname != 'postgres' ORDER BY datname"))]
+    finally:
+        engine.dispose()
+    out = []
+    for name in names:
+        out.extend(db_residue(server.url(name)))
+    return out
+
+
+PG_RESIDUE = []   # found in the PostgreSQL servers of this session, just before each stopped
+
+
+PG_CHECKED = [0]  # how many servers were looked into
+
+
+def _pg_before_stop(server):
+    PG_CHECKED[0] += 1
+    try:
+        PG_RESIDUE.extend(pg_server_residue(server))
+    except Exception as exc:  # pylint: disable=broad-except  # a check that cannot look is a finding
+        PG_RESIDUE.append("PostgreSQL server on port %s: cannot look for residue: %s" % (server.port, exc))
+
+
+def placement_residue(path):
+    """A real Placement's leftovers in its SQLite DB (tests/openstack/placement.sh: DIR/placement.db):
+    allocations and consumers (Placement drops a consumer with its last allocation)."""
+    checks = (("Placement allocation", "SELECT consumer_id || ' ' || used FROM allocations"),
+              ("Placement consumer", "SELECT uuid FROM consumers"))
     out = []
     conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
     try:
@@ -301,10 +430,56 @@ def db_residue(path):
             try:
                 rows = conn.execute(sql).fetchall()
             except sqlite3.OperationalError:
-                continue   # a DB that never got that table
+                continue
             out.extend("%s: %s %s" % (path, what, r[0]) for r in rows)
     finally:
         conn.close()
+    return out
+
+
+def suite_placement_dbs(basetemp):
+    """The Placement DBs the suite's PlacementServers made (under pytest's basetemp)."""
+    return sorted({os.path.realpath(p) for p in glob.glob(os.path.join(str(basetemp), "**", "placement.db"), recursive=True)})
+
+
+# The Molecule scenario (molecule/default): its test host and controller state dir.
+MOLECULE_HOST_N = 31
+MOLECULE_STATE_DIR = "/var/tmp/bootflow-molecule/state"
+MOLECULE_RAN = []   # test_molecule.py appends when it ran the scenario in this process
+
+
+def molecule_residue(host_n=MOLECULE_HOST_N, state_dir=MOLECULE_STATE_DIR, hosts_root=None, ephemeral=None):
+    """What the scenario's destroy step must have removed: test host ``host_n`` (namespace, veth,
+    processes, its per-host dir with domain definitions and /var/lib/bootflow), the controller state dir
+    (with the live rows of its DB), and Molecule's own record of a created instance."""
+    host = "bfhv%d" % host_n
+    out = ["molecule: " + r for r in machine_residue({host})]
+    hdir = os.path.join(hosts_root or os.environ.get("BOOTFLOW_TESTHOSTS", "/var/tmp/bootflow-hosts"), "host%d" % host_n)
+    if os.path.isdir(hdir):
+        out.append("molecule: %s: test host dir %s not purged" % (host, hdir))
+        for xml in sorted(glob.glob(os.path.join(hdir, "etc", "qemu", "*.xml"))):
+            out.append("molecule: %s: libvirt domain %s" % (host, os.path.basename(xml)[:-4]))
+        lines = []
+        bdir = os.path.join(hdir, "bootflow")
+        for root, dirs, files in os.walk(bdir):
+            for name in dirs + files:
+                lines.append("path " + os.path.relpath(os.path.join(root, name), bdir))
+        for f in glob.glob(os.path.join(bdir, "dhcp", "*", "*")):
+            if os.path.basename(f) in ("host", "ports", "leases"):
+                with open(f) as fh:
+                    lines.extend("line %s %s" % (os.path.relpath(f, bdir), x.rstrip("\n")) for x in fh)
+        out.extend("molecule: " + r for r in host_residue(host, lines))
+    if os.path.exists(state_dir):
+        out.append("molecule: controller state dir %s not removed" % state_dir)
+        db = os.path.join(state_dir, "bootflow.db")
+        if os.path.exists(db):
+            out.extend("molecule: " + r for r in db_residue(db))
+    ephemeral = ephemeral or os.path.join(os.path.expanduser("~"), ".cache", "molecule", os.path.basename(REPO), "default")
+    state_yml = os.path.join(ephemeral, "state.yml")
+    if os.path.exists(state_yml):
+        with open(state_yml) as f:
+            if re.search(r"^created:\s*true\s*$", f.read(), re.M):
+                out.append("molecule: %s says the instance is still created (destroy did not finish)" % state_yml)
     return out
 
 
@@ -361,11 +536,19 @@ def suite_dbs(basetemp):
     return sorted({os.path.realpath(p) for p in glob.glob(os.path.join(str(basetemp), "**", "bootflow.db"), recursive=True)})
 
 
-def find_residue(log_path, basetemp):
+def find_residue(log_path, basetemp, pg_found=(), molecule=False):
+    """Every leftover: the test hosts' (residue log), the controller DBs' (SQLite files under basetemp;
+    ``pg_found``: what pg_server_residue found on the PostgreSQL servers), the real Placements',
+    the machine's, and with ``molecule`` the Molecule scenario's."""
     started, found = read_residue_log(log_path)
     for db in suite_dbs(basetemp):
         found.extend(db_residue(db))
+    found.extend(pg_found)
+    for db in suite_placement_dbs(basetemp):
+        found.extend(placement_residue(db))
     found.extend(machine_residue(started))
+    if molecule:
+        found.extend(molecule_residue())
     return [r for r in found if not any(rx.search(r) for rx, _why in INTENDED_RESIDUE)], started
 
 
@@ -376,14 +559,21 @@ def residue_check(tmp_path_factory):
     log = os.path.join(str(basetemp), "residue.log")
     old = os.environ.get(RESIDUE_LOG_ENV)
     os.environ[RESIDUE_LOG_ENV] = log
-    yield log
-    if old is None:
-        os.environ.pop(RESIDUE_LOG_ENV, None)
-    else:
-        os.environ[RESIDUE_LOG_ENV] = old
-    residue, hosts = find_residue(log, basetemp)
-    print("\nresidue check: %d test host(s) (%s), %d DB(s): %s" % (
+    # every PostgreSQL server of the session (this conftest's pg_server, test files' own PgServers) is
+    # looked into just before it stops: its databases go with it
+    pgserver.PgServer.before_stop.append(_pg_before_stop)
+    try:
+        yield log
+    finally:
+        pgserver.PgServer.before_stop.remove(_pg_before_stop)
+        if old is None:
+            os.environ.pop(RESIDUE_LOG_ENV, None)
+        else:
+            os.environ[RESIDUE_LOG_ENV] = old
+    residue, hosts = find_residue(log, basetemp, PG_RESIDUE, molecule=bool(MOLECULE_RAN))
+    print("\nresidue check: %d test host(s) (%s), %d DB(s), %d PostgreSQL server(s), %d Placement DB(s)%s: %s" % (
         len(hosts), ", ".join(sorted(hosts)) or "none",
-        len(suite_dbs(basetemp)),
+        len(suite_dbs(basetemp)), PG_CHECKED[0], len(suite_placement_dbs(basetemp)),
+        ", the Molecule scenario" if MOLECULE_RAN else "",
         "clean" if not residue else "%d leftover(s)" % len(residue)))
     assert not residue, "RESIDUE after the suite (%d):\n  %s" % (len(residue), "\n  ".join(residue))

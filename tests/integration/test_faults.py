@@ -15,6 +15,12 @@ every domain start. It fails the ``prepare`` phase while the flag file ``fail-st
 then refuses to start the domain: "Hook script execution failed"), and on ``started`` kills the
 network's dnsmasq once while ``kill-dnsmasq`` exists. libvirtd reads its hooks when it starts, so the
 session installs the hook, then stops and starts each host once.
+
+Every test runs on SQLite (the state dir's file). The tests in ON_POSTGRESQL run a second time, in a
+second session of the same hosts, on a fresh database of the worker's private PostgreSQL server
+(conftest pg_server; the playbooks get BOOTFLOW_DB_URL): the reschedule after a refusing host, and an
+RBAC refusal. The SQLite session runs first and is over before the PostgreSQL one starts (one
+module-scoped ``cloud`` per backend).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import subprocess
 
 import pytest
 
-from conftest import INVENTORY_SH, REPO, TESTHOST, Env, wait_console
+from conftest import INVENTORY_SH, REPO, TESTHOST, Env, fresh_pg_url, wait_console
 from sched_helpers import flag, install_fault_hook
 
 HOSTS = (121, 122, 123)
@@ -36,6 +42,17 @@ PARTIAL = os.path.join(REPO, "tests", "integration", "playbooks", "partial_boot.
 FAULTS = os.path.join(REPO, "tests", "integration", "playbooks", "faults.yml")
 INFO = os.path.join(REPO, "tests", "integration", "playbooks", "instance_info.yml")
 EMPTY = {"domains": [], "volumes": [], "instances": [], "dhcp_hosts": [], "dhcp_ports": [], "leases": []}
+# the tests that run on PostgreSQL too (the rest: SQLite only, to keep the suite's time)
+ON_POSTGRESQL = ("test_libvirt_refuses_to_start_on_the_chosen_host_rescheduled_and_first_host_clean",
+                 "test_member_refused_an_admin_step_changes_nothing")
+
+
+def pytest_generate_tests(metafunc):
+    """``cloud`` per backend: every test on SQLite, ON_POSTGRESQL also on PostgreSQL (pytest groups the
+    tests by the module-scoped parameter: all SQLite ones in file order, then the PostgreSQL ones)."""
+    if "cloud" in metafunc.fixturenames:
+        backends = ["sqlite", "postgresql"] if metafunc.function.__name__ in ON_POSTGRESQL else ["sqlite"]
+        metafunc.parametrize("cloud", backends, indirect=True, scope="module")
 
 
 def hostname(n):
@@ -56,11 +73,11 @@ def write_inventory(path):
 
 
 class Faults:
-    def __init__(self, base):
+    def __init__(self, base, db_url=None):
         self.base = base
         self.inventory = base / "inventory.ini"
         write_inventory(self.inventory)
-        self.env = {n: Env(base / "state", self.inventory, n) for n in HOSTS}
+        self.env = {n: Env(base / "state", self.inventory, n, db_url=db_url) for n in HOSTS}
         self.any = self.env[HOSTS[0]]
 
     def play(self, playbook, *args, check=True):
@@ -118,15 +135,16 @@ class Faults:
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bootflow-faults")
+def cloud(request, tmp_path_factory):
+    db_url = fresh_pg_url(request.getfixturevalue("pg_server"), "faults") if request.param == "postgresql" else None
+    base = tmp_path_factory.mktemp("bootflow-faults-" + request.param)
     for n in HOSTS:
         subprocess.run([TESTHOST, "purge", str(n)], check=False, timeout=180, stdout=subprocess.DEVNULL)
     try:
         for n in HOSTS:
             run_testhost("start", n)
             install_fault_hook(n)
-        c = Faults(base)
+        c = Faults(base, db_url)
         c.play("bootstrap.yml")
         c.play("hypervisors.yml")
         c.play(FAULTS)
@@ -144,8 +162,7 @@ def cloud(tmp_path_factory):
 def no_failed_builds(cloud):
     """Each test starts from the RAM weigher's order 121, 122, 123: the failed builds of an earlier test
     (BuildFailureWeigher) are forgotten, as a successful build on the host would."""
-    with cloud.any.db() as conn:
-        conn.execute("UPDATE compute_nodes SET failed_builds = 0")
+    cloud.any.execute("UPDATE compute_nodes SET failed_builds = 0")
 
 
 def assert_clean(cloud, instance_uuid=None):
@@ -361,6 +378,37 @@ def test_every_host_failing_ends_in_error_after_max_attempts_nothing_left(cloud)
     info = cloud.instance_info("f-all")
     assert info["status"] == "ERROR" and info["fault"] == fault and info["allocation"] is None
     assert info["retry"]["hosts"] == ["bfhv121", "bfhv122", "bfhv123"] and info["ports"] == []
+
+
+# --- RBAC --------------------------------------------------------------------------------------------
+
+def adhoc(cloud, module, args):
+    """One bootflow module on localhost (ansible ad hoc, the real action plugin); its JSON result."""
+    proc = subprocess.run(["ansible", "localhost", "-i", str(cloud.inventory), "-m", module, "-a", json.dumps(args), "-o"],
+                          cwd=REPO, env=dict(cloud.any.env, ANSIBLE_LOAD_CALLBACK_PLUGINS="0"), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120, check=False)
+    assert " => " in proc.stdout, proc.stdout[-3000:]
+    return json.loads(proc.stdout.split(" => ", 1)[1])
+
+
+def test_member_refused_an_admin_step_changes_nothing(cloud):
+    """A member's token on an admin-only step (compute:flavor_manage) is refused by the policy, and the
+    whole DB is as it was."""
+    with open(os.path.join(str(cloud.any.state_dir), "admin-password")) as f:
+        admin = adhoc(cloud, "bootflow.cloud.token", {"username": "admin", "password": f.read().strip()})["token"]
+    for module, args in (("bootflow.cloud.project", {"name": "f-rbac"}),
+                         ("bootflow.cloud.user", {"name": "f-rbac-bob", "password": "bobpw", "default_project": "f-rbac"}),
+                         ("bootflow.cloud.role_assignment", {"user": "f-rbac-bob", "project": "f-rbac", "role": "member"})):
+        res = adhoc(cloud, module, dict(args, auth_token=admin))
+        assert not res.get("failed"), (module, res)
+    member = adhoc(cloud, "bootflow.cloud.token", {"username": "f-rbac-bob", "password": "bobpw", "project": "f-rbac"})["token"]
+    before = cloud.any.full_db_snapshot()
+    res = adhoc(cloud, "bootflow.cloud.flavor", {"name": "f-rbac-huge", "vcpus": 64, "ram_mb": 262144, "disk_gb": 1,
+                                                  "auth_token": member})
+    assert res.get("failed") and "Policy doesn't allow compute:flavor_manage" in res["msg"], res
+    assert "f-rbac-bob" in res["msg"] and "member" in res["msg"], res
+    assert cloud.any.full_db_snapshot() == before
+    assert cloud.query("SELECT name FROM flavors WHERE name='f-rbac-huge'") == []
 
 
 # --- delete.yml on an instance in any state -----------------------------------------------------
