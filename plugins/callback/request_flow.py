@@ -17,8 +17,8 @@ description:
   - "A step of a task whose name starts with C(Undo |) (the compute role undoing a failed build, C(delete.yml) undoing a
     build) shows V(undo) in the seed column. A bootflow.cloud task that failed gets a row with V(FAILED) in the
     changed column, its seed step(s) and service taken from the task name (C(28 | nova-compute -> libvirt: ...))."
-  - Every cell is printed with its control and format characters escaped (C(\\n), C(\\x9b), C(\\u202e)...): a name
-    that reached the table cannot move the cursor, recolour the terminal or reorder the line.
+  - Every cell is printed with its control and format characters escaped (C(\n), C(\x9b), C(\u202e)...), so a
+    name that reached the table cannot move the cursor, recolour the terminal or reorder the line.
 requirements:
   - enable with C(callbacks_enabled = bootflow.cloud.request_flow) in C(ansible.cfg)
 options: {}

@@ -317,3 +317,14 @@ def test_the_public_keys_are_part_of_the_drives_content(inst):
     assert cd.config_drive_step(params(inst, public_keys=[]), run=run)["changed"]
     assert isoinfo(inst["path"], "meta-data") == ("instance-id: %s\nlocal-hostname: web-1\n" % UUID).encode()
     assert not cd.config_drive_step(params(inst), run=run)["changed"]
+
+
+def test_an_existing_world_readable_config_drive_is_tightened(inst):
+    """Issue 16: a drive written before (0644 in a 0755 directory) is made private on the next run."""
+    r = cd.config_drive_step(params(inst), run=run)
+    os.chmod(r["path"], 0o644)
+    os.chmod(os.path.dirname(r["path"]), 0o755)
+    again = cd.config_drive_step(params(inst), run=run)
+    assert again["changed"] and os.stat(r["path"]).st_mode & 0o777 == 0o640
+    assert os.stat(os.path.dirname(r["path"])).st_mode & 0o777 == 0o750
+    assert not cd.config_drive_step(params(inst), run=run)["changed"]
