@@ -114,7 +114,7 @@ options:
         (65535 bytes), so at most 49149 bytes of user data are accepted; more fails with RV(error=invalid)
         before anything is written.
       - A C(no_log) option. It is stored in the instance record (the config drive step reads it there) but never
-        returned: RV(instance.request) holds only its size and sha256.
+        returned, RV(instance.request) holds only its size and sha256.
       - Not compared for idempotency, a different O(user_data) for an existing instance is ignored.
     type: str
   server_group:

@@ -64,7 +64,7 @@ def tokens(sec_env):
                          ("bootflow.cloud.role_assignment", {"user": "sec-mallory", "project": "sec-p",
                                                             "role": "member"})):
         res, out = adhoc(env, module, dict(args, auth_token=admin))
-        assert not res.get("failed"), out
+        assert not res.get("failed") and "| FAILED! =>" not in out, out
     return {"admin": admin, "member": token(env, username="sec-mallory", password="mpw", project="sec-p")}
 
 
@@ -74,14 +74,17 @@ def guest(sec_env):
                                                                    bootflow_user_data=USER_DATA)))
     inst = sec_env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME)[0]
     port = sec_env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
-    return dict(out=res.out, inst=inst, port=port, uuid=inst["uuid"])
+    yield dict(out=res.out, inst=inst, port=port, uuid=inst["uuid"])
+    if sec_env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME):   # a test failed before the delete
+        sec_env.play("delete.yml", "-e", json.dumps(dict(bootflow_instance_name=NAME)), check=False)
 
 
 def refused_unchanged(env, run, pattern):
     """``run()`` -> (result, output) must fail matching ``pattern`` and leave DB, host and controller as they were."""
     before = env.everything()
     res, out = run()
-    assert res.get("failed") and re.search(pattern, res.get("msg", "")), out[-3000:]
+    # (the oneline callback leaves "failed" out of the JSON and says FAILED! before it)
+    assert (res.get("failed") or "| FAILED! =>" in out) and re.search(pattern, res.get("msg", "")), out[-3000:]
     assert snapshot_diff(before, env.everything()) == []
     return res
 
@@ -103,7 +106,7 @@ def test_guest_files_are_not_world_readable_and_the_guest_still_boots(sec_env, g
     assert stats[d][0] == 0o750 and stats[d][2] == "libvirt-qemu", stats
     assert stats[d + "/disk.config"][0] in (0o600, 0o640), stats
     # QEMU runs as libvirt-qemu:libvirt-qemu here (libvirt's Debian defaults, dynamic_ownership on)
-    qemu = env.ssh("ps -o user=,group= -C qemu-system-x86_64").split()
+    qemu = env.ssh("ps -o user:32=,group:32= -C qemu-system-x86_64").split()
     assert qemu[:2] == ["libvirt-qemu", "libvirt-qemu"], qemu
 
 
@@ -151,7 +154,7 @@ def test_a_member_may_not_choose_a_fixed_ip(sec_env, guest, tokens):
     res, out = adhoc(env, "bootflow.cloud.instance", {
         "auth_token": tokens["member"], "name": "sec-member-vm", "flavor": "m1.tiny", "image": "bootflow-guest",
         "networks": ["private"], "volume_size_gb": 0})
-    assert not res.get("failed"), out
+    assert not res.get("failed") and "| FAILED! =>" not in out, out
     sub = env.query("SELECT * FROM subnets")[0]
     in_pool = ".".join(sub["pool_end"].split(".")[:3] + [str(int(sub["pool_end"].split(".")[3]) - 1)])
     outside = "10.98.%d.5" % HOST_N    # outside the pool (and the subnet)
@@ -171,7 +174,7 @@ def test_a_member_may_not_choose_a_fixed_ip(sec_env, guest, tokens):
             {"name": "sec-f2", "flavor": "m1.tiny", "image": "bootflow-guest",
              "networks": [{"network": "private", "fixed_ip": in_pool}]}]},
         check=True)
-    assert not res.get("failed") and res["changed"], out
+    assert "| FAILED! =>" not in out and res["changed"], out
 
 
 def test_delete_leaves_the_host_clean(sec_env, guest):
