@@ -61,8 +61,8 @@ def tokens(sec_env):
     admin = token(env, username="admin", password=admin_password)
     for module, args in (("bootflow.cloud.project", {"name": "sec-p"}),
                          ("bootflow.cloud.user", {"name": "sec-mallory", "password": "mpw", "default_project": "sec-p"}),
-                         ("bootflow.cloud.role_assignment", {"user": "sec-mallory", "project": "sec-p",
-                                                            "role": "member"})):
+                         ("bootflow.cloud.role_assignment",
+                          {"user": "sec-mallory", "project": "sec-p", "role": "member"})):
         res, out = adhoc(env, module, dict(args, auth_token=admin))
         assert not res.get("failed") and "| FAILED! =>" not in out, out
     return {"admin": admin, "member": token(env, username="sec-mallory", password="mpw", project="sec-p")}
@@ -70,8 +70,8 @@ def tokens(sec_env):
 
 @pytest.fixture(scope="module")
 def guest(sec_env):
-    res = sec_env.play("boot.yml", "-v", "-e", json.dumps(dict(bootflow_instance_name=NAME,
-                                                                   bootflow_user_data=USER_DATA)))
+    extra = dict(bootflow_instance_name=NAME, bootflow_user_data=USER_DATA)
+    res = sec_env.play("boot.yml", "-v", "-e", json.dumps(extra))
     inst = sec_env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME)[0]
     port = sec_env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
     yield dict(out=res.out, inst=inst, port=port, uuid=inst["uuid"])

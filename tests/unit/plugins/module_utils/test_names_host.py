@@ -94,4 +94,3 @@ def test_secure_tightens_an_older_world_readable_file(tmp_path):
     d.mkdir(mode=0o755)
     d.chmod(0o755)
     assert guest_files.secure_instance_dir(str(d), gid=os.getgid()) and os.stat(d).st_mode & 0o777 == 0o750
-

@@ -215,8 +215,7 @@ def test_admin_may_still_choose_fixed_ips(cloud):
                                   False, fixed_ips={"net": "10.0.0.200"})
     assert row.request["fixed_ips"]
     uuid = _placed(cloud, "admin", "vm-adm2")
-    _changed, _row, _after, ports = _networking.allocate_instance_ports(cloud["db"], cloud["auth"]["admin"], uuid,
-                                                                         {"net": "10.0.0.50"})
+    ports = _networking.allocate_instance_ports(cloud["db"], cloud["auth"]["admin"], uuid, {"net": "10.0.0.50"})[3]
     assert [p["ip"] for p in ports] == ["10.0.0.50"]
 
 
