@@ -175,6 +175,9 @@ def test_a_member_may_not_choose_a_fixed_ip(sec_env, guest, tokens):
              "networks": [{"network": "private", "fixed_ip": in_pool}]}]},
         check=True)
     assert "| FAILED! =>" not in out and res["changed"], out
+    res, out = adhoc(env, "bootflow.cloud.instance", {"auth_token": tokens["member"], "name": "sec-member-vm",
+                                                      "state": "absent"})
+    assert "| FAILED! =>" not in out, out
 
 
 def test_delete_leaves_the_host_clean(sec_env, guest):
