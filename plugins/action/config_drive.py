@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import config_drive as _config_drive
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NotFound
@@ -18,6 +19,11 @@ class ActionModule(HostStep):
         """Fill name, user_data, public_keys and ports from the instance record (like Nova's InstanceMetadata)."""
         if not args.get("instance_uuid"):
             raise InvalidRequest("instance_uuid is required.")
+        if args.get("hostname"):
+            try:   # checked before the host is contacted (one DNS label: no newline can reach meta-data)
+                _config_drive.pick_hostname(args["hostname"])
+            except _config_drive.ConfigDriveError as exc:
+                raise InvalidRequest(str(exc)) from None
         with ctx.db.tx() as conn:
             try:
                 instance = instances.get_instance(conn, args["instance_uuid"], ctx.auth)

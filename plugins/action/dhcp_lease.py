@@ -37,6 +37,12 @@ class ActionModule(HostStep):
         """Fill the reservation from the port record: the host never guesses an address."""
         if not args.get("port_id"):
             raise InvalidRequest("port_id is required when auth_token is given.")
+        if args.get("hostname"):
+            # checked here too, before the host is contacted: a newline or comma would split the hosts line
+            try:
+                _dhcp.check_hostname(args["hostname"])
+            except _dhcp.DhcpError as exc:
+                raise InvalidRequest(str(exc)) from None
         with ctx.db.tx() as conn:
             port = _networking.get_port(conn, args["port_id"])
             if port is None:

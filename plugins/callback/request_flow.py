@@ -17,12 +17,28 @@ description:
   - "A step of a task whose name starts with C(Undo |) (the compute role undoing a failed build, C(delete.yml) undoing a
     build) shows V(undo) in the seed column. A bootflow.cloud task that failed gets a row with V(FAILED) in the
     changed column, its seed step(s) and service taken from the task name (C(28 | nova-compute -> libvirt: ...))."
+  - Every cell is printed with its control and format characters escaped (C(\n), C(\x9b), C(\u202e)...), so a
+    name that reached the table cannot move the cursor, recolour the terminal or reorder the line.
 requirements:
   - enable with C(callbacks_enabled = bootflow.cloud.request_flow) in C(ansible.cfg)
 options: {}
 """
 
+import unicodedata
+
 from ansible.plugins.callback import CallbackBase
+
+# what is never printed raw: controls (C0/C1, e.g. ESC or the CSI \x9b), format characters (bidi overrides,
+# zero-width spaces), surrogates, line and paragraph separators
+_UNSAFE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def safe_text(value):
+    """``value`` as text for the terminal: every control or format character written as a Python escape."""
+    text = value if isinstance(value, str) else str(value)
+    if not any(unicodedata.category(ch) in _UNSAFE for ch in text):
+        return text
+    return "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
 
 
 class CallbackModule(CallbackBase):
@@ -69,13 +85,14 @@ class CallbackModule(CallbackBase):
             return
         by_instance = {}
         for row in self._rows:
-            by_instance.setdefault(row.get("instance") or "-", []).append(row)
+            by_instance.setdefault(safe_text(row.get("instance") or "-"), []).append(row)
         head = ("seed", "service", "action", "host", "from", "to", "changed", "ms")
         for name, rows in by_instance.items():
-            table = [head] + [(r.get("seed_steps", ""), r.get("service", ""), r.get("action", ""), r.get("host") or "",
-                               r.get("from", ""), r.get("to", ""),
-                               r["changed"] if r.get("changed") == "FAILED" else "yes" if r.get("changed") else "no",
-                               str(r.get("ms", ""))) for r in rows]
+            table = [head] + [tuple(safe_text(cell) for cell in (
+                r.get("seed_steps", ""), r.get("service", ""), r.get("action", ""), r.get("host") or "",
+                r.get("from", ""), r.get("to", ""),
+                r["changed"] if r.get("changed") == "FAILED" else "yes" if r.get("changed") else "no",
+                r.get("ms", ""))) for r in rows]
             widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
             self._display.banner("REQUEST FLOW [%s]" % name)
             for i, line in enumerate(table):

@@ -68,6 +68,9 @@ options:
             is recorded. A fixed IP with O(instances[].count) above 1, or the same fixed IP asked for twice in the
             list, fails with RV(error=invalid). Required and non-empty for a V(present) instance, here or in
             O(defaults).
+          - Only an V(admin) may ask for a C(fixed_ip) (Neutron's policy C(create_port:fixed_ips:ip_address)); a
+            member's list with a C(fixed_ip) in any item fails with RV(error=auth) and records nothing. Members get
+            an address from the pool.
         type: list
         elements: raw
       volume_size_gb:

@@ -55,12 +55,16 @@ options:
   hostname:
     description:
       - Host name to use as it is, instead of deriving one from O(name). One DNS label (C(a-z), C(0-9) and
-        C(-), at most 63 characters).
+        C(-), at most 63 characters); anything else (a trailing newline too) fails the task, with O(auth_token)
+        on the controller before the host is contacted.
     type: str
   user_data:
     description:
       - User data of the boot request (for example a C(#cloud-config) document), at most 49149 bytes (Nova's
         limit of 65535 bytes once base64-encoded).
+      - A C(no_log) option - it may hold secrets - and never returned; the diff shows only its size and sha256.
+        The drive holding it is C(0640) (root and the group QEMU runs with) in an instance directory of C(0750);
+        an older, more open drive or directory is tightened on the next run.
       - Without it the drive holds C(#cloud-config) and C({}).
     type: str
   public_keys:
@@ -99,7 +103,7 @@ options:
   instances_path:
     description:
       - Directory holding the instance directories. It must exist; the instance directory is created
-        (mode 0755) when missing.
+        (mode 0750, group of QEMU) when missing.
     type: path
     default: /var/lib/bootflow/instances
   state:

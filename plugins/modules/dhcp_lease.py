@@ -95,6 +95,9 @@ options:
   hostname:
     description:
       - Host name handed to the guest. Defaults to neutron's C(host-<ip with dashes>).
+      - DNS labels of letters, digits and C(-), separated by C(.). Anything else (a newline, a comma, a control or
+        format character) fails the task before the host is contacted (with O(auth_token), already on the controller,
+        as an invalid request); the writer of dnsmasq's hosts file refuses such a field as well.
     type: str
   port_id:
     description:

@@ -31,7 +31,8 @@ options:
     description:
       - Name of the domain, unique in the database. An existing domain can also be given by its ID.
       - An empty or whitespace-only name, a name longer than 255 characters or one with control characters
-        (newline, tab, NUL) fails the task with RV(error=invalid), also with O(state=absent).
+        (newline, tab, NUL, C1 controls) or format characters (bidi overrides, zero-width spaces) fails the task
+        with RV(error=invalid), also with O(state=absent).
     type: str
     required: true
   description:

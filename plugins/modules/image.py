@@ -52,8 +52,9 @@ options:
         (M(bootflow.cloud.image_member)).
       - With O(state=deactivated), or O(state=present) without O(filename) and O(url), an existing image may also be
         given by its ID (an admin may name any image by ID).
-      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL)
-        or with leading or trailing whitespace fails the task.
+      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL, C1 controls such as
+        \x9b) or format characters (bidi overrides such as U+202E, zero-width spaces), or with
+        leading or trailing whitespace fails the task.
     type: str
     required: true
   filename:

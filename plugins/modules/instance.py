@@ -37,8 +37,9 @@ options:
     description:
       - Name of the instance, unique among the live instances of the caller's project. With O(state=absent) or
         O(state=error) it can also be the instance UUID.
-      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL)
-        or with leading or trailing whitespace fails the task with RV(error=invalid).
+      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL, C1 controls such as
+        \x9b) or format characters (bidi overrides such as U+202E, zero-width spaces), or with
+        leading or trailing whitespace fails the task with RV(error=invalid).
     type: str
     required: true
   flavor:
@@ -112,8 +113,8 @@ options:
       - User data for cloud-init in the guest, as plain text (not base64). Nova's limit counts it base64-encoded
         (65535 bytes), so at most 49149 bytes of user data are accepted; more fails with RV(error=invalid)
         before anything is written.
-      - It is stored in the instance record and returned in RV(instance.request); do not put secrets in it
-        unless the task has C(no_log).
+      - A C(no_log) option. It is stored in the instance record (the config drive step reads it there) but never
+        returned, RV(instance.request) holds only its size and sha256.
       - Not compared for idempotency, a different O(user_data) for an existing instance is ignored.
     type: str
   server_group:
@@ -345,11 +346,17 @@ instance:
           type: int
           returned: when O(boot_from_volume=true)
           sample: 1
-        user_data:
-          description: The user data as given.
+        user_data_size:
+          description: Size in bytes (UTF-8) of the user data; the data itself is never returned (it may hold secrets).
+            V(null) without user data.
+          type: int
+          returned: success
+          sample: 27
+        user_data_sha256:
+          description: SHA-256 of the user data (hex), to compare it with what was meant; V(null) without user data.
           type: str
           returned: success
-          sample: "#cloud-config\nhostname: web1\n"
+          sample: 9f2c1e5b7d3a4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6
         key_name:
           description: The O(key_name) the instance was created with.
           type: str

@@ -48,7 +48,7 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - RV(instance.user_data) is returned in clear text; set C(no_log) on the task if it holds secrets.
+  - The user data is not returned, only RV(instance.user_data_size) and RV(instance.user_data_sha256).
 seealso:
   - module: bootflow.cloud.instance
   - module: bootflow.cloud.schedule
@@ -175,11 +175,17 @@ instance:
       type: str
       returned: success
       sample: /var/lib/bootflow/instances/2f0e8c4a-1b3d-4e5f-9a7b-6c5d4e3f2a1b/console.log
-    user_data:
-      description: The user data of the boot request, in clear text, V(null) when none was given.
+    user_data_size:
+      description: Size in bytes (UTF-8) of the boot request's user data, V(null) when none was given. The data
+        itself is never returned (it may hold secrets); M(bootflow.cloud.config_drive) reads it from the record.
+      type: int
+      returned: success
+      sample: 27
+    user_data_sha256:
+      description: SHA-256 (hex) of the user data, V(null) when none was given.
       type: str
       returned: success
-      sample: "#cloud-config\nhostname: web1\n"
+      sample: 9f2c1e5b7d3a4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6
     key_name:
       description:
         - The key pair the instance was created with (M(bootflow.cloud.instance)'s C(key_name)), V(null) for none.

@@ -45,6 +45,9 @@ options:
     description:
       - Fixed IPv4 address to use per network, as a mapping of network ID or name to address. A network the
         instance is not on fails the task with RV(error=invalid).
+      - Only an V(admin) may give it (Neutron's policy C(create_port:fixed_ips:ip_address), policy rule
+        C(network:create_port:fixed_ips:ip_address)); a member's task fails with RV(error=auth) before anything
+        is changed, whether the address is inside the allocation pool or not.
       - Fixed IPs asked for in the boot request (C(networks) items with C(fixed_ip) in M(bootflow.cloud.boot_request))
         are used without being repeated here; an address given here for the same network wins.
       - The address may lie outside the allocation pool but must be inside the subnet and must not be its network,

@@ -28,7 +28,8 @@ options:
       - Name of the project, unique within its O(domain) (two domains can each have a project of the same name).
         An existing project can also be given by its ID.
       - An empty or whitespace-only name, a name longer than 255 characters or one with control characters
-        (newline, tab, NUL) fails the task with RV(error=invalid), also with O(state=absent).
+        (newline, tab, NUL, C1 controls) or format characters (bidi overrides, zero-width spaces) fails the task
+        with RV(error=invalid), also with O(state=absent).
     type: str
     required: true
   description:

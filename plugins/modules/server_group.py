@@ -43,7 +43,8 @@ options:
     description:
       - Name of the group, unique in the caller's project. To look a group up or delete it, the group's ID works
         too.
-      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL) or with
+      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL, C1 controls such as
+        \x9b) or format characters (bidi overrides such as U+202E, zero-width spaces), or with
         leading or trailing whitespace fails the task with RV(error=invalid) when a group would be created.
       - Looking up a group that does not exist (or that belongs to another project) fails with
         RV(error=not_found).

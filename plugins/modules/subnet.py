@@ -27,8 +27,9 @@ options:
   name:
     description:
       - Name of the subnet, unique within O(network).
-      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL)
-        or with leading or trailing whitespace fails the task.
+      - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL, C1 controls such as
+        \x9b) or format characters (bidi overrides such as U+202E, zero-width spaces), or with
+        leading or trailing whitespace fails the task.
     type: str
     required: true
   network:

@@ -31,6 +31,7 @@ import tempfile
 import unicodedata
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import guest_files
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import atomic_install, find_bin
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import check_uuid, normalize_mac, user_data_problem
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
@@ -41,7 +42,7 @@ DEFAULT_USER_DATA = "#cloud-config\n{}\n"
 FILES = ("meta-data", "network-config", "user-data")
 MAX_ISO_READ = 64 * 1024 * 1024  # an existing image larger than this is not read back, just replaced
 _SECTOR = 2048
-_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class ConfigDriveError(BootflowError):
@@ -73,8 +74,8 @@ def pick_hostname(hostname=None, name=None, ports=(), instance_uuid=None):
     from the instance name, else host-<ip of the first port>, else host-<first 8 hex of the uuid>."""
     if hostname:
         h = str(hostname).lower()
-        if not _LABEL_RE.match(h):
-            raise ConfigDriveError("invalid hostname %r (one DNS label: a-z, 0-9 and '-', at most 63)" % (hostname,))
+        if not _LABEL_RE.fullmatch(h):
+            raise ConfigDriveError("invalid hostname %s (one DNS label: a-z, 0-9 and '-', at most 63)" % (ascii(hostname),))
         return h
     h = sanitize_hostname(name)
     if h:
@@ -342,6 +343,11 @@ def config_drive_step(p, check_mode=False, run=None):
     before = "" if cur is None else describe_files(cur[1]) if cur[1] is not None else "(unreadable image)\n"
     result["diff"] = dict(before_header=path, after_header=path, before=before, after=describe_files(files))
     if same:
+        # a drive written before the drive was private (0644, a 0755 directory) is tightened
+        if not check_mode:
+            gid = guest_files.qemu_gid()
+            tightened = guest_files.secure_instance_dir(inst_dir, gid)
+            result["changed"] = guest_files.secure_guest_file(path, gid) or tightened
         return result
     result["changed"] = True
     if check_mode:
@@ -353,10 +359,12 @@ def config_drive_step(p, check_mode=False, run=None):
     made_dir = False
     if not os.path.isdir(inst_dir):
         try:
-            os.mkdir(inst_dir, 0o755)
+            os.mkdir(inst_dir, guest_files.DIR_MODE)
         except OSError as e:
             raise ConfigDriveError("cannot create the instance directory %s: %s" % (inst_dir, e))
         made_dir = True
+    gid = guest_files.qemu_gid()
+    guest_files.secure_instance_dir(inst_dir, gid)
     stage = tmp = None
     try:
         stage = tempfile.mkdtemp(dir=inst_dir, prefix=".config-drive.")
@@ -378,7 +386,9 @@ def config_drive_step(p, check_mode=False, run=None):
                                    "(label %r, files %s)" % (label, sorted(written)), cmd=argv)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        atomic_install(tmp, path, 0o644)
+        # the drive holds the user data: root and QEMU's group only (guest_files), before it gets its name
+        guest_files.secure_guest_file(tmp, gid)
+        atomic_install(tmp, path, guest_files.FILE_MODE)
         tmp = None
     except BaseException as e:
         if tmp:

@@ -39,13 +39,18 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import
     find_bin,
     makedirs,
 )
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import MAC_RE, normalize_mac
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import (
+    MAC_RE,
+    describe_char,
+    forbidden_char,
+    normalize_mac,
+)
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 
-_NET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_PORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NET_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_PORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from its file
 LEASE_POLL = 0.2    # seconds between two looks at the leases file (state=leased)
 MAX_LEASE_TIME = 2 ** 31 - 1   # dnsmasq parses the lease time with atoi()
@@ -60,7 +65,7 @@ class DhcpError(BootflowError):
 
 
 def check_network_id(value):
-    if not value or not _NET_ID_RE.match(value) or value in (".", ".."):
+    if not value or not _NET_ID_RE.fullmatch(value) or value in (".", ".."):
         raise DhcpError("invalid network_id %r (letters, digits, _ . -)" % (value,))
     return value
 
@@ -68,20 +73,20 @@ def check_network_id(value):
 def check_port_id(value):
     if value is None:
         return None
-    if not _PORT_ID_RE.match(value):
+    if not _PORT_ID_RE.fullmatch(value):
         raise DhcpError("invalid port_id %r (letters, digits, _ -)" % (value,))
     return value
 
 
 def check_ifname(value, what="bridge"):
-    if not value or not _IFNAME_RE.match(value):
+    if not value or not _IFNAME_RE.fullmatch(value):
         raise DhcpError("invalid %s name %r (at most 15 of letters, digits, _ . -)" % (what, value))
     return value
 
 
 def check_hostname(name):
-    if not name or len(name) > 253 or not all(_LABEL_RE.match(label) for label in name.split(".")):
-        raise DhcpError("invalid hostname %r (DNS labels of letters, digits and '-')" % (name,))
+    if not name or len(name) > 253 or not all(_LABEL_RE.fullmatch(label) for label in name.split(".")):
+        raise DhcpError("invalid hostname %s (DNS labels of letters, digits and '-')" % (ascii(name),))
     return name
 
 
@@ -129,7 +134,7 @@ def parse_hosts(text):
         e = dict(mac=None, hostname=None, ip=None, port_id=None, tags=[])
         for f in fields:
             low = f.lower()
-            if MAC_RE.match(low) and e["mac"] is None:
+            if MAC_RE.fullmatch(low) and e["mac"] is None:
                 e["mac"] = low
             elif low.startswith("set:"):
                 tag = f[4:]
@@ -150,14 +155,27 @@ def parse_hosts(text):
 
 
 def render_host_line(e):
-    """'mac,hostname,ip' (tags are never written: see the module docstring)."""
+    """'mac,hostname,ip' (tags are never written: see the module docstring). A field that could split the line
+    or add one (a comma, a newline, any control or format character) is refused: DhcpError, nothing written."""
     if e.get("raw"):
-        return e["raw"]
+        return _line_field("hosts line", e["raw"], commas=True)
     parts = [e["mac"]]
     if e.get("hostname"):
         parts.append(e["hostname"])
     parts.append(e["ip"])
-    return ",".join(parts)
+    return ",".join(_line_field("hosts line field", str(part)) for part in parts)
+
+
+def _line_field(what, text, commas=False):
+    """``text`` unchanged when it can be one field (``commas``: one whole line) of a dnsmasq file, else DhcpError."""
+    bad = forbidden_char(text)
+    if bad is not None:
+        raise DhcpError("refusing to write the %s %s: it holds %s (a line of dnsmasq's hosts file must not be "
+                        "split or extended)" % (what, ascii(text), describe_char(bad)))
+    if not commas and "," in text:
+        raise DhcpError("refusing to write the %s %s: a comma would add a field to dnsmasq's hosts line"
+                        % (what, ascii(text)))
+    return text
 
 
 def render_hosts(entries):

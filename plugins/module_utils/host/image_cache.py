@@ -28,6 +28,7 @@ import urllib.parse
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DISK_FORMATS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import guest_files
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.files import (
     atomic_install,
     atomic_write_text,
@@ -41,7 +42,7 @@ GIB = 1024 ** 3
 CHUNK = 1024 * 1024
 HASH_ALGOS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512",
               "sha3_224", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s")
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 QCOW2_MAGIC = b"QFI\xfb"
 _QCOW2_EXT_END = 0x00000000
@@ -104,7 +105,7 @@ def expected_hashes(checksum=None, os_hash_algo=None, os_hash_value=None):
     exp = {}
     if checksum:
         c = checksum.strip().lower()
-        if len(c) != 32 or not _HEX.match(c):
+        if len(c) != 32 or not _HEX.fullmatch(c):
             raise ImageError("checksum must be an md5 hex digest (32 hex digits), not %r" % checksum)
         exp["md5"] = c
     if os_hash_algo or os_hash_value:
@@ -113,7 +114,7 @@ def expected_hashes(checksum=None, os_hash_algo=None, os_hash_value=None):
         algo = os_hash_algo.strip().lower().replace("-", "_")
         h = _new_hash(algo)
         v = os_hash_value.strip().lower()
-        if not _HEX.match(v) or len(v) != h.digest_size * 2:
+        if not _HEX.fullmatch(v) or len(v) != h.digest_size * 2:
             raise ImageError("os_hash_value is not a %s hex digest (%d hex digits)" % (algo, h.digest_size * 2))
         if algo in exp and exp[algo] != v:
             raise ImageError("checksum and os_hash_value disagree")
@@ -492,6 +493,13 @@ def _redact(url):
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _secure_instance_files(inst_dir, disk):
+    """The instance directory 0750 and its disk overlay 0640, both with QEMU's group (guest_files)."""
+    gid = guest_files.qemu_gid()
+    changed = guest_files.secure_instance_dir(inst_dir, gid)
+    return guest_files.secure_guest_file(disk, gid) or changed
+
+
 def _plan_disk(paths, result, want_bytes, check_mode, run=None, qemu_img=None, fmt=None):
     vsize = result.get("virtual_size")
     if want_bytes and vsize and want_bytes < vsize:
@@ -509,6 +517,8 @@ def _plan_disk(paths, result, want_bytes, check_mode, run=None, qemu_img=None, f
             raise ImageError("%s exists with backing file %r, not %s (another image?); remove the "
                              "instance disk first (state=absent)" % (disk, dinfo.get("backing_file"), paths["base"]))
         result["disk_virtual_size"] = dinfo["virtual_size"]
+        if not check_mode and _secure_instance_files(paths["inst_dir"], disk):   # an older, world-readable one
+            result["changed"] = True
         if want_bytes and want_bytes > dinfo["virtual_size"]:
             result.update(changed=True, disk_resized=True, disk_virtual_size=want_bytes)
             if check_mode:
@@ -523,14 +533,14 @@ def _plan_disk(paths, result, want_bytes, check_mode, run=None, qemu_img=None, f
     result.update(changed=True, disk_created=True, disk_virtual_size=want_bytes or vsize)
     if check_mode:
         return
-    made = makedirs(paths["inst_dir"])
+    made = makedirs(paths["inst_dir"], guest_files.DIR_MODE)
     argv = overlay_cmd(qemu_img, paths["base"], fmt, disk, want_bytes)
     try:
         rc, out, err = run(argv)
         if rc != 0:
             raise ImageError("qemu-img create of %s failed (rc=%s): %s" % (disk, rc, (err or out).strip()),
                              cmd=argv)
-        os.chmod(disk, 0o644)
+        _secure_instance_files(paths["inst_dir"], disk)
         dinfo = inspect_format(disk)
         result["disk_virtual_size"] = dinfo["virtual_size"]
     except BaseException:

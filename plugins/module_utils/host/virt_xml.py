@@ -26,8 +26,8 @@ BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 PREFIX_BUS = {"vd": "virtio", "sd": "sata", "hd": "ide"}
 NIC_MODELS = ("virtio", "e1000", "rtl8139")
 
-DEVICE_RE = re.compile(r"^(vd|sd|hd)[a-z]{1,2}$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+DEVICE_RE = re.compile(r"(vd|sd|hd)[a-z]{1,2}")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _BRIDGE_RE = _IFNAME_RE
 # Characters XML 1.0 cannot carry at all (ElementTree would write them and produce a broken
 # document), plus the line breaks/tabs libvirt refuses in a <title>.
@@ -55,7 +55,7 @@ def one_line(value):
 def tap_name(port_id):
     """Nova/neutron style tap device name: 'tap' + the first 11 characters of the port id."""
     name = layout.tap_name(port_id)
-    if not _IFNAME_RE.match(name):
+    if not _IFNAME_RE.fullmatch(name):
         raise VirtError("port id %r does not give a valid tap device name" % (port_id,))
     return name
 
@@ -130,7 +130,7 @@ def normalize_disks(disks):
         dev = d.get("device")
         bus = d.get("bus")
         if dev:
-            _require(DEVICE_RE.match(dev), "%s: invalid device name %r (vdX, sdX or hdX)" % (where, dev))
+            _require(DEVICE_RE.fullmatch(dev), "%s: invalid device name %r (vdX, sdX or hdX)" % (where, dev))
             if not bus:
                 bus = PREFIX_BUS[dev[:2]]
         if not bus:
@@ -161,14 +161,14 @@ def normalize_interfaces(interfaces):
         n = dict(n or {})
         where = "interfaces[%d]" % i
         bridge = n.get("bridge")
-        _require(bridge and _BRIDGE_RE.match(bridge), "%s: bridge must be a valid interface name" % where)
+        _require(bridge and _BRIDGE_RE.fullmatch(bridge), "%s: bridge must be a valid interface name" % where)
         model = n.get("model") or "virtio"
         _require(model in NIC_MODELS, "%s: model must be one of %s" % (where, ", ".join(NIC_MODELS)))
         target = n.get("target")
         if not target and n.get("port_id"):
             target = tap_name(n["port_id"])
         if target:
-            _require(_IFNAME_RE.match(target), "%s: target %r is not a valid interface name (max 15 chars)"
+            _require(_IFNAME_RE.fullmatch(target), "%s: target %r is not a valid interface name (max 15 chars)"
                      % (where, target))
             _require(not target.startswith(("vnet", "macvtap", "macvlan")),
                      "%s: target prefix vnet/macvtap/macvlan is reserved by libvirt" % where)
@@ -578,17 +578,17 @@ def definition_differs(existing_xml, desired_xml):
 # --------------------------------------------------------------------------------------------
 # storage pools and volumes
 
-_VOLNAME_RE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,254}$")
+_VOLNAME_RE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,254}")
 
 
 def check_volume_name(name):
-    if not name or not _VOLNAME_RE.match(name) or name in (".", ".."):
+    if not name or not _VOLNAME_RE.fullmatch(name) or name in (".", ".."):
         raise VirtError("invalid volume name %r (letters, digits and _ . + -; no '/')" % (name,))
     return name
 
 
 def check_pool_name(name):
-    if not name or not _VOLNAME_RE.match(name):
+    if not name or not _VOLNAME_RE.fullmatch(name):
         raise VirtError("invalid pool name %r (letters, digits and _ . + -)" % (name,))
     return name
 

@@ -199,6 +199,8 @@ def create_in(conn, auth, name, flavor_ref, image_ref, network_refs, volume_size
     ``key_name``: the caller's key pair, copied into the request (``key_name``, ``public_keys``) as Nova copies
     its key_data into the instance: deleting the key pair later does not change the instance."""
     enforce(auth, "compute:create")
+    if fixed_ips:
+        enforce(auth, _networking.FIXED_IP_RULE)   # a chosen address is an admin's (Neutron's policy), before anything else
     validate_name("instance", name)
     if not network_refs:
         raise InvalidRequest("At least one network is required.")

@@ -18,11 +18,12 @@ import ipaddress
 import secrets
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import check_text, validate_name
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor as _conductor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
 
 # what an item may say, with the value when neither the item nor the request's defaults say it
 ITEM_DEFAULTS = {
@@ -76,6 +77,7 @@ def _metadata(where, value):
                 or not isinstance(val, (str, int, float, bool)) or len(str(val)) > MAX_METADATA_LENGTH:
             raise InvalidRequest("%s: metadata %r: keys and values are strings of 1-%d characters."
                                  % (where, key, MAX_METADATA_LENGTH))
+        check_text("%s: metadata key" % where, key)
         out[key] = str(val)
     return out
 
@@ -166,6 +168,9 @@ def record(db, auth, entries, check_mode=False):
     Returns (changed, present: [{name, uuid, status, host, item, created}], absent: the live instances the
     ``absent`` entries name). In check mode everything is validated the same way and rolled back."""
     enforce(auth, "compute:create")
+    if any(entry.get("fixed_ips") for entry in entries if entry["state"] == "present"):
+        # Neutron's create_port:fixed_ips:ip_address: the whole list is refused before anything is recorded
+        enforce(auth, _networking.FIXED_IP_RULE)
     present, absent = [], []
     # one reservation per item (Nova's reservation_id of a multi-create): the scheduler keeps min_count by it
     reservations = {}

@@ -10,6 +10,7 @@ PRIVATE to the collection: may change at any time. Controller side only.
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout import INSTANCES_PATH, console_log_path
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import user_data_summary
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
@@ -40,7 +41,8 @@ def spec(conn, row):
     vols = _db.table("volumes")
     out = instances.instance_dict(row)
     out.pop("request", None)
-    out["user_data"] = row.request.get("user_data")
+    # the user data may hold secrets: only its size and digest (the config drive step reads it from the DB)
+    out["user_data_size"], out["user_data_sha256"] = user_data_summary(row.request.get("user_data"))
     out["metadata"] = row.request.get("metadata") or {}
     # the key pair's public key as nova-api copied it at create (the config drive's public-keys)
     out["key_name"] = row.request.get("key_name")

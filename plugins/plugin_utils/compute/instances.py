@@ -14,6 +14,7 @@ import time
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import user_data_summary
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, NotFound
 
 # nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
@@ -124,7 +125,13 @@ def step_row(instance, seed_steps, service, action, host, before, after, changed
 
 
 def instance_dict(row):
+    """The instance record as a task returns it. The request's user data (it may hold secrets) is replaced by
+    its size and sha256 (``request.user_data_size``, ``request.user_data_sha256``)."""
     out = _db.row_dict(row)
+    if isinstance(out.get("request"), dict):
+        request = dict(out["request"])
+        request["user_data_size"], request["user_data_sha256"] = user_data_summary(request.pop("user_data", None))
+        out["request"] = request
     out["domain_name"] = layout.domain_name(row.uuid)
     out["status"] = api_status(row.vm_state, row.task_state)
     return out

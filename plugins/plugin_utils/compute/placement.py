@@ -50,6 +50,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import sche
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import server_groups as _server_groups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import rules as _rules
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
     BootflowError,
@@ -101,7 +102,7 @@ def _names(values):
 # read from the host: reservations, allocation ratios, capacity overrides, where the host sits.
 NODE_SETTINGS = ("reserved_host_memory_mb", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",
                  "vcpus", "memory_mb", "local_gb", "disabled", "availability_zone", "aggregates", "traits")
-_NODE_NAME_RE = re.compile(r"^[^\x00-\x1f:,]{1,255}$")
+_NODE_NAME_RE = re.compile(r"[^\x00-\x1f:,]{1,255}")
 
 
 def node_settings(args):
@@ -115,16 +116,17 @@ def node_settings(args):
         if out[key] is not None and not out[key] > 0:
             raise InvalidRequest("compute_node: %s must be greater than 0, got %s." % (key, out[key]))
     zone = out["availability_zone"]
-    if not isinstance(zone, str) or not _NODE_NAME_RE.match(zone) or zone != zone.strip():
+    if not isinstance(zone, str) or not _NODE_NAME_RE.fullmatch(zone) or zone != zone.strip() \
+            or _rules.forbidden_char(zone):
         raise InvalidRequest("availability_zone must be 1-255 characters without ':' ',' or control characters and "
-                             "without surrounding spaces, got %r." % (zone,))
+                             "without surrounding spaces, got %s." % (ascii(zone),))
     for key, pattern, what in (
             ("aggregates", _NODE_NAME_RE, "names of 1-255 characters without ':' ',' or control characters"),
             ("traits", _scheduler.TRAIT_RE, "trait names (upper-case letters, digits and _, e.g. CUSTOM_SSD or "
                                             "HW_CPU_X86_AVX2)")):
-        bad = [v for v in out[key] if not pattern.match(v) or v != v.strip()]
+        bad = [v for v in out[key] if not pattern.fullmatch(v) or v != v.strip() or _rules.forbidden_char(v)]
         if bad:
-            raise InvalidRequest("%s must be %s; not: %s." % (key, what, ", ".join(repr(b) for b in bad)))
+            raise InvalidRequest("%s must be %s; not: %s." % (key, what, ", ".join(ascii(b) for b in bad)))
         out[key] = sorted(set(out[key]))
     return out
 

@@ -216,7 +216,7 @@ class RequestSpec:
 # ---------------------------------------------------------------------------------------------
 # What the request asks Placement for: resources, required/forbidden traits, aggregate membership
 
-TRAIT_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
+TRAIT_RE = re.compile(r"[A-Z][A-Z0-9_]{0,254}")
 
 
 def requested_resources(spec: "RequestSpec") -> dict:
@@ -244,7 +244,7 @@ def _parse_traits(extra_specs: Mapping[str, Any]) -> tuple[frozenset, frozenset]
         if not str(key).startswith("trait:"):
             continue
         name = str(key)[len("trait:"):]
-        if not TRAIT_RE.match(name):
+        if not TRAIT_RE.fullmatch(name):
             raise InvalidRequest("flavor extra spec %s: %r is not a trait name (upper-case letters, digits and _; "
                                  "custom traits start with CUSTOM_)" % (key, name))
         kind = str(value).strip().lower()
@@ -576,7 +576,7 @@ def _canon_arch(value: Any) -> str:
     return _ARCH_ALIASES.get(name, name)
 
 
-_VERSION_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*([0-9]+(?:\.[0-9]+){0,2})\s*$")
+_VERSION_RE = re.compile(r"\s*(>=|<=|==|!=|>|<|=)?\s*([0-9]+(?:\.[0-9]+){0,2})\s*")
 _VERSION_OPS: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "=": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
 }
@@ -611,7 +611,7 @@ def image_properties_filter(host: HostState, spec: RequestSpec, now: float, cfg:
     if want_ver:
         if host.hypervisor_version is None:
             return "img_hv_requested_version %s requested, host hypervisor version unknown" % want_ver
-        match = _VERSION_RE.match(str(want_ver))
+        match = _VERSION_RE.fullmatch(str(want_ver))
         wanted = _version_to_int(match.group(2)) if match else None
         compare = _VERSION_OPS[match.group(1) or ">="] if match else None
         if wanted is None or compare is None or not compare(int(host.hypervisor_version), wanted):

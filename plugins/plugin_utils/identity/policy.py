@@ -69,6 +69,9 @@ POLICY = {
     # neutron
     "network:manage": ADMIN,                  # networks, subnets (provider networks)
     "network:create_port": MEMBER,
+    # a port with a fixed IP of the caller's choice (Neutron's create_port:fixed_ips:ip_address: admin, or the
+    # network's owner; networks here are the admin's provider networks); members get an address from the pool
+    "network:create_port:fixed_ips:ip_address": ADMIN,
     "network:delete_port": MEMBER,
     # cinder
     "volume:create": MEMBER,

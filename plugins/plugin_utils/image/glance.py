@@ -50,7 +50,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.keystone i
 TIMEOUT = 60            # seconds per request (a whole upload/download may take longer: it streams)
 CHUNK = 1024 * 1024
 LOCATION_PREFIX = "glance+"
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 # Glance's own image attributes (the image schema); every other key of an image is a property
 CORE = frozenset((
     "id", "name", "status", "visibility", "protected", "os_hidden", "checksum", "os_hash_algo",
@@ -71,7 +71,7 @@ def normalize_url(url):
 
 def is_uuid(ref):
     """Whether ``ref`` looks like an image ID (a UUID, with or without dashes)."""
-    return bool(_UUID.match(ref or ""))
+    return bool(_UUID.fullmatch(ref or ""))
 
 
 def location(url, image_id):

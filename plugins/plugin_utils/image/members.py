@@ -19,7 +19,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import loc
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry
 
-_KEYSTONE_ID = re.compile(r"^[0-9a-f]{32}$")
+_KEYSTONE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def member_project(ctx, ref, domain=None):
@@ -31,7 +31,7 @@ def member_project(ctx, ref, domain=None):
         project = ctx.keystone().find_project(ctx.args.get("auth_token"), ref, domain)
         if project is not None:
             return project["id"], project.get("name")
-        if _KEYSTONE_ID.match(ref or ""):
+        if _KEYSTONE_ID.fullmatch(ref or ""):
             return ref, None
         raise NotFound("Project %s could not be found in Keystone (a name is looked up with the caller's token, "
                        "which only an admin may do for other projects; give the project's ID)." % ref)

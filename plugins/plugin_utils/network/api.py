@@ -21,8 +21,10 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import inst
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 
-_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 PORT_RETRIES = 20
+# Neutron's create_port:fixed_ips:ip_address: asking for a specific IP address is an admin's privilege
+FIXED_IP_RULE = "network:create_port:fixed_ips:ip_address"
 
 
 def find_network(conn, ref):
@@ -56,7 +58,7 @@ def ensure_network(db, name, bridge, state, check_mode):
                 conn.execute(_db.table("subnets").delete().where(_db.table("subnets").c.network_id == row.id))
                 conn.execute(nets.delete().where(nets.c.id == row.id))
             return True, None
-        if not bridge or not _BRIDGE_RE.match(bridge):
+        if not bridge or not _BRIDGE_RE.fullmatch(bridge):
             raise InvalidRequest("Invalid bridge name %r: 1-15 characters of letters, digits, '_', '.', '-'." % (bridge,))
         if row is None:
             if not check_mode:
@@ -220,6 +222,8 @@ def allocate_instance_ports(db, auth, ref, fixed_ips, check_mode=False):
     ID to an IP (added to those of the boot request); every one is checked before the first port is made. A pool that runs out puts the
     instance in ERROR. Returns (changed, instance row before, (vm_state, task_state) after, port specs)."""
     enforce(auth, "network:create_port")
+    if fixed_ips:
+        enforce(auth, FIXED_IP_RULE)   # only an admin chooses the address (Neutron's policy); checked first
     with db.tx() as conn:
         row = instances.get_instance(conn, ref, auth)
     if not row.host:

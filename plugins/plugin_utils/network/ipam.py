@@ -267,14 +267,14 @@ def check_fixed_ip(subnet: Subnet, ip: str, used: Iterable[str]) -> str:
     return str(addr)
 
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-_PREFIX_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){0,4}$")
+_MAC_RE = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+_PREFIX_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){0,4}")
 
 
 def validate_mac(mac: str) -> str:
     """Return ``mac`` normalised to lower-case ``xx:xx:xx:xx:xx:xx``; reject malformed, multicast, all-zero and broadcast."""
     text = str(mac).strip().lower()
-    if not _MAC_RE.match(text):
+    if not _MAC_RE.fullmatch(text):
         raise IpamError("%r is not a valid MAC address (expected xx:xx:xx:xx:xx:xx)" % (mac,))
     text = text.replace("-", ":")
     if text in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"):
@@ -289,7 +289,7 @@ def random_mac(rng: Optional[random.Random] = None, prefix: str = "fa:16:3e") ->
     rng = rng or random.Random()
     prefix = str(prefix or "").strip().lower().rstrip(":")
     octets = prefix.split(":") if prefix else []
-    if prefix and not _PREFIX_RE.match(prefix):
+    if prefix and not _PREFIX_RE.fullmatch(prefix):
         raise IpamError("Invalid MAC prefix %r (expected 1 to 5 octets like fa:16:3e)" % (prefix,))
     if octets and int(octets[0], 16) & 1:
         raise IpamError("MAC prefix %s is multicast" % prefix)

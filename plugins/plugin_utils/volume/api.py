@@ -81,7 +81,7 @@ def attachment(conn, auth, volume_ref, domain=None, device=None):
     instance (the one it is attached to, else the one of libvirt ``domain``; no multiattach) and its
     device (``device``, else the one reserved for it, else the next free one on the instance).
     Returns (volume row, instance row, device)."""
-    if device is not None and not DEVICE_RE.match(device):
+    if device is not None and not DEVICE_RE.fullmatch(device):
         raise InvalidRequest("Invalid device name %r: vdX, sdX or hdX (for example vdb)." % (device,))
     vol = get_volume(conn, volume_ref, auth)
     instance = instances.find_instance(conn, vol.instance_uuid, auth) if vol.instance_uuid else None

@@ -15,6 +15,7 @@ import yaml
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import rules
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import config_drive as cd
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import guest_files
 
 UUID = "0b6c1f0e-8f6e-4e43-9d55-0e1c7f5b2a11"
 MAC = "fa:16:3e:12:34:56"
@@ -165,7 +166,11 @@ def test_build_then_idempotent_then_rebuilt_on_change(inst):
     assert isoinfo(inst["path"], "meta-data") == ("instance-id: %s\nlocal-hostname: web-1\n" % UUID).encode()
     assert isoinfo(inst["path"], "user-data") == b"#cloud-config\n{}\n"
     assert b'macaddress: "fa:16:3e:12:34:56"' in isoinfo(inst["path"], "network-config")
-    assert os.stat(inst["path"]).st_mode & 0o777 == 0o644
+    # the drive holds the user data: 0640 in a 0750 directory, QEMU's group, nothing for "other"
+    assert os.stat(inst["path"]).st_mode & 0o777 == 0o640
+    assert os.stat(os.path.dirname(inst["path"])).st_mode & 0o777 == 0o750
+    if guest_files.qemu_gid() is not None:
+        assert os.stat(inst["path"]).st_gid == guest_files.qemu_gid()
     assert sorted(os.listdir(os.path.dirname(inst["path"]))) == ["disk.config"]   # no temporary files left
 
     st = os.stat(inst["path"])
@@ -311,4 +316,15 @@ def test_the_public_keys_are_part_of_the_drives_content(inst):
     # no keys any more: rebuilt without public-keys, the drive a keyless instance always had
     assert cd.config_drive_step(params(inst, public_keys=[]), run=run)["changed"]
     assert isoinfo(inst["path"], "meta-data") == ("instance-id: %s\nlocal-hostname: web-1\n" % UUID).encode()
+    assert not cd.config_drive_step(params(inst), run=run)["changed"]
+
+
+def test_an_existing_world_readable_config_drive_is_tightened(inst):
+    """Issue 16: a drive written before (0644 in a 0755 directory) is made private on the next run."""
+    r = cd.config_drive_step(params(inst), run=run)
+    os.chmod(r["path"], 0o644)
+    os.chmod(os.path.dirname(r["path"]), 0o755)
+    again = cd.config_drive_step(params(inst), run=run)
+    assert again["changed"] and os.stat(r["path"]).st_mode & 0o777 == 0o640
+    assert os.stat(os.path.dirname(r["path"])).st_mode & 0o777 == 0o750
     assert not cd.config_drive_step(params(inst), run=run)["changed"]

@@ -489,3 +489,37 @@ def test_leased_fails_at_once_when_nobody_can_answer(env):
 def test_leased_input_validation(env, kw, msg):
     with pytest.raises(BootflowError, match=msg):   # DhcpError, or InvalidRequest for a bad MAC
         dh.dhcp_lease_step(leased_params(env, **kw), run=FakeIp())
+
+
+# --- issue 16, finding 9: a newline never reaches dnsmasq's hosts file --------------------------------------
+
+@pytest.mark.parametrize("check,value", [
+    (dh.check_hostname, "vm1\n"), (dh.check_hostname, "vm1\nfa:16:3e:00:00:01,10.0.0.99"),
+    (dh.check_hostname, "vm1\u202e"), (dh.check_network_id, NET + "\n"), (dh.check_port_id, PORT + "\n"),
+    (dh.check_ifname, "br-test\n"),
+])
+def test_validators_refuse_a_trailing_newline(check, value):
+    with pytest.raises(dh.DhcpError, match="invalid"):
+        check(value)
+    check(value.split("\n")[0].split("\u202e")[0])   # the same without it is fine
+
+
+@pytest.mark.parametrize("entry", [
+    dict(mac="52:54:00:00:01:11", hostname="vm1\nfa:16:3e:00:00:01", ip="10.0.0.99"),
+    dict(mac="52:54:00:00:01:11", hostname="vm1,10.0.0.98", ip="10.0.0.99"),
+    dict(mac="52:54:00:00:01:11\n", hostname="vm1", ip="10.0.0.99"),
+    dict(mac="52:54:00:00:01:11", hostname="vm1\x85", ip="10.0.0.99"),
+    dict(raw="52:54:00:00:01:11,vm1,10.0.0.99\nfa:16:3e:00:00:01,10.0.0.98"),
+])
+def test_the_hosts_line_writer_refuses_a_field_that_splits_or_extends_the_line(entry):
+    with pytest.raises(dh.DhcpError, match="refusing to write"):
+        dh.render_hosts([entry])
+
+
+@pytest.mark.parametrize("hostname", ["vm1\n", "vm1\nfa:16:3e:00:00:01,10.0.0.99"])
+def test_a_reservation_with_a_newline_in_its_hostname_writes_nothing(env, hostname):
+    ip = FakeIp()
+    with pytest.raises(dh.DhcpError, match="invalid hostname"):
+        dh.dhcp_lease_step(lease_params(env, hostname=hostname), run=ip)
+    assert not os.path.exists(env["conf"]["host"]) and not os.path.exists(env["conf"]["ports"])
+    assert not [c for c in ip.calls if c[:2] == ["addr", "replace"]]

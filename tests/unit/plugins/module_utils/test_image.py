@@ -16,6 +16,7 @@ import pytest
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.module_utils.host import image_cache as im
+from ansible_collections.bootflow.cloud.plugins.module_utils.host import guest_files
 
 QEMU_IMG = shutil.which("qemu-img") or "qemu-img"  # installed by make setup (qemu-utils); no skip
 
@@ -268,7 +269,11 @@ def test_fetch_from_src_then_idempotent(tmp_path, raw_image):
     disk = im.inspect_format(r["disk_path"])
     assert disk["format"] == "qcow2" and disk["backing_file"] == base and disk["backing_format"] == "raw"
     assert disk["virtual_size"] == 1024 ** 3
-    assert os.stat(os.path.dirname(r["disk_path"])).st_mode & 0o777 == 0o755
+    # guest data: the instance directory 0750, the overlay 0640, both with QEMU's group; nothing for "other"
+    qemu_gid = guest_files.qemu_gid()
+    for path, mode in ((os.path.dirname(r["disk_path"]), 0o750), (r["disk_path"], 0o640)):
+        st = os.stat(path)
+        assert st.st_mode & 0o777 == mode and (qemu_gid is None or st.st_gid == qemu_gid)
     assert not [f for f in os.listdir(os.path.dirname(base)) if f.endswith(".part")]
 
     again = fetch(p, qemu_img=QEMU_IMG)
