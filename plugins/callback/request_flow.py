@@ -24,21 +24,9 @@ requirements:
 options: {}
 """
 
-import unicodedata
-
 from ansible.plugins.callback import CallbackBase
 
-# what is never printed raw: controls (C0/C1, e.g. ESC or the CSI \x9b), format characters (bidi overrides,
-# zero-width spaces), surrogates, line and paragraph separators
-_UNSAFE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
-
-
-def safe_text(value):
-    """``value`` as text for the terminal: every control or format character written as a Python escape."""
-    text = value if isinstance(value, str) else str(value)
-    if not any(unicodedata.category(ch) in _UNSAFE for ch in text):
-        return text
-    return "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text
 
 
 class CallbackModule(CallbackBase):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import jump as _jump
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text
 
 # what a host records per instance in a build pass (roles/compute/tasks/build.yml)
 OUTCOMES = ("built", "rescheduled", "error")
@@ -118,8 +119,10 @@ def fleet_rows(servers, hostvars=None, hosts=()):
 def fleet_table(rows):
     """The rows as an aligned text table (a list of lines, for debug's msg)."""
     head = ("NAME", "HOST", "IP", "STATUS", "SECONDS", "FAULT")
-    cells = [head] + [(r["name"], r["host"], r["ip"], r["status"],
-                       "-" if r["seconds"] is None else "%.1f" % r["seconds"], r["fault"]) for r in rows or []]
+    # every cell escaped: a fault message or an old name must not reach the terminal with control characters
+    cells = [head] + [tuple(safe_text("" if v is None else v) for v in (
+        r["name"], r["host"], r["ip"], r["status"], "-" if r["seconds"] is None else "%.1f" % r["seconds"], r["fault"]))
+        for r in rows or []]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(head) - 1)]
     return ["  ".join(str(c[i]).ljust(widths[i]) for i in range(len(head) - 1)) + "  " + str(c[-1])
             for c in cells]

@@ -32,6 +32,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import session
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, BootflowError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import allowed, enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
@@ -147,7 +148,8 @@ class StepContext:
         return settings.get(section, key or option, default)
 
     def progress(self, msg):
-        display.display("  [%s] %s" % (self.host or "controller", msg))
+        # names in it may come from a database older than the name rules: never print a control character raw
+        display.display("  [%s] %s" % (safe_text(self.host or "controller"), safe_text(msg)))
 
     def close(self):
         if self._db is not None:

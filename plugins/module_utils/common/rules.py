@@ -36,6 +36,16 @@ def forbidden_char(text):
     return None
 
 
+def safe_text(value):
+    """``value`` as text for a terminal: every character no name may hold written as a Python escape (C(\\n),
+    C(\\x9b), C(\\u202e)), so text that reached a table or a progress line cannot move the cursor, recolour
+    the terminal or reorder the line."""
+    text = value if isinstance(value, str) else str(value)
+    if forbidden_char(text) is None:
+        return text
+    return "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in FORBIDDEN_CATEGORIES else ch for ch in text)
+
+
 def describe_char(ch):
     """'U+202E (RIGHT-TO-LEFT OVERRIDE, category Cf)': how an error names a refused character."""
     return "U+%04X (%s, category %s)" % (ord(ch), unicodedata.name(ch, "unnamed"), unicodedata.category(ch))

@@ -117,3 +117,11 @@ def test_delete_releases_only_what_its_host_undid():
              {"uuid": "d", "host": "hv1"}]
     hostvars = {"hv1": {"bootflow_undone": ["a"]}, "hv2": {}}   # hv1 stopped after a; hv2 never answered
     assert [s["uuid"] for s in undone(found, hostvars)] == ["a", "c"]
+
+
+def test_the_fleet_table_escapes_control_characters_of_names_and_faults():
+    rows = [{"name": "vm\u202e1", "host": "hv1", "ip": None, "status": "ERROR", "seconds": None,
+             "fault": "bad\x1b[31m thing\n"}]
+    lines = fleet_table(rows)
+    assert all(ch not in "".join(lines) for ch in "\u202e\x1b\n")
+    assert "vm\\u202e1" in lines[1] and "bad\\x1b[31m thing\\n" in lines[1]
