@@ -311,8 +311,9 @@ def download(url, out, timeout, validate_certs, max_bytes, too_big):
             if resp.status != 200:
                 raise InvalidRequest("Downloading the image from %s failed: HTTP %d %s." % (where, resp.status, resp.reason))
             length = resp.getheader("Content-Length")
-            if length and length.strip().isdigit() and int(length) > max_bytes:
-                raise InvalidRequest(too_big(int(length)))
+            length = int(length) if length and length.strip().isdigit() else None
+            if length is not None and length > max_bytes:
+                raise InvalidRequest(too_big(length))
             nbytes = 0
             while True:
                 block = resp.read(CHUNK)
@@ -322,6 +323,9 @@ def download(url, out, timeout, validate_certs, max_bytes, too_big):
                 if nbytes > max_bytes:
                     raise InvalidRequest(too_big(nbytes))
                 out.write(block)
+            if length is not None and nbytes != length:
+                raise InvalidRequest("Downloading the image from %s failed: the server sent %d of the %d bytes it "
+                                     "announced." % (where, nbytes, length))
             return nbytes
         except (OSError, http.client.HTTPException) as exc:
             raise InvalidRequest("Downloading the image from %s failed: %s." % (where, exc)) from None

@@ -231,6 +231,31 @@ def test_noauth_visibility_update_deactivate_and_reactivate_in_glance(local):
     assert diff["before"]["status"] == "deactivated"
 
 
+def test_attack_community_image_squatting_a_name_in_glance(local):
+    """Finding 5 of issue 16, replayed against a real (noauth) Glance: bob's community image "<tag>-cirros" is
+    not what alice finds by that name, and does not keep the admin from registering a public image of it, which
+    then everybody but bob finds by name (bob has two of that name: his own and the public one)."""
+    c, client = local, local["client"]
+    name = c["name"] + "-cirros"
+    _ch, squat, _d = register(c, "bob", name, visibility="community")
+    before = (dump(c["db"]), client.images_named(name, project_id=c["auth"]["admin"].project_id))
+    with pytest.raises(NotFound):
+        boot_ref(c, "alice", name)
+    with pytest.raises(NotFound):
+        register(c, "alice", name, filename=None, state="deactivated")
+    assert (dump(c["db"]), client.images_named(name, project_id=c["auth"]["admin"].project_id)) == before
+    assert boot_ref(c, "alice", squat["id"]) == squat["id"]       # still bootable by ID
+    changed, public, _d = register(c, "admin", name, visibility="public")
+    assert changed and public["id"] != squat["id"] and public["visibility"] == "public"
+    for who in ("alice", "carol", "admin"):
+        assert boot_ref(c, who, name) == public["id"]
+    with pytest.raises(Conflict, match="Multiple images are named"):
+        boot_ref(c, "bob", name)
+    assert client.image(squat["id"])["visibility"] == "community"
+    for image in (squat, public):
+        client.delete(image["id"])
+
+
 def test_glance_keeps_members_while_an_image_is_not_shared(local):
     c, image, client = local, local["image"], local["client"]
     pb = c["auth"]["bob"].project_id
