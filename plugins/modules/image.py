@@ -53,7 +53,7 @@ options:
       - Another project's V(community) image is never found by name, by anybody (admins included), as Glance does not
         list it unless asked; it is found by ID only. So it neither takes a name other projects boot by nor keeps
         anyone (the admin registering a public image of that name, another project registering its own) from
-        using that name. Names are unique per owner project as far as this module is concerned: a project that owns
+        using that name. Names are judged per owner project; a project that owns
         an image of a name and also sees a public one of that name must use the ID to boot either (RV(error=conflict)).
       - With O(state=deactivated), or O(state=present) without O(filename) and O(url), an existing image may also be
         given by its ID (an admin may name any image by ID).
@@ -73,8 +73,8 @@ options:
         credential keys, admin password and image store; the database file; the operator configuration), or a hard
         link of one, is refused with RV(error=auth).
       - The file may be at most C(image_size_cap) bytes (see O(url)) and counts against the project's image quota
-        (M(bootflow.cloud.quota) C(image_count_total), C(image_size_total)): over it, RV(error=quota) and nothing is
-        recorded.
+        (M(bootflow.cloud.quota) C(image_count_total), C(image_size_total)); over it, the task fails with RV(error=quota) and nothing
+        is recorded.
       - One of O(filename) and O(url) is required to register a new image. Without either, O(state=present) works on
         the existing image (its visibility, reactivation) and fails with RV(error=invalid) when there is none.
         A missing file fails the task with RV(error=invalid).
@@ -102,7 +102,7 @@ options:
       - The download stops as soon as it passes C(image_size_cap) (operator setting, bytes, default 1099511627776 =
         1 TiB as Glance's), or what is left of the project's C(image_size_total) quota, whatever the server's
         Content-Length says (a larger Content-Length refuses it at once, a missing one changes nothing). The
-        staging file is removed and no image record is made: the download comes before the record. A new image
+        staging file is removed and no image record is made (the download comes before the record). A new image
         needs room in the project's C(image_count_total) quota before anything is downloaded.
       - A user name and password in the URL are used for the download but never appear in a message or result.
       - An HTTP error, an unreachable server or a download whose content does not match O(disk_format) fails the
@@ -137,7 +137,7 @@ options:
     description:
       - Glance's four visibilities. V(private) images are visible to the owning project only; V(public) images to every
         project; V(community) images to every project too (Glance does not list another project's community images
-        unless asked, and only its owner project finds it by name: other projects boot it by ID); V(shared) images to the owning project and the
+        unless asked, and only its owner project finds it by name, other projects boot it by ID); V(shared) images to the owning project and the
         projects they are shared with (M(bootflow.cloud.image_member)).
       - V(public) needs the V(admin) role, otherwise the task fails with RV(error=auth) before anything is done.
       - A new image gets V(private) when this is omitted.
