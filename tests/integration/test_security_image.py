@@ -259,7 +259,7 @@ class _Big(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(3 * MIB))
         self.end_headers()
         try:
-            for _ in range(3 * MIB // 4096):
+            for _block in range(3 * MIB // 4096):
                 self.wfile.write(b"\0" * 4096)
         except OSError:
             pass

@@ -279,7 +279,7 @@ class _Server(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(size))
         self.end_headers()
         try:
-            for _ in range(size // 4096):
+            for _block in range(size // 4096):
                 self.wfile.write(b"\0" * 4096)
         except OSError:
             pass   # the client stopped reading: what a cap does
