@@ -245,11 +245,26 @@ def _check_size(filename):
     return size
 
 
-def _copy_hashing(src, dest, max_bytes=None):
+def open_checked(path, checked=None):
+    """``open(path, "rb")``; with ``checked`` (the real path ``intake.check_filename`` allowed), the file opened
+    must be that very path (the kernel's name of the open file): a directory swapped for a symlink after the
+    check is refused (AuthError), not read."""
+    f = open(path, "rb")  # pylint: disable=consider-using-with  # returned to the caller's with
+    if checked is not None:
+        opened = os.path.realpath("/proc/self/fd/%d" % f.fileno())
+        if opened != checked:
+            f.close()
+            raise AuthError("filename %s changed after it was checked (it now opens %s): the upload is stopped "
+                            "(the image, if already created, is killed and holds no data)." % (checked, opened))
+    return f
+
+
+def _copy_hashing(src, dest, max_bytes=None, checked=None):
     """Copy ``src`` to ``dest`` (0600) and return its (md5, sha512, bytes); InvalidRequest when it has more
-    than ``max_bytes`` bytes (a file that grew after its size was checked)."""
+    than ``max_bytes`` bytes (a file that grew after its size was checked). ``checked``: see open_checked."""
+    fin = open_checked(src, checked)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+    with fin, os.fdopen(fd, "wb") as fout:
         reader = HashingReader(fin, os.path.getsize(src))
         for chunk in iter(lambda: reader.read(CHUNK), b""):
             if max_bytes is not None and reader.nbytes > max_bytes:
@@ -511,7 +526,7 @@ def image_request(db, auth, state_dir, req, check_mode, glance=None, progress=No
     try:
         return apply_image(db, auth, state_dir, req["name"], filename, req["disk_format"], req["container_format"],
                            req["visibility"], req["min_disk"], req["min_ram"], req["properties"], req["state"],
-                           check_mode, glance=glance)
+                           check_mode, glance=glance, checked=None if staged else filename)
     except InvalidRequest as exc:
         if not staged:
             raise
@@ -523,7 +538,7 @@ def image_request(db, auth, state_dir, req, check_mode, glance=None, progress=No
 
 
 def apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
-                min_disk, min_ram, properties, state, check_mode, glance=None):
+                min_disk, min_ram, properties, state, check_mode, glance=None, checked=None):
     """Register (upload), update, deactivate or delete an image idempotently; returns (changed, image,
     diff) with ``diff`` = {before, after} for --diff. With ``glance`` (a ``_glance.Glance``), in that Glance.
 
@@ -539,7 +554,7 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
         raise InvalidRequest("state must be one of %s, got %r." % (", ".join(STATES), state))
     if glance is not None:
         return _apply_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
-                                   min_disk, min_ram, properties, state, check_mode)
+                                   min_disk, min_ram, properties, state, check_mode, checked)
     validate_name("image", name)
     images = _db.table("images")
     by_ref = state == "deactivated" or (state == "present" and not filename)
@@ -592,7 +607,7 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
             disk_format=disk_format, container_format=container_format, min_disk=min_disk or 0,
             min_ram=min_ram or 0, properties=properties or {}, size=size, created_at=_db.now()))
     try:
-        checksum, os_hash, size = _copy_hashing(filename, part, max_bytes=size)
+        checksum, os_hash, size = _copy_hashing(filename, part, max_bytes=size, checked=checked)
         os.rename(part, final)
     except Exception:
         if os.path.exists(part):
@@ -706,7 +721,7 @@ def _glance_existing(glance, auth, ref, ids):
 
 
 def _apply_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
-                        min_disk, min_ram, properties, state, check_mode):
+                        min_disk, min_ram, properties, state, check_mode, checked=None):
     """``apply_image`` against a real Glance: the same checks, the same idempotency, Glance's ids."""
     validate_name("image", name)
     by_ref = state == "deactivated" or (state == "present" and not filename)
@@ -757,7 +772,7 @@ def _apply_glance_image(db, auth, glance, name, filename, disk_format, container
         fields["owner"] = auth.project_id  # a noauth Glance has no caller project: bootflow's is the owner
     image = glance.create(fields)
     try:
-        with open(filename, "rb") as f:
+        with open_checked(filename, checked) as f:
             reader = HashingReader(f, os.path.getsize(filename))
             glance.upload(image["id"], reader)
         checksum, os_hash, size = reader.digests()

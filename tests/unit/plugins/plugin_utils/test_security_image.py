@@ -442,3 +442,20 @@ def test_nothing_is_left_by_a_killed_copy(cloud, monkeypatch):
 class _Exploding(_images.HashingReader):
     def read(self, n=-1):
         raise OSError("disk on fire")
+
+
+def test_a_path_swapped_after_the_check_is_not_read(cloud, tmp_path):
+    """The upload reads the real path check_filename allowed; when the kernel's name of the opened file is
+    another one (a directory swapped for a symlink after the check), nothing is copied into the store and
+    the image is killed, as Glance kills an upload it stops."""
+    c = cloud
+    moved = tmp_path / "swapped"
+    moved.mkdir()
+    target = moved / "disk.raw"
+    target.write_bytes(b"\0" * 4096)
+    with pytest.raises(AuthError, match="changed after it was checked"):
+        _images.apply_image(c["db"], c["auth"]["alice"], str(c["state"]), "swap", str(target), "raw", "bare", None, 0,
+                            0, {}, "present", False, checked=c["disk"])
+    with c["db"].tx() as conn:
+        status = conn.execute(_db.sa.text("SELECT status FROM images WHERE name='swap'")).scalar()
+    assert status == "killed" and not os.listdir(c["state"] / "images")
