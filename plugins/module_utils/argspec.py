@@ -433,6 +433,8 @@ SPECS["quota"] = dict(
         gigabytes=dict(type="int"),
         server_groups=dict(type="int"),
         server_group_members=dict(type="int"),
+        image_count_total=dict(type="int"),
+        image_size_total=dict(type="int"),
     ),
 )
 

@@ -47,9 +47,14 @@ options:
     description:
       - Name of the image. Names are not unique in Glance, but this module refuses to work on a name that matches
         several images visible to the caller (RV(error=conflict)); use distinct names.
-      - The images "visible to the caller" are the ones its project sees by name (also for an admin), that is public and
-        community images, the project's own, and shared images the project has accepted
+      - The images "visible to the caller" are the ones its project sees by name (also for an admin), that is public
+        images, the project's own (its community images included), and shared images the project has accepted
         (M(bootflow.cloud.image_member)).
+      - Another project's V(community) image is never found by name, by anybody (admins included), as Glance does not
+        list it unless asked; it is found by ID only. So it neither takes a name other projects boot by nor keeps
+        anyone (the admin registering a public image of that name, another project registering its own) from
+        using that name. Names are judged per owner project; a project that owns
+        an image of a name and also sees a public one of that name must use the ID to boot either (RV(error=conflict)).
       - With O(state=deactivated), or O(state=present) without O(filename) and O(url), an existing image may also be
         given by its ID (an admin may name any image by ID).
       - An empty name, a name longer than 255 characters, one with control characters (newline, tab, NUL, C1 controls such as
@@ -60,6 +65,17 @@ options:
   filename:
     description:
       - Path of the image file on the controller.
+      - Who may read which file is the operator's decision (setting C(upload_dir) in section C(image) of the operator
+        configuration, C(bootflow.yml) in the state dir or E(BOOTFLOW_CONFIG)), as Glance reads only what is uploaded
+        to it. A user without the V(admin) role may only register a file whose real path (after every symlink and
+        C(..)) is inside C(upload_dir); without C(upload_dir), only an admin may use O(filename). Anything else fails
+        with RV(error=auth) before the file is opened.
+      - For everybody, admins included, a file in bootflow's state (the state dir with its database, Fernet and
+        credential keys, admin password and image store; the database file; the operator configuration), or a hard
+        link of one, is refused with RV(error=auth).
+      - The file may be at most C(image_size_cap) bytes (see O(url)) and counts against the project's image quota
+        (M(bootflow.cloud.quota) C(image_count_total), C(image_size_total)); over it, the task fails with RV(error=quota) and nothing
+        is recorded.
       - One of O(filename) and O(url) is required to register a new image. Without either, O(state=present) works on
         the existing image (its visibility, reactivation) and fails with RV(error=invalid) when there is none.
         A missing file fails the task with RV(error=invalid).
@@ -73,6 +89,22 @@ options:
         like O(filename) (format inspection, hashes, idempotency) and removes the staging file.
       - Only http and https are accepted, and a redirect may only lead to another http(s) URL; C(file://), C(ftp://)
         or a bare path fail with RV(error=invalid), so a URL can never read the controller's own files.
+      - "The operator's import filters apply, as Glance's C([import_filtering_opts]) for C(web-download) (section
+        C(image) of the operator configuration; no task option overrides them): C(url_allowed_schemes) (default
+        V(http), V(https)), C(url_allowed_ports) (default V(80), V(443)), C(url_allowed_hosts) (default any host;
+        when set, only these host names, addresses or networks in CIDR notation), and C(url_allow_private)
+        (default V(false)): no download from a loopback, private, link-local (for example the metadata service
+        C(169.254.169.254)), shared, multicast, reserved or unspecified address unless the operator sets
+        C(url_allow_private) or lists the host in C(url_allowed_hosts)."
+      - The host name is resolved once and every address it resolves to must be allowed; the download connects to
+        a checked address (a second DNS answer cannot redirect it). Every redirect (at most 5) is checked the same
+        way before it is followed, and the URL's credentials are only sent to the URL's own host. A refused URL
+        fails with RV(error=invalid) before any connection is made, and nothing is recorded.
+      - The download stops as soon as it passes C(image_size_cap) (operator setting, bytes, default 1099511627776 =
+        1 TiB as Glance's), or what is left of the project's C(image_size_total) quota, whatever the server's
+        Content-Length says (a larger Content-Length refuses it at once, a missing one changes nothing). The
+        staging file is removed and no image record is made (the download comes before the record). A new image
+        needs room in the project's C(image_count_total) quota before anything is downloaded.
       - A user name and password in the URL are used for the download but never appear in a message or result.
       - An HTTP error, an unreachable server or a download whose content does not match O(disk_format) fails the
         task with RV(error=invalid) and leaves no image record and no file behind.
@@ -106,7 +138,7 @@ options:
     description:
       - Glance's four visibilities. V(private) images are visible to the owning project only; V(public) images to every
         project; V(community) images to every project too (Glance does not list another project's community images
-        unless asked, but any project may boot one by name or ID); V(shared) images to the owning project and the
+        unless asked, and only its owner project finds it by name, other projects boot it by ID); V(shared) images to the owning project and the
         projects they are shared with (M(bootflow.cloud.image_member)).
       - V(public) needs the V(admin) role, otherwise the task fails with RV(error=auth) before anything is done.
       - A new image gets V(private) when this is omitted.
@@ -174,6 +206,12 @@ notes:
     existing image reports no change and does not update it. O(visibility) is applied to an existing image too.
   - Deactivating a deactivated image, reactivating an active one or setting the visibility it has reports no change.
   - O(state=absent) is refused with RV(error=conflict) while a live instance uses the image.
+  - "Operator settings (section C(image) of the operator configuration; none can be set by a task): C(upload_dir),
+    C(image_size_cap), C(url_allowed_schemes), C(url_allowed_ports), C(url_allowed_hosts), C(url_allow_private).
+    A test or lab that downloads from a server on 127.0.0.1 opts in with, for example,
+    C(image: {url_allowed_ports: [8080], url_allowed_hosts: [127.0.0.1]})."
+  - With O(image_backend=glance), the image quotas are Glance's own (its unified limits); the size cap, the upload
+    directory and the import filters apply here before anything is sent to Glance.
   - The image store lives in O(state_dir) on the controller; the hypervisor hosts fetch the file from there when
     an instance is booted (M(bootflow.cloud.image_fetch)).
 seealso:
@@ -371,10 +409,12 @@ image_backend:
   sample: glance
 error:
   description:
-    - Kind of failure. V(auth) for a missing, invalid or expired token, a missing role, or another project's image to
-      change; V(invalid) for a missing file, a format mismatch, or no file for a new image; V(not_found) for no image
-      to deactivate; V(conflict) for a name with different content, several images of that name, an image still in
-      use, or a status that cannot be deactivated or reactivated.
+    - Kind of failure. V(auth) for a missing, invalid or expired token, a missing role, another project's image to
+      change, or a O(filename) the caller may not read (outside the upload directory, or in bootflow's state);
+      V(invalid) for a missing file, a format mismatch, no file for a new image, a O(url) the operator's import
+      filters refuse, or an image over the size cap; V(quota) for an image over the project's image quota;
+      V(not_found) for no image to deactivate; V(conflict) for a name with different content, several images of
+      that name, an image still in use, or a status that cannot be deactivated or reactivated.
   returned: failure
   type: str
   sample: conflict

@@ -51,8 +51,9 @@ options:
   image:
     description:
       - Name or ID of the image (see M(bootflow.cloud.image)). It must be visible to the caller's project (public,
-        community, its own, or shared with it - by name only once it accepted the share, by ID whatever its member
-        status; see M(bootflow.cloud.image_member)) and V(active) (a deactivated image is refused).
+        its own, another project's community image by ID only, or shared with it - by name only once it accepted the
+        share, by ID whatever its member status; see M(bootflow.cloud.image_member)) and V(active) (a deactivated
+        image is refused).
       - Required when O(state=present). An unknown image fails with RV(error=not_found), an image that is not
         active with RV(error=invalid), a name shared by several images with RV(error=conflict).
     type: str

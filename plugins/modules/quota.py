@@ -11,7 +11,8 @@ short_description: Set and show the quota limits and usage of a project (Nova an
 version_added: 0.1.0
 author: bootflow.cloud contributors (@bootflow)
 description:
-  - Nova's and Cinder's per-project quotas, Nova's server group quotas included. In seed steps 6-7 of the OpenStack Nova boot request flow nova-api
+  - Nova's and Cinder's per-project quotas, Nova's server group quotas included, and Glance's image quotas
+    (unified limits C(image_count_total) and C(image_size_total)). In seed steps 6-7 of the OpenStack Nova boot request flow nova-api
     checks the request against the project's limits before it writes anything; a request that would go over
     a limit fails with RV(bootflow.cloud.instance#module:error=quota) and C(Quota exceeded for ...).
   - Sets the hard limits given and returns the project's limits and current usage. With no limit given, it only
@@ -79,6 +80,30 @@ options:
       - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
         RV(error=invalid).
     type: int
+  image_count_total:
+    description:
+      - Maximum number of images (M(bootflow.cloud.image)) the project owns, every status but V(deleted) and
+        V(killed), as Glance's unified limit C(image_count_total). The default limit is V(100).
+      - Glance's unified limits have no default (a limit not registered in Keystone lets nothing be uploaded);
+        bootflow gives each project 100 images so that the image store on the controller is bounded per project.
+      - Checked when an image is registered with O(bootflow.cloud.image#module:filename) or
+        O(bootflow.cloud.image#module:url) (with a URL before anything is downloaded); re-registering an existing
+        image is not a new one. With O(bootflow.cloud.image#module:image_backend=glance), Glance's own limits apply
+        instead.
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
+        RV(error=invalid).
+    type: int
+  image_size_total:
+    description:
+      - Maximum total size in MiB of the project's images (every status but V(deleted) and V(killed)), counting the
+        image being added, as Glance's unified limit C(image_size_total). The default limit is V(1024000)
+        (1000 GiB, the same as Cinder's default O(gigabytes)).
+      - An upload that would go over it fails with RV(bootflow.cloud.image#module:error=quota) and leaves nothing; a
+        download from O(bootflow.cloud.image#module:url) is stopped as soon as it passes what is left of it.
+        With O(bootflow.cloud.image#module:image_backend=glance), Glance's own limits apply instead.
+      - V(-1) for unlimited; omitted leaves the limit as it is. A value below V(-1) or above V(2147483647) fails the task with
+        RV(error=invalid).
+    type: int
 attributes:
   check_mode:
     support: full
@@ -92,7 +117,8 @@ notes:
     that resource fail until the usage is back under the limit.
   - Limits are checked when M(bootflow.cloud.instance) creates an instance (one instance, its flavor's vCPUs and
     RAM, and its data volume when O(bootflow.cloud.instance#module:volume_size_gb) is set, one more member of its
-    server group), and when M(bootflow.cloud.server_group) creates a group.
+    server group), when M(bootflow.cloud.server_group) creates a group, and when M(bootflow.cloud.image) registers
+    an image (one image, its size).
   - The limits of a project are deleted with it (M(bootflow.cloud.project) with
     O(bootflow.cloud.project#module:state=absent)).
 seealso:
@@ -184,6 +210,16 @@ quota:
       type: int
       returned: success
       sample: 10
+    image_count_total:
+      description: Maximum number of images.
+      type: int
+      returned: success
+      sample: 100
+    image_size_total:
+      description: Maximum total image size in MiB.
+      type: int
+      returned: success
+      sample: 1024000
 usage:
   description: What the project uses now.
   returned: success
@@ -226,6 +262,16 @@ usage:
       type: int
       returned: success
       sample: 3
+    image_count_total:
+      description: Number of the project's images, every status but V(deleted) and V(killed).
+      type: int
+      returned: success
+      sample: 2
+    image_size_total:
+      description: Total size of those images in MiB (rounded up).
+      type: int
+      returned: success
+      sample: 40
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid, revoked or expired token or a caller without the V(admin)

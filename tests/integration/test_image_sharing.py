@@ -40,6 +40,11 @@ FAST = ("-e", "bootflow_volume_size_gb=0", "-e", "bootflow_heartbeat_interval=1"
 def sh_env(tmp_path_factory):
     with host_session(tmp_path_factory, HOST_N, "bootflow-sharing") as env:
         env.files = tmp_path_factory.mktemp("bootflow-sharing-files")
+        # the operator lets members register files of the guest image's directory (image.upload_dir):
+        # without it, only an admin may use filename (issue 16, finding 6)
+        config = os.path.join(str(env.state_dir), "bootflow.yml")
+        with open(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write("image:\n  upload_dir: %s\n" % json.dumps(os.path.dirname(GUEST_QCOW2)))
         env.creds = {user: write_secret(env.files / ("%s.json" % user), json.dumps({
             "bootflow_username": user, "bootflow_password": PASSWORDS[user], "bootflow_project": PROJECTS[user]}))
             for user in PASSWORDS}

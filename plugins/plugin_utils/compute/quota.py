@@ -1,7 +1,7 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Per-project quotas (Nova: instances, cores, ram, server_groups, server_group_members; Cinder: volumes,
-gigabytes).
+gigabytes; Glance's unified limits: image_count_total, image_size_total in MiB).
 
 PRIVATE to the collection: may change at any time. Controller side only.
 
@@ -19,11 +19,17 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, QuotaExceeded
 
-# Nova's and Cinder's defaults
+# Nova's and Cinder's defaults. Glance's unified limits have no default (an unregistered limit is 0 there,
+# nothing may be uploaded); bootflow gives every project 100 images and 1000 GiB of image data, the same
+# 1000 GiB as Cinder's gigabytes default, so that the image store of the controller is bounded per project.
 DEFAULTS = {"instances": 10, "cores": 20, "ram": 51200, "volumes": 10, "gigabytes": 1000,
-            "server_groups": 10, "server_group_members": 10}
+            "server_groups": 10, "server_group_members": 10, "image_count_total": 100, "image_size_total": 1024000}
 UNITS = {"instances": "instances", "cores": "cores", "ram": "MB of RAM", "volumes": "volumes", "gigabytes": "GB of volumes",
-         "server_groups": "server groups", "server_group_members": "members of the server group"}
+         "server_groups": "server groups", "server_group_members": "members of the server group",
+         "image_count_total": "images", "image_size_total": "MiB of images"}
+MIB = 1024 * 1024
+# the image statuses that hold no data and no name (a killed upload, a deleted image): not counted
+IMAGE_GONE = ("deleted", "killed")
 UNLIMITED = -1
 MAX_LIMIT = 2 ** 31 - 1   # Nova's and Cinder's quota limits are database integers
 
@@ -54,8 +60,45 @@ def usage(conn, project_id):
                               .join(inst, sa.and_(inst.c.uuid == members.c.instance_uuid, inst.c.deleted == 0)))
                  .where(groups.c.project_id == project_id).group_by(members.c.group_id).subquery())
     fullest = conn.execute(sa.select(sa.func.coalesce(sa.func.max(per_group.c.n), 0))).scalar()
+    nimages, image_bytes = image_usage(conn, project_id)
     return {"instances": count, "cores": cores, "ram": ram, "volumes": nvol, "gigabytes": gigs,
-            "server_groups": ngroups, "server_group_members": fullest}
+            "server_groups": ngroups, "server_group_members": fullest,
+            "image_count_total": nimages, "image_size_total": -(-image_bytes // MIB)}
+
+
+def image_usage(conn, project_id):
+    """(images, bytes) the project owns in the image registry, every status but deleted and killed (an
+    upload in progress counts: Glance counts queued and saving images too)."""
+    images = _db.table("images")
+    return tuple(conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(images.c.size), 0))
+        .where(images.c.owner == project_id, images.c.status.notin_(IMAGE_GONE))).one())
+
+
+def image_bytes_left(conn, project_id):
+    """Bytes the project may still add to its images (image_size_total), None when unlimited."""
+    limit = limits(conn, project_id)["image_size_total"]
+    if limit == UNLIMITED:
+        return None
+    return max(limit * MIB - image_usage(conn, project_id)[1], 0)
+
+
+def check_image(conn, project_id, size):
+    """Glance's unified limits for one more image of ``size`` bytes: image_count_total, and image_size_total
+    (MiB) counting the new image. Raises QuotaExceeded."""
+    lim = limits(conn, project_id)
+    count, used = image_usage(conn, project_id)
+    if lim["image_count_total"] != UNLIMITED and count + 1 > lim["image_count_total"]:
+        raise QuotaExceeded("Quota exceeded for image_count_total: Requested 1, but already used %d of %d images."
+                            % (count, lim["image_count_total"]),
+                            quota={"resource": "image_count_total", "requested": 1, "used": count,
+                                   "limit": lim["image_count_total"]})
+    limit = lim["image_size_total"]
+    if limit != UNLIMITED and used + size > limit * MIB:
+        raise QuotaExceeded("Quota exceeded for image_size_total: Requested %d bytes, but already used %d bytes of "
+                            "%d MiB of images." % (size, used, limit),
+                            quota={"resource": "image_size_total", "requested": -(-size // MIB),
+                                   "used": -(-used // MIB), "limit": limit})
 
 
 def check(conn, project_id, requested, group_members=None):

@@ -196,18 +196,24 @@ class Glance:
         except NotFound:
             return None
 
-    def images_named(self, name, member_status="accepted"):
-        """Every image of that name the caller can see. Glance's default list holds the public images, the
-        caller's own and the ones shared with it that it accepted (every image for an admin) but no other
-        project's community images; those are listed only when asked (``visibility=community``), and so are
-        shared images whose membership is not accepted (``member_status`` ``pending``, ``rejected`` or
-        ``all``). One query each, pages followed (Glance pages at 25 by default), each image once."""
-        queries = [{}, {"visibility": "community"}]
+    def images_named(self, name, member_status="accepted", project_id=None):
+        """Every image of that name the caller finds by name. Glance's default list holds the public images,
+        the caller's own and the ones shared with it that it accepted (every image for an admin) but no
+        other project's community images: those are found by ID only, so that a community image can neither
+        capture a name other projects boot by nor block a public image of that name. Shared images whose
+        membership is not accepted are asked for too with ``member_status`` ``pending``, ``rejected`` or
+        ``all``. ``project_id``: the caller's project, whose own community images are found by name (any
+        other project's are dropped here, also from what a noauth Glance lists; they are asked for with
+        ``visibility=community`` and kept when they are the caller's). One query each, pages
+        followed (Glance pages at 25 by default), each image once."""
+        queries = [{}, {"visibility": "community"}] if project_id is not None else [{}]
         if member_status != "accepted":
             queries.append({"visibility": "shared", "member_status": member_status})
         out = {}
         for extra in queries:
             for image in self._list_images(dict(extra, name=name, limit=100)):
+                if image.get("visibility") == "community" and (project_id is None or image.get("owner") != project_id):
+                    continue
                 out.setdefault(image["id"], image)
         return list(out.values())
 
@@ -222,15 +228,16 @@ class Glance:
             # "next" is "/v2/images?marker=...": relative to the versioned endpoint
             path, params = nxt[len("/v2"):] if nxt.startswith("/v2/") else nxt, None
 
-    def find(self, ref, visible=None, member_status="accepted"):
+    def find(self, ref, visible=None, member_status="accepted", project_id=None):
         """Image by id, else by name (exactly one); raises NotFound / Conflict. ``visible(image, by_id)``
         keeps only what the caller may see (bootflow's rule, for a noauth Glance, which shows everything);
-        without it, what Glance shows the caller is what it may see. ``member_status``: see images_named."""
+        without it, what Glance shows the caller is what it may see. ``member_status``, ``project_id``:
+        see images_named (another project's community image is found by ID only)."""
         if is_uuid(ref):
             image = self.image(ref)
             if image is not None and (visible is None or visible(image, True)):
                 return image
-        found = [i for i in self.images_named(ref, member_status) if visible is None or visible(i, False)]
+        found = [i for i in self.images_named(ref, member_status, project_id) if visible is None or visible(i, False)]
         if not found:
             raise NotFound("Image %s could not be found in Glance at %s." % (ref, self.url))
         if len(found) > 1:

@@ -14,10 +14,11 @@ record under Glance's id with ``location`` ``glance+<url>/v2/images/<id>`` (inst
 foreign key; the scheduler and the conductor read it), refreshed from Glance at every lookup, with the
 members of a shared image in ``image_members``.
 
-Who sees an image is decided in one place, :func:`visible` (Glance's rule: public and community images
-for everyone, the owner's, a shared image for its member projects, everything for admin), used by
-:func:`find_image` for bootflow's records and by the lookups of a noauth Glance; with a Keystone token
-Glance applies the same rule itself.
+Who sees an image is decided in one place, :func:`visible` (Glance's rule: public images for everyone,
+community images for everyone by ID but by name only for their owner project, the owner's, a shared
+image for its member projects, everything else for admin), used by :func:`find_image` for bootflow's
+records and by the lookups of a noauth Glance; with a Keystone token Glance applies the same rule itself,
+and ``Glance.images_named`` drops other projects' community images from a lookup by name.
 """
 
 from __future__ import annotations
@@ -25,12 +26,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 import tempfile
-from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit, urlunsplit
-
-from ansible.module_utils.urls import SSLValidationError, open_url
+from urllib.parse import urlsplit
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (  # the API's vocabulary
     DISK_FORMATS,
@@ -40,7 +37,9 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import (  #
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import inspect_format
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import quota as _quota
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import glance as _glance
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import intake as _intake
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import validate_name
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
@@ -72,10 +71,13 @@ def visible(auth, image, member_status=None, by_id=True, listed="accepted", as_u
     """THE rule of who sees an image (Glance's ``is_image_visible`` and image list), for a record of the
     images table or of a noauth Glance alike:
 
-    - an admin sees every image (by name, with ``as_user``, only what its own project would: Glance's
-      ``admin_as_user``, used where an admin works on its own project's images by name);
-    - ``public`` and ``community`` images are every project's (Glance lists another project's community
-      image only when asked; a lookup by name or ID here is that asking);
+    - another project's ``community`` image is found by ID only, never by name, by anybody (admins
+      included): Glance lists it only when asked (``visibility=community``), so a name lookup (which is
+      Glance's default list) does not see it. A community image can thus neither capture a name other
+      projects boot by nor block a public image of its name;
+    - an admin sees every other image (by name, with ``as_user``, only what its own project would:
+      Glance's ``admin_as_user``, used where an admin works on its own project's images by name);
+    - ``public`` images are every project's, and so are ``community`` ones by ID;
     - the owner project sees its images;
     - a ``shared`` image is seen by its member projects: by ID whatever the member status (Glance: a
       pending or rejected member can still use an image whose ID it knows), by name only when the status
@@ -84,11 +86,12 @@ def visible(auth, image, member_status=None, by_id=True, listed="accepted", as_u
     ``image``: a row or a Glance record (``visibility``, ``owner``); ``member_status``: the caller's
     project's membership of it (None: not a member)."""
     get = image.get if isinstance(image, dict) else lambda key: getattr(image, key)
+    mine = get("owner") is not None and get("owner") == auth.project_id
+    if get("visibility") == "community" and not by_id and not mine:
+        return False
     if "admin" in auth.roles and (by_id or not as_user):
         return True
-    if get("visibility") in ("public", "community"):
-        return True
-    if get("owner") is not None and get("owner") == auth.project_id:
+    if get("visibility") in ("public", "community") or mine:
         return True
     if get("visibility") == "shared" and member_status is not None:
         return by_id or listed in ("all", member_status)
@@ -187,43 +190,38 @@ URL_SCHEMES = ("http", "https")
 
 def redact_url(url):
     """The URL without user:password@ (never echoed into a task result or a log)."""
-    return _url_for_messages(urlsplit(url or ""))
+    return _intake.shown(urlsplit(url or ""))
 
 
-def _url_for_messages(parts):
-    host = parts.hostname or ""
-    if parts.port:
-        host += ":%d" % parts.port
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+def _too_big(limit, why):
+    def message(nbytes):
+        return "The image is larger than %s (%d bytes): %s%d bytes; nothing was registered." % (
+            why, limit, "more than " if nbytes > limit else "", nbytes)
+    return message
 
 
-def download_url(url, state_dir, timeout=60, validate_certs=True):
+def size_limit(conn, project_id, backend_local=True):
+    """(bytes an upload of the project may have, why): the operator's image_size_cap, and with the local
+    store the project's image_size_total quota left (Glance's unified limits)."""
+    cap = _intake.size_cap()
+    left = _quota.image_bytes_left(conn, project_id) if backend_local and project_id else None
+    if left is not None and left < cap:
+        return max(left, 0), "what is left of project %s's image_size_total quota" % project_id
+    return cap, "the image size cap (image.image_size_cap)"
+
+
+def download_url(url, state_dir, timeout=60, validate_certs=True, max_bytes=None, why=None):
     """Stream an http(s) URL into a private (0600) staging file in the image store on the controller
-    and return its path; the caller uploads it like a local file and removes it. Only http and https
-    are accepted (no file://, ftp:// or a bare path: a URL never reads the controller's own files), and
-    a redirect may only lead to another http(s) URL. A failed download leaves no file behind."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in URL_SCHEMES or not parts.hostname:
-        raise InvalidRequest("url must be an http:// or https:// URL with a host, got %r." % _url_for_messages(parts))
-    shown = _url_for_messages(parts)
+    and return its path; the caller uploads it like a local file and removes it. The operator's rules
+    (``intake.check_url``: schemes, ports, hosts, no private addresses) are checked for the URL and each
+    redirect hop before it is connected to, and the download stops past ``max_bytes`` (default the image
+    size cap). A failed or refused download leaves no file behind."""
+    if max_bytes is None:
+        max_bytes, why = _intake.size_cap(), "the image size cap (image.image_size_cap)"
     fd, path = tempfile.mkstemp(prefix=".download-", dir=store_dir(state_dir))
     try:
         with os.fdopen(fd, "wb") as out:
-            resp = open_url(url, timeout=timeout, validate_certs=validate_certs, follow_redirects="safe")
-            try:
-                final = urlsplit(resp.geturl())
-                if final.scheme not in URL_SCHEMES:
-                    raise InvalidRequest("Downloading %s was redirected to a %s URL; only http(s) is followed."
-                                         % (shown, final.scheme))
-                shutil.copyfileobj(resp, out, CHUNK)
-            finally:
-                resp.close()
-    except HTTPError as exc:
-        os.unlink(path)
-        raise InvalidRequest("Downloading the image from %s failed: HTTP %s %s." % (shown, exc.code, exc.reason)) from exc
-    except (URLError, SSLValidationError, OSError, ValueError) as exc:
-        os.unlink(path)
-        raise InvalidRequest("Downloading the image from %s failed: %s." % (shown, getattr(exc, "reason", exc))) from exc
+            _intake.download(url, out, timeout, validate_certs, max_bytes, _too_big(max_bytes, why))
     except BaseException:
         os.unlink(path)
         raise
@@ -238,11 +236,40 @@ def hash_file(path):
     return reader.digests()
 
 
-def _copy_hashing(src, dest):
+def _check_size(filename):
+    """The file's size once the operator's image_size_cap allows it (InvalidRequest otherwise)."""
+    size, cap = os.path.getsize(filename), _intake.size_cap()
+    if size > cap:
+        raise InvalidRequest("Image file %s is larger than the image size cap (image.image_size_cap, %d bytes): %d "
+                             "bytes." % (filename, cap, size))
+    return size
+
+
+def open_checked(path, checked=None):
+    """``open(path, "rb")``; with ``checked`` (the real path ``intake.check_filename`` allowed), the file opened
+    must be that very path (the kernel's name of the open file): a directory swapped for a symlink after the
+    check is refused (AuthError), not read."""
+    f = open(path, "rb")  # pylint: disable=consider-using-with  # returned to the caller's with
+    if checked is not None:
+        opened = os.path.realpath("/proc/self/fd/%d" % f.fileno())
+        if opened != checked:
+            f.close()
+            raise AuthError("filename %s changed after it was checked (it now opens %s): the upload is stopped "
+                            "(the image, if already created, is killed and holds no data)." % (checked, opened))
+    return f
+
+
+def _copy_hashing(src, dest, max_bytes=None, checked=None):
+    """Copy ``src`` to ``dest`` (0600) and return its (md5, sha512, bytes); InvalidRequest when it has more
+    than ``max_bytes`` bytes (a file that grew after its size was checked). ``checked``: see open_checked."""
+    fin = open_checked(src, checked)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+    with fin, os.fdopen(fd, "wb") as fout:
         reader = HashingReader(fin, os.path.getsize(src))
         for chunk in iter(lambda: reader.read(CHUNK), b""):
+            if max_bytes is not None and reader.nbytes > max_bytes:
+                raise InvalidRequest("Image file %s grew past the %d bytes it had when it was checked; upload a file "
+                                     "that does not change." % (src, max_bytes))
             fout.write(chunk)
         fout.flush()
         os.fsync(fout.fileno())
@@ -399,7 +426,7 @@ def boot_image_ref(ctx, ref, listed="accepted"):
         return ref
     glance = glance_for(ctx)
     seen = {}
-    image = glance.find(ref, _glance_visible(glance, ctx.auth, seen, listed), listed)
+    image = glance.find(ref, _glance_visible(glance, ctx.auth, seen, listed), listed, ctx.auth.project_id)
     members = seen.get(image["id"]) or glance_members(glance, ctx.auth, image)
     with ctx.db.tx() as conn:
         mirror(conn, image, glance.url, members)
@@ -472,32 +499,46 @@ def image_request(db, auth, state_dir, req, check_mode, glance=None, progress=No
     if req["state"] == "deactivated" and (req["filename"] or req["url"]):
         raise InvalidRequest("filename and url are not used with state deactivated (it works on the registered "
                              "image); leave them out.")
+    filename = req["filename"]
+    if filename and req["state"] == "present":
+        # the operator's upload directory, never bootflow's own state: checked before the file is opened,
+        # and the upload reads the real path checked here
+        filename = _intake.check_filename(auth, filename, state_dir, getattr(db, "url", None))
     if callable(glance):
         glance = glance()
-    filename = req["filename"]
+    staged = False
     if req["url"] and req["state"] == "present":
         if req["url_timeout"] <= 0:
             raise InvalidRequest("url_timeout must be a positive number of seconds, got %d." % req["url_timeout"])
         validate_name("image", req["name"])  # before the download, not after it
+        _intake.check_url(req["url"])         # the operator's URL rules, before any connection
+        max_bytes, why = _intake.size_cap(), "the image size cap (image.image_size_cap)"
+        if glance is None:
+            with db.tx() as conn:
+                if not visible_images(conn, auth, req["name"], ids=False, as_user=True):
+                    # a new image: the project's image quota, before the download (an existing one is compared)
+                    _quota.check_image(conn, auth.project_id, 0)
+                    max_bytes, why = size_limit(conn, auth.project_id)
         if progress is not None:
             progress("downloading image %s" % req["name"])
-        filename = download_url(req["url"], state_dir, req["url_timeout"], req["validate_certs"])
+        filename = download_url(req["url"], state_dir, req["url_timeout"], req["validate_certs"], max_bytes, why)
+        staged = True
     try:
         return apply_image(db, auth, state_dir, req["name"], filename, req["disk_format"], req["container_format"],
                            req["visibility"], req["min_disk"], req["min_ram"], req["properties"], req["state"],
-                           check_mode, glance=glance)
+                           check_mode, glance=glance, checked=None if staged else filename)
     except InvalidRequest as exc:
-        if filename == req["filename"]:
+        if not staged:
             raise
         # the staging file's name means nothing to the caller: say where the bytes came from
         raise InvalidRequest("%s (the image downloaded from %s)" % (exc, redact_url(req["url"]))) from exc
     finally:
-        if filename != req["filename"]:
+        if staged:
             os.unlink(filename)   # the staging copy of the download
 
 
 def apply_image(db, auth, state_dir, name, filename, disk_format, container_format, visibility,
-                min_disk, min_ram, properties, state, check_mode, glance=None):
+                min_disk, min_ram, properties, state, check_mode, glance=None, checked=None):
     """Register (upload), update, deactivate or delete an image idempotently; returns (changed, image,
     diff) with ``diff`` = {before, after} for --diff. With ``glance`` (a ``_glance.Glance``), in that Glance.
 
@@ -513,7 +554,7 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
         raise InvalidRequest("state must be one of %s, got %r." % (", ".join(STATES), state))
     if glance is not None:
         return _apply_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
-                                   min_disk, min_ram, properties, state, check_mode)
+                                   min_disk, min_ram, properties, state, check_mode, checked)
     validate_name("image", name)
     images = _db.table("images")
     by_ref = state == "deactivated" or (state == "present" and not filename)
@@ -547,7 +588,10 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
         raise Conflict("Image %s already exists (%s) with different content; images are immutable, "
                        "register the new file under a new name." % (name, row.id))
     visibility = visibility or DEFAULT_VISIBILITY
+    size = _check_size(filename)
     if check_mode:
+        with db.tx() as conn:
+            _quota.check_image(conn, auth.project_id, size)
         checksum, _os_hash, size = hash_file(filename)
         predicted = {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
         return True, predicted, {"before": {}, "after": {"name": name, "visibility": visibility, "status": "active"}}
@@ -556,12 +600,14 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
     final = os.path.join(store_dir(state_dir), image_id)
     part = final + ".part"
     with db.tx() as conn:
+        _db.lock(conn, "image-quota:%s" % auth.project_id)
+        _quota.check_image(conn, auth.project_id, size)   # in the transaction that adds the image
         conn.execute(images.insert().values(
             id=image_id, name=name, owner=auth.project_id, visibility=visibility, status="saving",
             disk_format=disk_format, container_format=container_format, min_disk=min_disk or 0,
-            min_ram=min_ram or 0, properties=properties or {}, created_at=_db.now()))
+            min_ram=min_ram or 0, properties=properties or {}, size=size, created_at=_db.now()))
     try:
-        checksum, os_hash, size = _copy_hashing(filename, part)
+        checksum, os_hash, size = _copy_hashing(filename, part, max_bytes=size, checked=checked)
         os.rename(part, final)
     except Exception:
         if os.path.exists(part):
@@ -669,12 +715,13 @@ def _glance_existing(glance, auth, ref, ids):
         image = glance.image(ref)
         if image is not None and check(image, True):
             return [image], seen
-    found = [i for i in glance.images_named(ref) if i.get("status") not in ("deleted", "pending_delete")]
+    found = [i for i in glance.images_named(ref, project_id=auth.project_id)
+             if i.get("status") not in ("deleted", "pending_delete")]
     return [i for i in found if check(i, False)], seen
 
 
 def _apply_glance_image(db, auth, glance, name, filename, disk_format, container_format, visibility,
-                        min_disk, min_ram, properties, state, check_mode):
+                        min_disk, min_ram, properties, state, check_mode, checked=None):
     """``apply_image`` against a real Glance: the same checks, the same idempotency, Glance's ids."""
     validate_name("image", name)
     by_ref = state == "deactivated" or (state == "present" and not filename)
@@ -712,6 +759,7 @@ def _apply_glance_image(db, auth, glance, name, filename, disk_format, container
         raise Conflict("Image %s already exists in Glance (%s, status %s) with different content; images are "
                        "immutable, register the new file under a new name." % (name, image["id"], image.get("status")))
     visibility = visibility or DEFAULT_VISIBILITY
+    _check_size(filename)   # Glance's own image_size_cap and quotas apply in Glance
     if check_mode:
         checksum, _os_hash, size = hash_file(filename)
         predicted = {"name": name, "disk_format": disk_format, "checksum": checksum, "size": size}
@@ -724,7 +772,7 @@ def _apply_glance_image(db, auth, glance, name, filename, disk_format, container
         fields["owner"] = auth.project_id  # a noauth Glance has no caller project: bootflow's is the owner
     image = glance.create(fields)
     try:
-        with open(filename, "rb") as f:
+        with open_checked(filename, checked) as f:
             reader = HashingReader(f, os.path.getsize(filename))
             glance.upload(image["id"], reader)
         checksum, os_hash, size = reader.digests()

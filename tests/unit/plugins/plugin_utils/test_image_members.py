@@ -114,7 +114,8 @@ def pid(c, who):
     ("private", None, True, True, False, False),
     ("private", "accepted", True, True, False, False),       # members of a non-shared image do not count
     ("public", None, False, True, True, True),
-    ("community", None, False, True, True, True),            # any project, by name too
+    ("community", None, True, True, True, True),             # any project by ID...
+    ("community", None, False, True, False, False),          # ...but by name only its owner (finding 5)
     ("shared", None, True, True, False, False),              # not a member: not found, even by ID
     ("shared", "pending", True, True, True, False),          # Glance: a pending member uses it by ID...
     ("shared", "pending", False, True, False, False),        # ...but does not find it by name
@@ -128,23 +129,29 @@ def test_visibility_rule(cloud, visibility, status, by_id, owner_sees, member_se
     assert _images.visible(auth["alice"], image, None, by_id) is owner_sees
     assert _images.visible(auth["bob"], image, status, by_id) is member_sees
     assert _images.visible(auth["carol"], image, None, by_id) is other_sees
-    assert _images.visible(auth["admin"], image, None, by_id) is True
+    # an admin sees everything, but another project's community image by ID only (Glance's default list)
+    assert _images.visible(auth["admin"], image, None, by_id) is (by_id or visibility != "community")
     # an admin working on its own project's images by name (as_user) sees what its project would
-    assert _images.visible(auth["admin"], image, None, False, as_user=True) is (visibility in ("public", "community"))
+    assert _images.visible(auth["admin"], image, None, False, as_user=True) is (visibility == "public")
     assert _images.visible(auth["bob"], image, status, False, listed="all") is (
-        visibility in ("public", "community") or (visibility == "shared" and status is not None))
+        visibility == "public" or (visibility == "shared" and status is not None))
 
 
-def test_community_images_are_every_projects_by_name_and_id(cloud):
+def test_community_images_are_every_projects_by_id_but_found_by_name_only_by_their_owner(cloud):
+    """Finding 5 (issue 16): another project's community image is bootable by ID, but a lookup by name (Glance's
+    default list) does not see it, so it can neither capture a name nor block one."""
     comm = cloud["community"]
     for who in ("alice", "bob", "carol", "admin"):
-        assert sees(cloud, who, "comm-img") == comm["id"] and sees(cloud, who, comm["id"]) == comm["id"]
-    changed, inst = _compute_api.create(cloud["db"], cloud["auth"]["bob"], "vm-comm", "m1.tiny", "comm-img", ["net"], 0,
+        assert sees(cloud, who, comm["id"]) == comm["id"]
+        assert sees(cloud, who, "comm-img") == (comm["id"] if who == "carol" else None)
+    changed, inst = _compute_api.create(cloud["db"], cloud["auth"]["bob"], "vm-comm", "m1.tiny", comm["id"], ["net"], 0,
                                         None, False)
     assert changed and inst.image_id == comm["id"]
-    # bob's own registration under that name sees carol's community image (a name he would boot by)
-    with pytest.raises(Conflict, match="already exists .* with different content"):
-        register(cloud, "bob", "comm-img", filename=cloud["other"])
+    with pytest.raises(NotFound):
+        _compute_api.create(cloud["db"], cloud["auth"]["bob"], "vm-comm2", "m1.tiny", "comm-img", ["net"], 0, None, False)
+    # bob's own registration under that name is his own image, not a conflict with carol's
+    changed, own, _d = register(cloud, "bob", "comm-img", filename=cloud["other"])
+    assert changed and own["owner"] == pid(cloud, "bob") and sees(cloud, "bob", "comm-img") == own["id"]
 
 
 def test_private_image_of_another_project_is_not_found_anywhere(cloud):
@@ -306,7 +313,8 @@ def test_visibility_of_an_existing_image_is_updated_with_a_diff(cloud):
     assert register(cloud, "alice", "priv-img")[0] is False
     assert find(cloud, "alice", "priv-img").visibility == "shared"
     assert register(cloud, "alice", priv["id"], filename=None, visibility="community")[1]["visibility"] == "community"
-    assert sees(cloud, "bob", "priv-img") == priv["id"]
+    assert sees(cloud, "bob", "priv-img") is None and sees(cloud, "bob", priv["id"]) == priv["id"]
+    assert sees(cloud, "alice", "priv-img") == priv["id"]
     assert register(cloud, "alice", "priv-img", visibility="private")[1]["visibility"] == "private"
     assert sees(cloud, "bob", "priv-img") is None
 
@@ -315,7 +323,8 @@ def test_visibility_of_an_existing_image_is_updated_with_a_diff(cloud):
     ("alice", "priv-img", {"visibility": "public"}, AuthError, "Policy doesn't allow image:publicize"),
     ("bob", "pub-img", {"visibility": "private"}, AuthError,
      r"Image pub-img \(.*\) belongs to another project: only its owner or an admin can change its visibility"),
-    ("bob", "comm-img", {"state": "deactivated"}, AuthError, "only its owner or an admin can deactivate it"),
+    ("bob", "COMM", {"state": "deactivated"}, AuthError, "only its owner or an admin can deactivate it"),
+    ("bob", "comm-img", {"state": "deactivated"}, NotFound, "Image comm-img could not be found"),
     ("bob", "priv-img", {"visibility": "shared"}, InvalidRequest,
      "Image priv-img does not exist: filename or url is required to register it"),
     ("bob", "priv-img", {"state": "deactivated"}, NotFound, "Image priv-img could not be found"),
@@ -323,6 +332,7 @@ def test_visibility_of_an_existing_image_is_updated_with_a_diff(cloud):
 ])
 def test_visibility_and_status_refusals_change_nothing(cloud, who, ref, kw, error, message):
     before = dump(cloud["db"])
+    ref = cloud["community"]["id"] if ref == "COMM" else ref
     with pytest.raises(error, match=message):
         register(cloud, who, ref, filename=None, **kw)
     assert dump(cloud["db"]) == before

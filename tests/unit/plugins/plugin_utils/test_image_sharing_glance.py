@@ -202,14 +202,17 @@ def test_noauth_visibility_update_deactivate_and_reactivate_in_glance(local):
     with pytest.raises(Conflict, match="is private: only a shared image has members"):
         member(c, "alice", name, project="pb")
     assert (dump(c["db"]), client.image(image["id"])) == before
-    # community: every project finds it by name (Glance lists it only when asked: bootflow asks)
+    # community: every project boots it by ID; by name only its owner finds it (Glance lists another
+    # project's community image only when asked, and a name lookup does not ask: finding 5 of issue 16)
     changed, got, diff = register(c, "alice", name, filename=None, visibility="community")
     assert changed and got["visibility"] == "community" and diff["before"]["visibility"] == "private"
     assert client.image(image["id"])["visibility"] == "community"
     assert not register(c, "alice", name, filename=None, visibility="community")[0]
-    assert boot_ref(c, "bob", name) == image["id"]
+    assert boot_ref(c, "bob", image["id"]) == image["id"] and boot_ref(c, "alice", name) == image["id"]
+    with pytest.raises(NotFound):
+        boot_ref(c, "bob", name)
     with pytest.raises(AuthError, match="belongs to another project: only its owner or an admin"):
-        register(c, "bob", name, filename=None, visibility="private")
+        register(c, "bob", image["id"], filename=None, visibility="private")
     assert client.image(image["id"])["visibility"] == "community"
     # deactivate: Glance's status, the copy's status, boots refused; check mode first
     assert register(c, "alice", name, filename=None, state="deactivated", check_mode=True)[0]
@@ -218,7 +221,7 @@ def test_noauth_visibility_update_deactivate_and_reactivate_in_glance(local):
     assert changed and got["status"] == "deactivated" and client.image(image["id"])["status"] == "deactivated"
     assert not register(c, "alice", name, filename=None, state="deactivated")[0]
     with pytest.raises(InvalidRequest, match=r"is not active \(status deactivated\)"):
-        _compute_api.create(c["db"], c["auth"]["bob"], "vm-d", "m1.tiny", boot_ref(c, "bob", name), ["net"], 0, None, False)
+        _compute_api.create(c["db"], c["auth"]["bob"], "vm-d", "m1.tiny", boot_ref(c, "bob", image["id"]), ["net"], 0, None, False)
     with c["db"].tx() as conn:
         row = _images.find_image(conn, image["id"], c["auth"]["bob"])
     with pytest.raises(InvalidRequest, match="is not active"):          # image_fetch's check after its refresh
@@ -226,6 +229,31 @@ def test_noauth_visibility_update_deactivate_and_reactivate_in_glance(local):
     changed, got, diff = register(c, "alice", name)                     # present reactivates
     assert changed and got["status"] == "active" and client.image(image["id"])["status"] == "active"
     assert diff["before"]["status"] == "deactivated"
+
+
+def test_attack_community_image_squatting_a_name_in_glance(local):
+    """Finding 5 of issue 16, replayed against a real (noauth) Glance: bob's community image "<tag>-cirros" is
+    not what alice finds by that name, and does not keep the admin from registering a public image of it, which
+    then everybody but bob finds by name (bob has two of that name: his own and the public one)."""
+    c, client = local, local["client"]
+    name = c["name"] + "-cirros"
+    _ch, squat, _d = register(c, "bob", name, visibility="community")
+    before = (dump(c["db"]), client.images_named(name, project_id=c["auth"]["admin"].project_id))
+    with pytest.raises(NotFound):
+        boot_ref(c, "alice", name)
+    with pytest.raises(NotFound):
+        register(c, "alice", name, filename=None, state="deactivated")
+    assert (dump(c["db"]), client.images_named(name, project_id=c["auth"]["admin"].project_id)) == before
+    assert boot_ref(c, "alice", squat["id"]) == squat["id"]       # still bootable by ID
+    changed, public, _d = register(c, "admin", name, visibility="public")
+    assert changed and public["id"] != squat["id"] and public["visibility"] == "public"
+    for who in ("alice", "carol", "admin"):
+        assert boot_ref(c, who, name) == public["id"]
+    with pytest.raises(Conflict, match="Multiple images are named"):
+        boot_ref(c, "bob", name)
+    assert client.image(squat["id"])["visibility"] == "community"
+    for image in (squat, public):
+        client.delete(image["id"])
 
 
 def test_glance_keeps_members_while_an_image_is_not_shared(local):

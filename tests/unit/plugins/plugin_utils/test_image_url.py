@@ -74,6 +74,17 @@ def http_dir(tmp_path_factory):
     server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def operator_allows_the_test_server(http_dir, tmp_path, monkeypatch):
+    """The operator opts in to downloads from this test's loopback server (its port, 127.0.0.1): without
+    that, the import filters refuse it (tests/unit/.../test_security_image.py)."""
+    port = int(http_dir[0].rsplit(":", 1)[1])
+    config = tmp_path / "operator.bootflow.yml"
+    config.write_text("image:\n  url_allowed_ports: [80, 443, %d]\n  url_allowed_hosts: [127.0.0.1]\n" % port)
+    config.chmod(0o600)
+    monkeypatch.setenv("BOOTFLOW_CONFIG", str(config))
+
+
 def _run(tmp_path, name, url, fmt="qcow2"):
     state = tmp_path / "state"
     play = tmp_path / "play.yml"
