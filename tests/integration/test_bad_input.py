@@ -292,6 +292,10 @@ def _make_world(env, w):
     wdir = w["dir"]
     env.play("boot.yml", "-e", "bootflow_instance_name=%s" % TARGET)
     env.play("hypervisors.yml")   # a fresh capacity report (heartbeat) for the direct schedule in the world playbook
+    # the operator lets members register image files from the world's directory (member bi-bob's bi-twin)
+    config = env.state_dir / "bootflow.yml"
+    config.write_text("image:\n  upload_dir: %s\n" % wdir)
+    config.chmod(0o600)
     env.play(WORLD_PLAYBOOK, "-e", "world_dir=%s" % wdir)
     w.update(json.loads((wdir / "world.json").read_text()))
     inst = env.query("SELECT * FROM instances WHERE name=? AND deleted=0", TARGET)[0]
