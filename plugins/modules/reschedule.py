@@ -25,7 +25,7 @@ description:
     left, claims the first alternate that still passes the scheduler's filters and still fits (it may be stale, as
     in Nova) and sets it as the instance's host (C(building/scheduling)). Every alternate is filtered again first,
     on the hosts' state now, with EVERY filter the scheduler runs (its operator settings, see
-    M(bootflow.cloud.schedule)): a host disabled or down since, moved out of the instance's availability zone or
+    M(bootflow.cloud.schedule)) - a host disabled or down since, moved out of the instance's availability zone or
     aggregate, without a required trait, capability or image property, or breaking the server group's policy is
     skipped, with the reason in RV(claim_failures). The result names the new RV(host); the build starts again there.
     For a member of an V(affinity) or V(anti-affinity) server group (see M(bootflow.cloud.server_group)), the claim
@@ -82,7 +82,7 @@ options:
         builds failed, the instance goes to ERROR. Must be at least 1.
       - Unset, the value M(bootflow.cloud.schedule) scheduled the instance with (its O(bootflow.cloud.schedule#module:max_attempts),
         kept with the instance's request), else 3.
-      - An operator override (setting C(scheduler.max_attempts) of M(bootflow.cloud.schedule)): only a token with the
+      - An operator override (setting C(scheduler.max_attempts) of M(bootflow.cloud.schedule)) - only a token with the
         V(admin) role may set it in a task; anyone else is refused with RV(error=auth) before anything changes.
     type: int
   failure:

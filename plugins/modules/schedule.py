@@ -78,7 +78,7 @@ options:
       - Only consider the compute nodes with these names (the inventory hostnames they were registered under).
       - Names that are not registered compute nodes are ignored; when none of the names is one, the task fails
         with RV(error=no_valid_host).
-      - By default every registered compute node is a candidate (as Nova: every enabled compute service; the
+      - By default every registered compute node is a candidate (as in Nova, every enabled compute service; the
         disabled and down ones are rejected by V(ComputeFilter)).
       - Operator setting C(scheduler.hosts); only an admin may set it in a task (see the description).
     type: list
