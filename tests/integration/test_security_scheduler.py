@@ -24,7 +24,7 @@ import os
 
 import pytest
 
-from sched_helpers import Cloud, fresh_hosts, hostname, purge, write_inventory
+from sched_helpers import EMPTY, Cloud, fresh_hosts, host_contents, hostname, purge, write_inventory
 
 HOSTS = (191, 192, 193)
 MB = {191: 1024, 192: 1024, 193: 2048}
@@ -44,8 +44,8 @@ def _playbook(path, tasks, user=None):
     play = {"name": "sec", "hosts": "localhost", "gather_facts": False, "tasks": [
         {"name": "token", "bootflow.cloud.token": token_args, "register": "tok", "no_log": True}]}
     for i, (module, args) in enumerate(tasks):
-        play["tasks"].append({"name": "step %d" % i, "bootflow.cloud.%s" % module,
-                              dict(args, auth_token="{{ tok.token }}")})
+        play["tasks"].append({"name": "step %d" % i,
+                              "bootflow.cloud.%s" % module: dict(args, auth_token="{{ tok.token }}")})
     path.write_text(json.dumps([play], indent=1))
     return str(path)
 
@@ -177,3 +177,15 @@ def test_a_member_boots_with_boot_yml_on_the_operators_settings(sec):
                            "WHERE i.name = 'sec-boot2'")[0]["n"] == 0
     finally:
         config.unlink()
+
+
+def test_delete_leaves_the_hosts_and_the_db_empty(sec):
+    cloud = sec["cloud"]
+    names = [r["name"] for r in cloud.query("SELECT name FROM instances WHERE deleted = 0")]
+    assert names, "no instance was made"
+    for name in names:
+        cloud.play("delete.yml", sec["inv"], "-e", "bootflow_instance_name=%s" % name)
+    for n in HOSTS:
+        assert host_contents(n) == EMPTY, hostname(n)
+    assert cloud.query("SELECT consumer_id FROM allocations") == []
+    assert cloud.query("SELECT name FROM instances WHERE deleted = 0") == []
