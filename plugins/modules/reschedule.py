@@ -123,13 +123,13 @@ seealso:
 """
 
 EXAMPLES = r"""
-# In the rescue of the build (the bootflow.cloud.compute role does this), after the undo on the host:
+# In the rescue of the build (the bootflow.cloud.compute role does this), after the undo on the host; the
+# alternates and max_attempts are those the scheduler kept with the instance (setting them is an admin's):
 - name: "Reschedule | nova-conductor: claim the next alternate, or ERROR"
   bootflow.cloud.reschedule:
     auth_token: "{{ bootflow_token }}"
     instance: "{{ bootflow_spec.uuid }}"
     host: "{{ inventory_hostname }}"
-    max_attempts: 3
     failure: "{{ ansible_failed_result }}"
     failed_task: "{{ ansible_failed_task.name }}"
     failed_action: "{{ ansible_failed_task.action }}"
