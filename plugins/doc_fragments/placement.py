@@ -32,7 +32,7 @@ options:
         controller''s credentials from the clouds.yaml cloud named by E(BOOTFLOW_PLACEMENT_CLOUD), or from the
         E(OS_USERNAME), E(OS_PASSWORD) and E(OS_PROJECT_NAME) variables. Those credentials go only to the
         controller''s Keystone - the cloud''s C(auth_url), else E(OS_AUTH_URL) or the E(OS_CLOUD) cloud''s - never to a
-        task''s O(auth_url); without one configured on the controller, no service token is issued (RV(error=auth)).'
+        task''s O(auth_url); without one configured on the controller, no service token is issued (C(error=auth)).'
     type: str
     choices: [local, placement]
   placement_url:
@@ -44,7 +44,7 @@ options:
         Keystone the token sent to Placement came from.
       - 'Who may set it in a task: only a caller whose own token Placement accepts - the V(admin) role (with
         O(auth_backend=keystone) also the V(service) role) - and then the caller''s own token is sent to it. For
-        anyone else a task''s O(placement_url) is refused with RV(error=auth) before any request is sent: the
+        anyone else a task''s O(placement_url) is refused with C(error=auth) before any request is sent - the
         controller''s credentials (the C(admin) token of a noauth2 Placement, a service token) go only to
         E(BOOTFLOW_PLACEMENT_URL) or the catalog''s endpoint.'
     type: str
