@@ -25,16 +25,19 @@ class ActionModule(ControllerStep):
         def placement():
             return _placement.for_step(ctx)   # None: the local backend
 
+        # before the token goes anywhere: a Keystone the task names gets nothing from a non-admin's step
+        _placement.check_task_endpoints(ctx)
         if a["state"] == "absent":
             if a["instance"] is None:
                 raise InvalidRequest("state=absent takes one instance (instance), not a list.")
             host = scheduling.release(ctx.db, ctx.auth, a["instance"], placement, ctx.check_mode)
             return {"changed": host is not None, "released_from": host}
-        cfg = scheduling.config(a["enabled_filters"], a["weight_multipliers"], a["host_subset_size"], a["max_attempts"],
-                                a["service_down_time"])
+        # nova.conf's scheduler options: the operator's file; a task's value for an admin only (AuthError for
+        # anyone else, before anything is read or claimed)
+        cfg, hosts = scheduling.operator_config(ctx.operator_setting)
         if a["instances"] is not None:
-            return self._schedule_list(ctx, cfg, placement)
-        out = scheduling.select_destinations(ctx.db, ctx.auth, a["instance"], cfg, a["hosts"], placement, ctx.check_mode)
+            return self._schedule_list(ctx, cfg, hosts, placement)
+        out = scheduling.select_destinations(ctx.db, ctx.auth, a["instance"], cfg, hosts, placement, ctx.check_mode)
         row, new = out.pop("instance"), out.pop("new")
         if not out["changed"]:
             out.pop("backend")
@@ -47,9 +50,9 @@ class ActionModule(ControllerStep):
                                                True, action="select_destinations", host=out["host"]))
         return out
 
-    def _schedule_list(self, ctx, cfg, placement):
+    def _schedule_list(self, ctx, cfg, hosts, placement):
         a = ctx.args
-        out = scheduling.select_for_list(ctx.db, ctx.auth, a["instances"], cfg, a["hosts"], placement, ctx.check_mode)
+        out = scheduling.select_for_list(ctx.db, ctx.auth, a["instances"], cfg, hosts, placement, ctx.check_mode)
         placements = []
         for p in out["placed"]:
             placements.append({k: p.get(k) for k in _PLACEMENT_KEYS})

@@ -30,7 +30,9 @@ options:
       - 'Authentication with O(auth_backend=keystone): the caller''s Keystone
         token is sent when it has the V(admin) or V(service) role. Otherwise a service token is issued, using the
         controller''s credentials from the clouds.yaml cloud named by E(BOOTFLOW_PLACEMENT_CLOUD), or from the
-        E(OS_USERNAME), E(OS_PASSWORD) and E(OS_PROJECT_NAME) variables.'
+        E(OS_USERNAME), E(OS_PASSWORD) and E(OS_PROJECT_NAME) variables. Those credentials go only to the
+        controller''s Keystone - the cloud''s C(auth_url), else E(OS_AUTH_URL) or the E(OS_CLOUD) cloud''s - never to a
+        task''s O(auth_url); without one configured on the controller, no service token is issued (C(error=auth)).'
     type: str
     choices: [local, placement]
   placement_url:
@@ -38,6 +40,12 @@ options:
       - URL of the Placement API, for example C(http://controller:8778). Only used with O(placement_backend=placement).
       - Defaults to the E(BOOTFLOW_PLACEMENT_URL) environment variable on the controller. With the Keystone identity
         backend, it then defaults to the placement endpoint of Keystone's service catalog. The catalog interface is
-        E(OS_INTERFACE), or C(public). The region is E(OS_REGION_NAME) when that is set.
+        E(OS_INTERFACE), or C(public). The region is E(OS_REGION_NAME) when that is set; the catalog is read from the
+        Keystone the token sent to Placement came from.
+      - 'Who may set it in a task: only a caller whose own token Placement accepts - the V(admin) role (with
+        O(auth_backend=keystone) also the V(service) role) - and then the caller''s own token is sent to it. For
+        anyone else a task''s O(placement_url) is refused with C(error=auth) before any request is sent - the
+        controller''s credentials (the C(admin) token of a noauth2 Placement, a service token) go only to
+        E(BOOTFLOW_PLACEMENT_URL) or the catalog''s endpoint.'
     type: str
 """

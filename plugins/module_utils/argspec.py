@@ -473,10 +473,12 @@ SPECS["schedule"] = dict(
         instances=dict(type="list", elements="str"),
         hosts=dict(type="list", elements="str"),
         enabled_filters=dict(type="list", elements="str"),
-        weight_multipliers=dict(type="dict", default={}),
-        host_subset_size=dict(type="int", default=1),
-        max_attempts=dict(type="int", default=DEFAULT_MAX_ATTEMPTS),
-        service_down_time=dict(type="int", default=60),
+        # operator settings (section scheduler of the operator's configuration): no defaults here, a task's
+        # value is for an admin only; the defaults (Nova's) are in plugin_utils/compute/scheduling.py
+        weight_multipliers=dict(type="dict"),
+        host_subset_size=dict(type="int"),
+        max_attempts=dict(type="int"),
+        service_down_time=dict(type="int"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     ),
     required_one_of=[("instance", "instances")],

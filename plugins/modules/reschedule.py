@@ -22,8 +22,12 @@ description:
     records go back to C(creating) without a host (the next host creates them again), the ports (IP addresses) are
     deleted and the claim on the failed host is released.
   - For a reschedulable failure, while fewer than O(max_attempts) builds were tried and an untried alternate is
-    left, claims the first of O(alternates) that still fits (it may be stale, as in Nova) and sets it as the
-    instance's host (C(building/scheduling)). The result names the new RV(host); the build starts again there.
+    left, claims the first alternate that still passes the scheduler's filters and still fits (it may be stale, as
+    in Nova) and sets it as the instance's host (C(building/scheduling)). Every alternate is filtered again first,
+    on the hosts' state now, with EVERY filter the scheduler runs (its operator settings, see
+    M(bootflow.cloud.schedule)) - a host disabled or down since, moved out of the instance's availability zone or
+    aggregate, without a required trait, capability or image property, or breaking the server group's policy is
+    skipped, with the reason in RV(claim_failures). The result names the new RV(host); the build starts again there.
     For a member of an V(affinity) or V(anti-affinity) server group (see M(bootflow.cloud.server_group)), the claim
     also re-checks the group's policy; an alternate that would break it is skipped (RV(claim_failures)).
   - Otherwise the instance goes to C(vm_state=error) without a host. Its fault (message, step, action, host, time,
@@ -40,7 +44,8 @@ description:
     and returned by M(bootflow.cloud.instance_info) as C(retry).
   - Records the step in the instance's step log. A reschedule is seed steps V(8-12) of service V(nova-conductor),
     action V(reschedule). An ERROR is seed step V(fault), action V(build_failed).
-  - Needs a token with the V(admin) or V(member) role.
+  - Needs a token with the V(admin) or V(member) role. Naming the hosts (O(alternates)) and O(max_attempts) are an
+    admin's; a member who sets either is refused with RV(error=auth) before anything changes.
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
@@ -62,9 +67,13 @@ options:
     required: true
   alternates:
     description:
-      - The alternate hosts to try, best first. Hosts already tried are skipped.
-      - Unset, those M(bootflow.cloud.schedule) kept with the instance's request when it scheduled it (Nova's
-        C(host_list) travels with the request), less those a previous reschedule claimed or skipped.
+      - The alternate hosts to try, best first. Hosts already tried are skipped; every one is filtered again before
+        its claim (see the description).
+      - Unset (the normal case), those M(bootflow.cloud.schedule) kept with the instance's request when it
+        scheduled it (Nova's C(host_list) travels with the request), less those a previous reschedule claimed or
+        skipped.
+      - Only a token with the V(admin) role may set it (policy rule C(compute:force_host), as naming a host when
+        booting); a V(member) or V(reader) is refused with RV(error=auth) before anything changes.
     type: list
     elements: str
   max_attempts:
@@ -73,6 +82,8 @@ options:
         builds failed, the instance goes to ERROR. Must be at least 1.
       - Unset, the value M(bootflow.cloud.schedule) scheduled the instance with (its O(bootflow.cloud.schedule#module:max_attempts),
         kept with the instance's request), else 3.
+      - An operator override (setting C(scheduler.max_attempts) of M(bootflow.cloud.schedule)) - only a token with the
+        V(admin) role may set it in a task; anyone else is refused with RV(error=auth) before anything changes.
     type: int
   failure:
     description:
@@ -112,13 +123,13 @@ seealso:
 """
 
 EXAMPLES = r"""
-# In the rescue of the build (the bootflow.cloud.compute role does this), after the undo on the host:
+# In the rescue of the build (the bootflow.cloud.compute role does this), after the undo on the host; the
+# alternates and max_attempts are those the scheduler kept with the instance (setting them is an admin's):
 - name: "Reschedule | nova-conductor: claim the next alternate, or ERROR"
   bootflow.cloud.reschedule:
     auth_token: "{{ bootflow_token }}"
     instance: "{{ bootflow_spec.uuid }}"
     host: "{{ inventory_hostname }}"
-    max_attempts: 3
     failure: "{{ ansible_failed_result }}"
     failed_task: "{{ ansible_failed_task.name }}"
     failed_action: "{{ ansible_failed_task.action }}"

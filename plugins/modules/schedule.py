@@ -33,6 +33,14 @@ description:
   - With O(state=absent), releases the instance's allocation (used by C(playbooks/delete.yml)). The instance's
     host and states are not changed.
   - Needs a token with the V(admin) or V(member) role.
+  - B(Operator settings.) O(hosts), O(enabled_filters), O(weight_multipliers), O(host_subset_size),
+    O(max_attempts) and O(service_down_time) are the scheduler's configuration - what nova.conf's
+    C([filter_scheduler]) and C([scheduler]) sections hold in Nova. The operator sets them in section C(scheduler)
+    of the operator's configuration file (E(BOOTFLOW_CONFIG), else C(bootflow.yml) in the state directory
+    E(BOOTFLOW_STATE_DIR), else C(~/.bootflow/bootflow.yml)); a setting the file leaves out has the default given
+    here (Nova's). Only a token with the V(admin) role may set one of them in a task (policy rule
+    C(config:override)); a V(member) or V(reader) who sets any of them is refused with RV(error=auth) before
+    anything is read or changed. The same holds for a list (O(instances)).
   - Runs on the controller as an action plugin; this file only holds the documentation.
 extends_documentation_fragment:
   - bootflow.cloud.auth
@@ -70,7 +78,9 @@ options:
       - Only consider the compute nodes with these names (the inventory hostnames they were registered under).
       - Names that are not registered compute nodes are ignored; when none of the names is one, the task fails
         with RV(error=no_valid_host).
-      - By default every registered compute node is a candidate.
+      - By default every registered compute node is a candidate (as in Nova, every enabled compute service; the
+        disabled and down ones are rejected by V(ComputeFilter)).
+      - Operator setting C(scheduler.hosts); only an admin may set it in a task (see the description).
     type: list
     elements: str
   enabled_filters:
@@ -79,9 +89,9 @@ options:
         V(AggregateFilter), V(TraitsFilter), V(ComputeFilter), V(CapacityFilter), V(ComputeCapabilitiesFilter),
         V(ImagePropertiesFilter), V(ServerGroupAntiAffinityFilter) and V(ServerGroupAffinityFilter). An unknown name
         fails the task with RV(error=invalid).
-      - V(RetryFilter), V(ForceHostFilter), V(AvailabilityZoneFilter), V(AggregateFilter), V(TraitsFilter) and
-        V(CapacityFilter) always run, whatever this list says. In Nova, these checks are pre-filters and Placement
-        queries.
+      - V(RetryFilter), V(ForceHostFilter), V(AvailabilityZoneFilter), V(AggregateFilter), V(TraitsFilter),
+        V(ComputeFilter) and V(CapacityFilter) always run, whatever this list says - also an admin's. In Nova, these
+        checks are pre-filters and Placement queries, and a disabled or down compute service is never offered.
       - V(RetryFilter) rejects the hosts where a build of this instance already failed (its retry record, see
         M(bootflow.cloud.reschedule)), so a run of C(playbooks/boot.yml) after a crash in the middle of a reschedule
         never tries such a host again.
@@ -107,6 +117,7 @@ options:
       - The claim checks the hard group policies again, whatever this list says, with the members' hosts as they
         are when the claim is made (see the notes).
       - By default all filters run.
+      - Operator setting C(scheduler.enabled_filters); only an admin may set it in a task (see the description).
     type: list
     elements: str
   weight_multipliers:
@@ -126,22 +137,27 @@ options:
         Like every weigher, the values are normalised to 0..1 over the hosts that passed. For an instance without
         such a group, both weigh every host 0. A negative multiplier turns their preference around (Nova warns
         about that; it is allowed here too).
-      - Weighers not listed get the multiplier V(1.0) (V(BuildFailureWeigher) V(1000000.0)). An unknown key or a non-numeric value fails the task with
-        RV(error=invalid).
+      - A weigher not listed keeps Nova's default multiplier - V(1.0), but V(0.0) for V(NumInstancesWeigher)
+        (Nova's C(num_instances_weight_multiplier)) and V(1000000.0) for V(BuildFailureWeigher). An unknown key or a
+        non-numeric value fails the task with RV(error=invalid).
+      - Operator setting C(scheduler.weight_multipliers); only an admin may set it in a task (see the description).
     type: dict
-    default: {}
   host_subset_size:
     description:
       - The chosen host is picked at random among the best this many hosts (Nova's C(host_subset_size)), to spread
         concurrent boots. Must be 1 or more, otherwise the task fails with RV(error=invalid).
+      - Operator setting C(scheduler.host_subset_size), default V(1); only an admin may set it in a task (see the
+        description).
     type: int
-    default: 1
   max_attempts:
     description:
       - How many hosts at most (the chosen one plus alternates, best first) are kept and tried when claiming
-        resources. Must be 1 or more, otherwise the task fails with RV(error=invalid).
+        resources; the instance keeps it for M(bootflow.cloud.reschedule) (Nova's C([scheduler] max_attempts)).
+      - 1 to 3 (C(playbooks/boot.yml) runs three build passes, one per attempt), otherwise the task fails with
+        RV(error=invalid).
+      - Operator setting C(scheduler.max_attempts), default V(3); only an admin may set it in a task (see the
+        description).
     type: int
-    default: 3
   service_down_time:
     description:
       - A compute node is down after this many seconds without a report or heartbeat, like Nova's C(service_down_time).
@@ -151,8 +167,9 @@ options:
         is up. A host that does not answer becomes down once this many seconds have passed since it last answered.
       - V(0) turns this check off. Hosts are then never judged by the age of their report.
       - A negative value fails the task with RV(error=invalid).
+      - Operator setting C(scheduler.service_down_time), default V(60); only an admin may set it in a task (see the
+        description).
     type: int
-    default: 60
   state:
     description:
       - V(present) schedules the instance and claims resources on the chosen host.
@@ -209,7 +226,17 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "web1 -> {{ sched.host }} (alternates {{ sched.alternates | join(', ') }})"
 
-- name: Schedule on the hosts of one rack, stacking instances and ignoring hosts silent for 10 minutes
+# The scheduler's configuration belongs in the operator's file (bootflow.yml in the state directory, mode
+# 0600 or 0644, owned by the controller's user):
+#
+#   scheduler:
+#     enabled_filters: [ComputeFilter, CapacityFilter, ComputeCapabilitiesFilter]
+#     weight_multipliers: {ram: -1.0}
+#     service_down_time: 120
+#
+# Only an admin's task may override it, as below (a member's task setting any of these options is refused).
+
+- name: As an admin, schedule on the hosts of one rack, stacking instances and ignoring hosts silent for 10 minutes
   bootflow.cloud.schedule:
     auth_token: "{{ bootflow_auth.token }}"
     instance: web2
@@ -219,7 +246,7 @@ EXAMPLES = r"""
       num_instances: 0
     service_down_time: 600
 
-- name: Schedule with only the capacity and capability checks
+- name: As an admin, schedule with only the capability checks besides the mandatory filters
   bootflow.cloud.schedule:
     auth_token: "{{ bootflow_auth.token }}"
     instance: web3

@@ -26,7 +26,9 @@ Plain HTTP through ansible's ``open_url`` (urllib underneath): the forked action
 nothing more. Auth: with the
 local identity, Placement runs with ``auth_strategy = noauth2`` and gets the token ``admin`` (see
 docs/scheduler.md); with Keystone, the caller's token when it has the admin or service role, else a
-service token issued with the controller's credentials (E(BOOTFLOW_PLACEMENT_CLOUD) or openrc).
+service token issued with the controller's credentials (E(BOOTFLOW_PLACEMENT_CLOUD) or openrc) by the
+controller's Keystone. The controller's credentials go only to endpoints of the controller's
+configuration or Keystone's catalog, never to a URL a task names (``connect``, ``check_task_endpoints``).
 """
 
 from __future__ import annotations
@@ -528,41 +530,83 @@ def error_detail(parsed):
     return " ".join(text.split())[:400]
 
 
-def connect(url, auth_backend="local", token=None, auth=None, keystone=None, state_dir=None):
+def connect(url, auth_backend="local", token=None, auth=None, keystone=None, state_dir=None, task_url=None):
     """A :class:`Placement` for one step.
 
-    local identity: ``url`` (or E(BOOTFLOW_PLACEMENT_URL)) must be given; Placement runs with noauth2 and
-    gets the token ``admin``. keystone: the caller's ``token`` when its ``auth`` context has the admin or
-    service role, else a service token (:func:`service_token`); ``url`` defaults to the catalog's placement
-    endpoint.
+    ``url``: Placement's URL from the controller's configuration (E(BOOTFLOW_PLACEMENT_URL) when None);
+    ``task_url``: a C(placement_url) the task itself gave. A task's URL is used only with the caller's OWN
+    token, so only for a caller Placement accepts (admin or service role): for anyone else it is refused
+    (AuthError) before anything is sent - the controller's credentials (the noauth2 admin token, a
+    service token) go only to endpoints of the controller's configuration or Keystone's catalog.
+
+    local identity: the URL must be known; Placement runs with noauth2 and gets the token ``admin``.
+    keystone: the caller's ``token`` when its ``auth`` context has the admin or service role, else a
+    service token (:func:`service_token`, issued by the controller's Keystone, never the task's
+    C(auth_url)); the URL defaults to the catalog's placement endpoint. ``keystone``: the step's Keystone
+    (the task's C(auth_url) or the controller's), asked for the catalog with the caller's own token only.
     """
+    own_token = auth is not None and bool(set(auth.roles) & set(PLACEMENT_ROLES))
+    if task_url:
+        if not own_token:
+            who = "user %s (roles %s)" % (auth.user_name or auth.user_id, ", ".join(auth.roles) or "none") \
+                if auth is not None else "the caller"
+            raise AuthError("placement_url given in the task: only a caller Placement accepts (the admin or service "
+                            "role) may name Placement's URL, and then with its own token; %s has neither. The "
+                            "controller's credentials go only to Placement's URL from the controller's configuration "
+                            "(BOOTFLOW_PLACEMENT_URL) or Keystone's catalog: leave placement_url out." % who)
+        url = task_url
     url = url or os.environ.get("BOOTFLOW_PLACEMENT_URL")
     if auth_backend != "keystone":
         if not url:
             raise InvalidRequest("placement_backend=placement with the local identity needs Placement's URL: set "
-                                 "placement_url (or BOOTFLOW_PLACEMENT_URL on the controller).")
+                                 "BOOTFLOW_PLACEMENT_URL on the controller (or, as an admin, placement_url).")
         return Placement(url, NOAUTH_TOKEN)
-    if auth is not None and set(auth.roles) & set(PLACEMENT_ROLES):
-        send = token
-    else:
-        send = service_token(keystone, state_dir, auth)
-    if not url:
-        url = catalog_url(keystone.auth_url, send)
-    return Placement(url, send)
+    if own_token:
+        return Placement(url or catalog_url(keystone.auth_url, token), token)
+    service = service_keystone(state_dir, auth)
+    send = service_token(service, state_dir, auth)
+    return Placement(url or catalog_url(service.auth_url, send), send)
 
 
-def service_token(keystone, state_dir=None, caller=None):
-    """A token of the controller's Placement service user: the clouds.yaml cloud named by
-    E(BOOTFLOW_PLACEMENT_CLOUD), else the openrc variables (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)."""
+def controller_auth_url():
+    """Keystone's URL from the controller's configuration (E(OS_AUTH_URL), else the E(OS_CLOUD) cloud's
+    auth_url), normalised; None when the controller configures none."""
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import (  # pylint: disable=import-outside-toplevel
+        keystone as _keystone,
+    )
+
+    url = os.environ.get("OS_AUTH_URL")
+    if not url and os.environ.get("OS_CLOUD"):
+        url = _keystone.load_cloud(os.environ["OS_CLOUD"]).get("auth_url")
+    return _keystone.normalize_auth_url(url) if url else None
+
+
+def service_keystone(state_dir=None, caller=None):
+    """The Keystone the controller's service credentials go to: the E(BOOTFLOW_PLACEMENT_CLOUD) cloud's
+    auth_url, else E(OS_AUTH_URL) / the E(OS_CLOUD) cloud's - the controller's configuration, never a task's
+    C(auth_url). AuthError when the controller configures none."""
     from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import (  # pylint: disable=import-outside-toplevel
         keystone as _keystone,
     )
 
     cloud = os.environ.get("BOOTFLOW_PLACEMENT_CLOUD")
+    try:
+        return _keystone.Keystone(None, state_dir, cloud=cloud)
+    except InvalidRequest as exc:
+        who = "user %s (roles %s)" % (caller.user_name, ", ".join(caller.roles)) if caller is not None else "the caller"
+        raise AuthError("Placement accepts admin or service tokens only; %s has neither, and the controller configures "
+                        "no Keystone for its service credentials (OS_AUTH_URL, OS_CLOUD or the BOOTFLOW_PLACEMENT_CLOUD "
+                        "cloud; a task's auth_url is never used for them): %s" % (who, exc)) from exc
+
+
+def service_token(keystone, state_dir=None, caller=None):
+    """A token of the controller's Placement service user, issued by ``keystone`` (:func:`service_keystone`:
+    the controller's configuration): the clouds.yaml cloud named by E(BOOTFLOW_PLACEMENT_CLOUD), else the
+    openrc variables (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)."""
+    del state_dir
     who = "user %s (roles %s)" % (caller.user_name, ", ".join(caller.roles)) if caller is not None else "the caller"
     try:
-        ks = _keystone.Keystone(keystone.auth_url, state_dir, cloud=cloud) if cloud else keystone
-        token, ctx = ks.issue()
+        token, ctx = keystone.issue()
     except AuthError as exc:
         raise AuthError("Placement accepts admin or service tokens only; %s has neither, and no service token could "
                         "be issued with the controller's credentials (BOOTFLOW_PLACEMENT_CLOUD, or OS_USERNAME/"
@@ -584,26 +628,56 @@ def catalog_url(auth_url, token, timeout=TIMEOUT):
             catalog = json.loads(resp.read()).get("catalog") or []
     except (urllib.error.URLError, OSError, ValueError, UrlsConnectionError, SSLValidationError) as exc:
         raise PlacementError("cannot read the service catalog from Keystone at %s to find Placement (%s): set "
-                             "placement_url." % (auth_url, getattr(exc, "reason", exc))) from exc
+                             "BOOTFLOW_PLACEMENT_URL." % (auth_url, getattr(exc, "reason", exc))) from exc
     for service in catalog:
         if service.get("type") != "placement":
             continue
         for ep in service.get("endpoints") or []:
             if ep.get("interface") == interface and (not region or ep.get("region_id") == region):
                 return ep["url"]
-    raise PlacementError("Keystone's catalog at %s has no %s placement endpoint%s: register one, or set placement_url."
-                         % (auth_url, interface, " in region %s" % region if region else ""))
+    raise PlacementError("Keystone's catalog at %s has no %s placement endpoint%s: register one, or set "
+                         "BOOTFLOW_PLACEMENT_URL." % (auth_url, interface, " in region %s" % region if region else ""))
+
+
+def check_task_endpoints(ctx):
+    """Before the caller's token is sent anywhere (StepContext.auth validates it at the task's C(auth_url)):
+    a step that may use the controller's service credentials (Keystone identity and a real Placement) and
+    names a Keystone (C(auth_url)) other than the controller's is run for an admin only - the caller is
+    first authenticated at the controller's Keystone, and a non-admin is refused (AuthError), so an
+    endpoint a member names gets no request at all. Without a Keystone on the controller the task's
+    C(auth_url) is the only one and only the caller's own token goes there (service credentials need the
+    controller's Keystone, :func:`service_keystone`)."""
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import (  # pylint: disable=import-outside-toplevel
+        keystone as _keystone,
+    )
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import (  # pylint: disable=import-outside-toplevel
+        allowed,
+    )
+
+    if resolve_backend(ctx.args.get("placement_backend")) == "local" or ctx.auth_backend != "keystone":
+        return
+    task_url = ctx.args.get("auth_url") if "auth_url" in ctx.given else None
+    trusted = controller_auth_url()
+    if not task_url or trusted is None or _keystone.normalize_auth_url(task_url) == trusted:
+        return
+    caller = _keystone.Keystone(None, ctx.state_dir).validate(ctx.args.get("auth_token"))
+    if not allowed(caller, "config:override"):
+        raise AuthError("auth_url given in the task (%s) is not the controller's Keystone (%s): with "
+                        "placement_backend=placement a step may use the controller's service credentials, which go "
+                        "only to the controller's Keystone; only an admin may name another one. User %s has %s: "
+                        "leave auth_url out." % (task_url, trusted, caller.user_name or caller.user_id,
+                                                 ", ".join(caller.roles) or "no role"))
 
 
 def for_step(ctx, backend=None):
     """None for the local backend, else the step's :class:`Placement` (option/env resolution, auth)."""
     if resolve_backend(backend or ctx.args.get("placement_backend")) == "local":
         return None
-    auth_backend = ctx.auth_backend
-    if auth_backend == "keystone":
-        return connect(ctx.args.get("placement_url"), "keystone", ctx.args.get("auth_token"), ctx.auth,
-                       ctx.keystone(), ctx.state_dir)
-    return connect(ctx.args.get("placement_url"))
+    task_url = ctx.args.get("placement_url") if "placement_url" in ctx.given else None
+    if ctx.auth_backend == "keystone":
+        return connect(None, "keystone", ctx.args.get("auth_token"), ctx.auth, ctx.keystone(), ctx.state_dir,
+                       task_url=task_url)
+    return connect(None, auth=ctx.auth, task_url=task_url)
 
 
 # --- resource providers, synced from the compute node reports --------------------------------------

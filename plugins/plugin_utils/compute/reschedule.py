@@ -10,6 +10,8 @@ PRIVATE to the collection: may change at any time. Controller side only. The dec
 
 from __future__ import annotations
 
+import time
+
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cleanups as _cleanups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import faults as _faults
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.network import api as _networking
@@ -18,27 +20,43 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_MAX_ATTEMPTS
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
+    AuthError,
     Conflict,
     InvalidRequest,
     NoValidHostError,
 )
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import allowed, enforce
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduling as _scheduling
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 
 
 def failed_build(db, auth, instance, host, failure, alternates=None, max_attempts=None, cleanup_error=None,
-                 check_mode=False, started=None, placement=None):
+                 check_mode=False, started=None, placement=None, cfg=None, hosts=None):
     """Handle the failed build of ``instance`` on ``host`` (after the compute role's undo there).
 
     ``failure`` is a ``_faults.Failure``; ``alternates`` the hosts to try (None: those the scheduler kept
-    for the instance); ``placement`` the Placement client when a real Placement holds the claims (None:
+    for the instance; naming hosts is an admin's privilege, as Nova's conductor only ever takes the
+    scheduler's host_list - a member naming them is refused with AuthError before anything changes);
+    ``cfg``/``hosts``: the scheduler's configuration and candidate hosts (scheduling.operator_config;
+    None: Nova's defaults, every compute node), with which every alternate is filtered again before its
+    claim; ``placement`` the Placement client when a real Placement holds the claims (None:
     the local backend); ``cleanup_error``: why the host could not undo the build (its residue is recorded
     for a later cleanup, the reschedule goes on). Returns the task result: ``rescheduled`` with the new
     ``host`` and the ``alternates`` left, or the instance in ERROR with its ``fault``.
     """
     for rule in ("compute:set_error", "placement:release", "scheduler:select_destinations"):
         enforce(auth, rule)
+    if alternates is not None and not allowed(auth, "compute:force_host"):
+        raise AuthError("alternates names the hosts to build on, which only an admin may do (policy rule "
+                        "compute:force_host); user %s has %s. Leave alternates out: the reschedule takes the "
+                        "alternates the scheduler kept for the instance." % (
+                            auth.user_name or auth.user_id, ", ".join(auth.roles) or "no role"))
+    if callable(placement):
+        placement = placement()   # once the caller passed the checks above
+    if cfg is None:
+        cfg = _scheduling.config(None, {}, 1, DEFAULT_MAX_ATTEMPTS, _scheduling.DEFAULTS["service_down_time"])
     verdict = _faults.classify(failure)
     with db.tx() as conn:
         row = instances.get_instance(conn, instance, auth)
@@ -83,7 +101,7 @@ def failed_build(db, auth, instance, host, failure, alternates=None, max_attempt
         _placement.count_failed_build(db, host)
     if decision.reschedule:
         new_host, left, why, out["claim_failures"] = _reclaim(db, row, spec, retry, decision.candidates,
-                                                              placement)
+                                                              placement, cfg, hosts)
         if new_host is not None:
             after = (instances.BUILDING, instances.SCHEDULING)
             out.update(rescheduled=True, host=new_host, alternates=left, num_attempts=retry["num_attempts"] + 1)
@@ -117,22 +135,54 @@ def release(db, uuid, placement=None):
     _placement.release(db, uuid, **_placement_kwargs(placement))
 
 
-def _reclaim(db, row, spec, retry, candidates, placement=None):
+def recheck(db, row, candidates, cfg, hosts=None, now=None):
+    """The alternates that still pass EVERY filter of the scheduler (``cfg``: its enabled and mandatory
+    filters - ComputeFilter's disabled/down, the zone, aggregates, traits, capabilities, image properties,
+    the group policies, capacity), on the hosts' state now, in their order; and {host: why skipped}.
+    An alternate is what the scheduler saw when it placed the instance: a host disabled, down, moved out
+    of the zone or filled since then is skipped (Nova's conductor re-checks its alternates the same way,
+    through Placement and the late group check). ``hosts``: the operator's candidate hosts (None: all)."""
+    with db.tx() as conn:
+        states = {s.name: s for s in _placement.host_states(conn)}
+        full_spec, _group = api.scheduling_request(conn, row)
+    wanted = None if hosts is None else set(hosts)
+    passed, skipped = [], {}
+    for name in candidates:
+        state = states.get(name)
+        if state is None:
+            skipped[name] = "not a registered compute node"
+        elif wanted is not None and name not in wanted:
+            skipped[name] = "not one of the scheduler's hosts (operator setting scheduler.hosts)"
+        else:
+            _ok, rejected = _scheduler.filter_hosts([state], full_spec, cfg, time.time() if now is None else now)
+            if rejected:
+                skipped[name] = rejected[name]
+            else:
+                passed.append(name)
+    return passed, skipped
+
+
+def _reclaim(db, row, spec, retry, candidates, placement=None, cfg=None, hosts=None):
     """Nova's conductor on a reschedule: free the claim on the failed host (host None, task_state
-    scheduling), then claim the first alternate that still fits - it may be stale, and a member of an
-    affinity or anti-affinity server group must still keep its group's policy there (the claim re-checks
-    it). Returns (host, alternates after it, '', claim failures) or (None, [], why nothing could be
-    claimed, claim failures)."""
+    scheduling), then claim the first alternate that still passes every filter (``recheck``) and still
+    fits - it may be stale, and a member of an affinity or anti-affinity server group must still keep its
+    group's policy there (the claim re-checks it). Returns (host, alternates after it, '', claim failures)
+    or (None, [], why nothing could be claimed, claim failures)."""
+    candidates, skipped = recheck(db, row, list(candidates), cfg or _scheduler.SchedulerConfig(), hosts)
     release(db, row.uuid, placement)
     with db.tx() as conn:
         conductor.save_retry(conn, row.uuid, _faults.next_attempt(retry))
         instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, host=None)
     try:
-        host, alternates, tried = _placement.claim(db, row.uuid, spec, list(candidates),
+        if not candidates:
+            raise NoValidHostError("No valid host was found. No alternate passes the filters: %s"
+                                   % "; ".join("%s: %s" % kv for kv in skipped.items()), claim_failures={})
+        host, alternates, tried = _placement.claim(db, row.uuid, spec, candidates,
                                                    **_placement_kwargs(placement, row))
     except NoValidHostError as exc:
         return (None, [], "%s (no alternate could be claimed: %s)" % (_faults.MAX_RETRIES % row.uuid, exc),
-                exc.details.get("claim_failures") or {})
+                dict(skipped, **(exc.details.get("claim_failures") or {})))
+    tried = dict(skipped, **tried)
     left = [h for h in alternates if h not in retry["hosts"]]
     with db.tx() as conn:
         instances.move_state(conn, row.uuid, instances.BUILDING, instances.SCHEDULING, expected_task_state=instances.SCHEDULING, host=host)

@@ -666,9 +666,11 @@ FILTERS: "OrderedDict[str, FilterFunc]" = OrderedDict([
 ])
 
 # Not optional in Nova either (request pre-filters and Placement): always run, whatever enabled_filters says.
-# RetryFilter too: a host where the build already failed is never tried again for this instance.
+# RetryFilter too: a host where the build already failed is never tried again for this instance; and
+# ComputeFilter: Nova's scheduler never offers a disabled or down compute service (its host manager leaves
+# them out before any filter runs), so no enabled_filters list - not even an admin's - places on one.
 MANDATORY_FILTERS = frozenset(("RetryFilter", "ForceHostFilter", "AvailabilityZoneFilter", "AggregateFilter",
-                               "TraitsFilter", "CapacityFilter"))
+                               "TraitsFilter", "ComputeFilter", "CapacityFilter"))
 
 # Nova skips the configurable filters for a forced host, but still asks Placement (resources, traits,
 # aggregates); the enabled/up check is kept here because booting on a disabled or dead host cannot succeed.

@@ -9,6 +9,7 @@ PRIVATE to the collection: may change at any time. Controller side only.
 
 from __future__ import annotations
 
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import DEFAULT_MAX_ATTEMPTS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
@@ -19,12 +20,65 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy imp
 NO_COMPUTE_NODES = "No valid host was found. There are no compute nodes: run playbooks/hypervisors.yml."
 
 
+# The scheduler's operator settings (nova.conf [filter_scheduler] / [scheduler]): section ``scheduler`` of
+# the operator's configuration (plugin_utils/settings.py); a task may override them for an admin only
+# (StepContext.operator_setting). The defaults are Nova's.
+SETTINGS = ("enabled_filters", "hosts", "weight_multipliers", "host_subset_size", "max_attempts", "service_down_time")
+DEFAULT_WEIGHT_MULTIPLIERS = {"RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher": 1.0, "NumInstancesWeigher": 0.0,
+                              "ServerGroupSoftAffinityWeigher": 1.0, "ServerGroupSoftAntiAffinityWeigher": 1.0,
+                              "BuildFailureWeigher": 1000000.0}
+DEFAULTS = {"enabled_filters": None, "hosts": None, "weight_multipliers": {}, "host_subset_size": 1,
+            "max_attempts": DEFAULT_MAX_ATTEMPTS, "service_down_time": 60}
+# playbooks/boot.yml runs three build passes: one per attempt
+MAX_ATTEMPTS_LIMIT = 3
+
+
+def _typed(option, value):
+    """A setting's value checked for its type (the operator's file is untyped YAML). Raises InvalidRequest."""
+    if value is None:
+        return None
+    if option in ("enabled_filters", "hosts"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise InvalidRequest("scheduler setting %s must be a list of names, got %r." % (option, value))
+        return list(value)
+    if option == "weight_multipliers":
+        bad = InvalidRequest("scheduler setting weight_multipliers must be a mapping of weigher to number, got %r."
+                             % (value,))
+        if not isinstance(value, dict) or any(isinstance(v, bool) for v in value.values()):
+            raise bad
+        try:
+            return {str(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise bad from None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRequest("scheduler setting %s must be a whole number, got %r." % (option, value))
+    return value
+
+
+def operator_config(setting):
+    """(SchedulerConfig, candidate host names or None) from the scheduler's operator settings.
+
+    ``setting``: ``StepContext.operator_setting`` - the operator's file (section ``scheduler``), else Nova's
+    default; a task's own value for an admin only (a member or reader setting one is refused with AuthError
+    before anything is done). Raises InvalidRequest for a bad value."""
+    values = {opt: _typed(opt, setting(opt, "scheduler", default=DEFAULTS[opt])) for opt in SETTINGS}
+    cfg = config(values["enabled_filters"], values["weight_multipliers"] or {}, values["host_subset_size"],
+                 values["max_attempts"], values["service_down_time"])
+    return cfg, values["hosts"]
+
+
 def config(enabled_filters, weight_multipliers, host_subset_size, max_attempts, service_down_time):
     """The scheduler's configuration; ``service_down_time`` 0 = do not judge liveness by the age of the last
-    report or heartbeat. Raises InvalidRequest."""
+    report or heartbeat. ``weight_multipliers`` go over Nova's defaults (DEFAULT_WEIGHT_MULTIPLIERS), each
+    weigher its own setting as in nova.conf. ``enabled_filters`` None: every filter; the mandatory ones
+    (scheduler.MANDATORY_FILTERS) run whatever it says. Raises InvalidRequest."""
     if service_down_time < 0:
         raise InvalidRequest("service_down_time must be 0 (off) or a number of seconds, got %d." % service_down_time)
-    return _scheduler.SchedulerConfig(enabled_filters=enabled_filters, multipliers=weight_multipliers,
+    if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidRequest("max_attempts must be 1 to %d (playbooks/boot.yml runs %d build passes, one per "
+                             "attempt), got %d." % (MAX_ATTEMPTS_LIMIT, MAX_ATTEMPTS_LIMIT, max_attempts))
+    return _scheduler.SchedulerConfig(enabled_filters=enabled_filters,
+                                      multipliers=dict(DEFAULT_WEIGHT_MULTIPLIERS, **dict(weight_multipliers or {})),
                                       host_subset_size=host_subset_size, max_attempts=max_attempts,
                                       service_down_time=service_down_time or 10 ** 9)
 

@@ -387,3 +387,80 @@ def test_refusals(cloud):
         instances.move_state(conn, uuid, "active", None)
     with pytest.raises(Conflict, match="is active: only a failed build"):
         _reschedule.failed_build(db, auth, uuid, "hv1", DOMAIN_FAIL)
+
+
+# --- issue 16: the alternates are the scheduler's, and every one is filtered again --------------------
+
+def _whole_state(db):
+    """Every row of the tables a reschedule touches: nothing may change when one is refused."""
+    out = {}
+    with db.tx() as conn:
+        for name in ("instances", "allocations", "compute_nodes", "ports", "volumes", "instance_steps"):
+            table = _db.table(name)
+            out[name] = sorted(tuple(sorted((k, repr(v)) for k, v in r._mapping.items()))
+                               for r in conn.execute(table.select()).fetchall())
+    return out
+
+
+def _member(auth):
+    return _identity.AuthContext("m-id", "mallory", auth.project_id, "admin", ("member",), time.time() + 60, "a")
+
+
+def test_attack_a_member_naming_a_disabled_host_as_alternate_is_refused_state_unchanged(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    uuid = _built_on(cloud, "hv1")
+    with db.tx() as conn:
+        instances.update_request(conn, uuid, alternates=["hv2"])
+    _placement.upsert_compute_node(db, "hv3", {"vcpus": 2, "memory_mb": 1024, "local_gb": 20}, {"disabled": True},
+                                   False)
+    before = _whole_state(db)
+    with pytest.raises(AuthError, match="alternates names the hosts to build on, which only an admin may do"):
+        _reschedule.failed_build(db, _member(auth), uuid, "hv1", DOMAIN_FAIL, alternates=["hv3"])
+    assert _whole_state(db) == before
+    # the member's own reschedule (no alternates) takes the scheduler's, and never the disabled host
+    out = _reschedule.failed_build(db, _member(auth), uuid, "hv1", DOMAIN_FAIL)
+    assert out["rescheduled"] and out["host"] == "hv2"
+
+
+def test_a_stored_alternate_disabled_down_or_out_of_the_zone_since_scheduling_is_skipped(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    uuid = _built_on(cloud, "hv1")
+    _placement.upsert_compute_node(db, "hv4", {"vcpus": 2, "memory_mb": 2048, "local_gb": 20}, {}, False)
+    _placement.upsert_compute_node(db, "hv5", {"vcpus": 2, "memory_mb": 2048, "local_gb": 20}, {}, False)
+    with db.tx() as conn:
+        instances.update_request(conn, uuid, alternates=["hv2", "hv4", "hv3"])
+    # after scheduling: hv2 is disabled, hv4 stopped reporting (down)
+    _placement.upsert_compute_node(db, "hv2", {"vcpus": 2, "memory_mb": 1536, "local_gb": 20}, {"disabled": True},
+                                   False)
+    nodes = _db.table("compute_nodes")
+    with db.tx() as conn:
+        conn.execute(nodes.update().where(nodes.c.hostname == "hv4").values(updated_at=_db.now() - _dt(3600)))
+    out = _reschedule.failed_build(db, _member(auth), uuid, "hv1", DOMAIN_FAIL)
+    assert out["rescheduled"] and out["host"] == "hv3", out
+    assert out["claim_failures"]["hv2"] == "ComputeFilter: disabled"
+    assert out["claim_failures"]["hv4"].startswith("ComputeFilter: down"), out["claim_failures"]
+    # an admin's alternates are filtered the same way: nothing left passes -> ERROR, nothing held
+    uuid2 = _built_on(cloud, "hv1", name="vm2")
+    out = _reschedule.failed_build(db, auth, uuid2, "hv1", DOMAIN_FAIL, alternates=["hv2", "hv4", "nohost"])
+    assert not out["rescheduled"] and "No alternate passes the filters" in out["reason"]
+    assert out["claim_failures"]["nohost"] == "not a registered compute node"
+    st = _state(db, uuid2)
+    assert st["vm"] == ("error", None) and st["claim"] is None
+
+
+def test_the_recheck_runs_the_zone_filter_and_the_operator_hosts(cloud):
+    db, auth = cloud["db"], cloud["auth"]
+    _c, row = _compute_api.create(db, auth, "vmz", "m1.tiny", "img", ["net"], 0, None, False, availability_zone="nova")
+    _placement.upsert_compute_node(db, "hv2", {"vcpus": 2, "memory_mb": 1536, "local_gb": 20},
+                                   {"availability_zone": "az9"}, False)
+    with db.tx() as conn:
+        row = instances.get_instance(conn, row.uuid)
+    passed, skipped = _reschedule.recheck(db, row, ["hv2", "hv3", "hv1"], _scheduler.SchedulerConfig(), hosts=["hv2", "hv3"])
+    assert passed == ["hv3"]
+    assert skipped["hv2"].startswith("AvailabilityZoneFilter: host is in zone az9")
+    assert "operator setting scheduler.hosts" in skipped["hv1"]
+
+
+def _dt(seconds):
+    import datetime   # pylint: disable=import-outside-toplevel
+    return datetime.timedelta(seconds=seconds)

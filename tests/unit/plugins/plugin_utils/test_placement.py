@@ -350,17 +350,147 @@ def test_keystone_member_gets_a_service_token_or_a_clear_refusal(ks_placement, n
     auth = keystone.validate(token)
     with pytest.raises(AuthError, match="Placement accepts admin or service tokens only; user member"):
         _placement.connect(server.url, "keystone", token, auth, keystone, str(tmp_path))
-    # the controller's service credentials (openrc variables): the placement service user
+    # the controller's service credentials (openrc variables): the placement service user, at the controller's
+    # Keystone (OS_AUTH_URL) - without one, no service token at all
     with open(os.path.join(server.dir, "placement-password")) as f:
         monkeypatch.setenv("OS_PASSWORD", f.read().strip())
     monkeypatch.setenv("OS_USERNAME", "placement")
     monkeypatch.setenv("OS_PROJECT_NAME", "service")
+    with pytest.raises(AuthError, match="the controller configures no Keystone for its service credentials"):
+        _placement.connect(server.url, "keystone", token, auth, keystone, str(tmp_path))
+    monkeypatch.setenv("OS_AUTH_URL", ks.url)
     client = _placement.connect(server.url, "keystone", token, auth, keystone, str(tmp_path))
     assert client.token != token
     assert client.request("GET", "/resource_providers")[0] == 200
     # a member's own token is refused by Placement itself (policy admin_or_service_api)
     with pytest.raises(AuthError, match="403"):
         _placement.Placement(server.url, token).request("GET", "/resource_providers")
+
+
+# --- issue 16: service credentials go only to the controller's endpoints -------------------------
+
+class _Listener:
+    """The attacker's endpoint: a tiny HTTP server on 127.0.0.1 (a thread) that records every request."""
+
+    def __init__(self):
+        import http.server   # pylint: disable=import-outside-toplevel
+        import threading   # pylint: disable=import-outside-toplevel
+        seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                seen.append((self.command, self.path, dict(self.headers), self.rfile.read(length)))
+                body = b'{"token": {"roles": [{"name": "admin"}]}}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+            def log_message(self, *args):   # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def listener():
+    out = _Listener()
+    yield out
+    out.close()
+
+
+def _run_step(module, args, state_dir, db_url):
+    """The real action plugin's step (plugins/action/<module>.py) on a real StepContext: the task's ``args``
+    (as given), the spec's defaults for the rest."""
+    import importlib   # pylint: disable=import-outside-toplevel
+    import types   # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.module_utils import argspec   # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import steps   # pylint: disable=import-outside-toplevel
+
+    spec = argspec.module_kwargs(module)["argument_spec"]
+    full = {k: v.get("default") for k, v in spec.items()}
+    full.update(args, state_dir=state_dir, db_url=db_url)
+    action = types.SimpleNamespace(_task=types.SimpleNamespace(check_mode=False, diff=False))
+    ctx = steps.StepContext(action, full, {}, [k for k, v in args.items() if v is not None])
+    cls = importlib.import_module("ansible_collections.bootflow.cloud.plugins.action.%s" % module).ActionModule
+    try:
+        return cls.__new__(cls).step(ctx)
+    finally:
+        ctx.close()
+
+
+def _dump(db):
+    with db.tx() as conn:
+        return {name: sorted(repr(tuple(r)) for r in conn.execute(_db.table(name).select()).fetchall())
+                for name in ("instances", "allocations", "compute_nodes", "instance_steps")}
+
+
+@pytest.fixture()
+def openrc(ks_placement, no_openrc, monkeypatch):
+    """The controller's configuration: its Keystone (OS_AUTH_URL) and the placement service user."""
+    ks, server = ks_placement
+    with open(os.path.join(server.dir, "placement-password")) as f:
+        monkeypatch.setenv("OS_PASSWORD", f.read().strip())
+    monkeypatch.setenv("OS_USERNAME", "placement")
+    monkeypatch.setenv("OS_PROJECT_NAME", "service")
+    monkeypatch.setenv("OS_AUTH_URL", ks.url)
+    return ks, server
+
+
+@pytest.mark.parametrize("module", ["schedule", "reschedule"])
+@pytest.mark.parametrize("urls", ["both", "auth_url", "placement_url"])
+def test_attack_a_member_pointing_auth_url_or_placement_url_at_its_listener_gets_nothing(
+        openrc, listener, db, tmp_path, module, urls):
+    ks, _server = openrc
+    member = ks.users["member"]
+    token = ks.password_token("member", member["password"], "demo")
+    args = {"auth_token": token, "auth_backend": "keystone", "placement_backend": "placement", "instance": "vm1"}
+    if module == "reschedule":
+        args.update(host="hv1")
+    if urls in ("both", "auth_url"):
+        args["auth_url"] = listener.url
+    if urls in ("both", "placement_url"):
+        args["placement_url"] = listener.url
+    before = _dump(db)
+    with pytest.raises(AuthError, match="only an admin may name another one|placement_url given in the task"):
+        _run_step(module, args, str(tmp_path / "state"), db.url)
+    assert listener.requests == []          # no password, no service token, not even the member's own token
+    assert _dump(db) == before
+
+
+def test_the_service_token_never_comes_from_the_steps_keystone(openrc, listener, tmp_path):
+    """connect() for a member: the service user's password goes to the controller's Keystone (OS_AUTH_URL),
+    even when the step's Keystone (a task's auth_url) is the listener; the service token to Placement's
+    configured URL only."""
+    ks, server = openrc
+    member = ks.users["member"]
+    token = ks.password_token("member", member["password"], "demo")
+    real = _keystone.Keystone(ks.url, str(tmp_path))
+    auth = real.validate(token)
+    fake = _keystone.Keystone(listener.url, str(tmp_path))
+    client = _placement.connect(server.url, "keystone", token, auth, fake, str(tmp_path))
+    assert client.token != token and client.request("GET", "/resource_providers")[0] == 200
+    # no configured placement URL: the catalog of the controller's Keystone, not of the step's
+    client = _placement.connect(None, "keystone", token, auth, fake, str(tmp_path))
+    assert client.url == server.url
+    with pytest.raises(AuthError, match="placement_url given in the task"):
+        _placement.connect(None, "keystone", token, auth, fake, str(tmp_path), task_url=listener.url)
+    assert listener.requests == []
+    # an admin may name Placement's URL in a task, and then sends its own token
+    admin = ks.admin_token()
+    client = _placement.connect(None, "keystone", admin, real.validate(admin), real, str(tmp_path), task_url=server.url)
+    assert client.url == server.url and client.token == admin
 
 
 # --- the resource tracker (local DB) ----------------------------------------------------------

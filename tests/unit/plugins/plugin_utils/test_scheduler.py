@@ -732,3 +732,69 @@ def test_property_repeated_consume_never_overcommits(hosts, s, mult, seed):
         if s.vcpus > h.vcpus or s.memory_mb > h.memory_mb or s.disk_gb > h.local_gb:
             per_host = 0
         assert h.num_instances - next(x for x in hosts if x.name == h.name).num_instances == max(per_host, 0)
+
+
+# --- issue 16: the scheduler's configuration is the operator's ------------------------------------
+
+def test_compute_filter_is_mandatory_whatever_enabled_filters_says():
+    hosts = [host("off", disabled=True, memory_mb=65536), host("old", updated_at=NOW - 3600), host("on")]
+    for filters in ([], ["CapacityFilter"], ["ImagePropertiesFilter"]):
+        sel = select_hosts(hosts, spec(), SchedulerConfig(enabled_filters=filters), now=NOW)
+        assert sel.host == "on" and sel.alternates == []
+        assert sel.rejected["off"] == "ComputeFilter: disabled"
+        assert sel.rejected["old"].startswith("ComputeFilter: down")
+
+
+class _Caller:
+    def __init__(self, *roles):
+        self.roles, self.user_name, self.user_id = tuple(roles), "mallory", "m-id"
+
+
+def _setting_ctx(args, auth):
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils import steps   # pylint: disable=import-outside-toplevel
+    ctx = steps.StepContext.__new__(steps.StepContext)
+    ctx.args, ctx.given, ctx._auth = args, frozenset(k for k, v in args.items() if v is not None), auth  # pylint: disable=protected-access
+    return ctx
+
+
+@pytest.mark.parametrize("option,value", [
+    ("enabled_filters", ["CapacityFilter"]), ("hosts", ["hv-disabled"]), ("weight_multipliers", {"ram": -1}),
+    ("host_subset_size", 5), ("max_attempts", 1), ("service_down_time", 0)])
+def test_a_member_setting_a_scheduler_option_is_refused(tmp_path, monkeypatch, option, value):
+    from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError  # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduling  # pylint: disable=import-outside-toplevel
+    monkeypatch.setenv("BOOTFLOW_CONFIG", str(tmp_path / "none.yml"))
+    ctx = _setting_ctx({option: value}, _Caller("member"))
+    with pytest.raises(AuthError, match="%s is an operator setting .* only an admin may set it in a task" % option):
+        scheduling.operator_config(ctx.operator_setting)
+    cfg, hosts = scheduling.operator_config(_setting_ctx({option: value}, _Caller("admin")).operator_setting)
+    assert cfg.max_attempts >= 1 and (hosts == value if option == "hosts" else hosts is None)
+
+
+def test_the_operators_file_gives_the_schedulers_settings_and_novas_defaults(tmp_path, monkeypatch):
+    import os   # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest  # pylint: disable=import-outside-toplevel
+    from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduling  # pylint: disable=import-outside-toplevel
+    path = tmp_path / "bootflow.yml"
+    monkeypatch.setenv("BOOTFLOW_CONFIG", str(path))
+    member = _setting_ctx({}, _Caller("member")).operator_setting
+    cfg, hosts = scheduling.operator_config(member)   # no file: Nova's defaults
+    assert hosts is None and cfg.enabled_filters == list(FILTERS) and cfg.host_subset_size == 1
+    assert cfg.max_attempts == 3 and cfg.service_down_time == 60
+    assert cfg.multiplier("NumInstancesWeigher") == 0.0 and cfg.multiplier("BuildFailureWeigher") == 1000000.0
+    assert cfg.multiplier("RAMWeigher") == 1.0
+    path.write_text("scheduler:\n  enabled_filters: [CapacityFilter]\n  hosts: [hv1]\n  weight_multipliers: {ram: -1}\n"
+                    "  max_attempts: 2\n  service_down_time: 0\n")
+    os.chmod(path, 0o600)
+    cfg, hosts = scheduling.operator_config(member)
+    assert hosts == ["hv1"] and cfg.enabled_filters == ["CapacityFilter"] and cfg.max_attempts == 2
+    assert cfg.multiplier("RAMWeigher") == -1.0 and cfg.multiplier("CPUWeigher") == 1.0
+    assert cfg.service_down_time == 10 ** 9   # 0: off
+    for bad, msg in (("  max_attempts: 5\n", "max_attempts must be 1 to 3"),
+                     ("  hosts: hv1\n", "hosts must be a list of names"),
+                     ("  weight_multipliers: {ram: x}\n", "weight_multipliers must be a mapping"),
+                     ("  enabled_filters: [NoSuchFilter]\n", "Unknown scheduler filter")):
+        path.write_text("scheduler:\n" + bad)
+        os.chmod(path, 0o600)
+        with pytest.raises(InvalidRequest, match=msg):
+            scheduling.operator_config(member)

@@ -335,16 +335,20 @@ def test_reschedule_claims_only_an_alternate_that_keeps_the_policy(world):
         instances.move_state(conn, b, "building", "spawning", host="sg2")
     failure = _faults.Failure("cannot start: Hook script execution failed", "error",
                               "28 | nova-compute -> libvirt: define and start the domain", "domain", "sg2")
-    # the scheduler's alternates were sg1 (taken by a since) and sg3
-    out = _reschedule.failed_build(db, auth, b, "sg2", failure, alternates=["sg1", "sg3"])
+    # the scheduler's alternates were sg1 (taken by a since) and sg3 (kept with b's request: a member may not
+    # name them); the re-check's ServerGroupAntiAffinityFilter skips sg1 before any claim
+    with db.tx() as conn:
+        instances.update_request(conn, b, alternates=["sg1", "sg3"])
+    out = _reschedule.failed_build(db, auth, b, "sg2", failure)
     assert out["rescheduled"] and out["host"] == "sg3"
-    assert out["claim_failures"] == {"sg1": "server group web: anti-affinity: 1 group member(s) already on the host, "
-                                            "max_server_per_host 1 (re-checked at claim time)"}
+    assert out["claim_failures"] == {"sg1": "ServerGroupAntiAffinityFilter: anti-affinity: 1 group member(s) already "
+                                            "on the host, max_server_per_host 1"}
     # with only sg1 left: ERROR, and the reason names the policy
     with db.tx() as conn:
         instances.move_state(conn, b, "building", "spawning", host="sg3")
+        instances.update_request(conn, b, alternates=["sg1"])
     failure = _faults.Failure("cannot start again", "error", "28 | domain", "domain", "sg3")
-    out = _reschedule.failed_build(db, auth, b, "sg3", failure, alternates=["sg1"])
+    out = _reschedule.failed_build(db, auth, b, "sg3", failure)
     assert not out["rescheduled"] and "anti-affinity" in out["reason"] and "sg1" in out["claim_failures"]
     with db.tx() as conn:
         assert _placement.existing_allocation(conn, b) is None and instances.get_instance(conn, b).vm_state == "error"
