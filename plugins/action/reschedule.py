@@ -14,8 +14,6 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import Contro
 class ActionModule(ControllerStep):
     def step(self, ctx):
         a = ctx.args
-        # before the token goes anywhere: a Keystone the task names gets nothing from a non-admin's step
-        _placement.check_task_endpoints(ctx)
         # the scheduler's operator settings, to filter the alternates again with (no task option sets them)
         cfg, hosts = _scheduling.operator_config(ctx.operator_setting)
         # max_attempts: what the instance was scheduled with; a task's value is an operator override (admin)

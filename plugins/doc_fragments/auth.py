@@ -43,12 +43,8 @@ options:
         is refused (RV(error=auth)) before anything is sent there. M(bootflow.cloud.token) issues with the
         C(auth_url) of the clouds.yaml cloud it is given (O(bootflow.cloud.token#module:cloud)).
       - For HTTPS with a private CA, set E(OS_CACERT) (or C(cacert) in clouds.yaml).
-      - 'The controller''s own credentials (the Placement service user of the C(placement_backend) option) never go
-        to the URL a task gives here, only to the Keystone of the controller''s configuration. With
-        C(placement_backend=placement), a task''s O(auth_url) other than the controller''s Keystone (E(OS_AUTH_URL)
-        or the E(OS_CLOUD) cloud''s) is honoured for an V(admin) only - the caller is first authenticated at the
-        controller''s Keystone, and anyone else is refused (C(error=auth)) before any request goes to the
-        task''s URL.'
+      - The controller's service credentials (the Placement service user, see O(placement_backend)) go only to the
+        operator's Keystone, never to a URL a task names.
     type: str
   db_url:
     description:

@@ -23,7 +23,8 @@ options:
         Glance, so Glance's own policy and visibility rules apply. With O(auth_backend=local),
         the controller calls Glance without a token, so Glance must run without authentication
         (noauth, reachable by the controller only) and bootflow's policy and project scoping decide.
-      - Defaults to the E(BOOTFLOW_IMAGE_BACKEND) environment variable on the controller, or V(local).
+      - The E(BOOTFLOW_IMAGE_BACKEND) environment variable on the controller, or V(local). It is an operator setting. A task
+        may repeat the operator's value, and a task naming another backend is refused (RV(error=auth)).
       - An image registered with V(glance) is always fetched from Glance, whatever this option says.
     type: str
     choices: [local, glance]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
 
 CONFIG_ENV = "BOOTFLOW_CONFIG"
 CONFIG_NAME = "bootflow.yml"
@@ -41,12 +41,19 @@ SCHEMA = {
 
 
 def backend(option, value, env, choices, default="local"):
-    """The backend option ``option``'s ``value``, else the environment variable ``env``, else ``default``;
-    InvalidRequest when it is not one of ``choices`` (saying where a bad value came from)."""
-    chosen = value or os.environ.get(env) or default
+    """The operator's backend for ``option``: the environment variable ``env``, else ``default``. InvalidRequest
+    when it is not one of ``choices`` (saying where a bad value came from). A task's ``value`` may repeat it; a
+    task naming another backend is refused (AuthError): where claims, images or identities live is the
+    operator's choice, as in nova.conf and glance-api.conf."""
+    chosen = os.environ.get(env) or default
     if chosen not in choices:
-        where = "" if value else " (from the %s environment variable)" % env
-        raise InvalidRequest("%s must be one of %s, got %r%s." % (option, ", ".join(choices), chosen, where))
+        raise InvalidRequest("%s must be one of %s, got %r (from the %s environment variable)."
+                             % (option, ", ".join(choices), chosen, env))
+    if value and value != chosen:
+        if value not in choices:
+            raise InvalidRequest("%s must be one of %s, got %r." % (option, ", ".join(choices), value))
+        raise AuthError("%s %r differs from the operator's (%s, from the controller's %s environment variable, else %s): "
+                        "the backend is an operator setting, never a task's." % (option, value, chosen, env, default))
     return chosen
 
 

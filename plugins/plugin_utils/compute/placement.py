@@ -28,7 +28,8 @@ local identity, Placement runs with ``auth_strategy = noauth2`` and gets the tok
 docs/scheduler.md); with Keystone, the caller's token when it has the admin or service role, else a
 service token issued with the controller's credentials (E(BOOTFLOW_PLACEMENT_CLOUD) or openrc) by the
 controller's Keystone. The controller's credentials go only to endpoints of the controller's
-configuration or Keystone's catalog, never to a URL a task names (``connect``, ``check_task_endpoints``).
+configuration or Keystone's catalog, never to a URL a task names (``connect``; a task's Keystone URL
+other than the operator's is refused by ``StepContext`` before any token is validated).
 """
 
 from __future__ import annotations
@@ -568,19 +569,6 @@ def connect(url, auth_backend="local", token=None, auth=None, keystone=None, sta
     return Placement(url or catalog_url(service.auth_url, send), send)
 
 
-def controller_auth_url():
-    """Keystone's URL from the controller's configuration (E(OS_AUTH_URL), else the E(OS_CLOUD) cloud's
-    auth_url), normalised; None when the controller configures none."""
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import (  # pylint: disable=import-outside-toplevel
-        keystone as _keystone,
-    )
-
-    url = os.environ.get("OS_AUTH_URL")
-    if not url and os.environ.get("OS_CLOUD"):
-        url = _keystone.load_cloud(os.environ["OS_CLOUD"]).get("auth_url")
-    return _keystone.normalize_auth_url(url) if url else None
-
-
 def service_keystone(state_dir=None, caller=None):
     """The Keystone the controller's service credentials go to: the E(BOOTFLOW_PLACEMENT_CLOUD) cloud's
     auth_url, else E(OS_AUTH_URL) / the E(OS_CLOUD) cloud's - the controller's configuration, never a task's
@@ -637,36 +625,6 @@ def catalog_url(auth_url, token, timeout=TIMEOUT):
                 return ep["url"]
     raise PlacementError("Keystone's catalog at %s has no %s placement endpoint%s: register one, or set "
                          "BOOTFLOW_PLACEMENT_URL." % (auth_url, interface, " in region %s" % region if region else ""))
-
-
-def check_task_endpoints(ctx):
-    """Before the caller's token is sent anywhere (StepContext.auth validates it at the task's C(auth_url)):
-    a step that may use the controller's service credentials (Keystone identity and a real Placement) and
-    names a Keystone (C(auth_url)) other than the controller's is run for an admin only - the caller is
-    first authenticated at the controller's Keystone, and a non-admin is refused (AuthError), so an
-    endpoint a member names gets no request at all. Without a Keystone on the controller the task's
-    C(auth_url) is the only one and only the caller's own token goes there (service credentials need the
-    controller's Keystone, :func:`service_keystone`)."""
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import (  # pylint: disable=import-outside-toplevel
-        keystone as _keystone,
-    )
-    from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import (  # pylint: disable=import-outside-toplevel
-        allowed,
-    )
-
-    if resolve_backend(ctx.args.get("placement_backend")) == "local" or ctx.auth_backend != "keystone":
-        return
-    task_url = ctx.args.get("auth_url") if "auth_url" in ctx.given else None
-    trusted = controller_auth_url()
-    if not task_url or trusted is None or _keystone.normalize_auth_url(task_url) == trusted:
-        return
-    caller = _keystone.Keystone(None, ctx.state_dir).validate(ctx.args.get("auth_token"))
-    if not allowed(caller, "config:override"):
-        raise AuthError("auth_url given in the task (%s) is not the controller's Keystone (%s): with "
-                        "placement_backend=placement a step may use the controller's service credentials, which go "
-                        "only to the controller's Keystone; only an admin may name another one. User %s has %s: "
-                        "leave auth_url out." % (task_url, trusted, caller.user_name or caller.user_id,
-                                                 ", ".join(caller.roles) or "no role"))
 
 
 def for_step(ctx, backend=None):

@@ -37,6 +37,12 @@ import glance_server  # noqa: E402  # tests/openstack/glance_server.py
 GUEST_DIR = os.environ.get("BOOTFLOW_GUEST_DIR", "/var/cache/bootflow/guest")
 
 
+@pytest.fixture(autouse=True)
+def _operator_uses_glance(monkeypatch):
+    """The operator's controller: Glance is its image backend (a task can only repeat that)."""
+    monkeypatch.setenv("BOOTFLOW_IMAGE_BACKEND", "glance")
+
+
 @pytest.fixture(scope="module")
 def glance(tmp_path_factory):
     server = glance_server.GlanceServer(tmp_path_factory.mktemp("glance-noauth"))
@@ -209,6 +215,7 @@ def test_boot_lookup_finds_glance_images_by_name_and_scopes_them(cloud):
     assert changed and inst.image_id == direct["id"]
     # the local backend ignores Glance
     ctx.args["image_backend"] = "local"
+    os.environ["BOOTFLOW_IMAGE_BACKEND"] = "local"   # (the autouse fixture restores it)
     assert _images.boot_image_ref(ctx, "g-direct") == "g-direct"
 
 

@@ -82,6 +82,12 @@ def glance_members(client, image_id):
 
 # --- noauth Glance, local identity -------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _operator_uses_glance(monkeypatch):
+    """The operator's controller: Glance is its image backend (a task can only repeat that)."""
+    monkeypatch.setenv("BOOTFLOW_IMAGE_BACKEND", "glance")
+
+
 @pytest.fixture(scope="module")
 def noauth(tmp_path_factory):
     server = _start(glance_server.GlanceServer(tmp_path_factory.mktemp("glance-sharing")), "Glance")

@@ -254,7 +254,9 @@ def test_backend_choice(monkeypatch):
     assert _keystone.resolve_backend(None) == "local"
     monkeypatch.setenv("BOOTFLOW_AUTH_BACKEND", "keystone")
     assert _keystone.resolve_backend(None) == "keystone"
-    assert _keystone.resolve_backend("local") == "local"            # the option wins
+    assert _keystone.resolve_backend("keystone") == "keystone"      # a task may repeat the operator's backend
+    with pytest.raises(AuthError, match="differs from the operator's"):
+        _keystone.resolve_backend("local")                           # ... but not choose another
     monkeypatch.setenv("BOOTFLOW_AUTH_BACKEND", "ldap")
     with pytest.raises(InvalidRequest, match="from the BOOTFLOW_AUTH_BACKEND environment variable"):
         _keystone.resolve_backend(None)

@@ -290,7 +290,11 @@ def test_placement_errors_are_clear(monkeypatch):
     monkeypatch.setenv("BOOTFLOW_PLACEMENT_URL", "http://127.0.0.1:8778/")
     assert _placement.connect(None).url == "http://127.0.0.1:8778"
     monkeypatch.delenv("BOOTFLOW_PLACEMENT_BACKEND", raising=False)
-    assert _placement.resolve_backend() == "local" and _placement.resolve_backend("placement") == "placement"
+    assert _placement.resolve_backend() == "local" and _placement.resolve_backend("local") == "local"
+    with pytest.raises(AuthError, match="differs from the operator's"):
+        _placement.resolve_backend("placement")   # a task cannot move the claims off the operator's backend
+    monkeypatch.setenv("BOOTFLOW_PLACEMENT_BACKEND", "placement")
+    assert _placement.resolve_backend("placement") == "placement"
     monkeypatch.setenv("BOOTFLOW_PLACEMENT_BACKEND", "nova")
     with pytest.raises(InvalidRequest, match="from the BOOTFLOW_PLACEMENT_BACKEND environment variable"):
         _placement.resolve_backend()
@@ -451,8 +455,13 @@ def openrc(ks_placement, no_openrc, monkeypatch):
 @pytest.mark.parametrize("module", ["schedule", "reschedule"])
 @pytest.mark.parametrize("urls", ["both", "auth_url", "placement_url"])
 def test_attack_a_member_pointing_auth_url_or_placement_url_at_its_listener_gets_nothing(
-        openrc, listener, db, tmp_path, module, urls):
+        openrc, listener, db, tmp_path, module, urls, monkeypatch):
     ks, _server = openrc
+    # the operator's controller: its state dir, database and backends (the task only repeats them)
+    monkeypatch.setenv("BOOTFLOW_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("BOOTFLOW_DB_URL", db.url)
+    monkeypatch.setenv("BOOTFLOW_AUTH_BACKEND", "keystone")
+    monkeypatch.setenv("BOOTFLOW_PLACEMENT_BACKEND", "placement")
     member = ks.users["member"]
     token = ks.password_token("member", member["password"], "demo")
     args = {"auth_token": token, "auth_backend": "keystone", "placement_backend": "placement", "instance": "vm1"}
@@ -463,7 +472,7 @@ def test_attack_a_member_pointing_auth_url_or_placement_url_at_its_listener_gets
     if urls in ("both", "placement_url"):
         args["placement_url"] = listener.url
     before = _dump(db)
-    with pytest.raises(AuthError, match="only an admin may name another one|placement_url given in the task"):
+    with pytest.raises(AuthError, match="is not the operator's Keystone|placement_url given in the task"):
         _run_step(module, args, str(tmp_path / "state"), db.url)
     assert listener.requests == []          # no password, no service token, not even the member's own token
     assert _dump(db) == before

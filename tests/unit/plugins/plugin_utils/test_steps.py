@@ -48,30 +48,23 @@ def test_unset_options_do_not_reach_the_host_not_even_inside_sub_options():
     assert steps._without_unset(args) == {"name": "d", "disks": [{"path": "/x"}], "interfaces": []}  # pylint: disable=protected-access
 
 
-def test_a_backend_comes_from_the_option_else_the_environment_else_local(monkeypatch):
+def test_a_backend_is_the_operators_and_a_task_may_only_repeat_it(monkeypatch):
     monkeypatch.delenv("BOOTFLOW_X_BACKEND", raising=False)
     assert settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote")) == "local"
+    assert settings.backend("x_backend", "local", "BOOTFLOW_X_BACKEND", ("local", "remote")) == "local"
+    with pytest.raises(BootflowError, match=r"x_backend 'remote' differs from the operator's \(local") as err:
+        settings.backend("x_backend", "remote", "BOOTFLOW_X_BACKEND", ("local", "remote"))
+    assert err.value.kind == "auth"
     monkeypatch.setenv("BOOTFLOW_X_BACKEND", "remote")
     assert settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote")) == "remote"
-    assert settings.backend("x_backend", "local", "BOOTFLOW_X_BACKEND", ("local", "remote")) == "local"
+    with pytest.raises(BootflowError, match=r"x_backend 'local' differs from the operator's \(remote"):
+        settings.backend("x_backend", "local", "BOOTFLOW_X_BACKEND", ("local", "remote"))
+    with pytest.raises(InvalidRequest, match=r"x_backend must be one of local, remote, got 'nope'\."):
+        settings.backend("x_backend", "nope", "BOOTFLOW_X_BACKEND", ("local", "remote"))
     monkeypatch.setenv("BOOTFLOW_X_BACKEND", "nope")
     with pytest.raises(InvalidRequest, match=r"x_backend must be one of local, remote, got 'nope' \(from the "
                                              r"BOOTFLOW_X_BACKEND environment variable\)"):
         settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote"))
-
-
-def test_names_on_the_host():
-    uuid = "1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11"
-    assert layout.domain_name(uuid) == "bootflow-" + uuid
-    assert layout.instance_of_domain(layout.domain_name(uuid)) == uuid
-    assert layout.instance_of_domain("other") == "other"
-    assert layout.console_log_path("/srv/i", uuid) == "/srv/i/%s/console.log" % uuid
-
-
-def test_one_exception_root():
-    assert issubclass(InvalidRequest, BootflowError) and issubclass(InvalidRequest, ValueError)
-    err = BootflowError("no", device="vdb")
-    assert (str(err), err.msg, err.details) == ("no", "no", {"device": "vdb"})
 
 
 # --- the operator's configuration file ------------------------------------------------------------------
