@@ -169,7 +169,7 @@ def test_token_states_and_keystones_errors(booted, tmp_path):
         auth_token: "{{ issued.token }}"
         instance: %(uuid)s
       register: seen
-    - name: Keystone not reachable
+    - name: A Keystone the task names (not the operator's) is refused before anything is sent to it
       bootflow.cloud.instance_info:
         auth_token: "{{ issued.token }}"
         auth_url: http://127.0.0.1:%(dead)d/v3
@@ -208,7 +208,8 @@ def test_token_states_and_keystones_errors(booted, tmp_path):
     assert out["seen"] == NAME and out["revoked"] is True
     # (failed_when: false kept the play going; the step's own verdict is in failed_when_result)
     assert out["unreachable"]["failed_when_result"] is False and out["unreachable"]["error"] == "auth"
-    assert out["unreachable"]["msg"] == "cannot reach Keystone at http://127.0.0.1:%d/v3 (connection refused)" % dead_port
+    assert out["unreachable"]["msg"].startswith("auth_url http://127.0.0.1:%d/v3 is not the operator's Keystone (%s"
+                                                % (dead_port, ks.url.rstrip("/"))), out["unreachable"]["msg"]
     refused = ("The request you have made requires authentication. (Keystone at %s refused the token: it is "
                "expired, revoked or not a valid token)" % ks.url)
     for case in ("after_revoke", "tampered"):
