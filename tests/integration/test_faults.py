@@ -405,7 +405,7 @@ def test_member_refused_an_admin_step_changes_nothing(cloud):
     before = cloud.any.full_db_snapshot()
     res = adhoc(cloud, "bootflow.cloud.flavor", {"name": "f-rbac-huge", "vcpus": 64, "ram_mb": 262144, "disk_gb": 1,
                                                   "auth_token": member})
-    assert res.get("failed") and "Policy doesn't allow compute:flavor_manage" in res["msg"], res
+    assert res.get("error") == "auth" and "Policy doesn't allow compute:flavor_manage" in res["msg"], res
     assert "f-rbac-bob" in res["msg"] and "member" in res["msg"], res
     assert cloud.any.full_db_snapshot() == before
     assert cloud.query("SELECT name FROM flavors WHERE name='f-rbac-huge'") == []
