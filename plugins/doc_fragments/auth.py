@@ -28,7 +28,7 @@ options:
         older than 30 seconds.
       - The E(BOOTFLOW_AUTH_BACKEND) environment variable on the controller, or V(local). It is an operator
         setting. A task may repeat the operator's value, and a task naming another backend is refused
-        (RV(error=auth)) - a token validated by a service the task chose would prove nothing.
+        (C(error=auth)) - a token validated by a service the task chose would prove nothing.
       - Instances, ports, volumes, images, flavors and networks stay in the bootflow database with either
         backend; with V(keystone) their project and user IDs are Keystone's.
     type: str
@@ -40,10 +40,10 @@ options:
       - Only used with O(auth_backend=keystone).
       - The E(OS_AUTH_URL) environment variable on the controller, or the C(auth_url) of the clouds.yaml cloud
         named by E(OS_CLOUD). It is an operator setting. A task may repeat it, and a task naming another URL
-        is refused (RV(error=auth)) before anything is sent there. M(bootflow.cloud.token) issues with the
+        is refused (C(error=auth)) before anything is sent there. M(bootflow.cloud.token) issues with the
         C(auth_url) of the clouds.yaml cloud it is given (O(bootflow.cloud.token#module:cloud)).
       - For HTTPS with a private CA, set E(OS_CACERT) (or C(cacert) in clouds.yaml).
-      - The controller's service credentials (the Placement service user, see O(placement_backend)) go only to the
+      - The controller's service credentials (the Placement service user, see C(placement_backend)) go only to the
         operator's Keystone, never to a URL a task names.
     type: str
   db_url:
@@ -52,7 +52,7 @@ options:
       - Defaults to the SQLite file C(bootflow.db) in O(state_dir). The file is created with mode 0600
         and migrated to the current schema on first use.
       - Set with the E(BOOTFLOW_DB_URL) environment variable on the controller. It is an operator setting. A
-        task may repeat the operator's value, and a task naming another database is refused (RV(error=auth)),
+        task may repeat the operator's value, and a task naming another database is refused (C(error=auth)),
         before it is opened.
     type: str
   state_dir:
@@ -61,6 +61,6 @@ options:
         Keystone validation cache and the image store. Created with mode 0700 when missing.
       - E(BOOTFLOW_STATE_DIR) on the controller, or C(~/.bootflow). It is an operator setting (it holds the keys
         that tokens are checked with). A task may repeat the operator's value, and a task naming another
-        directory is refused (RV(error=auth)).
+        directory is refused (C(error=auth)).
     type: path
 """

@@ -24,7 +24,7 @@ options:
         the controller calls Glance without a token, so Glance must run without authentication
         (noauth, reachable by the controller only) and bootflow's policy and project scoping decide.
       - The E(BOOTFLOW_IMAGE_BACKEND) environment variable on the controller, or V(local). It is an operator setting. A task
-        may repeat the operator's value, and a task naming another backend is refused (RV(error=auth)).
+        may repeat the operator's value, and a task naming another backend is refused (C(error=auth)).
       - An image registered with V(glance) is always fetched from Glance, whatever this option says.
     type: str
     choices: [local, glance]

@@ -23,7 +23,7 @@ options:
         retries, or moves on to the next host. Releasing an allocation is C(DELETE /allocations/{instance}).
       - With either backend, the bootflow database keeps a copy of each instance's allocation.
       - The E(BOOTFLOW_PLACEMENT_BACKEND) environment variable on the controller, or V(local). It is an operator setting. A task
-        may repeat the operator's value, and a task naming another backend is refused (RV(error=auth)).
+        may repeat the operator's value, and a task naming another backend is refused (C(error=auth)).
       - 'Authentication with O(auth_backend=local): Placement must run with
         C(auth_strategy = noauth2). It then trusts the token C(admin) it is sent, so nothing but the controller
         may reach it. Bind it to loopback or a management network. The bootflow token is still checked on the

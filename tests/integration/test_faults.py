@@ -403,8 +403,8 @@ def test_member_refused_an_admin_step_changes_nothing(cloud):
         assert not res.get("failed"), (module, res)
     member = adhoc(cloud, "bootflow.cloud.token", {"username": "f-rbac-bob", "password": "bobpw", "project": "f-rbac"})["token"]
     before = cloud.any.full_db_snapshot()
-    res = adhoc(cloud, "bootflow.cloud.flavor", {"name": "f-rbac-huge", "vcpus": 64, "ram_mb": 262144, "disk_gb": 1,
-                                                  "auth_token": member})
+    res = adhoc(cloud, "bootflow.cloud.flavor",
+                {"name": "f-rbac-huge", "vcpus": 64, "ram_mb": 262144, "disk_gb": 1, "auth_token": member})
     assert res.get("error") == "auth" and "Policy doesn't allow compute:flavor_manage" in res["msg"], res
     assert "f-rbac-bob" in res["msg"] and "member" in res["msg"], res
     assert cloud.any.full_db_snapshot() == before

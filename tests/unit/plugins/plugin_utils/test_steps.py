@@ -67,6 +67,20 @@ def test_a_backend_is_the_operators_and_a_task_may_only_repeat_it(monkeypatch):
         settings.backend("x_backend", None, "BOOTFLOW_X_BACKEND", ("local", "remote"))
 
 
+def test_names_on_the_host():
+    uuid = "1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11"
+    assert layout.domain_name(uuid) == "bootflow-" + uuid
+    assert layout.instance_of_domain(layout.domain_name(uuid)) == uuid
+    assert layout.instance_of_domain("other") == "other"
+    assert layout.console_log_path("/srv/i", uuid) == "/srv/i/%s/console.log" % uuid
+
+
+def test_one_exception_root():
+    assert issubclass(InvalidRequest, BootflowError) and issubclass(InvalidRequest, ValueError)
+    err = BootflowError("no", device="vdb")
+    assert (str(err), err.msg, err.details) == ("no", "no", {"device": "vdb"})
+
+
 # --- the operator's configuration file ------------------------------------------------------------------
 
 def _write_config(tmp_path, text, mode=0o600):
