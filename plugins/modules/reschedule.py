@@ -25,9 +25,11 @@ description:
     left, claims the first alternate that still passes the scheduler's filters and still fits (it may be stale, as
     in Nova) and sets it as the instance's host (C(building/scheduling)). Every alternate is filtered again first,
     on the hosts' state now, with EVERY filter the scheduler runs (its operator settings, see
-    M(bootflow.cloud.schedule)) - a host disabled or down since, moved out of the instance's availability zone or
+    M(bootflow.cloud.schedule)) - a host disabled since, moved out of the instance's availability zone or
     aggregate, without a required trait, capability or image property, or breaking the server group's policy is
-    skipped, with the reason in RV(claim_failures). The result names the new RV(host); the build starts again there.
+    skipped, with the reason in RV(claim_failures). The age of a host's last report is not judged again (heartbeats
+    come with C(playbooks/boot.yml), not continuously); an alternate that died since fails its build like any dead
+    host. The result names the new RV(host); the build starts again there.
     For a member of an V(affinity) or V(anti-affinity) server group (see M(bootflow.cloud.server_group)), the claim
     also re-checks the group's policy; an alternate that would break it is skipped (RV(claim_failures)).
   - Otherwise the instance goes to C(vm_state=error) without a host. Its fault (message, step, action, host, time,

@@ -10,6 +10,8 @@ PRIVATE to the collection: may change at any time. Controller side only. The dec
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cleanups as _cleanups
@@ -137,14 +139,19 @@ def release(db, uuid, placement=None):
 
 def recheck(db, row, candidates, cfg, hosts=None, now=None):
     """The alternates that still pass EVERY filter of the scheduler (``cfg``: its enabled and mandatory
-    filters - ComputeFilter's disabled/down, the zone, aggregates, traits, capabilities, image properties,
+    filters - ComputeFilter's disabled (not its down: see below), the zone, aggregates, traits, capabilities, image properties,
     the group policies, capacity), on the hosts' state now, in their order; and {host: why skipped}.
-    An alternate is what the scheduler saw when it placed the instance: a host disabled, down, moved out
+    An alternate is what the scheduler saw when it placed the instance: a host disabled, moved out
     of the zone or filled since then is skipped (Nova's conductor re-checks its alternates the same way,
     through Placement and the late group check). ``hosts``: the operator's candidate hosts (None: all)."""
     with db.tx() as conn:
         states = {s.name: s for s in _placement.host_states(conn)}
         full_spec, _group = api.scheduling_request(conn, row)
+    # ComputeFilter judges "disabled" again, but not "down" by the age of the last report: heartbeats come with
+    # boot.yml's start (scheduler role, step 8), not every few seconds as from Nova's compute services, so by a
+    # later build pass every alternate would look down. Liveness was judged when the request was scheduled; an
+    # alternate that died since then fails its build like any dead host (conductor: host_cleanups, next one).
+    cfg = dataclasses.replace(cfg, service_down_time=10 ** 9)
     wanted = None if hosts is None else set(hosts)
     passed, skipped = [], {}
     for name in candidates:
