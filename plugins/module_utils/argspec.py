@@ -24,7 +24,6 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.layout impor
 # --- the API's vocabulary ------------------------------------------------------------------------------
 
 ROLES = ("admin", "member", "reader")
-DEFAULT_TOKEN_TTL = 3600
 DEFAULT_MAX_ATTEMPTS = 3     # builds of one instance, the first included (Nova's [scheduler] max_attempts)
 DISK_FORMATS = ("raw", "qcow2")
 CONTAINER_FORMATS = ("bare",)

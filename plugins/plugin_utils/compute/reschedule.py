@@ -151,7 +151,7 @@ def recheck(db, row, candidates, cfg, hosts=None, now=None):
     # boot.yml's start (scheduler role, step 8), not every few seconds as from Nova's compute services, so by a
     # later build pass every alternate would look down. Liveness was judged when the request was scheduled; an
     # alternate that died since then fails its build like any dead host (conductor: host_cleanups, next one).
-    cfg = dataclasses.replace(cfg, service_down_time=10 ** 9)
+    cfg = dataclasses.replace(cfg, service_down_time=_scheduler.NEVER_DOWN)
     wanted = None if hosts is None else set(hosts)
     passed, skipped = [], {}
     for name in candidates:

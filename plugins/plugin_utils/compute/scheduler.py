@@ -430,6 +430,11 @@ def _cap_str(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # Configuration
 
+# service_down_time "off" (nova.conf has no such value; 0 means it in the operator's file): no host is ever
+# judged down by the age of its last report
+NEVER_DOWN = 10 ** 9
+
+
 @dataclasses.dataclass
 class SchedulerConfig:
     """Scheduler knobs (``[filter_scheduler]`` in nova.conf)."""

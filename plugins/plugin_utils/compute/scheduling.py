@@ -80,7 +80,7 @@ def config(enabled_filters, weight_multipliers, host_subset_size, max_attempts, 
     return _scheduler.SchedulerConfig(enabled_filters=enabled_filters,
                                       multipliers=dict(DEFAULT_WEIGHT_MULTIPLIERS, **dict(weight_multipliers or {})),
                                       host_subset_size=host_subset_size, max_attempts=max_attempts,
-                                      service_down_time=service_down_time or 10 ** 9)
+                                      service_down_time=service_down_time or _scheduler.NEVER_DOWN)
 
 
 def _client(placement):
