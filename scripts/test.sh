@@ -22,6 +22,8 @@ xdist() { [ "$WORKERS" -gt 0 ] && echo "-n $WORKERS $*"; }
 stage unit        python -m pytest -q -p no:cacheprovider $(xdist) tests/unit
 stage sanity      bash scripts/sanity.sh
 stage lint        ansible-lint --profile production
+# the changelog's fragments (changelogs/fragments/*.yml) and its data (changelogs/changelog.yaml)
+stage changelog   bash -c 'antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml'
 # shellcheck disable=SC2046
 stage integration python -m pytest -q -p no:cacheprovider $(xdist --dist loadfile) --durations=25 tests/integration
 echo

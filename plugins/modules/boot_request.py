@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: boot_request
 short_description: Validate and record a whole list of instances as one boot request (nova-api multi-create, seed steps 3-7)
-version_added: 0.2.0
+version_added: 0.1.0
 author: bootflow.cloud contributors (@bootflow)
 description:
   - nova-api's part of the boot flow for a fleet - what M(bootflow.cloud.instance) does for one instance, done for a

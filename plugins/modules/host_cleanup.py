@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: host_cleanup
 short_description: What failed builds left on a hypervisor host that could not undo them (nova-compute start-up cleanup)
-version_added: 0.2.0
+version_added: 0.1.0
 author: bootflow.cloud contributors (@bootflow)
 description:
   - When a build fails on a host that cannot undo it - libvirtd is down, the host went unreachable - the conductor
