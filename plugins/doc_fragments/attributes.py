@@ -4,6 +4,15 @@
 from __future__ import annotations
 
 
+# What every module needs on the controller: its action plugin runs there (host steps' too). The list is
+# meta/ee-requirements.txt's; tests/unit/test_ee_requirements.py holds the two together.
+_CONTROLLER_REQUIREMENTS = """
+  - "Controller: the Python libraries of the collection's execution environment (C(meta/ee-requirements.txt)):
+    SQLAlchemy >= 2.0, Alembic, cryptography, msgpack, keystoneauth1 (identity backend C(keystone)),
+    openstacksdk (C(image_backend=glance), C(placement_backend=placement)) and psycopg2 (a PostgreSQL C(db_url))"
+"""
+
+
 class ModuleDocFragment:
     # Standard attributes shared by every module of the collection.
     DOCUMENTATION = r"""
@@ -23,6 +32,7 @@ attributes:
     # Controller-side step: runs as an action plugin inside the controller process.
     CONTROLLER = r"""
 options: {}
+requirements:""" + _CONTROLLER_REQUIREMENTS + r"""
 attributes:
   action:
     description: Runs as an action plugin on the controller; the target host is not contacted.
@@ -35,6 +45,9 @@ attributes:
     # Host-side step: an action plugin on the controller wraps a module run on the host.
     HOST = r"""
 options: {}
+requirements:""" + _CONTROLLER_REQUIREMENTS + r"""
+  - "Hypervisor host: Debian's C(/usr/bin/python3) and the packages the role C(bootflow.cloud.hypervisor) installs
+    (C(bootflow_hypervisor_packages): libvirt, QEMU, python3-libvirt, dnsmasq, genisoimage)"
 attributes:
   action:
     description: An action plugin on the controller validates the token and records the step, then runs the module on the hypervisor host.

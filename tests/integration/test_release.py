@@ -61,11 +61,12 @@ def user_env(colls, **extra):
     return env
 
 
-def run(cmd, cwd, env=None, timeout=600):
+def run(cmd, cwd, env=None, timeout=600, stderr=subprocess.STDOUT):
+    """stdout (and stderr, unless ``stderr`` says otherwise) of a command that must succeed."""
     proc = subprocess.run([str(c) for c in cmd], cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, "%s failed (rc=%d):\n%s" % (" ".join(map(str, cmd)), proc.returncode,
-                                                           proc.stdout[-6000:])
+                          stderr=stderr, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, "%s failed (rc=%d):\n%s%s" % (" ".join(map(str, cmd)), proc.returncode,
+                                                             proc.stdout[-6000:], proc.stderr or "")
     return proc.stdout
 
 
@@ -86,7 +87,8 @@ def release(tmp_path_factory):
     tarballs = list(out.glob("bootflow-cloud-*.tar.gz"))
     assert len(tarballs) == 1, tarballs
     run([GALAXY, "collection", "install", "-p", colls, tarballs[0]], cwd, user_env(colls))
-    listed = json.loads(run([GALAXY, "collection", "list", "--format", "json"], cwd, user_env(colls)))
+    listed = json.loads(run([GALAXY, "collection", "list", "--format", "json"], cwd, user_env(colls),
+                             stderr=subprocess.PIPE))
     assert {p: list(c) for p, c in listed.items() if c} == {
         str(colls / "ansible_collections"): ["bootflow.cloud"]}, listed
     return {"base": base, "tarball": tarballs[0], "colls": colls, "cwd": cwd,

@@ -153,3 +153,37 @@ def test_host_imports_are_documented_as_host_packages():
     undocumented = [HOST_PACKAGES[n] for n in names if HOST_PACKAGES[n] not in doc]
     assert not undocumented, "docs/execution-environment.md does not name %s" % undocumented
     assert not set(names) & set(scan(CONTROLLER)), "a host-only import is in controller code"
+
+
+def _fragment_requirements(variant):
+    from ansible_collections.bootflow.cloud.plugins.doc_fragments.attributes import ModuleDocFragment
+    return yaml.safe_load(getattr(ModuleDocFragment, variant))["requirements"]
+
+
+@pytest.mark.parametrize("variant", ["CONTROLLER", "HOST"])
+def test_module_docs_name_every_ee_requirement(variant):
+    """Every module's requirements (doc fragment attributes.CONTROLLER or .HOST) name each distribution of
+    meta/ee-requirements.txt (psycopg2-binary as its import name); a host step also names the host's."""
+    text = " ".join(_fragment_requirements(variant)).lower()
+    unnamed = [d for d in ee_listed() if d.lower() not in text and d.replace("-binary", "") not in text]
+    assert not unnamed, "attributes.%s requirements do not name %s" % (variant, unnamed)
+    assert ("python3-libvirt" in text) == (variant == "HOST")
+
+
+def test_every_module_extends_the_fragment_of_where_it_runs():
+    """A host module (an AnsibleModule that runs on the hypervisor host) extends attributes.HOST, a
+    controller step (documentation only, its action plugin does the work) attributes.CONTROLLER."""
+    wrong = []
+    modules = os.path.join(REPO, "plugins", "modules")
+    for name in sorted(os.listdir(modules)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(modules, name), encoding="utf-8") as f:
+            src = f.read()
+        doc = yaml.safe_load(ast.literal_eval(next(
+            n.value for n in ast.parse(src).body if isinstance(n, ast.Assign)
+            and any(getattr(t, "id", None) == "DOCUMENTATION" for t in n.targets))))
+        want = "bootflow.cloud.attributes.%s" % ("HOST" if "AnsibleModule(" in src else "CONTROLLER")
+        if want not in doc.get("extends_documentation_fragment", []):
+            wrong.append("%s: %s" % (name, want))
+    assert not wrong, "modules missing the fragment of where they run: %s" % wrong
