@@ -145,15 +145,16 @@ def galaxy_context(release):
             "galaxy": {"collections": [{"name": "collections/" + release["tarball"].name, "type": "file"}]},
         },
         "additional_build_files": [{"src": str(release["tarball"]), "dest": "collections"}],
-        "additional_build_steps": {"prepend_galaxy": ["COPY _build/collections/ collections/"]},
     }
     (work / "execution-environment.yml").write_text(yaml.safe_dump(definition))
     ctx = _builder_create(work, work / "context")
     build = ctx / "_build"
     assert (build / "collections" / release["tarball"].name).is_file()
     dockerfile = (ctx / "Dockerfile").read_text()
-    assert "COPY _build/requirements.yml requirements.yml" in dockerfile
-    colls = work / "image-collections"   # the image's /usr/share/ansible/collections
+    # the galaxy stage installs the requirements from a copy of _build (where the tarball is)
+    assert "COPY _build /build\nWORKDIR /build" in dockerfile
+    assert re.search(r"^RUN .*ansible-galaxy collection install .*-r requirements.yml", dockerfile, re.M)
+    colls = work / "image-collections"   # the image's /usr/share/ansible/collections; build = its /build
     run([GALAXY, "collection", "install", "-r", "requirements.yml", "-p", colls], build, user_env(colls))
     assert (colls / "ansible_collections" / "bootflow" / "cloud" / "meta" / "execution-environment.yml").is_file()
     pip_txt, bindep_txt = work / "requirements.txt", work / "bindep.txt"
