@@ -29,7 +29,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import INVENTORY_SH, RECAP_RE, REPO, TESTHOST, Env
+from conftest import INVENTORY_SH, RECAP_RE, REPO, TESTHOST, Env, wait_console
 
 HOST_N = 221
 NAME = "rel-vm"
@@ -261,6 +261,8 @@ def test_fqcn_playbooks_from_the_installed_tarball_boot_and_delete_a_guest(relea
         assert [(r["vm_state"], r["power_state"], r["host"]) for r in rows] == [("active", "RUNNING", look.host)]
         uuid = rows[0]["uuid"]
         assert look.ssh("virsh -c qemu:///system domstate bootflow-%s" % uuid).strip() == "running"
+        ip = look.query("SELECT ip FROM ports WHERE instance_uuid=?", uuid)[0]["ip"]
+        assert wait_console(look, uuid, r"GUEST-DHCP-LEASE: iface=\S+ ip=(\S+)").group(1) == ip   # it really booted
         play("delete", "-e", "bootflow_instance_name=" + NAME)
         assert look.host_snapshot() == before
         row = look.query("SELECT vm_state, deleted FROM instances WHERE uuid=?", uuid)[0]
