@@ -4,15 +4,6 @@
 from __future__ import annotations
 
 
-# What every module needs on the controller: its action plugin runs there (host steps' too). The list is
-# meta/ee-requirements.txt's; tests/unit/test_ee_requirements.py holds the two together.
-_CONTROLLER_REQUIREMENTS = """
-  - "Controller: the Python libraries of the collection's execution environment (C(meta/ee-requirements.txt)):
-    SQLAlchemy >= 2.0, Alembic, cryptography, msgpack, keystoneauth1 (identity backend C(keystone)),
-    openstacksdk (C(image_backend=glance), C(placement_backend=placement)) and psycopg2 (a PostgreSQL C(db_url))"
-"""
-
-
 class ModuleDocFragment:
     # Standard attributes shared by every module of the collection.
     DOCUMENTATION = r"""
@@ -29,10 +20,15 @@ attributes:
       - bootflow.cloud.bootflow
 """
 
-    # Controller-side step: runs as an action plugin inside the controller process.
+    # Controller-side step: runs as an action plugin inside the controller process. Its requirements are
+    # meta/ee-requirements.txt's; HOST repeats them (ansible-test wants plain strings here), and
+    # tests/unit/test_ee_requirements.py holds the three together.
     CONTROLLER = r"""
 options: {}
-requirements:""" + _CONTROLLER_REQUIREMENTS + r"""
+requirements:
+  - "Controller: the Python libraries of the collection's execution environment (C(meta/ee-requirements.txt)):
+    SQLAlchemy >= 2.0, Alembic, cryptography, msgpack, keystoneauth1 (identity backend C(keystone)),
+    openstacksdk (C(image_backend=glance), C(placement_backend=placement)) and psycopg2 (a PostgreSQL C(db_url))"
 attributes:
   action:
     description: Runs as an action plugin on the controller; the target host is not contacted.
@@ -45,7 +41,10 @@ attributes:
     # Host-side step: an action plugin on the controller wraps a module run on the host.
     HOST = r"""
 options: {}
-requirements:""" + _CONTROLLER_REQUIREMENTS + r"""
+requirements:
+  - "Controller: the Python libraries of the collection's execution environment (C(meta/ee-requirements.txt)):
+    SQLAlchemy >= 2.0, Alembic, cryptography, msgpack, keystoneauth1 (identity backend C(keystone)),
+    openstacksdk (C(image_backend=glance), C(placement_backend=placement)) and psycopg2 (a PostgreSQL C(db_url))"
   - "Hypervisor host: Debian's C(/usr/bin/python3) and the packages the role C(bootflow.cloud.hypervisor) installs
     (C(bootflow_hypervisor_packages): libvirt, QEMU, python3-libvirt, dnsmasq, genisoimage)"
 attributes:

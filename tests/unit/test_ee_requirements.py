@@ -168,6 +168,8 @@ def test_module_docs_name_every_ee_requirement(variant):
     unnamed = [d for d in ee_listed() if d.lower() not in text and d.replace("-binary", "") not in text]
     assert not unnamed, "attributes.%s requirements do not name %s" % (variant, unnamed)
     assert ("python3-libvirt" in text) == (variant == "HOST")
+    assert _fragment_requirements(variant)[0] == _fragment_requirements("CONTROLLER")[0], \
+        "attributes.HOST repeats CONTROLLER's controller requirement word for word"
 
 
 def test_every_module_extends_the_fragment_of_where_it_runs():
