@@ -65,8 +65,8 @@ def run(cmd, cwd, env=None, timeout=600, stderr=subprocess.STDOUT):
     """stdout (and stderr, unless ``stderr`` says otherwise) of a command that must succeed."""
     proc = subprocess.run([str(c) for c in cmd], cwd=str(cwd), env=env, stdout=subprocess.PIPE,
                           stderr=stderr, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, "%s failed (rc=%d):\n%s%s" % (" ".join(map(str, cmd)), proc.returncode,
-                                                             proc.stdout[-6000:], proc.stderr or "")
+    assert proc.returncode == 0, "%s failed (rc=%d):\n%s%s" % (
+        " ".join(map(str, cmd)), proc.returncode, proc.stdout[-6000:], proc.stderr or "")
     return proc.stdout
 
 
@@ -88,7 +88,7 @@ def release(tmp_path_factory):
     assert len(tarballs) == 1, tarballs
     run([GALAXY, "collection", "install", "-p", colls, tarballs[0]], cwd, user_env(colls))
     listed = json.loads(run([GALAXY, "collection", "list", "--format", "json"], cwd, user_env(colls),
-                             stderr=subprocess.PIPE))
+                            stderr=subprocess.PIPE))
     assert {p: list(c) for p, c in listed.items() if c} == {
         str(colls / "ansible_collections"): ["bootflow.cloud"]}, listed
     return {"base": base, "tarball": tarballs[0], "colls": colls, "cwd": cwd,
