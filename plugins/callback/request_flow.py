@@ -67,6 +67,7 @@ class CallbackModule(CallbackBase):
         self._rows = []
         self._started = {}   # (host, task uuid) -> when the task started on the host (epoch seconds)
         self._token = None   # the run's keystone token step, drawn at the top of each diagram
+        self._since = None   # when the run started: the step log's rows from then on are this run's
 
     def _collect(self, result):
         res = result._result  # pylint: disable=protected-access
@@ -96,6 +97,10 @@ class CallbackModule(CallbackBase):
                            "from": "", "to": "", "changed": "FAILED", "ms": "",
                            "_ms": int((now - started) * 1000) if started else None, "_end": now, "_target": target})
 
+    def v2_playbook_on_start(self, playbook):
+        if self._since is None:
+            self._since = time.time()
+
     def v2_runner_on_start(self, host, task):
         self._started[(host.get_name(), task._uuid)] = time.time()  # pylint: disable=protected-access
 
@@ -123,11 +128,17 @@ class CallbackModule(CallbackBase):
             return []
         os.makedirs(directory, mode=0o755, exist_ok=True)
         real = os.path.realpath(directory)
-        logs = _step_logs(list(by_uuid)) if any(r.get("recorded") for r in self._rows) else {}
+        logs = {}
+        if any(r.get("recorded") for r in self._rows):
+            try:
+                logs = _step_logs(list(by_uuid))
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                self._display.warning("request_flow: the step log could not be read (%s); the diagrams show the "
+                                      "steps as the run saw them" % safe_text(exc))
         written = []
         for uuid, rows in by_uuid.items():
             rows = [dict(r, ms=r["_ms"]) if r.get("changed") == "FAILED" else r for r in rows]
-            arrows = diagram.merge(([self._token] if self._token else []) + rows, logs.get(uuid, []))
+            arrows = diagram.merge(([self._token] if self._token else []) + rows, logs.get(uuid, []), self._since)
             name = rows[0].get("instance") or ""
             path = os.path.join(real, diagram.file_name(name, uuid))
             if os.path.dirname(path) != real:   # file_name never holds a separator: a guard, not a rule

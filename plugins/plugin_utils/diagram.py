@@ -21,7 +21,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import
 # (key, label) of the lifelines, left to right, as docs/request-flow.md tells the flow
 LIFELINES = (
     ("client", "client / CLI"), ("keystone", "keystone"), ("nova-api", "nova-api"),
-    ("nova-scheduler", "nova-scheduler / placement"), ("nova-conductor", "nova-conductor"), ("glance", "glance"),
+    ("nova-scheduler", "nova-scheduler"), ("nova-conductor", "nova-conductor"), ("glance", "glance"),
     ("neutron", "neutron"), ("cinder", "cinder"), ("nova-compute", "nova-compute"), ("libvirt", "libvirt / QEMU"),
 )
 # the service a step's text names -> its lifeline (first match wins: "placement" before "nova-api")
@@ -81,7 +81,7 @@ def arrow_from_run(row, end):
     return {"seq": None, "seed": row.get("seed_steps") or "", "service": row.get("service") or "",
             "action": row.get("action") or "", "host": row.get("host") or "", "vm_from": vm_from,
             "task_from": task_from, "vm_state": vm, "task_state": task, "changed": bool(row.get("changed")),
-            "ms": ms, "start": (end - ms / 1000.0) if end is not None and ms is not None else None,
+            "ms": ms, "start": (end - ms / 1000.0) if end is not None and ms is not None else None, "end": end,
             "status": status, "recorded": False}
 
 
@@ -97,6 +97,7 @@ def arrow_from_log(step, undo=False):
             "vm_state": step.get("vm_state"), "task_state": step.get("task_state"),
             "changed": bool(step.get("changed")), "ms": ms,
             "start": end - ms / 1000.0 if isinstance(end, (int, float)) else None,
+            "end": end if isinstance(end, (int, float)) else None,
             "status": "undo" if undo else _status(step.get("seed_steps"), step.get("action")), "recorded": True}
 
 
@@ -108,19 +109,28 @@ def _status(seed, action):
     return "ok"
 
 
-def merge(run_rows, log_rows):
-    """The arrows of one instance: ``run_rows`` are what the run saw, in order, each a ``bootflow_step`` row
-    with ``_end`` (epoch seconds) and ``undo``; ``log_rows`` the instance's step log in order. The rows the
-    run recorded are the log's last ones: each is drawn as the log has it (seed steps, states, time)."""
-    recorded = [r for r in run_rows if r.get("recorded")]
-    tail = list(log_rows[len(log_rows) - len(recorded):]) if recorded and len(log_rows) >= len(recorded) else []
-    out = []
-    for row in run_rows:
-        if row.get("recorded") and tail:
-            out.append(arrow_from_log(tail.pop(0), undo=bool(row.get("undo"))))
-        else:
-            out.append(arrow_from_run(row, row.get("_end")))
-    return out
+def merge(run_rows, log_rows, since=None):
+    """The arrows of one instance, in the order the steps ended. ``log_rows``: the instance's step log in order,
+    drawn as it is, from ``since`` on (epoch seconds: when the run started; None: all of it). ``run_rows``: what
+    the run saw, in order, each a ``bootflow_step`` row with ``_end`` (epoch seconds) and ``undo``: the rows it
+    did not record (the token, the conductor's spec, the final read, failed tasks) are drawn as the run saw them,
+    the recorded ones only say which logged steps undid a build. Without a log, the run's rows are drawn."""
+    logged = [arrow_from_log(r) for r in log_rows]
+    logged = [a for a in logged if since is None or a["end"] is None or a["end"] >= since]
+    if not logged:
+        return [arrow_from_run(r, r.get("_end")) for r in run_rows]
+    i = 0
+    for row in run_rows:      # the recorded rows are a subsequence of the log (a list step returns no row)
+        if not row.get("recorded"):
+            continue
+        j = next((k for k in range(i, len(logged)) if logged[k]["action"] == row.get("action")), None)
+        if j is not None:
+            if row.get("undo"):
+                logged[j]["status"] = "undo"
+            i = j + 1
+    extra = [arrow_from_run(r, r.get("_end")) for r in run_rows if not r.get("recorded")]
+    last = float("inf")
+    return sorted(logged + extra, key=lambda a: last if a["end"] is None else a["end"])
 
 
 def file_name(name, uuid, suffix=".svg"):
@@ -156,7 +166,7 @@ def render(name, uuid, arrows):
                 keys.append(key)
                 labels[key] = key
     x = {key: LEFT + COL_W * i + COL_W // 2 for i, key in enumerate(keys)}
-    width = LEFT + COL_W * len(keys) + 20
+    width = LEFT + COL_W * len(keys) + 240   # room for the labels of arrows into the last lifelines
     bottom = TOP + ROW_H * (len(arrows) + 1)
     height = bottom + 70
     starts = [a["start"] for a in arrows if a.get("start") is not None]
@@ -167,7 +177,7 @@ def render(name, uuid, arrows):
            "<title>%s</title>" % _text("Request flow of %s (%s)" % (safe_text(name), safe_text(uuid))),
            '<rect width="100%" height="100%" fill="#ffffff"/>', "<defs>"]
     for status, colour in STATUS_COLOURS.items():
-        out.append('<marker id="head-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
+        out.append('<marker id="head-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
                    'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker>' % (status, colour))
     out.append("</defs>")
     out.append('<text x="12" y="24" font-size="16" font-weight="bold">%s</text>'
