@@ -230,7 +230,7 @@ def test_browser_renders_the_boot_and_its_arrows_are_the_db_steps(plain, tmp_pat
     ink = total - counts.get((255, 255, 255), 0)
     assert 0.01 * total < ink < 0.5 * total, (ink, total)            # a picture, not a blank or a smear
     assert counts.get(COLOURS["ok"], 0) > 500                        # the arrows' blue
-    assert counts.get(COLOURS["failed"], 0) == 0
+    assert counts.get(COLOURS["failed"], 0) < 100                    # the legend's line only
 
 
 def test_rescheduled_build_shows_the_failed_step_and_the_reschedule(rescheduled, tmp_path):
@@ -250,4 +250,4 @@ def test_rescheduled_build_shows_the_failed_step_and_the_reschedule(rescheduled,
     assert [a["host"] for a in after if a["action"] == "domain"] == ["bfhv247"]
     assert after[-1]["vm-state"] in ("active", "") and [a for a in after if a["vm-state"] == "active"]
     counts = picture(screenshot(tmp_path, path), svg_size(path))
-    assert counts.get(COLOURS["failed"], 0) > 100 and counts.get(COLOURS["reschedule"], 0) > 100
+    assert counts.get(COLOURS["failed"], 0) > 300 and counts.get(COLOURS["reschedule"], 0) > 300   # legend: ~50
