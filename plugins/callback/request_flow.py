@@ -71,7 +71,7 @@ class CallbackModule(CallbackBase):
 
     def _collect(self, result):
         res = result._result  # pylint: disable=protected-access
-        undo = result._task.get_name().startswith("Undo |")  # pylint: disable=protected-access
+        undo = _task_name(result._task).startswith("Undo |")  # pylint: disable=protected-access
         target = result._host.get_name()  # pylint: disable=protected-access
         for item in res.get("results") or [res]:
             if isinstance(item, dict) and isinstance(item.get("bootflow_step"), dict):
@@ -87,8 +87,7 @@ class CallbackModule(CallbackBase):
             return
         target = result._host.get_name()  # pylint: disable=protected-access
         last = next((r for r in reversed(self._rows) if r.get("_target") == target), self._rows[-1])
-        name = task.get_name()
-        seed, sep, rest = name.partition(" | ")
+        seed, sep, rest = _task_name(task).partition(" | ")
         service = rest.split(":", 1)[0].strip() if sep else ""
         now = time.time()
         started = self._started.get((target, task._uuid))  # pylint: disable=protected-access
@@ -178,6 +177,11 @@ class CallbackModule(CallbackBase):
             total = sum(int(r.get("ms") or 0) for r in rows)
             rows = [r for r in rows if r.get("changed") != "FAILED"]
             self._display.display("%d steps, %d ms in bootflow steps" % (len(rows), total))
+
+
+def _task_name(task):
+    """The task's own name: get_name() puts a role's name in front (``bootflow.cloud.compute : 28 | ...``)."""
+    return task.name or task.get_name()
 
 
 def _step_logs(uuids):

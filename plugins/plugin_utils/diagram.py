@@ -166,7 +166,7 @@ def render(name, uuid, arrows):
                 keys.append(key)
                 labels[key] = key
     x = {key: LEFT + COL_W * i + COL_W // 2 for i, key in enumerate(keys)}
-    width = LEFT + COL_W * len(keys) + 240   # room for the labels of arrows into the last lifelines
+    width = LEFT + COL_W * len(keys) + 400   # room for the labels of arrows into the last lifelines
     bottom = TOP + ROW_H * (len(arrows) + 1)
     height = bottom + 70
     starts = [a["start"] for a in arrows if a.get("start") is not None]
