@@ -245,6 +245,10 @@ def test_rescheduled_build_shows_the_failed_step_and_the_reschedule(rescheduled,
         [("8-12", "bfhv247", "nova-conductor", "building", "scheduling")]
     order = [a["status"] for a in arrows]
     assert order.index("failed") < order.index("reschedule")
+    # between them the compute role's rescue undid the build on bfhv246: grey arrows
+    undone = arrows[order.index("failed") + 1:order.index("reschedule")]
+    assert undone and {a["status"] for a in undone} == {"undo"} and {a["host"] for a in undone} == {"bfhv246"}
+    assert "domain" in [a["action"] for a in undone if a["recorded"] == "db"]
     # after the reschedule the build runs again, on bfhv247, to ACTIVE
     after = arrows[order.index("reschedule") + 1:]
     assert [a["host"] for a in after if a["action"] == "domain"] == ["bfhv247"]
