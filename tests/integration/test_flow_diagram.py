@@ -24,34 +24,22 @@ import zlib
 
 import pytest
 
-from conftest import INVENTORY_SH, TESTHOST, Env
-from sched_helpers import flag, install_fault_hook
+from conftest import Env
+from sched_helpers import flag, fresh_hosts, install_fault_hook, purge, write_inventory
 
 HOSTS = (246, 247)
-GUEST_MB = {246: 4096, 247: 1024}     # + 512 reserved: the RAM weigher prefers bfhv246
+GUEST_MB = {246: 4096, 247: 1024}     # + the reserved memory: the RAM weigher prefers bfhv246
 SVG_NS = "{http://www.w3.org/2000/svg}"
 COLOURS = {"ok": (0x1F, 0x4E, 0x79), "failed": (0xC0, 0x39, 0x2B), "reschedule": (0xD3, 0x54, 0x00)}
-
-
-def write_inventory(path):
-    text = subprocess.run([INVENTORY_SH, *map(str, HOSTS)], check=True, stdout=subprocess.PIPE, text=True).stdout
-    lines = []
-    for line in text.splitlines():
-        m = re.match(r"^bfhv(\d+) ", line)
-        lines.append(line + (" bootflow_memory_mb=%d" % (512 + GUEST_MB[int(m.group(1))]) if m else ""))
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     base = tmp_path_factory.mktemp("bootflow-flow-diagram")
-    for n in HOSTS:
-        subprocess.run([TESTHOST, "purge", str(n)], check=False, timeout=180, stdout=subprocess.DEVNULL)
     try:
-        for n in HOSTS:
-            subprocess.run([TESTHOST, "start", str(n)], check=True, timeout=180, stdout=subprocess.DEVNULL)
+        fresh_hosts(HOSTS)
         install_fault_hook(HOSTS[0])
-        write_inventory(base / "inventory.ini")
+        write_inventory(base / "inventory.ini", HOSTS, GUEST_MB)
         env = Env(base / "state", base / "inventory.ini", HOSTS[0])
         env.base = base
         env.play("bootstrap.yml")
@@ -62,8 +50,7 @@ def cloud(tmp_path_factory):
             env.play("delete.yml", "-e", "bootflow_instance_name=%s" % row["name"], check=False)
     finally:
         flag(HOSTS[0], "fail-start", on=False)
-        for n in HOSTS:
-            subprocess.run([TESTHOST, "purge", str(n)], check=False, timeout=180, stdout=subprocess.DEVNULL)
+        purge(HOSTS)
 
 
 def boot(env, name, diagrams):
