@@ -27,7 +27,8 @@ description:
     as the database has it; a failed step is red, a reschedule orange, an undo grey and dashed, and steps the
     log does not keep (the token, the conductor's spec, the final read) are dotted. Every arrow carries its data
     as C(data-*) attributes (C(data-seed), C(data-vm-state), C(data-task-state), C(data-seq): the step log's
-    row id). A file of the same name is replaced. A diagram that cannot be written is a warning, never a failed run."
+    row id). A file of the same name is replaced. A check-mode run writes none. A diagram that cannot be
+    written is a warning, never a failed run."
 requirements:
   - enable with C(callbacks_enabled = bootflow.cloud.request_flow) in C(ansible.cfg)
   - "O(diagram_dir): the step log is read from the controller's database (C(BOOTFLOW_DB_URL), else the state dir's
@@ -50,6 +51,7 @@ import os
 import tempfile
 import time
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text
@@ -86,12 +88,15 @@ class CallbackModule(CallbackBase):
         if not action.startswith("bootflow.cloud.") or not self._rows:
             return
         target = result._host.get_name()  # pylint: disable=protected-access
-        last = next((r for r in reversed(self._rows) if r.get("_target") == target), self._rows[-1])
+        last = next((r for r in reversed(self._rows) if r.get("_target") == target), None)
+        # the table names the run's last instance when this host had none yet; a diagram only the host's own
+        uuid = last.get("uuid") if last else None
+        last = last or self._rows[-1]
         seed, sep, rest = _task_name(task).partition(" | ")
         service = rest.split(":", 1)[0].strip() if sep else ""
         now = time.time()
         started = self._started.get((target, task._uuid))  # pylint: disable=protected-access
-        self._rows.append({"instance": last.get("instance"), "uuid": last.get("uuid"), "seed_steps": seed if sep else "",
+        self._rows.append({"instance": last.get("instance"), "uuid": uuid, "seed_steps": seed if sep else "",
                            "service": service, "action": action.rsplit(".", 1)[-1], "host": target,
                            "from": "", "to": "", "changed": "FAILED", "ms": "",
                            "_ms": int((now - started) * 1000) if started else None, "_end": now, "_target": target})
@@ -151,7 +156,9 @@ class CallbackModule(CallbackBase):
             return
         # set_options fills the options when ansible loads the callback; one made by hand has none
         directory = self._plugin_options.get("diagram_dir")
-        if directory:
+        if directory and context.CLIARGS.get("check"):
+            self._display.display("request flow diagram: none in check mode (nothing happened to draw)")
+        elif directory:
             try:
                 for path in self._diagrams(directory):
                     self._display.display("request flow diagram: %s" % safe_text(path))

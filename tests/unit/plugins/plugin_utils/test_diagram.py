@@ -242,3 +242,25 @@ def test_callback_names_files_safely_and_warns_instead_of_failing(tmp_path, monk
     cb.v2_playbook_on_stats(None)
     assert len(cb._display.warnings) == 1 and "no diagram written" in cb._display.warnings[0]
     assert "REQUEST FLOW [web1]" in cb._display.lines
+
+
+def test_callback_writes_one_file_per_instance_of_a_fleet_and_none_in_check_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOTFLOW_STATE_DIR", str(tmp_path / "state"))
+    other = "7d1c2b3a-0000-4000-8000-000000000002"
+    rows = [dict(run_row(r), recorded=False) for r in BOOT_LOG]
+    rows += [dict(r, instance="web2", uuid=other) for r in rows]
+    rows.append({"instance": "web2", "uuid": other, "seed_steps": "28", "service": "nova-compute -> libvirt",
+                 "action": "domain", "host": "hv2", "from": "", "to": "", "changed": "FAILED", "ms": "", "_ms": 12,
+                 "_end": 1.0})
+    cb = callback(tmp_path / "d")
+    cb._rows = rows                                           # pylint: disable=protected-access
+    cb.v2_playbook_on_stats(None)
+    assert sorted(os.listdir(tmp_path / "d")) == sorted(["web1-%s.svg" % UUID, "web2-%s.svg" % other])
+    _root, web2 = arrows_of((tmp_path / "d" / ("web2-%s.svg" % other)).read_text())
+    assert [a["status"] for a in web2] == ["ok"] * len(BOOT_LOG) + ["failed"] and web2[-1]["ms"] == "12"
+    monkeypatch.setattr(request_flow.context, "CLIARGS", {"check": True})
+    cb = callback(tmp_path / "check")
+    cb._rows = rows                                           # pylint: disable=protected-access
+    cb.v2_playbook_on_stats(None)
+    assert not (tmp_path / "check").exists()
+    assert "request flow diagram: none in check mode (nothing happened to draw)" in cb._display.lines
