@@ -231,7 +231,7 @@ def _arrow(index, arrow, x, y, t0):
     label = "%s  %s: %s" % (arrow["seed"] or "-", arrow["service"], arrow["action"])
     if status == "failed":
         label += "  FAILED"
-    elif status == "undo":
+    elif status == "undo" and arrow["seed"] != "undo":
         label += "  (undo)"
     parts.append('<text x="%d" y="%d" fill="%s" font-weight="bold">%s</text>' % (tx, y_line - 6, colour, _text(label)))
     detail = []
