@@ -136,7 +136,7 @@ class CallbackModule(CallbackBase):
         if any(r.get("recorded") for r in self._rows):
             try:
                 logs = _step_logs(list(by_uuid))
-            except Exception as exc:  # pylint: disable=broad-exception-caught
+            except Exception as exc:  # pylint: disable=broad-except
                 self._display.warning("request_flow: the step log could not be read (%s); the diagrams show the "
                                       "steps as the run saw them" % safe_text(exc))
         written = []
@@ -162,7 +162,7 @@ class CallbackModule(CallbackBase):
             try:
                 for path in self._diagrams(directory):
                     self._display.display("request flow diagram: %s" % safe_text(path))
-            except Exception as exc:  # pylint: disable=broad-exception-caught
+            except Exception as exc:  # pylint: disable=broad-except
                 self._display.warning("request_flow: no diagram written to %s: %s" % (safe_text(directory),
                                                                                      safe_text(exc)))
         by_instance = {}
