@@ -163,8 +163,8 @@ class CallbackModule(CallbackBase):
                 for path in self._diagrams(directory):
                     self._display.display("request flow diagram: %s" % safe_text(path))
             except Exception as exc:  # pylint: disable=broad-except
-                self._display.warning("request_flow: no diagram written to %s: %s" % (safe_text(directory),
-                                                                                     safe_text(exc)))
+                self._display.warning("request_flow: no diagram written to %s: %s"
+                                      % (safe_text(directory), safe_text(exc)))
         by_instance = {}
         for row in self._rows:
             by_instance.setdefault(safe_text(row.get("instance") or "-"), []).append(row)

@@ -137,8 +137,8 @@ def test_render_is_well_formed_svg_with_one_arrow_per_step_in_order():
     # self-contained: nothing fetched from elsewhere
     assert re.findall(r"https?://[^\"' ]+", svg) == ["http://www.w3.org/2000/svg"]
     assert not re.search(r"<script|href=|@import|<image|<foreignObject", svg, re.I)
-    ys = [int(y) for y in re.findall(r'<line x1="\d+" y1="(\d+)" x2="\d+" y2="\1" stroke="#1f4e79" stroke-width="2" marker-end',
-                                          svg)]
+    arrow_line = r'<line x1="\d+" y1="(\d+)" x2="\d+" y2="\1" stroke="#1f4e79" stroke-width="2" marker-end'
+    ys = [int(y) for y in re.findall(arrow_line, svg)]
     assert len(ys) == len(BOOT_LOG) and ys == sorted(set(ys))          # one arrow a row, top to bottom
 
 
