@@ -199,11 +199,12 @@ class ControllerStep(ActionBase):
         action = action or self.module_name()
         seed_steps, service = seed_steps or self.SEED_STEPS, service or self.SERVICE
         ms = monotonic_ms(ctx.started)
-        if record and not ctx.check_mode:
+        record = record and not ctx.check_mode
+        if record:
             with ctx.db.tx() as conn:
                 instances.record_step(conn, instance.uuid, seed_steps, service, action, host, before, after, changed, ms)
         return instances.step_row(instance.name, seed_steps, service, action, host or "controller", before, after,
-                                  changed, ms)
+                                  changed, ms, uuid=instance.uuid, recorded=record)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)

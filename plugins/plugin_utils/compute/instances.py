@@ -114,13 +114,15 @@ def record_step(conn, instance_uuid, seed_steps, service, action, host, before, 
         changed=bool(changed), ms=int(ms), created_at=_db.now()))
 
 
-def step_row(instance, seed_steps, service, action, host, before, after, changed, ms):
-    """The ``bootflow_step`` result entry the request_flow callback prints."""
+def step_row(instance, seed_steps, service, action, host, before, after, changed, ms, uuid=None, recorded=False):
+    """The ``bootflow_step`` result entry the request_flow callback prints (``recorded``: the same step was
+    written into the instance's step log, which its diagram then reads back)."""
     def fmt(state):
         return "%s/%s" % (state[0] or "-", state[1] or "none")
     return {
         "instance": instance, "seed_steps": seed_steps, "service": service, "action": action,
         "host": host, "from": fmt(before), "to": fmt(after), "changed": bool(changed), "ms": int(ms),
+        "uuid": uuid, "recorded": bool(recorded),
     }
 
 

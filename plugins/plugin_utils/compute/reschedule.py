@@ -202,5 +202,6 @@ def _finish(db, out, row, seed, action, host, before, after, started):
     with db.tx() as conn:
         instances.record_step(conn, row.uuid, seed, "nova-conductor", action, host, before, after, True, ms)
         out["instance"] = instances.instance_dict(instances.get_instance(conn, row.uuid))
-    out["bootflow_step"] = instances.step_row(row.name, seed, "nova-conductor", action, host, before, after, True, ms)
+    out["bootflow_step"] = instances.step_row(row.name, seed, "nova-conductor", action, host, before, after, True, ms,
+                                              uuid=row.uuid, recorded=True)
     return out
