@@ -65,6 +65,19 @@ def resolve_state_dir(state_dir=None):
     return path
 
 
+def operator_image_store():
+    """E(BOOTFLOW_IMAGE_STORE): the operator's image store outside the state dir (for example a persistent
+    volume under AWX), or None."""
+    own = os.environ.get("BOOTFLOW_IMAGE_STORE")
+    return os.path.expanduser(own) if own else None
+
+
+def image_store_dir(state_dir=None):
+    """Where the local image backend keeps image files: E(BOOTFLOW_IMAGE_STORE), else ``<state_dir>/images``.
+    Not created here."""
+    return operator_image_store() or os.path.join(resolve_state_dir(state_dir), "images")
+
+
 def resolve_db_url(db_url=None, state_dir=None):
     url = db_url or os.environ.get("BOOTFLOW_DB_URL")
     if url:
