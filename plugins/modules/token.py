@@ -116,7 +116,7 @@ options:
       - The file is E(OS_CLIENT_CONFIG_FILE), else the first C(clouds.yaml) in the current directory,
         C(~/.config/openstack/) and C(/etc/openstack/). A C(secure.yaml) beside it (or E(OS_CLIENT_SECURE_FILE))
         is merged in.
-      - When omitted, the cloud named by E(OS_CLOUD) is used, also beside E(OS_AUTH_URL): its credentials are
+      - When omitted, the cloud named by E(OS_CLOUD) is used, also beside E(OS_AUTH_URL). Its credentials are
         used, and its C(auth_url) must then be the same Keystone as E(OS_AUTH_URL) (the task fails with
         RV(error=invalid) naming both otherwise).
       - Other modules do not take this option; they find Keystone through O(auth_url), E(OS_AUTH_URL) or
