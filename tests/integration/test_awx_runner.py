@@ -27,13 +27,12 @@ import sys
 import tempfile
 import types
 
+import ansible_runner  # requirements-dev.txt (make setup)
 import jinja2.sandbox
 import pytest
 import yaml
 
 from conftest import INVENTORY_SH, REPO, TESTHOST, fresh_pg_url
-
-ansible_runner = pytest.importorskip("ansible_runner")
 
 HOST_N = int(os.environ.get("BOOTFLOW_IT_AWX_HOST", "231"))
 NAME = "awx-vm"
@@ -212,7 +211,8 @@ def test_job1_bootstraps_and_boots(awx, job1):
 ])
 def test_a_refused_job_says_why_and_changes_nothing(awx, job1, label, inputs, extravars, reason):
     before = query(awx, "SELECT key_index, ciphertext FROM fernet_keys ORDER BY key_index")
-    job = Job(awx.base, label, BOOT_ONLY, dict(credential(awx), **inputs), dict(SITE, bootflow_instance_name="never", **extravars), inventory=awx.inventory).run()
+    job = Job(awx.base, label, BOOT_ONLY, dict(credential(awx), **inputs),
+              dict(SITE, bootflow_instance_name="never", **extravars), inventory=awx.inventory).run()
     assert job.result.status == "failed"
     assert [m for m in job.failures() if m and re.search(reason, m)], (job.failures(), job.stdout[-3000:])
     assert query(awx, "SELECT key_index, ciphertext FROM fernet_keys ORDER BY key_index") == before
