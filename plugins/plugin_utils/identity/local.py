@@ -376,8 +376,8 @@ class DBKeyRepository(_Keys):
     def _new_wrap(self, conn):
         kdf, salt = "scrypt$%d$%d$%d" % (_WRAP_N, _WRAP_R, _WRAP_P), base64.b64encode(secrets.token_bytes(16)).decode()
         verifier = self._derive(kdf, salt).encrypt(_WRAP_VERIFIER).decode()
-        conn.execute(_db.table("fernet_key_wrap").insert().values(id=1, kdf=kdf, salt=salt, verifier=verifier,
-                                                                   created_at=_db.now()))
+        wrap_t = _db.table("fernet_key_wrap")
+        conn.execute(wrap_t.insert().values(id=1, kdf=kdf, salt=salt, verifier=verifier, created_at=_db.now()))
 
     def _keys_in(self, conn, for_update=False):
         """(wrapper or None, {index: key}) as stored; the wrapper is None when there is no repository yet."""

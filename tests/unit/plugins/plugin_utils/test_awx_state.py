@@ -123,10 +123,10 @@ def _ensure(url, barrier, queue):
 def test_two_jobs_creating_the_repository_at_once_make_one(shared):
     _db_, url, _tmp = shared
     barrier, queue = CTX.Barrier(4), CTX.Queue()
-    procs = [CTX.Process(target=_ensure, args=(url, barrier, queue)) for _ in range(4)]
+    procs = [CTX.Process(target=_ensure, args=(url, barrier, queue)) for _i in range(4)]
     for p in procs:
         p.start()
-    got = [queue.get(timeout=120) for _ in procs]
+    got = [queue.get(timeout=120) for _p in procs]
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
