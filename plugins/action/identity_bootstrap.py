@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
@@ -28,25 +29,28 @@ class ActionModule(ControllerStep):
             enforce(ctx.auth, "identity:role_assignment")
             may_change = True
         new_file = None
-        if password is None:
-            password = _identity.read_or_create_admin_password(ctx.state_dir, create=False)
+        if password is None:  # the operator's BOOTFLOW_ADMIN_PASSWORD, else the state dir's file
+            password = _identity.operator_admin_password(ctx.state_dir)
             if password is None:  # generated now, written only once the run is known to be allowed
                 password = new_file = secrets.token_urlsafe(24)
         # validate before acting: refused (tokenless on an existing identity) before anything is written
         changed = _identity.bootstrap(ctx.db, args["username"], password, args["project"], args["role"],
                                       check_mode=True, may_change=may_change)
+        keys = _identity.key_repository(ctx.state_dir, ctx.db)
         if ctx.check_mode:
-            _identity.key_repository(ctx.state_dir).ensure()
+            keys.ensure()
             if new_file is not None:  # a fresh state dir without a password
                 return {"changed": True}
         else:
             if new_file is not None:
                 _identity.write_admin_password(ctx.state_dir, new_file)
-            _identity.key_repository(ctx.state_dir).ensure()
+            keys.ensure()
             changed = _identity.bootstrap(ctx.db, args["username"], password, args["project"], args["role"],
                                           may_change=may_change)
         out = {"changed": changed or new_file is not None, "user": args["username"], "project": args["project"],
                "role": args["role"]}
-        if args["password"] is None:
+        if args["password"] is None and os.environ.get(_identity.ADMIN_PASSWORD_ENV):
+            out["password_from"] = _identity.ADMIN_PASSWORD_ENV
+        elif args["password"] is None:
             out["password_file"] = _identity.admin_password_path(ctx.state_dir)
         return out

@@ -9,8 +9,8 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import Contro
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
 
 
-def _keys_view(state):
-    return {"primary": state["primary"], "indexes": state["keys"]}
+def _keys_view(state, keys):
+    return {"primary": state["primary"], "indexes": state["keys"], "repository": keys.where}
 
 
 class ActionModule(ControllerStep):
@@ -18,13 +18,13 @@ class ActionModule(ControllerStep):
         a = ctx.args
         ctx.require_local_identity("bootflow.cloud.identity_keys")
         enforce(ctx.auth, "identity:keys")
-        keys = _identity.key_repository(ctx.state_dir)
+        keys = _identity.key_repository(ctx.state_dir, ctx.db)
         if a["state"] == "present":
-            return {"changed": False, "fernet_keys": _keys_view(keys.state())}
+            return {"changed": False, "fernet_keys": _keys_view(keys.state(), keys)}
         if ctx.check_mode:
             if a["max_active_keys"] < 2:
                 keys.rotate(a["max_active_keys"])  # raises the same error a real run would
-            return {"changed": True, "fernet_keys": _keys_view(keys.state())}
+            return {"changed": True, "fernet_keys": _keys_view(keys.state(), keys)}
         rotated = keys.rotate(a["max_active_keys"])
-        return {"changed": True, "fernet_keys": {"primary": rotated["primary"], "indexes": rotated["keys"]},
+        return {"changed": True, "fernet_keys": _keys_view({"primary": rotated["primary"], "keys": rotated["keys"]}, keys),
                 "removed": rotated["removed"]}

@@ -48,9 +48,10 @@ options:
     env:
       - name: BOOTFLOW_DB_URL
   auth_backend:
-    description: Which identity service - V(local) (the embedded one) or V(keystone).
+    description:
+      - Which identity service - V(local) (the embedded one) or V(keystone). Empty means V(local) (an AWX
+        credential injects an empty variable for an input left empty); any other value is refused.
     type: str
-    choices: [local, keystone]
     env:
       - name: BOOTFLOW_AUTH_BACKEND
   auth_url:

@@ -28,10 +28,13 @@ description:
     existing user's password is reset to O(password), which revokes the tokens already issued to that user.
     The default project and the enabled flag of an existing user are not changed. Role assignments are only
     added, never removed.
-  - When O(password) is omitted, the password stored in the C(admin-password) file of O(state_dir) is used;
-    if that file does not exist yet, a random password is generated and written there (mode 0600), so that
-    M(bootflow.cloud.token) can later log in as V(admin) without a password.
-  - Also creates the Fernet key repository C(fernet-keys/) in O(state_dir) when it is missing, and the database
+  - When O(password) is omitted, the operator's E(BOOTFLOW_ADMIN_PASSWORD) on the controller is used (for
+    example injected by the C(bootflow.cloud) AWX credential type, see C(docs/awx.md)); without it, the password
+    stored in the C(admin-password) file of O(state_dir); if that file does not exist yet, a random password is
+    generated and written there (mode 0600), so that M(bootflow.cloud.token) can later log in as V(admin)
+    without a password.
+  - Also creates the Fernet key repository when it is missing - C(fernet-keys/) in O(state_dir), or in the
+    database when E(BOOTFLOW_KEY_SECRET) is set (see M(bootflow.cloud.identity_keys)) - and the database
     schema on first use.
   - Needs no token to bootstrap a fresh identity (whoever can write O(state_dir) and the database on the
     controller, as with C(keystone-manage) on a Keystone host); an admin's O(auth_token) to change an existing
@@ -53,7 +56,8 @@ options:
     description:
       - Password of O(username). Treated as a secret (C(no_log)), it is never shown in logs or output.
         It is stored as an scrypt hash.
-      - When omitted, the content of C(<state_dir>/admin-password) is used, and that file is generated with a
+      - When omitted, E(BOOTFLOW_ADMIN_PASSWORD) of the controller; without it, the content of
+        C(<state_dir>/admin-password) is used, and that file is generated with a
         random password when missing (on an existing identity that would reset the password, so without an
         admin's O(auth_token) the run is refused and no file is written). This file is meant for the V(admin)
         user; M(bootflow.cloud.token) only reads it when logging in as V(admin).
@@ -155,9 +159,16 @@ password_file:
   description:
     - Path of the C(admin-password) file on the controller that holds the password used.
     - The password itself is never returned.
-  returned: when O(password) was not given, except in check mode on a fresh state dir
+  returned: when O(password) was not given and E(BOOTFLOW_ADMIN_PASSWORD) is not set, except in check mode on a
+    fresh state dir
   type: str
   sample: /root/.bootflow/admin-password
+password_from:
+  description:
+    - V(BOOTFLOW_ADMIN_PASSWORD) when the admin's password came from that environment variable of the controller.
+  returned: when O(password) was not given and E(BOOTFLOW_ADMIN_PASSWORD) is set
+  type: str
+  sample: BOOTFLOW_ADMIN_PASSWORD
 error:
   description: Kind of failure, V(invalid) for a refused argument (empty password), V(auth) for a change of an
     existing identity without an admin's O(auth_token), or a bad token.

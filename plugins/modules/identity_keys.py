@@ -14,6 +14,13 @@ description:
   - The keys behind seed steps 1-2 and 4-5 of the OpenStack Nova boot request flow. The tokens
     M(bootflow.cloud.token) issues are Fernet tokens, encrypted and signed with the keys of the repository
     C(fernet-keys/) in O(state_dir), laid out like Keystone's.
+  - When E(BOOTFLOW_KEY_SECRET) is set on the controller, the repository is kept in the bootflow database
+    instead (tables C(fernet_keys) and C(fernet_key_wrap)), each key encrypted with a key derived by scrypt from
+    that secret, so that every controller and every AWX job sharing the database shares the keys. The secret
+    must be at least 32 characters; a secret that does not unlock the stored keys fails every task with
+    RV(error=auth), and no new keys are made. The first run with the secret, on a database without keys, takes
+    the keys of the directory repository in O(state_dir) when there is one, so tokens issued before stay valid.
+    Without the secret, a database that holds the repository fails every task with RV(error=auth).
   - With O(state=present), reports the keys of the repository and changes nothing. The repository itself is
     created by M(bootflow.cloud.identity_bootstrap) or the first token issued (staged key C(0) and primary key
     C(1)), which has to happen before this module can run anyway, since it needs a token.
@@ -30,8 +37,9 @@ options:
     description:
       - V(present) only reports the repository; it never reports a change.
       - V(rotated) rotates the keys and always reports a change. The staged key C(0) becomes the new primary
-        key (its file is renamed to the highest index plus one), a new staged key C(0) is generated, and the
-        oldest secondary keys (lowest indexes) are deleted until at most O(max_active_keys) keys are left.
+        key (its file or row is renamed to the highest index plus one), a new staged key C(0) is generated, and
+        the oldest secondary keys (lowest indexes) are deleted until at most O(max_active_keys) keys are left.
+        In the database this is one transaction under the repository's lock.
     type: str
     default: present
     choices: [present, rotated]
@@ -125,6 +133,13 @@ fernet_keys:
       elements: int
       returned: success
       sample: [0, 2, 3]
+    repository:
+      description:
+        - Where the keys are. V(files) for the directory C(fernet-keys/) of O(state_dir), V(database) for the
+          encrypted repository in the bootflow database (E(BOOTFLOW_KEY_SECRET) set).
+      type: str
+      returned: success
+      sample: database
 removed:
   description:
     - Indexes of the secondary keys deleted by the rotation. Tokens they signed are no longer valid.

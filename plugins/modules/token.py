@@ -72,9 +72,10 @@ options:
   password:
     description:
       - Password of O(username). Treated as a secret (C(no_log)), it is never shown in logs or output.
-      - When omitted and O(username=admin) with the local backend, the password that
-        M(bootflow.cloud.identity_bootstrap) generated is read from the C(admin-password) file in O(state_dir);
-        the task fails if that file does not exist (run C(playbooks/bootstrap.yml) first).
+      - When omitted and O(username=admin) with the local backend, E(BOOTFLOW_ADMIN_PASSWORD) of the controller
+        (an AWX credential of type C(bootflow.cloud) injects it), else the password that
+        M(bootflow.cloud.identity_bootstrap) generated, read from the C(admin-password) file in O(state_dir);
+        the task fails if neither exists (run C(playbooks/bootstrap.yml) first).
       - When omitted with O(auth_backend=keystone), the O(cloud)'s password or E(OS_PASSWORD); the task fails
         without asking Keystone when there is none.
       - When omitted for any other user, authentication fails.
@@ -115,7 +116,9 @@ options:
       - The file is E(OS_CLIENT_CONFIG_FILE), else the first C(clouds.yaml) in the current directory,
         C(~/.config/openstack/) and C(/etc/openstack/). A C(secure.yaml) beside it (or E(OS_CLIENT_SECURE_FILE))
         is merged in.
-      - When omitted and neither O(auth_url) nor E(OS_AUTH_URL) is set, the cloud named by E(OS_CLOUD) is used.
+      - When omitted, the cloud named by E(OS_CLOUD) is used, also beside E(OS_AUTH_URL). Its credentials are
+        used, and its C(auth_url) must then be the same Keystone as E(OS_AUTH_URL) (the task fails with
+        RV(error=invalid) naming both otherwise).
       - Other modules do not take this option; they find Keystone through O(auth_url), E(OS_AUTH_URL) or
         E(OS_CLOUD).
     type: str
@@ -158,8 +161,9 @@ attributes:
 notes:
   - The returned RV(token) is a bearer secret. The action plugin does not mask it in the task result, so set
     C(no_log=true) on the task that registers it (as in the examples) to keep it out of the output and logs.
-  - Tokens are Fernet tokens signed with the key repository C(fernet-keys/) in O(state_dir). The repository is
-    created on first use; a token signed by a key that is no longer in the repository is refused (see
+  - Tokens are Fernet tokens signed with the key repository C(fernet-keys/) in O(state_dir), or with the
+    encrypted repository in the database when E(BOOTFLOW_KEY_SECRET) is set (M(bootflow.cloud.identity_keys)).
+    The repository is created on first use; a token signed by a key that is no longer in the repository is refused (see
     M(bootflow.cloud.identity_keys) for key rotation).
   - Revocation is stored in the database until the token would have expired anyway. Revoking is not
     idempotent, the second run with the same token fails because the token is no longer valid.

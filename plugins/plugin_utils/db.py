@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -63,6 +63,19 @@ def resolve_state_dir(state_dir=None):
     if not os.path.isdir(path):
         os.makedirs(path, mode=0o700, exist_ok=True)
     return path
+
+
+def operator_image_store():
+    """E(BOOTFLOW_IMAGE_STORE): the operator's image store outside the state dir (for example a persistent
+    volume under AWX), or None."""
+    own = os.environ.get("BOOTFLOW_IMAGE_STORE")
+    return os.path.expanduser(own) if own else None
+
+
+def image_store_dir(state_dir=None):
+    """Where the local image backend keeps image files: E(BOOTFLOW_IMAGE_STORE), else ``<state_dir>/images``.
+    Not created here."""
+    return operator_image_store() or os.path.join(resolve_state_dir(state_dir), "images")
 
 
 def resolve_db_url(db_url=None, state_dir=None):
@@ -106,6 +119,22 @@ def _build_metadata():
         sa.Column("issued_before", sa.DateTime, nullable=False, index=True),
         sa.Column("revoked_at", sa.DateTime, nullable=False),
         sa.Column("expires_at", sa.DateTime),
+    )
+    # revision 0009: the Fernet key repository, encrypted with a key derived from BOOTFLOW_KEY_SECRET
+    # (identity/local.py DBKeyRepository): one row per key, and the one row saying how to unwrap them
+    sa.Table(
+        "fernet_key_wrap", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("kdf", sa.String(64), nullable=False),
+        sa.Column("salt", sa.String(64), nullable=False),
+        sa.Column("verifier", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "fernet_keys", md,
+        sa.Column("key_index", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("ciphertext", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
     )
     sa.Table(
         "quotas", md,

@@ -132,12 +132,23 @@ def normalize_auth_url(url):
     return url if url.endswith("/v3") else url + "/v3"
 
 
+def environment_cloud():
+    """(the OS_CLOUD cloud's settings or {}, Keystone's URL from the environment or None). With both OS_AUTH_URL
+    and OS_CLOUD set, the cloud's credentials are still used; its auth_url must then be OS_AUTH_URL (or
+    missing), else InvalidRequest names the conflict rather than sending the cloud's password elsewhere."""
+    name, env_url = os.environ.get("OS_CLOUD"), os.environ.get("OS_AUTH_URL")
+    cloud = load_cloud(name) if name else {}
+    cloud_url = cloud.get("auth_url")
+    if env_url and cloud_url and normalize_auth_url(env_url) != normalize_auth_url(cloud_url):
+        raise InvalidRequest("OS_AUTH_URL (%s) and the auth_url of the OS_CLOUD cloud %r (%s) differ: unset one of "
+                             "them, or make them the same Keystone." % (env_url, name, cloud_url))
+    url = env_url or cloud_url
+    return cloud, normalize_auth_url(url) if url else None
+
+
 def operator_auth_url():
     """The operator's Keystone: OS_AUTH_URL, else the auth_url of the OS_CLOUD cloud (normalized), else None."""
-    url = os.environ.get("OS_AUTH_URL")
-    if not url and os.environ.get("OS_CLOUD"):
-        url = load_cloud(os.environ["OS_CLOUD"]).get("auth_url")
-    return normalize_auth_url(url) if url else None
+    return environment_cloud()[1]
 
 
 def _iso(ts):
@@ -151,12 +162,14 @@ class Keystone:
         if not HAS_KEYSTONEAUTH:
             raise AuthError("auth_backend=keystone needs the keystoneauth1 Python package on the controller "
                             "(pip install keystoneauth1): %s" % KEYSTONEAUTH_IMPORT_ERROR)
-        # auth_url option > the cloud option's auth_url > OS_AUTH_URL > the OS_CLOUD cloud's auth_url
-        self.cloud = load_cloud(cloud) if cloud else {}
-        url = auth_url or self.cloud.get("auth_url") or os.environ.get("OS_AUTH_URL")
-        if not url and not cloud and os.environ.get("OS_CLOUD"):
-            self.cloud = load_cloud(os.environ["OS_CLOUD"])
-            url = self.cloud.get("auth_url")
+        # auth_url option > the cloud option's auth_url > OS_AUTH_URL / the OS_CLOUD cloud's auth_url; the
+        # credentials come from the cloud option's cloud, else from the OS_CLOUD cloud (also beside OS_AUTH_URL)
+        if cloud:
+            self.cloud = load_cloud(cloud)
+            url = auth_url or self.cloud.get("auth_url") or os.environ.get("OS_AUTH_URL")
+        else:
+            self.cloud, env_url = environment_cloud()
+            url = auth_url or env_url
         if not url:
             raise InvalidRequest("auth_backend=keystone needs Keystone's URL: set auth_url (for every step, e.g. with "
                                  "module_defaults), or OS_AUTH_URL or OS_CLOUD on the controller.")

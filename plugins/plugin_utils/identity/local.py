@@ -165,14 +165,57 @@ def _dt_to_us(dt):
     return (delta.days * 86400 + delta.seconds) * 10 ** 6 + delta.microseconds
 
 
-class KeyRepository:
-    """Keystone-style Fernet key repository (created 0700/0600 on first use).
+class _Keys:
+    """What every Fernet key repository does with its keys (Keystone's layout: index 0 is the staged key, the
+    highest the primary that encrypts, the others only decrypt). Subclasses keep the keys: ``_read()``,
+    ``ensure()``, ``rotate()``."""
+
+    @staticmethod
+    def _require_crypto():
+        if not HAS_CRYPTOGRAPHY:
+            raise AuthError("the cryptography package is required on the controller: %s" % CRYPTOGRAPHY_IMPORT_ERROR)
+
+    @staticmethod
+    def _check_max(max_active_keys):
+        if max_active_keys < 2:
+            raise InvalidRequest("max_active_keys must be at least 2 (a staged and a primary key), got %d." % max_active_keys)
+
+    def _read(self):
+        raise NotImplementedError
+
+    def ensure(self):
+        raise NotImplementedError
+
+    def state(self):
+        keys = sorted(self._read())
+        return {"primary": keys[-1] if keys else None, "keys": keys}
+
+    @staticmethod
+    def _multi(keys):
+        # primary (highest index) first: MultiFernet encrypts with the first key
+        return MultiFernet([Fernet(keys[i]) for i in sorted(keys, reverse=True)])
+
+    def fernet(self):
+        """For issuing: creates the repository when missing."""
+        self.ensure()
+        return self._multi(self._read())
+
+    def fernet_readonly(self):
+        """For validating: reads the keys there are, creates and changes nothing; None without keys."""
+        self._require_crypto()
+        keys = self._read()
+        return self._multi(keys) if keys else None
+
+
+class KeyRepository(_Keys):
+    """Keystone-style Fernet key repository in a directory (created 0700/0600 on first use).
 
     Readers (validation) never write: they take a shared ``flock`` on ``.lock`` when it exists and
     tolerate a key vanishing between ``listdir`` and ``open``. Writers (creation, rotation) hold the
     exclusive lock and write each key to a mkstemp file (0600) renamed into place."""
 
     LOCK = ".lock"
+    where = "files"
 
     def __init__(self, path):
         self.path = path
@@ -230,11 +273,6 @@ class KeyRepository:
                 os.unlink(tmp)
             raise
 
-    @staticmethod
-    def _require_crypto():
-        if not HAS_CRYPTOGRAPHY:
-            raise AuthError("the cryptography package is required on the controller: %s" % CRYPTOGRAPHY_IMPORT_ERROR)
-
     def _ensure_locked(self):
         keys = self._key_files()
         if 0 not in keys:
@@ -255,8 +293,7 @@ class KeyRepository:
         """Keystone's rotation: staged 0 becomes the new primary, a new staged 0 is made, and the
         oldest secondaries beyond ``max_active_keys`` (staged + primary + secondaries) are removed.
         Tokens made with a key stay valid as long as that key is in the repository."""
-        if max_active_keys < 2:
-            raise InvalidRequest("max_active_keys must be at least 2 (a staged and a primary key), got %d." % max_active_keys)
+        self._check_max(max_active_keys)
         self._require_crypto()
         with self._lock(exclusive=True):
             self._ensure_locked()
@@ -273,25 +310,149 @@ class KeyRepository:
                 removed.append(oldest)
         return {"primary": new_primary, "keys": active, "removed": removed}
 
-    def state(self):
-        keys = sorted(self._read())
-        return {"primary": keys[-1] if keys else None, "keys": keys}
 
-    @staticmethod
-    def _multi(keys):
-        # primary (highest index) first: MultiFernet encrypts with the first key
-        return MultiFernet([Fernet(keys[i]) for i in sorted(keys, reverse=True)])
+# the operator's secret that unlocks the key repository kept in the database (an AWX credential injects it)
+KEY_SECRET_ENV = "BOOTFLOW_KEY_SECRET"
+KEY_SECRET_MIN_LENGTH = 32
+# scrypt for the key that wraps the Fernet keys: every step derives it once (about 0.1 s here), and the
+# secret is long and random, so a lower cost than the passwords' is enough
+_WRAP_N, _WRAP_R, _WRAP_P = 2 ** 15, 8, 1
+_WRAP_VERIFIER = b"bootflow.cloud fernet key repository"
+_WRAP_LOCK = "fernet-keys"
+_wrap_cache = {}
 
-    def fernet(self):
-        """For issuing: creates the repository when missing."""
-        self.ensure()
-        return self._multi(self._read())
 
-    def fernet_readonly(self):
-        """For validating: reads the keys there are, creates and changes nothing; None without keys."""
+class DBKeyRepository(_Keys):
+    """The Fernet key repository in the database (tables ``fernet_keys`` and ``fernet_key_wrap``, revision
+    0009), each key encrypted with a key derived by scrypt from the operator's secret and the stored salt.
+
+    The same semantics as the directory: index 0 staged, the highest primary. Readers run one SELECT (a
+    consistent snapshot); writers (creation, rotation) run in one transaction that first takes the
+    repository's lock (``db.lock``: an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite), so a
+    rotation is all or nothing and two jobs never both create keys. A secret that does not unlock the
+    stored keys is refused (AuthError), never answered with new keys. ``import_from``: a directory
+    repository whose keys the database takes when it has none yet (moving a controller's state dir)."""
+
+    where = "database"
+
+    def __init__(self, db, secret, import_from=None):
+        if len(secret) < KEY_SECRET_MIN_LENGTH:
+            raise AuthError("%s is too short (%d characters): it must be at least %d random characters, for example "
+                            "the output of 'openssl rand -base64 32'." % (KEY_SECRET_ENV, len(secret),
+                                                                          KEY_SECRET_MIN_LENGTH))
+        self.db = db
+        self._secret = secret
+        self.import_from = import_from
+
+    def _derive(self, kdf, salt):
+        """The Fernet that wraps the keys: scrypt of the secret with ``kdf`` (``scrypt$N$r$p``) and ``salt``
+        (base64), computed once per process."""
+        try:
+            algo, n, r, p = kdf.split("$")
+            n, r, p = int(n), int(r), int(p)
+            if algo != "scrypt" or 128 * r * (n + p + 2) + 2 ** 20 > _SCRYPT_MAX_MEM:
+                raise ValueError(kdf)
+            raw_salt = base64.b64decode(salt)
+        except (ValueError, TypeError) as exc:
+            raise AuthError("the key repository in the database has an unknown key derivation %r." % kdf) from exc
+        cache_key = (hashlib.sha256(self._secret.encode()).digest(), kdf, salt)
+        if cache_key not in _wrap_cache:
+            _wrap_cache.clear()
+            _wrap_cache[cache_key] = Fernet(base64.urlsafe_b64encode(_scrypt(self._secret, raw_salt, n, r, p)))
+        return _wrap_cache[cache_key]
+
+    def _wrapper(self, row):
+        """The wrapping Fernet of the stored row, once its verifier shows the secret is the right one."""
+        wrapper = self._derive(row.kdf, row.salt)
+        try:
+            if wrapper.decrypt(row.verifier.encode()) != _WRAP_VERIFIER:
+                raise InvalidToken
+        except InvalidToken:
+            raise AuthError("%s does not unlock the Fernet key repository in the database: it was created with "
+                            "another secret. Set the secret it was created with (nothing was changed)." % KEY_SECRET_ENV
+                            ) from None
+        return wrapper
+
+    def _new_wrap(self, conn):
+        kdf, salt = "scrypt$%d$%d$%d" % (_WRAP_N, _WRAP_R, _WRAP_P), base64.b64encode(secrets.token_bytes(16)).decode()
+        verifier = self._derive(kdf, salt).encrypt(_WRAP_VERIFIER).decode()
+        wrap_t = _db.table("fernet_key_wrap")
+        conn.execute(wrap_t.insert().values(id=1, kdf=kdf, salt=salt, verifier=verifier, created_at=_db.now()))
+
+    def _keys_in(self, conn, for_update=False):
+        """(wrapper or None, {index: key}) as stored; the wrapper is None when there is no repository yet."""
+        wrap_t, keys_t = _db.table("fernet_key_wrap"), _db.table("fernet_keys")
+        query = wrap_t.select().where(wrap_t.c.id == 1)
+        row = conn.execute(query.with_for_update() if for_update else query).first()
+        if row is None:
+            return None, {}
+        wrapper = self._wrapper(row)
+        keys = {}
+        for key in conn.execute(keys_t.select()):
+            try:
+                keys[key.key_index] = wrapper.decrypt(key.ciphertext.encode())
+            except InvalidToken:
+                raise AuthError("Fernet key %d in the database does not decrypt with %s, though the secret is right: "
+                                "the row was changed outside bootflow." % (key.key_index, KEY_SECRET_ENV)) from None
+        return wrapper, keys
+
+    def _read(self):
+        with self.db.tx() as conn:
+            wrapper, keys = self._keys_in(conn)
+        if wrapper is None and self.import_from is not None:
+            return self.import_from._read()  # not moved yet: the state dir's keys still validate (read only)
+        return keys
+
+    def _insert(self, conn, wrapper, index, key=None):
+        conn.execute(_db.table("fernet_keys").insert().values(
+            key_index=index, ciphertext=wrapper.encrypt(key or Fernet.generate_key()).decode(), created_at=_db.now()))
+
+    def _ensure_locked(self, conn):
+        """The wrapper and the keys, with a staged and a primary key (made, or taken from ``import_from``)."""
+        _db.lock(conn, _WRAP_LOCK)
+        wrapper, keys = self._keys_in(conn, for_update=True)
+        if wrapper is None:
+            self._new_wrap(conn)
+            wrapper, keys = self._keys_in(conn)
+            imported = self.import_from._read() if self.import_from is not None else {}
+            if 0 in imported and [k for k in imported if k > 0]:
+                for index, key in imported.items():
+                    self._insert(conn, wrapper, index, key)
+                return wrapper, imported
+        if 0 not in keys:
+            self._insert(conn, wrapper, 0)
+        if not [k for k in keys if k > 0]:
+            self._insert(conn, wrapper, 1)
+        return wrapper, self._keys_in(conn)[1]
+
+    def ensure(self):
+        """Create the repository (staged key 0, primary key 1, or the keys of ``import_from``) when empty."""
         self._require_crypto()
-        keys = self._read()
-        return self._multi(keys) if keys else None
+        with self.db.tx() as conn:
+            wrapper, keys = self._keys_in(conn)
+        if wrapper is not None and 0 in keys and [k for k in keys if k > 0]:
+            return
+        with self.db.tx() as conn:
+            self._ensure_locked(conn)
+
+    def rotate(self, max_active_keys=3):
+        self._check_max(max_active_keys)
+        self._require_crypto()
+        keys_t = _db.table("fernet_keys")
+        with self.db.tx() as conn:
+            wrapper, keys = self._ensure_locked(conn)
+            indexes = sorted(keys)
+            new_primary = indexes[-1] + 1
+            conn.execute(keys_t.update().where(keys_t.c.key_index == 0).values(key_index=new_primary))
+            self._insert(conn, wrapper, 0)
+            active = sorted(indexes[1:] + [0, new_primary])
+            removed = []
+            while len(active) > max_active_keys:
+                oldest = next(i for i in active if i != 0)
+                conn.execute(keys_t.delete().where(keys_t.c.key_index == oldest))
+                active.remove(oldest)
+                removed.append(oldest)
+        return {"primary": new_primary, "keys": active, "removed": removed}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,8 +484,23 @@ class AuthContext:
         return out
 
 
-def key_repository(state_dir):
-    return KeyRepository(os.path.join(_db.resolve_state_dir(state_dir), "fernet-keys"))
+def key_repository(state_dir, db=None):
+    """The operator's Fernet key repository: in the database ``db`` (encrypted) when E(BOOTFLOW_KEY_SECRET) is
+    set, else the directory ``<state_dir>/fernet-keys``. Without the secret, a database that holds the
+    repository is refused (AuthError) rather than answered with the state dir's keys."""
+    files = KeyRepository(os.path.join(_db.resolve_state_dir(state_dir), "fernet-keys"))
+    secret = os.environ.get(KEY_SECRET_ENV)
+    if not secret:
+        if db is not None:
+            with db.tx() as conn:
+                if conn.execute(_db.table("fernet_key_wrap").select()).first() is not None:
+                    raise AuthError("the Fernet key repository is in the database (encrypted), but %s is not set on the "
+                                    "controller: set it (for AWX, in the bootflow.cloud credential)." % KEY_SECRET_ENV)
+        return files
+    if db is None:
+        raise InvalidRequest("%s is set: the key repository is in the database, and this caller gave none."
+                             % KEY_SECRET_ENV)
+    return DBKeyRepository(db, secret, import_from=files)
 
 
 def issue_token(db, keys, username, password, project=None, ttl=None, user_domain=None, project_domain=None,
@@ -539,6 +715,17 @@ def bootstrap(db, username, password, project, role="admin", check_mode=False, m
                 "present", False)
     ensure_role_assignment(db, username, project, role, "present", False)
     return True
+
+
+# the embedded identity's admin password from the operator's environment (an AWX credential injects it); it
+# takes the place of <state_dir>/admin-password, which an AWX job would lose
+ADMIN_PASSWORD_ENV = "BOOTFLOW_ADMIN_PASSWORD"
+
+
+def operator_admin_password(state_dir):
+    """The admin's password the operator set: E(BOOTFLOW_ADMIN_PASSWORD), else ``<state_dir>/admin-password``
+    (written by bootstrap), else None."""
+    return os.environ.get(ADMIN_PASSWORD_ENV) or read_or_create_admin_password(state_dir, create=False)
 
 
 def admin_password_path(state_dir):

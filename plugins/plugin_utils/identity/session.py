@@ -20,7 +20,8 @@ def authenticate(db, state_dir, backend, token, auth_url=None, fresh=False):
     ``db`` is a function returning the open DB (the local backend needs it, Keystone does not)."""
     if backend == "keystone":
         return _keystone.Keystone(auth_url, state_dir).validate(token, use_cache=not fresh)
-    return _identity.authenticate(db(), _identity.key_repository(state_dir), token)
+    conn = db()
+    return _identity.authenticate(conn, _identity.key_repository(state_dir, conn), token)
 
 
 def check_ttl(ttl):
@@ -40,8 +41,9 @@ def check_ttl(ttl):
 def issue(db, state_dir, backend, username=None, password=None, project=None, user_domain=None,
           project_domain=None, cloud=None, auth_url=None, ttl=None):
     """A project-scoped token for the credentials: (token, AuthContext). With Keystone its own
-    ``[token] expiration`` applies (``ttl`` does not); locally, without a password, the admin's
-    password that bootstrap generated into the state dir. ``db``: a function returning the open DB.
+    ``[token] expiration`` applies (``ttl`` does not); locally, without a password, the admin's password of
+    E(BOOTFLOW_ADMIN_PASSWORD), else the one bootstrap generated into the state dir. ``db``: a function
+    returning the open DB.
 
     ``ttl``: None for the operator's identity.token_expiration; never above identity.max_token_expiration
     (refused for everyone); above identity.token_expiration only when the token's user is an admin on its
@@ -54,11 +56,14 @@ def issue(db, state_dir, backend, username=None, password=None, project=None, us
         raise InvalidRequest("cloud (a clouds.yaml cloud) is only used with auth_backend=keystone.")
     username = username or "admin"
     if password is None and username == "admin":
-        # embedded default: the password bootstrap generated (0600 file on the controller)
-        password = _identity.read_or_create_admin_password(state_dir, create=False)
+        # embedded default: the operator's BOOTFLOW_ADMIN_PASSWORD, else the password bootstrap generated (0600 file)
+        password = _identity.operator_admin_password(state_dir)
         if password is None:
-            raise AuthError(_identity.UNAUTHENTICATED + " (no password given and no admin-password file in the "
-                            "state dir: run playbooks/bootstrap.yml first)")
+            raise AuthError(_identity.UNAUTHENTICATED + " (no password given, %s is not set and there is no "
+                            "admin-password file in the state dir %s: run playbooks/bootstrap.yml first, or give "
+                            "the admin's password in %s, as the bootflow.cloud AWX credential does)"
+                            % (_identity.ADMIN_PASSWORD_ENV, _identity.admin_password_path(state_dir),
+                               _identity.ADMIN_PASSWORD_ENV))
     default_ttl = _identity.token_expiration()
 
     def may_have(ctx):
@@ -67,5 +72,6 @@ def issue(db, state_dir, backend, username=None, password=None, project=None, us
                             "an admin may ask for a longer one (up to identity.max_token_expiration); user %s has %s on "
                             "project %s." % (ttl, default_ttl, ctx.user_name, ", ".join(ctx.roles), ctx.project_name))
 
-    return _identity.issue_token(db(), _identity.key_repository(state_dir), username, password, project, ttl,
+    conn = db()
+    return _identity.issue_token(conn, _identity.key_repository(state_dir, conn), username, password, project, ttl,
                                  user_domain=user_domain, project_domain=project_domain, check=may_have)

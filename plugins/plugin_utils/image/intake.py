@@ -88,9 +88,11 @@ def _inside(path, root):
 
 
 def protected_paths(state_dir, db_url=None):
-    """The real paths no upload may read: the state dirs (the task's and the environment's), the SQLite
-    database file and the operator's configuration file."""
+    """The real paths no upload may read: the state dirs (the task's and the environment's), the image store
+    (BOOTFLOW_IMAGE_STORE, when outside them), the SQLite database file and the operator's configuration file."""
     paths = {os.path.realpath(_db.resolve_state_dir(state_dir)), os.path.realpath(_db.default_state_dir())}
+    if _db.operator_image_store():
+        paths.add(os.path.realpath(_db.operator_image_store()))
     url = _db.resolve_db_url(db_url, state_dir)
     if url.startswith("sqlite:///"):
         paths.add(os.path.realpath(url[len("sqlite:///"):]))
@@ -102,7 +104,10 @@ def _protected_inodes(paths):
     """(dev, ino) of every file under the protected paths but the image store's (a hard link of one of them
     elsewhere is the same file)."""
     out = set()
+    store = _db.operator_image_store()
     for root in paths:
+        if store and root == os.path.realpath(store):
+            continue                       # the image store elsewhere (BOOTFLOW_IMAGE_STORE): images are images
         if os.path.isfile(root):
             st = os.stat(root)
             out.add((st.st_dev, st.st_ino))

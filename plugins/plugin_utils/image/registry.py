@@ -62,7 +62,7 @@ SWITCHABLE = {"deactivated": "active", "active": "deactivated"}
 
 
 def store_dir(state_dir):
-    path = os.path.join(_db.resolve_state_dir(state_dir), "images")
+    path = _db.image_store_dir(state_dir)
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 

@@ -293,6 +293,27 @@ def test_openrc_variables(keystone, state, monkeypatch):
     assert (ctx.user_name, ctx.project_name) == ("member", "demo")
 
 
+def test_os_auth_url_beside_os_cloud_keeps_the_clouds_credentials(keystone, state, tmp_path, monkeypatch):
+    """Both OS_AUTH_URL and OS_CLOUD set (an AWX credential beside a clouds.yaml): the token comes from the cloud's
+    credentials, not 'no password for user admin'; a cloud of another Keystone is a conflict, said before any
+    request."""
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  it:\n    auth:\n      auth_url: %s\n      username: member\n      password: %s\n"
+                      "      project_name: demo\n  elsewhere:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n"
+                      "      username: admin\n      password: x\n" % (keystone.url, keystone.users["member"]["password"]))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    monkeypatch.setenv("OS_CLOUD", "it")
+    monkeypatch.setenv("OS_AUTH_URL", keystone.url.rstrip("/") + "/")    # the same Keystone, spelled otherwise
+    _token, ctx = _keystone.Keystone(None, state).issue()
+    assert (ctx.user_name, ctx.project_name) == ("member", "demo")
+    assert _keystone.operator_auth_url() == _keystone.normalize_auth_url(keystone.url)
+    monkeypatch.setenv("OS_CLOUD", "elsewhere")
+    for call in (lambda: _keystone.Keystone(None, state), _keystone.operator_auth_url):
+        with pytest.raises(InvalidRequest, match=r"OS_AUTH_URL \(.*\) and the auth_url of the OS_CLOUD cloud 'elsewhere' "
+                                                 r"\(http://127.0.0.1:9/v3\) differ"):
+            call()
+
+
 # --- the policy table and project scoping with Keystone's answers ----------------------------------
 
 @pytest.fixture()

@@ -459,3 +459,21 @@ def test_a_path_swapped_after_the_check_is_not_read(cloud, tmp_path):
     with c["db"].tx() as conn:
         status = conn.execute(_db.sa.text("SELECT status FROM images WHERE name='swap'")).scalar()
     assert status == "killed" and not os.listdir(c["state"] / "images")
+
+
+def test_image_store_outside_the_state_dir(cloud, monkeypatch):
+    """BOOTFLOW_IMAGE_STORE (a persistent volume under AWX) holds the images; its files are still never image data
+    for an upload, even when the operator put it inside the upload directory."""
+    c = cloud
+    store = c["uploads"] / "store"
+    monkeypatch.setenv("BOOTFLOW_IMAGE_STORE", str(store))
+    _changed, image, _d = request(c, "admin", "private-one", filename=c["disk"], visibility="private")
+    stored = store / image["id"]
+    assert stored.is_file() and image["id"] not in os.listdir(c["state"] / "images" if (c["state"] / "images").exists()
+                                                              else c["state"])
+    assert oct(store.stat().st_mode & 0o777) == "0o700"
+    before = everything(c)
+    for who in ("alice", "admin"):
+        with pytest.raises(AuthError, match="is in bootflow's state"):
+            request(c, who, "stolen", filename=str(stored))
+    assert everything(c) == before
