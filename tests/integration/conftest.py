@@ -445,7 +445,7 @@ def suite_placement_dbs(basetemp):
 
 
 # The Molecule scenarios (extensions/molecule/<scenario>/): the test hosts of each (the hypervisors of its
-# inventory.yml) and its controller state dir (BOOTFLOW_STATE_DIR in extensions/molecule/config.yml).
+# inventory/hosts.yml) and its controller state dir (BOOTFLOW_STATE_DIR in extensions/molecule/config.yml).
 MOLECULE_DIR = os.path.join(REPO, "extensions", "molecule")
 MOLECULE_STATE_ROOT = "/var/tmp/bootflow-molecule"
 MOLECULE_RAN = []   # test_molecule.py appends when it ran the scenarios in this process
@@ -453,11 +453,11 @@ MOLECULE_RAN = []   # test_molecule.py appends when it ran the scenarios in this
 
 def molecule_scenarios(molecule_dir=MOLECULE_DIR):
     """{scenario: its test host numbers}: each directory of ``molecule_dir`` with a molecule.yml, its hosts
-    read from the group hypervisors of its inventory.yml (host bfhvN is tests/hosts/testhost.sh N)."""
+    read from the group hypervisors of its inventory/hosts.yml (host bfhvN is tests/hosts/testhost.sh N)."""
     out = {}
     for path in sorted(glob.glob(os.path.join(molecule_dir, "*", "molecule.yml"))):
         sdir = os.path.dirname(path)
-        with open(os.path.join(sdir, "inventory.yml")) as f:
+        with open(os.path.join(sdir, "inventory", "hosts.yml")) as f:
             hosts = yaml.safe_load(f)["all"]["children"]["hypervisors"]["hosts"]
         out[os.path.basename(sdir)] = sorted(int(h[len("bfhv"):]) for h in hosts)
     return out
