@@ -303,7 +303,7 @@ def wait_console(env, uuid, pattern, timeout=90, path=None):
 # loadfile: a file's module fixtures own its test hosts). The files that take longest are handed out
 # first, so that the two workers end at about the same time. Other files follow in their usual order.
 SLOWEST_FIRST = ("test_scheduling_race.py", "test_crash.py", "test_fleet.py", "test_bad_input.py", "test_faults.py",
-                 "test_server_groups.py", "test_scheduling.py", "test_network.py", "test_glance.py",
+                 "test_server_groups.py", "test_scheduling.py", "test_molecule.py", "test_network.py", "test_glance.py",
                  "test_volumes.py", "test_keystone.py")
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
+import time
 
 from conftest import MOLECULE_RAN, REPO, molecule_scenarios
 
@@ -33,19 +35,38 @@ def step_output(out, scenario, step):
     return out[start:end if end != -1 else None][-6000:]
 
 
-def test_molecule_all_scenarios():
-    assert sorted(molecule_scenarios()) == SCENARIOS
-    MOLECULE_RAN.append(True)   # the residue check then looks for what the scenarios left (conftest molecule_residue)
+def run_molecule(args, timeout):
+    """-> (rc, output without colours, {scenario: seconds from its first step's start to its last step's end})."""
     env = dict(os.environ, PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"],
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0", NO_COLOR="1")
     env.pop("ANSIBLE_CONFIG", None)  # Molecule writes its own ansible.cfg (extensions/molecule/config.yml)
-    proc = subprocess.run(["molecule", "test", "--all"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=2400, check=False)
-    out = ANSI.sub("", proc.stdout)
+    proc = subprocess.Popen(["molecule", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    lines, span = [], {}
+    try:
+        for line in proc.stdout:
+            line = ANSI.sub("", line)
+            lines.append(line)
+            m = re.match(r"^\w+\s+\[([\w/-]+) > \w+\] Execut", line)
+            if m:
+                span.setdefault(m.group(1), [time.monotonic()]).append(time.monotonic())
+        rc = proc.wait()
+    finally:
+        killer.cancel()
+    return rc, "".join(lines), {s: round(t[-1] - t[0]) for s, t in span.items()}
+
+
+def test_molecule_all_scenarios():
+    assert sorted(molecule_scenarios()) == SCENARIOS
+    MOLECULE_RAN.append(True)   # the residue check then looks for what the scenarios left (conftest molecule_residue)
+    rc, out, seconds = run_molecule(["test", "--all"], timeout=2400)
+    print("molecule test --all, seconds per scenario: %s" % seconds)
     executed = [(m["scenario"], m["step"], m["result"].strip()) for m in EXECUTED.finditer(out)]
     failed = [(scenario, step, result) for scenario, step, result in executed if result != "Successful"]
-    assert proc.returncode == 0 and not failed, "molecule test --all: rc %d, failed %s\n%s\n...\n%s" % (
-        proc.returncode, failed, "\n".join(step_output(out, s, st) for s, st, _r in failed[:1]), out[-3000:])
+    assert rc == 0 and not failed, "molecule test --all: rc %d, failed %s (seconds: %s)\n%s\n...\n%s" % (
+        rc, failed, seconds, "\n".join(step_output(out, s, st) for s, st, _r in failed[:1]), out[-3000:])
     # every scenario ran its whole sequence (the idempotence step fails a scenario when a re-run changes anything)
     ran = {}
     for scenario, step, _result in executed:
