@@ -38,7 +38,7 @@ integration:
 	python -m pytest -q tests/integration
 
 molecule:
-	molecule test -s default
+	molecule test --all
 
 hosts-stop:
 	@for n in $$(ls /run/netns 2>/dev/null | sed -n 's/^bfhv//p'); do tests/hosts/testhost.sh stop $$n; done

@@ -15,6 +15,7 @@ import glob
 import hashlib
 import json
 import os
+import pathlib
 import re
 import sqlite3
 import subprocess
@@ -23,13 +24,14 @@ import uuid as _uuid
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import pgserver  # noqa: E402  # bench/pgserver.py
 TESTHOST = os.path.join(REPO, "tests", "hosts", "testhost.sh")
 INVENTORY_SH = os.path.join(REPO, "tests", "hosts", "inventory.sh")
-# test host numbers for this suite (the demo uses 1, molecule 31)
+# test host numbers for this suite (the demo uses 1, the Molecule scenarios 31-36)
 HOST_N = int(os.environ.get("BOOTFLOW_IT_HOST", "21"))
 
 RECAP_RE = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
@@ -301,7 +303,7 @@ def wait_console(env, uuid, pattern, timeout=90, path=None):
 # loadfile: a file's module fixtures own its test hosts). The files that take longest are handed out
 # first, so that the two workers end at about the same time. Other files follow in their usual order.
 SLOWEST_FIRST = ("test_scheduling_race.py", "test_crash.py", "test_fleet.py", "test_bad_input.py", "test_faults.py",
-                 "test_server_groups.py", "test_scheduling.py", "test_network.py", "test_glance.py",
+                 "test_server_groups.py", "test_scheduling.py", "test_molecule.py", "test_network.py", "test_glance.py",
                  "test_volumes.py", "test_keystone.py")
 
 
@@ -442,16 +444,36 @@ def suite_placement_dbs(basetemp):
     return sorted({os.path.realpath(p) for p in glob.glob(os.path.join(str(basetemp), "**", "placement.db"), recursive=True)})
 
 
-# The Molecule scenario (molecule/default): its test host and controller state dir.
-MOLECULE_HOST_N = 31
-MOLECULE_STATE_DIR = "/var/tmp/bootflow-molecule/state"
-MOLECULE_RAN = []   # test_molecule.py appends when it ran the scenario in this process
+# The Molecule scenarios (extensions/molecule/<scenario>/): the test hosts of each (the hypervisors of its
+# inventory/hosts.yml) and its controller state dir (BOOTFLOW_STATE_DIR in extensions/molecule/config.yml).
+MOLECULE_DIR = os.path.join(REPO, "extensions", "molecule")
+MOLECULE_STATE_ROOT = "/var/tmp/bootflow-molecule"
+MOLECULE_RAN = []   # test_molecule.py appends when it ran the scenarios in this process
 
 
-def molecule_residue(host_n=MOLECULE_HOST_N, state_dir=MOLECULE_STATE_DIR, hosts_root=None, ephemeral=None):
-    """What the scenario's destroy step must have removed: test host ``host_n`` (namespace, veth,
-    processes, its per-host dir with domain definitions and /var/lib/bootflow), the controller state dir
-    (with the live rows of its DB), and Molecule's own record of a created instance."""
+def molecule_scenarios(molecule_dir=MOLECULE_DIR):
+    """{scenario: its test host numbers}: each directory of ``molecule_dir`` with a molecule.yml, its hosts
+    read from the group hypervisors of its inventory/hosts.yml (host bfhvN is tests/hosts/testhost.sh N)."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(molecule_dir, "*", "molecule.yml"))):
+        sdir = os.path.dirname(path)
+        with open(os.path.join(sdir, "inventory", "hosts.yml")) as f:
+            hosts = yaml.safe_load(f)["all"]["children"]["hypervisors"]["hosts"]
+        out[os.path.basename(sdir)] = sorted(int(h[len("bfhv"):]) for h in hosts)
+    return out
+
+
+def molecule_ephemeral_dir(scenario):
+    """Where Molecule keeps a scenario's state.yml (molecule.scenario.Scenario.ephemeral_directory)."""
+    from ansible_compat.prerun import get_cache_dir  # pylint: disable=import-outside-toplevel  # Molecule's deps
+    from molecule.text import checksum  # pylint: disable=import-outside-toplevel
+    return os.path.join(str(get_cache_dir(pathlib.Path(REPO), isolated=False)), "tmp",
+                        "molecule.%s.%s" % (checksum(os.path.basename(REPO), 4), scenario))
+
+
+def molecule_host_residue(host_n, hosts_root=None):
+    """What a scenario's destroy must have removed of test host ``host_n``: its namespace, veth and processes,
+    and its per-host dir (with domain definitions and /var/lib/bootflow)."""
     host = "bfhv%d" % host_n
     out = ["molecule: " + r for r in machine_residue({host})]
     hdir = os.path.join(hosts_root or os.environ.get("BOOTFLOW_TESTHOSTS", "/var/tmp/bootflow-hosts"), "host%d" % host_n)
@@ -469,17 +491,33 @@ def molecule_residue(host_n=MOLECULE_HOST_N, state_dir=MOLECULE_STATE_DIR, hosts
                 with open(f) as fh:
                     lines.extend("line %s %s" % (os.path.relpath(f, bdir), x.rstrip("\n")) for x in fh)
         out.extend("molecule: " + r for r in host_residue(host, lines))
-    if os.path.exists(state_dir):
-        out.append("molecule: controller state dir %s not removed" % state_dir)
-        db = os.path.join(state_dir, "bootflow.db")
-        if os.path.exists(db):
-            out.extend("molecule: " + r for r in db_residue(db))
-    ephemeral = ephemeral or os.path.join(os.path.expanduser("~"), ".cache", "molecule", os.path.basename(REPO), "default")
-    state_yml = os.path.join(ephemeral, "state.yml")
-    if os.path.exists(state_yml):
-        with open(state_yml) as f:
-            if re.search(r"^created:\s*true\s*$", f.read(), re.M):
-                out.append("molecule: %s says the instance is still created (destroy did not finish)" % state_yml)
+    return out
+
+
+def molecule_residue(scenarios=None, state_root=MOLECULE_STATE_ROOT, hosts_root=None, ephemeral_dirs=None):
+    """What the scenarios' destroy steps must have removed: every scenario's test hosts, its controller state
+    dir ``state_root``/<scenario> (with the live rows of its DB) and then ``state_root`` itself, and Molecule's
+    own record of a created instance (``ephemeral_dirs``: {scenario: dir}, default Molecule's)."""
+    scenarios = molecule_scenarios() if scenarios is None else scenarios
+    out = []
+    for scenario, hosts in sorted(scenarios.items()):
+        for n in hosts:
+            out.extend(molecule_host_residue(n, hosts_root))
+        state_dir = os.path.join(state_root, scenario)
+        if os.path.exists(state_dir):
+            out.append("molecule: %s: controller state dir %s not removed" % (scenario, state_dir))
+            db = os.path.join(state_dir, "bootflow.db")
+            if os.path.exists(db):
+                out.extend("molecule: %s: %s" % (scenario, r) for r in db_residue(db))
+        eph = (ephemeral_dirs or {}).get(scenario) or molecule_ephemeral_dir(scenario)
+        state_yml = os.path.join(eph, "state.yml")
+        if os.path.exists(state_yml):
+            with open(state_yml) as f:
+                if re.search(r"^created:\s*true\s*$", f.read(), re.M):
+                    out.append("molecule: %s: %s says the instances are still created (destroy did not finish)"
+                               % (scenario, state_yml))
+    if os.path.isdir(state_root):
+        out.append("molecule: state dirs' parent %s not removed (holds %s)" % (state_root, sorted(os.listdir(state_root))))
     return out
 
 
@@ -539,7 +577,7 @@ def suite_dbs(basetemp):
 def find_residue(log_path, basetemp, pg_found=(), molecule=False):
     """Every leftover: the test hosts' (residue log), the controller DBs' (SQLite files under basetemp;
     ``pg_found``: what pg_server_residue found on the PostgreSQL servers), the real Placements',
-    the machine's, and with ``molecule`` the Molecule scenario's."""
+    the machine's, and with ``molecule`` the Molecule scenarios'."""
     started, found = read_residue_log(log_path)
     for db in suite_dbs(basetemp):
         found.extend(db_residue(db))
@@ -574,6 +612,6 @@ def residue_check(tmp_path_factory):
     print("\nresidue check: %d test host(s) (%s), %d DB(s), %d PostgreSQL server(s), %d Placement DB(s)%s: %s" % (
         len(hosts), ", ".join(sorted(hosts)) or "none",
         len(suite_dbs(basetemp)), PG_CHECKED[0], len(suite_placement_dbs(basetemp)),
-        ", the Molecule scenario" if MOLECULE_RAN else "",
+        ", the Molecule scenarios" if MOLECULE_RAN else "",
         "clean" if not residue else "%d leftover(s)" % len(residue)))
     assert not residue, "RESIDUE after the suite (%d):\n  %s" % (len(residue), "\n  ".join(residue))

@@ -130,30 +130,41 @@ def test_placement_allocations_and_consumers_are_reported(tmp_path):
 
 
 def test_molecule_leftovers_are_reported(tmp_path):
-    roots, state, eph = tmp_path / "hosts", tmp_path / "state", tmp_path / "eph"
-    kwargs = dict(host_n=31, state_dir=str(state), hosts_root=str(roots), ephemeral=str(eph))
+    roots, states, eph = tmp_path / "hosts", tmp_path / "molecule", tmp_path / "eph"
+    kwargs = dict(scenarios={"default": [31], "multihost": [32, 33]}, state_root=str(states),
+                  hosts_root=str(roots), ephemeral_dirs={"default": str(eph), "multihost": str(tmp_path / "eph2")})
     mine = [r for r in it.molecule_residue(**kwargs) if str(tmp_path) in r]
     assert mine == []
     inst = str(uuid.uuid4())
-    (roots / "host31" / "etc" / "qemu").mkdir(parents=True)
-    (roots / "host31" / "etc" / "qemu" / ("bootflow-%s.xml" % inst)).write_text("<domain/>")
-    (roots / "host31" / "bootflow" / "instances" / inst).mkdir(parents=True)
-    (roots / "host31" / "bootflow" / "dhcp" / "net1").mkdir(parents=True)
-    (roots / "host31" / "bootflow" / "dhcp" / "net1" / "host").write_text("fa:16:3e:00:00:01,host-x,10.97.0.3\n")
-    db = _db.open_db(state_dir=str(state))
+    (roots / "host33" / "etc" / "qemu").mkdir(parents=True)
+    (roots / "host33" / "etc" / "qemu" / ("bootflow-%s.xml" % inst)).write_text("<domain/>")
+    (roots / "host33" / "bootflow" / "instances" / inst).mkdir(parents=True)
+    (roots / "host33" / "bootflow" / "dhcp" / "net1").mkdir(parents=True)
+    (roots / "host33" / "bootflow" / "dhcp" / "net1" / "host").write_text("fa:16:3e:00:00:01,host-x,10.97.0.3\n")
+    db = _db.open_db(state_dir=str(states / "multihost"))
     plant(db, "instances", uuid=inst, name="molecule-vm", vm_state="active", deleted=0)
     db.engine.dispose()
     eph.mkdir()
     (eph / "state.yml").write_text("converged: true\ncreated: true\ndriver: default\n")
     found = it.molecule_residue(**kwargs)
     text = "\n".join(found)
-    assert "test host dir %s not purged" % (roots / "host31") in text, found
+    assert "test host dir %s not purged" % (roots / "host33") in text, found
     assert "libvirt domain bootflow-%s" % inst in text, found
     assert "instance directory instances/%s" % inst in text, found
     assert "DHCP reservation in dhcp/net1/host: fa:16:3e:00:00:01,host-x,10.97.0.3" in text, found
-    assert "controller state dir %s not removed" % state in text, found
-    assert "live instance molecule-vm %s active" % inst in text, found
-    assert "still created" in text, found
+    assert "multihost: controller state dir %s not removed" % (states / "multihost") in text, found
+    assert any(r.startswith("molecule: multihost: ") and r.endswith("live instance molecule-vm %s active" % inst)
+               for r in found), found
+    assert "state dirs' parent %s not removed" % states in text, found
+    assert "default: %s says the instances are still created" % (eph / "state.yml") in text, found
+    assert not any("host31" in r or "host32" in r for r in found), found
+
+
+def test_molecule_scenarios_are_read_from_their_inventories():
+    scenarios = it.molecule_scenarios()
+    assert scenarios["default"] == [31], scenarios
+    assert len(scenarios["multihost"]) == 3, scenarios
+    assert all(31 <= n <= 36 for hosts in scenarios.values() for n in hosts), scenarios
 
 
 def test_a_stopping_hosts_leftovers_in_the_residue_log_are_reported(tmp_path):
