@@ -14,6 +14,23 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import
 OUTCOMES = ("built", "rescheduled", "error")
 
 
+NO_NAME = ("No instance named: set bootflow_instance_name (one instance, for example -e bootflow_instance_name=web1) "
+           "or bootflow_instances (a list of instances, each with a name). There is no default instance name.")
+
+
+def request_list(instances, name=None):
+    """The instances a run of boot.yml or delete.yml names: the list ``instances`` (bootflow_instances), else one
+    instance ``name`` (bootflow_instance_name). Neither is an error: no run works on an instance it was not told of."""
+    if instances:
+        if not isinstance(instances, list):
+            raise AnsibleFilterError("bootflow_instances must be a list of instances (mappings with a name), got %s."
+                                     % type(instances).__name__)
+        return instances
+    if name is None or not str(name).strip():
+        raise AnsibleFilterError(NO_NAME)
+    return [{"name": name}]
+
+
 def _vars_of(hostvars, host):
     try:
         return hostvars[host]
@@ -139,5 +156,5 @@ def jump_args(hypervisor_vars, extra=""):
 
 class FilterModule:
     def filters(self):
-        return {"pass_outcomes": pass_outcomes, "next_pass": next_pass, "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows,
+        return {"request_list": request_list, "pass_outcomes": pass_outcomes, "next_pass": next_pass, "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows,
                 "fleet_table": fleet_table, "jump_args": jump_args}
