@@ -306,6 +306,14 @@ instances:
       description: Whether this request recorded it (V(false) for an instance that existed).
       type: bool
       sample: true
+    left_on_hosts:
+      description:
+        - O(state=query), an instance that is not ACTIVE - what hosts that could not undo its failed builds still
+          hold (C(host), C(reason): the undo step that failed, C(residue): C(domain_name), C(instances_path),
+          C(ports), C(volumes)); the host removes it when C(playbooks/hypervisors.yml) runs there again.
+      type: list
+      elements: dict
+      sample: []
 delete:
   description:
     - The live instances to delete, each as the conductor's instance spec (as RV(bootflow.cloud.instance_info#module:instance)).

@@ -22,6 +22,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cleanups as _cleanups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor as _conductor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
@@ -259,7 +260,12 @@ def query(db, auth, entries):
     fault, step log), or ``{name, status: ABSENT}`` for one that does not exist (a withdrawn min_count
     item, check mode): the end-of-run report of playbooks/boot.yml."""
     present = [e for e in entries if e["state"] == "present"]
-    return [spec or {"name": e["name"], "status": "ABSENT"} for e, spec in zip(present, _specs(db, auth, present))]
+    out = [spec or {"name": e["name"], "status": "ABSENT"} for e, spec in zip(present, _specs(db, auth, present))]
+    with db.tx() as conn:
+        for spec in out:
+            if spec.get("uuid") and spec.get("status") != "ACTIVE":
+                spec["left_on_hosts"] = _cleanups.open_for(conn, spec["uuid"])
+    return out
 
 
 def _specs(db, auth, entries):
