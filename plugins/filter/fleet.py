@@ -20,9 +20,10 @@ NO_NAME = ("No instance named: set bootflow_instance_name (one instance, for exa
            "or bootflow_instances (a list of instances, each with a name). There is no default instance name.")
 
 
-def request_list(instances, name=None):
+def request_list(instances, name=None, count=1):
     """The instances a run of boot.yml or delete.yml names: the list ``instances`` (bootflow_instances), else one
-    instance ``name`` (bootflow_instance_name). Neither is an error: no run works on an instance it was not told of."""
+    item ``name`` (bootflow_instance_name) with ``count`` instances (bootflow_count: NAME-1..NAME-N when above 1).
+    Neither is an error: no run works on an instance it was not told of."""
     if instances:
         if not isinstance(instances, list):
             raise AnsibleFilterError("bootflow_instances must be a list of instances (mappings with a name), got %s."
@@ -30,7 +31,11 @@ def request_list(instances, name=None):
         return instances
     if name is None or not str(name).strip():
         raise AnsibleFilterError(NO_NAME)
-    return [{"name": name}]
+    try:
+        count = int(count if count not in (None, "") else 1)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("bootflow_count must be a whole number, got %r." % (count,)) from None
+    return [{"name": name}] if count == 1 else [{"name": name, "count": count}]
 
 
 def _vars_of(hostvars, host):
