@@ -181,8 +181,9 @@ def fleet_next_steps(servers):
             lines.append("  Left on %s, which did not finish the build: whatever the build made so far there." % s["host"])
         ref = shlex.quote(str(s.get("name")))
         for host in dict.fromkeys(hosts):
+            # localhost too: the controller's play issues the token the host's plays use
             lines.append("  Next, once %s answers: ansible-playbook -i INVENTORY bootflow.cloud.hypervisors --limit %s"
-                         "  (removes what is left there)" % (host, shlex.quote(host)))
+                         "  (removes what is left there)" % (host, shlex.quote(host + ",localhost")))
         lines.append("  Next: ansible-playbook -i INVENTORY bootflow.cloud.delete -e bootflow_instance_name=%s"
                      "  (removes the record and everything it holds; then boot it again)" % ref)
     return lines
