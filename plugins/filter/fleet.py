@@ -177,8 +177,8 @@ def fleet_next_steps(servers):
             lines.append("  Left on %s, whose undo failed (%s): %s." % (
                 left["host"], safe_text(left.get("reason") or "-"), safe_text(_residue_text(left.get("residue") or {}))))
         if s.get("host") and status == "BUILD":
-            hosts.append(s["host"])
-            lines.append("  Left on %s, which did not finish the build: whatever the build made so far there." % s["host"])
+            lines.append("  Left on %s, which did not finish the build: whatever the build made so far there (delete.yml "
+                         "undoes it once %s answers)." % (s["host"], s["host"]))
         ref = shlex.quote(str(s.get("name")))
         for host in dict.fromkeys(hosts):
             # localhost too: the controller's play issues the token the host's plays use
