@@ -29,8 +29,8 @@ def request_list(instances, name=None, count=1):
             raise AnsibleFilterError("bootflow_instances must be a list of instances (mappings with a name), got %s."
                                      % type(instances).__name__)
         return instances
-    if name is None or not str(name).strip():
-        raise AnsibleFilterError(NO_NAME)
+    if name is None or str(name) == "":
+        raise AnsibleFilterError(NO_NAME)   # a blank name is nova-api's to refuse (Invalid instance name)
     try:
         count = int(count if count not in (None, "") else 1)
     except (TypeError, ValueError):
