@@ -212,5 +212,6 @@ def jump_args(hypervisor_vars, extra=""):
 
 class FilterModule:
     def filters(self):
-        return {"request_list": request_list, "pass_outcomes": pass_outcomes, "next_pass": next_pass, "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows,
-                "fleet_table": fleet_table, "fleet_next_steps": fleet_next_steps, "jump_args": jump_args}
+        return {"request_list": request_list, "pass_outcomes": pass_outcomes, "next_pass": next_pass,
+                "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows, "fleet_table": fleet_table,
+                "fleet_next_steps": fleet_next_steps, "jump_args": jump_args}
