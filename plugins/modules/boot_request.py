@@ -308,8 +308,8 @@ instances:
       sample: true
     left_on_hosts:
       description:
-        - O(state=query), an instance that is not ACTIVE - what hosts that could not undo its failed builds still
-          hold (C(host), C(reason): the undo step that failed, C(residue): C(domain_name), C(instances_path),
+        - With O(state=query), for an instance that is not ACTIVE, what hosts that could not undo its failed builds
+          still hold - C(host), C(reason) (the undo step that failed) and C(residue) (C(domain_name), C(instances_path),
           C(ports), C(volumes)); the host removes it when C(playbooks/hypervisors.yml) runs there again.
       type: list
       elements: dict

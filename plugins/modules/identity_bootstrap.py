@@ -164,7 +164,7 @@ new_state:
   description:
     - V(true) in check mode when there is no bootflow database yet (a new state dir, or an empty O(db_url) database).
       Nothing is created to find out - no state dir, database, key repository or password file; the task reports
-      V(changed) and RV(msg) says what would be created. C(playbooks/bootstrap.yml) then reports the registries
+      V(changed) and its C(msg) says what would be created. C(playbooks/bootstrap.yml) then reports the registries
       it would create without asking for a token (there is no user to issue one for yet).
   returned: check mode on a new database
   type: bool
