@@ -326,7 +326,7 @@ delete:
 missing:
   description:
     - With O(state=absent), each name or UUID of the list the caller's project has no live instance of, with a
-      C(message) saying so (C(No instance NAME in project P: nothing deleted ...), or that it was deleted already and
+      C(message) saying so (C(No instance NAME in project P) and that nothing was deleted), or that it was deleted already and
       when). An admin is also told when another project has a live instance of that name, with its UUID.
     - The messages of names that never existed in the project are also returned as warnings; they are not an error,
       so that a second delete of the same list changes nothing and succeeds.
