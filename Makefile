@@ -20,7 +20,7 @@ demo: setup
 	@bash scripts/demo.sh $(DEMO_HOST)
 
 demo-delete:
-	ansible-playbook -i build/inventory.ini playbooks/delete.yml
+	ansible-playbook -i build/inventory.ini playbooks/delete.yml -e bootflow_instance_name=$${BOOTFLOW_DEMO_NAME:-demo}
 
 test: setup
 	@bash scripts/test.sh

@@ -11,6 +11,7 @@ export ANSIBLE_CONFIG=$REPO/ansible.cfg PATH=$REPO/.venv/bin:$PATH
 NAME=${BOOTFLOW_DEMO_NAME:-demo}
 
 tests/hosts/testhost.sh start "$N"
+# the inventory also holds the test site that bootstrap.yml registers (test guest image, br-bootflow, 10.99.0.0/24)
 tests/hosts/inventory.sh "$N" > build/inventory.ini
 
 echo "== bootstrap: identity, flavor, image, network (controller state in ${BOOTFLOW_STATE_DIR:-~/.bootflow})"

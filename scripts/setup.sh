@@ -12,6 +12,8 @@
 #   6. OpenStack services venv (Keystone, Glance, Placement) for the backend tests
 #      (tests/openstack/requirements.txt; re-run when
 #      its sha256 changes)
+#   7. awx.awx for ansible-lint only (extensions/awx/): only ansible_collections/awx/awx of a pinned `ansible`
+#      wheel from PyPI, into build/lint-collections (ansible.cfg's collections_path); Galaxy is not needed
 #
 # env: BOOTFLOW_PYTHON (interpreter for .venv), BOOTFLOW_GUEST_DIR (guest output dir),
 #      BOOTFLOW_OPENSTACK_VENV (default /var/tmp/bootflow-openstack/venv)
@@ -169,6 +171,32 @@ openstack_venv() {
   RESULT="pip install -r tests/openstack/requirements.txt"
 }
 
+# --- 7. awx.awx for ansible-lint ----------------------------------------------------------------------
+# extensions/awx/create_job_templates.yml uses awx.awx, which no test runs (no AWX here): ansible-lint resolves
+# its modules from this copy. The community package `ansible` bundles it; only that one collection is taken from
+# the wheel, into build/ (never into .venv), and again only when the pin changes.
+AWX_FROM="ansible==10.7.0"      # bundles awx.awx 24.6.1
+LINT_COLLECTIONS=$REPO/build/lint-collections
+lint_collections() {
+  local tmp dest=$LINT_COLLECTIONS/ansible_collections/awx/awx stamp=$LINT_COLLECTIONS/.bootflow-awx-from
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$AWX_FROM" ] && [ -s "$dest/MANIFEST.json" ]; then
+    RESULT="awx.awx up to date (from $AWX_FROM)"; return 0
+  fi
+  tmp=$(mktemp -d)
+  run "$VENV/bin/python" -m pip download -q --no-deps -d "$tmp" "$AWX_FROM"
+  rm -rf "$LINT_COLLECTIONS/ansible_collections/awx"
+  run "$VENV/bin/python" - "$tmp" "$LINT_COLLECTIONS" <<'PY'
+import glob, sys, zipfile
+src, dest = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(src + "/ansible-*.whl")
+with zipfile.ZipFile(wheel) as z:
+    z.extractall(dest, [n for n in z.namelist() if n.startswith("ansible_collections/awx/awx/")])
+PY
+  rm -rf "$tmp"
+  echo "$AWX_FROM" > "$stamp"     # only after a successful extraction
+  RESULT="awx.awx extracted from $AWX_FROM into ${LINT_COLLECTIONS#"$REPO"/}"
+}
+
 T0=$(now)
 step "apt packages"            apt_packages
 step "/dev/kvm"                kvm_perms
@@ -176,4 +204,5 @@ step "venv .venv"              venv
 step "guest image"             guest
 step "ansible-test get-pip"    get_pip
 step "openstack venv"         openstack_venv
+step "awx.awx (lint)"         lint_collections
 echo "setup done in $(secs "$T0") s (log: ${LOG#"$REPO"/})"

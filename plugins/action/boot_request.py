@@ -22,7 +22,13 @@ class ActionModule(ControllerStep):
         auth = ctx.auth
         entries = _boot_request.expand(a["instances"], a["defaults"], names_only=a["state"] != "present")
         if a["state"] == "absent":
-            return {"changed": False, "instances": [], "delete": _boot_request.lookup(ctx.db, auth, entries)}
+            missing = _boot_request.missing(ctx.db, auth, entries)
+            out = {"changed": False, "instances": [], "delete": _boot_request.lookup(ctx.db, auth, entries),
+                   "missing": missing}
+            if missing:
+                out["msg"] = " ".join(m["message"] for m in missing)
+                out["warnings"] = [m["message"] for m in missing if m["warn"]]
+            return out
         if a["state"] == "query":
             return {"changed": False, "instances": _boot_request.query(ctx.db, auth, entries), "delete": []}
         _resolve_images(ctx, entries)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import local as _identity
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
@@ -22,6 +23,17 @@ class ActionModule(ControllerStep):
         password = args["password"]
         if password is None and args["username"] != "admin":
             raise InvalidRequest("password is required for user %s (only admin gets a generated one)." % args["username"])
+        if ctx.check_mode and not args.get("auth_token") and _db.is_new(None, ctx.state_dir):
+            # nothing to compare with, and nothing may be written to find out: the whole identity would be new
+            return {"changed": True, "new_state": True, "user": args["username"], "project": args["project"],
+                    "role": args["role"],
+                    "msg": "check mode: no bootflow database yet; it would be created with user %s, project %s and "
+                           "role %s%s, and the Fernet key repository in %s" % (
+                               args["username"], args["project"], args["role"],
+                               ", a generated admin password (admin-password)"
+                               if password is None and not os.environ.get(_identity.ADMIN_PASSWORD_ENV) else "",
+                               "the database (encrypted with %s)" % _identity.KEY_SECRET_ENV
+                               if os.environ.get(_identity.KEY_SECRET_ENV) else ctx.state_dir or _db.default_state_dir())}
         # with a token: it must be an admin's, and then existing users may be changed (password reset, roles)
         may_change = False
         if args.get("auth_token"):

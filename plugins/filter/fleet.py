@@ -5,6 +5,8 @@ builds where, the end-of-run table, and how to reach an instance through its hyp
 
 from __future__ import annotations
 
+import shlex
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import jump as _jump
@@ -12,6 +14,28 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import
 
 # what a host records per instance in a build pass (roles/compute/tasks/build.yml)
 OUTCOMES = ("built", "rescheduled", "error")
+
+
+NO_NAME = ("No instance named: set bootflow_instance_name (one instance, for example -e bootflow_instance_name=web1) "
+           "or bootflow_instances (a list of instances, each with a name). There is no default instance name.")
+
+
+def request_list(instances, name=None, count=1):
+    """The instances a run of boot.yml or delete.yml names: the list ``instances`` (bootflow_instances), else one
+    item ``name`` (bootflow_instance_name) with ``count`` instances (bootflow_count: NAME-1..NAME-N when above 1).
+    Neither is an error: no run works on an instance it was not told of."""
+    if instances:
+        if not isinstance(instances, list):
+            raise AnsibleFilterError("bootflow_instances must be a list of instances (mappings with a name), got %s."
+                                     % type(instances).__name__)
+        return instances
+    if name is None or str(name) == "":
+        raise AnsibleFilterError(NO_NAME)   # a blank name is nova-api's to refuse (Invalid instance name)
+    try:
+        count = int(count if count not in (None, "") else 1)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("bootflow_count must be a whole number, got %r." % (count,)) from None
+    return [{"name": name}] if count == 1 else [{"name": name, "count": count}]
 
 
 def _vars_of(hostvars, host):
@@ -116,6 +140,55 @@ def fleet_rows(servers, hostvars=None, hosts=()):
     return rows
 
 
+def _residue_text(residue):
+    """What a host may still hold of a failed build (a host_cleanups record's residue), as one phrase."""
+    parts = []
+    if residue.get("domain_name"):
+        parts.append("libvirt domain %s" % residue["domain_name"])
+    if residue.get("instances_path") and residue.get("domain_name"):
+        parts.append("instance directory %s/%s" % (residue["instances_path"], residue["domain_name"][len("bootflow-"):]))
+    parts.extend("DHCP reservation %s (%s) of network %s" % (p.get("ip"), p.get("mac"), p.get("network_id"))
+                 for p in residue.get("ports") or [])
+    parts.extend("pool volume %s (pool %s)" % (v.get("name"), v.get("pool")) for v in residue.get("volumes") or [])
+    return ", ".join(parts) or "nothing recorded"
+
+
+def fleet_next_steps(servers):
+    """For each instance of the run (bootflow.cloud.boot_request state=query) that is not ACTIVE: what is left
+    where - the DB record and what it still holds (claim, ports, volumes), what a host that could not undo its
+    build still holds - and the commands to run next. A list of lines (``[]`` when every instance is ACTIVE)."""
+    lines = []
+    for s in servers or []:
+        status = s.get("status") or "ABSENT"
+        if status in ("ACTIVE", "ABSENT") or not s.get("uuid"):
+            continue
+        who = safe_text("%s (%s)" % (s.get("name"), s.get("uuid")))
+        held = []
+        if s.get("allocation"):
+            held.append("its claim on %s" % s["allocation"].get("host"))
+        held.extend("port %s (%s)" % (p.get("ip"), p.get("network_name") or p.get("network_id")) for p in s.get("ports") or [])
+        held.extend("volume %s (%s)" % (v.get("name"), v.get("status")) for v in s.get("volumes") or [])
+        lines.append("%s is %s in the database%s%s." % (
+            who, status, " on host %s" % s["host"] if s.get("host") else "",
+            "; it still holds " + ", ".join(held) if held else "; it holds no claim and no IP"))
+        hosts = []
+        for left in s.get("left_on_hosts") or []:
+            hosts.append(left["host"])
+            lines.append("  Left on %s, whose undo failed (%s): %s." % (
+                left["host"], safe_text(left.get("reason") or "-"), safe_text(_residue_text(left.get("residue") or {}))))
+        if s.get("host") and status == "BUILD":
+            lines.append("  Left on %s, which did not finish the build: whatever the build made so far there (delete.yml "
+                         "undoes it once %s answers)." % (s["host"], s["host"]))
+        ref = shlex.quote(str(s.get("name")))
+        for host in dict.fromkeys(hosts):
+            # localhost too: the controller's play issues the token the host's plays use
+            lines.append("  Next, once %s answers: ansible-playbook -i INVENTORY bootflow.cloud.hypervisors --limit %s"
+                         "  (removes what is left there)" % (host, shlex.quote(host + ",localhost")))
+        lines.append("  Next: ansible-playbook -i INVENTORY bootflow.cloud.delete -e bootflow_instance_name=%s"
+                     "  (removes the record and everything it holds; then boot it again)" % ref)
+    return lines
+
+
 def fleet_table(rows):
     """The rows as an aligned text table (a list of lines, for debug's msg)."""
     head = ("NAME", "HOST", "IP", "STATUS", "SECONDS", "FAULT")
@@ -139,5 +212,6 @@ def jump_args(hypervisor_vars, extra=""):
 
 class FilterModule:
     def filters(self):
-        return {"pass_outcomes": pass_outcomes, "next_pass": next_pass, "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows,
-                "fleet_table": fleet_table, "jump_args": jump_args}
+        return {"request_list": request_list, "pass_outcomes": pass_outcomes, "next_pass": next_pass,
+                "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows, "fleet_table": fleet_table,
+                "fleet_next_steps": fleet_next_steps, "jump_args": jump_args}

@@ -306,6 +306,14 @@ instances:
       description: Whether this request recorded it (V(false) for an instance that existed).
       type: bool
       sample: true
+    left_on_hosts:
+      description:
+        - With O(state=query), for an instance that is not ACTIVE, what hosts that could not undo its failed builds
+          still hold - C(host), C(reason) (the undo step that failed) and C(residue) (C(domain_name), C(instances_path),
+          C(ports), C(volumes)); the host removes it when C(playbooks/hypervisors.yml) runs there again.
+      type: list
+      elements: dict
+      sample: []
 delete:
   description:
     - The live instances to delete, each as the conductor's instance spec (as RV(bootflow.cloud.instance_info#module:instance)).
@@ -315,6 +323,17 @@ delete:
   type: list
   elements: dict
   sample: []
+missing:
+  description:
+    - With O(state=absent), each name or UUID of the list the caller's project has no live instance of, with a
+      C(message) saying so (C(No instance NAME in project P) and that nothing was deleted), or that it was deleted already and
+      when). An admin is also told when another project has a live instance of that name, with its UUID.
+    - The messages of names that never existed in the project are also returned as warnings; they are not an error,
+      so that a second delete of the same list changes nothing and succeeds.
+  returned: O(state=absent)
+  type: list
+  elements: dict
+  sample: [{"name": "web-1", "warn": true, "message": "No instance web-1 in project admin: nothing deleted (a mistyped name, or another project's instance)."}]
 error:
   description:
     - Kind of failure. V(auth) for a missing, invalid or expired token or a missing role, V(not_found) for an

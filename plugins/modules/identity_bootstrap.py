@@ -85,8 +85,10 @@ attributes:
     details:
       - Predicts whether the project, the user, its password or the role assignment would change, without
         writing them and without generating the C(admin-password) file.
-      - The Fernet key repository and the database schema are still created when missing.
-      - On a fresh O(state_dir) without O(password), only C(changed=true) is returned.
+      - When there is no bootflow database yet, nothing at all is written (no state dir, database, key repository
+        or password file) and RV(new_state=true) says that everything would be created.
+      - With an existing database, the Fernet key repository is still created when missing, and its schema is
+        upgraded to the collection's revision.
   diff_mode:
     support: none
 notes:
@@ -142,17 +144,17 @@ EXAMPLES = r"""
 RETURN = r"""
 user:
   description: Name of the bootstrapped user (O(username)).
-  returned: success, except in check mode on a fresh state dir without O(password)
+  returned: success
   type: str
   sample: admin
 project:
   description: Name of the project (O(project)).
-  returned: success, except in check mode on a fresh state dir without O(password)
+  returned: success
   type: str
   sample: admin
 role:
   description: The role assigned on the project (O(role)).
-  returned: success, except in check mode on a fresh state dir without O(password)
+  returned: success
   type: str
   sample: admin
 password_file:
@@ -169,6 +171,15 @@ password_from:
   returned: when O(password) was not given and E(BOOTFLOW_ADMIN_PASSWORD) is set
   type: str
   sample: BOOTFLOW_ADMIN_PASSWORD
+new_state:
+  description:
+    - V(true) in check mode when there is no bootflow database yet (a new state dir, or an empty O(db_url) database).
+      Nothing is created to find out - no state dir, database, key repository or password file; the task reports
+      V(changed) and its C(msg) says what would be created. C(playbooks/bootstrap.yml) then reports the registries
+      it would create without asking for a token (there is no user to issue one for yet).
+  returned: check mode on a new database
+  type: bool
+  sample: true
 error:
   description: Kind of failure, V(invalid) for a refused argument (empty password), V(auth) for a change of an
     existing identity without an admin's O(auth_token), or a bad token.

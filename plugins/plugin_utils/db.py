@@ -580,6 +580,25 @@ def open_db(db_url=None, state_dir=None, migrate=True):
     return db
 
 
+def is_new(db_url=None, state_dir=None):
+    """Whether the database has no bootflow schema yet (check mode on a new state), found out without creating
+    or writing anything: no state dir or SQLite file is made, no schema is migrated."""
+    url = db_url or os.environ.get("BOOTFLOW_DB_URL")
+    if not url:
+        return not os.path.exists(os.path.join(os.path.expanduser(state_dir or default_state_dir()), "bootflow.db"))
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("sqlite:///", 1)[-1]
+        return not path or path == ":memory:" or not os.path.exists(path)
+    db = Database(url)
+    try:
+        return db.schema_revision() is None
+    except sa.exc.OperationalError as exc:
+        raise DBError("cannot open the bootflow database %s: %s" % (_safe_url(db.url), exc.orig)) from exc
+    finally:
+        db.dispose()
+
+
 def _safe_url(url):
     """URL without its password, for messages."""
     try:

@@ -13,6 +13,13 @@ for N in "$@"; do
        "ansible_ssh_common_args='-o UserKnownHostsFile=$ROOT/known_hosts -o StrictHostKeyChecking=accept-new'"
 done
 echo
+echo "[all:vars]"
+# the test site playbooks/bootstrap.yml registers (the bootstrap role has no image and no network of its own):
+# the offline-built test guest (tests/guest/build_guest.sh) and the test network on the hypervisor role's bridge
+echo "bootflow_image_file=${BOOTFLOW_GUEST_DIR:-/var/cache/bootflow/guest}/disk.qcow2"
+echo "bootflow_network_bridge=br-bootflow"
+echo "bootflow_network_cidr=10.99.0.0/24"
+echo
 echo "[controller]"
 # quoted: the INI parser splits host lines on whitespace (shlex)
 echo "localhost ansible_connection=local ansible_python_interpreter=\"{{ ansible_playbook_python }}\""

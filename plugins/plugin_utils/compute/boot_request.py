@@ -19,7 +19,10 @@ import secrets
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import check_text, validate_name
+from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import api as _compute_api
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import cleanups as _cleanups
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import conductor as _conductor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import enforce
@@ -212,12 +215,57 @@ def lookup(db, auth, entries):
     return [spec for spec in _specs(db, auth, entries) if spec is not None]
 
 
+def missing(db, auth, entries):
+    """What delete.yml says of each entry the caller's project has no live instance of: ``[{name, message}]``,
+    ``warn`` true unless the instance was deleted already (a second delete of the same list is quiet). Only an
+    admin, who may see every project, is told of another project's live instance of that name (with its UUID)."""
+    enforce(auth, "compute:get")
+    inst = _db.table("instances")
+    project = auth.project_name or auth.project_id
+    out = []
+    with db.tx() as conn:
+        for entry in entries:
+            ref = entry["name"]
+            if instances.find_instance(conn, ref, auth) is not None:
+                continue
+            gone = conn.execute(inst.select().where(
+                sa.or_(inst.c.uuid == ref, inst.c.name == ref), inst.c.deleted != 0,
+                inst.c.project_id == auth.project_id).order_by(inst.c.deleted_at.desc())).first()
+            if gone is not None:
+                out.append({"name": ref, "warn": False, "message": "Instance %s (%s) in project %s was deleted at %s: "
+                            "nothing to delete." % (ref, gone.uuid, project, gone.deleted_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+                                                    if gone.deleted_at else "an earlier run")})
+                continue
+            message = "No instance %s in project %s: nothing deleted (a mistyped name, or another project's instance)." \
+                % (ref, project)
+            if "admin" in auth.roles:
+                others = conn.execute(inst.select().where(inst.c.name == ref, inst.c.deleted == 0,
+                                                          inst.c.project_id != auth.project_id)).fetchall()
+                if others:
+                    message = ("No instance %s in project %s; %s: delete it by its UUID (-e bootflow_instance_name=UUID), "
+                               "or as a user of that project." % (ref, project, "; ".join(
+                                   "project %s has one (%s)" % (_project_name(conn, r.project_id), r.uuid) for r in others)))
+            out.append({"name": ref, "warn": True, "message": message})
+    return out
+
+
+def _project_name(conn, project_id):
+    projects = _db.table("projects")
+    row = conn.execute(sa.select(projects.c.name).where(projects.c.id == project_id)).first()
+    return row.name if row is not None else project_id
+
+
 def query(db, auth, entries):
     """Every ``present`` instance of the list as it is now (the conductor's spec: status, host, ports,
     fault, step log), or ``{name, status: ABSENT}`` for one that does not exist (a withdrawn min_count
     item, check mode): the end-of-run report of playbooks/boot.yml."""
     present = [e for e in entries if e["state"] == "present"]
-    return [spec or {"name": e["name"], "status": "ABSENT"} for e, spec in zip(present, _specs(db, auth, present))]
+    out = [spec or {"name": e["name"], "status": "ABSENT"} for e, spec in zip(present, _specs(db, auth, present))]
+    with db.tx() as conn:
+        for spec in out:
+            if spec.get("uuid") and spec.get("status") != "ACTIVE":
+                spec["left_on_hosts"] = _cleanups.open_for(conn, spec["uuid"])
+    return out
 
 
 def _specs(db, auth, entries):

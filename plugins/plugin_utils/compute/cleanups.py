@@ -48,6 +48,15 @@ def record(db, host, row, reason):
     return {"id": rid, "host": host, "instance_uuid": row.uuid, "residue": residue, "reason": reason}
 
 
+def open_for(conn, instance_uuid):
+    """The residue of ``instance_uuid``'s failed builds that its hosts have not removed yet: [{host, residue,
+    reason}], oldest first (what the end-of-run report tells the owner is left where)."""
+    cleanups = _db.table("host_cleanups")
+    rows = conn.execute(cleanups.select().where(cleanups.c.instance_uuid == instance_uuid, cleanups.c.done_at.is_(None))
+                        .order_by(cleanups.c.created_at)).fetchall()
+    return [{"host": r.host, "residue": dict(r.residue), "reason": r.reason} for r in rows]
+
+
 def pending(db, auth, host):
     """The residue ``host`` has still to remove, oldest first. When the instance was built on ``host`` again
     since (a later reschedule came back), its domain, directory and volumes there are the new build's:

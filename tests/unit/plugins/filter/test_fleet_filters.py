@@ -125,3 +125,45 @@ def test_the_fleet_table_escapes_control_characters_of_names_and_faults():
     lines = fleet_table(rows)
     assert all(ch not in "".join(lines) for ch in "\u202e\x1b\n")
     assert "vm\\u202e1" in lines[1] and "bad\\x1b[31m thing\\n" in lines[1]
+
+
+def test_request_list_requires_a_name_or_a_list():
+    from ansible_collections.bootflow.cloud.plugins.filter.fleet import request_list
+    assert request_list([{"name": "a"}], "ignored") == [{"name": "a"}]
+    assert request_list([], "web") == [{"name": "web"}]
+    assert request_list([], "web", 3) == [{"name": "web", "count": 3}]
+    assert request_list([], "  ") == [{"name": "  "}]   # nova-api refuses it: Invalid instance name
+    for name in (None, ""):
+        with pytest.raises(AnsibleFilterError, match="No instance named: set bootflow_instance_name"):
+            request_list([], name)
+    with pytest.raises(AnsibleFilterError, match="bootflow_instances must be a list"):
+        request_list("web", None)
+    with pytest.raises(AnsibleFilterError, match="bootflow_count must be a whole number"):
+        request_list([], "web", "three")
+
+
+def test_next_steps_say_what_is_left_where_and_what_to_run():
+    from ansible_collections.bootflow.cloud.plugins.filter.fleet import fleet_next_steps
+    servers = [
+        {"name": "ok", "uuid": "u0", "status": "ACTIVE"},
+        {"name": "gone", "status": "ABSENT"},
+        {"name": "web 1", "uuid": "u1", "status": "ERROR", "host": None, "ports": [], "allocation": None,
+         "volumes": [{"name": "vol-u1", "status": "creating"}],
+         "left_on_hosts": [{"host": "hv1", "reason": "Undo | libvirt: destroy: no connection",
+                            "residue": {"domain_name": "bootflow-u1", "instances_path": "/var/lib/bootflow/instances",
+                                        "ports": [{"ip": "10.0.0.5", "mac": "fa:16:3e:00:00:01", "network_id": "n1"}],
+                                        "volumes": [{"name": "volume-v1", "pool": "bootflow"}]}}]},
+        {"name": "stuck", "uuid": "u2", "status": "BUILD", "host": "hv2", "allocation": {"host": "hv2"},
+         "ports": [{"ip": "10.0.0.6", "network_name": "private"}], "volumes": []},
+    ]
+    text = "\n".join(fleet_next_steps(servers))
+    assert "ok (u0)" not in text and "gone" not in text
+    assert "web 1 (u1) is ERROR in the database; it still holds volume vol-u1 (creating)." in text
+    assert ("Left on hv1, whose undo failed (Undo | libvirt: destroy: no connection): libvirt domain bootflow-u1, "
+            "instance directory /var/lib/bootflow/instances/u1, DHCP reservation 10.0.0.5 (fa:16:3e:00:00:01) of "
+            "network n1, pool volume volume-v1 (pool bootflow).") in text
+    assert "bootflow.cloud.hypervisors --limit hv1,localhost" in text
+    assert "bootflow.cloud.delete -e bootflow_instance_name='web 1'" in text
+    assert "stuck (u2) is BUILD in the database on host hv2; it still holds its claim on hv2, port 10.0.0.6 (private)." in text
+    assert "Left on hv2, which did not finish the build" in text and "--limit hv2" not in text
+    assert fleet_next_steps([{"name": "ok", "uuid": "u0", "status": "ACTIVE"}]) == []
