@@ -161,7 +161,7 @@ BOOT_ONLY = """---
 """
 
 SITE = {"bootflow_instance_name": NAME, "bootflow_wait_for_lease": False, "bootflow_network_cidr": "10.99.0.0/24",
-        "bootflow_guest_image": GUEST, "bootflow_image_file": GUEST}
+        "bootflow_image_file": GUEST}
 
 
 def test_a_fresh_job_before_bootstrap_says_why(awx):
