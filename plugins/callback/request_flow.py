@@ -44,7 +44,7 @@ options:
     ini:
       - section: callback_request_flow
         key: diagram_dir
-    version_added: 0.2.0
+    version_added: 0.1.0
 """
 
 import os

@@ -10,6 +10,7 @@ import shlex
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import jump as _jump
+from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout as _layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text
 
 # what a host records per instance in a build pass (roles/compute/tasks/build.yml)
@@ -146,7 +147,8 @@ def _residue_text(residue):
     if residue.get("domain_name"):
         parts.append("libvirt domain %s" % residue["domain_name"])
     if residue.get("instances_path") and residue.get("domain_name"):
-        parts.append("instance directory %s/%s" % (residue["instances_path"], residue["domain_name"][len("bootflow-"):]))
+        instance_uuid = _layout.instance_of_domain(residue["domain_name"])
+        parts.append("instance directory %s" % _layout.instance_dir(residue["instances_path"], instance_uuid))
     parts.extend("DHCP reservation %s (%s) of network %s" % (p.get("ip"), p.get("mac"), p.get("network_id"))
                  for p in residue.get("ports") or [])
     parts.extend("pool volume %s (pool %s)" % (v.get("name"), v.get("pool")) for v in residue.get("volumes") or [])
