@@ -30,6 +30,7 @@ import operator
 import random
 import re
 import time
+import collections
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -41,14 +42,18 @@ __all__ = [
     "GROUP_POLICIES",
     "WEIGHERS",
     "MANDATORY_FILTERS",
+    "HostRow",
     "HostState",
     "NoValidHost",
     "RequestSpec",
     "SchedulerConfig",
     "Selection",
     "capacity",
+    "choose_host",
     "consume",
+    "active_filters",
     "filter_hosts",
+    "light_filters",
     "fits",
     "free",
     "match_extra_spec",
@@ -164,6 +169,13 @@ class HostState:
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(HostState))
+
+# What the weighers and the name-only filters read of a host (HostState's names): a light row for the many hosts
+# a database prefilter passed, so that no HostState is built for them (see light_filters)
+HostRow = collections.namedtuple("HostRow", (
+    "name", "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
+    "reserved_vcpus", "reserved_host_memory_mb", "reserved_disk_gb", "cpu_allocation_ratio", "ram_allocation_ratio",
+    "disk_allocation_ratio", "num_instances", "failed_builds", "aggregates", "traits"))
 
 GROUP_POLICIES = (None, "affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 
@@ -783,12 +795,67 @@ class Selection:
         return [h[0] for h in self.hosts[1:]]
 
 
-def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float) -> tuple[list[HostState], dict]:
-    """Apply the filters; return (passing hosts in input order, {host: 'FilterName: reason'})."""
+def active_filters(spec: RequestSpec, cfg: SchedulerConfig) -> list[tuple[str, FilterFunc]]:
+    """The (name, function) of the filters that run for ``spec``, in :data:`FILTERS` order."""
     enabled = set(cfg.enabled_filters or ()) | MANDATORY_FILTERS
     if spec.force_host:
         enabled &= _KEPT_WHEN_FORCED
-    active = [(fname, func) for fname, func in FILTERS.items() if fname in enabled]   # in FILTERS order
+    return [(fname, func) for fname, func in FILTERS.items() if fname in enabled]
+
+
+# What a SQL prefilter can decide for sure (the database's own columns: zone, enabled and up, capacity)
+SQL_PREFILTERS = frozenset(("AvailabilityZoneFilter", "ComputeFilter", "CapacityFilter"))
+# Filters that read no more of a host than its name, aggregates and traits
+_NAME_ONLY_FILTERS = frozenset(("RetryFilter", "AggregateFilter", "TraitsFilter", "ServerGroupAntiAffinityFilter",
+                                "ServerGroupAffinityFilter"))
+_IMAGE_HOST_KEYS = ("hw_architecture", "architecture", "img_hv_type", "hypervisor_type", "img_hv_requested_version")
+
+
+def _reads_host(fname: str, spec: RequestSpec) -> bool:
+    """Whether filter ``fname`` looks at more of a host than :data:`_NAME_ONLY_FILTERS` do, for this request
+    (a host without ``stats``, as the database's compute nodes are)."""
+    if fname == "ComputeCapabilitiesFilter":
+        for key in spec.flavor_extra_specs:
+            scope = str(key).split(":")
+            if scope[0] == "capabilities" and len(scope) > 1 or len(scope) == 1 and (
+                    scope[0] in _FIELD_NAMES or scope[0] in _PROPERTIES):
+                return True
+        return False
+    if fname == "ImagePropertiesFilter":
+        return any(spec.image_properties.get(key) for key in _IMAGE_HOST_KEYS)
+    if fname == "ForceHostFilter":
+        return bool(spec.force_host)
+    return fname not in _NAME_ONLY_FILTERS
+
+
+def light_filters(spec: RequestSpec, cfg: SchedulerConfig) -> Optional[list[tuple[str, FilterFunc]]]:
+    """The filters left to run, in order, on a host that passed :data:`SQL_PREFILTERS` in the database, when
+    they need only the host's ``name``, ``aggregates`` and ``traits`` (a :class:`HostRow`); None when one of
+    them needs a whole :class:`HostState` (a forced host, a capability or image property to match)."""
+    if spec.force_host:
+        return None
+    rest = [(fname, func) for fname, func in active_filters(spec, cfg) if fname not in SQL_PREFILTERS]
+    if any(_reads_host(fname, spec) for fname, _func in rest):
+        return None
+    required, forbidden = requested_traits(spec)
+    # nothing of the host to match (checked above), no forced host
+    idle = {"ComputeCapabilitiesFilter", "ImagePropertiesFilter", "ForceHostFilter"}
+    if not spec.tried_hosts:
+        idle.add("RetryFilter")
+    if not requested_aggregates(spec):
+        idle.add("AggregateFilter")
+    if not required and not forbidden:
+        idle.add("TraitsFilter")
+    if spec.group_policy != "anti-affinity":
+        idle.add("ServerGroupAntiAffinityFilter")
+    if spec.group_policy != "affinity":
+        idle.add("ServerGroupAffinityFilter")
+    return [(fname, func) for fname, func in rest if fname not in idle]
+
+
+def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float) -> tuple[list[HostState], dict]:
+    """Apply the filters; return (passing hosts in input order, {host: 'FilterName: reason'})."""
+    active = active_filters(spec, cfg)
     passed: list[HostState] = []
     rejected: dict[str, str] = {}
     seen: set[str] = set()
@@ -813,6 +880,15 @@ def select_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: Optional[Sc
     now = time.time() if now is None else float(now)
     rng = rng or random.Random()
     passed, rejected = filter_hosts(list(hosts), spec, cfg, now)
+    return choose_host(passed, rejected, spec, cfg, rng)
+
+
+def choose_host(passed: list, rejected: dict, spec: RequestSpec, cfg: SchedulerConfig,
+                rng: Optional[random.Random] = None) -> Selection:
+    """Weigh the hosts that passed the filters (input order breaks ties) and choose one; the second half of
+    :func:`select_hosts`. ``passed`` may hold any objects with the attributes the weighers read (HostState's
+    names). Raises :class:`NoValidHost` when ``passed`` is empty."""
+    rng = rng or random.Random()
     if not passed:
         raise NoValidHost(rejected)
     weighed = weigh_hosts(passed, spec, cfg)

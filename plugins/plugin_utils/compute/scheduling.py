@@ -109,25 +109,25 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
             raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
                                  "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
         spec, group = _compute_api.scheduling_request(conn, row)
-        states = _placement.host_states(conn)
-    if hosts is not None:
-        wanted = set(hosts)
-        states = [s for s in states if s.name in wanted]
-    try:
-        if not states:
-            raise _scheduler.NoValidHost({})
-        pre_rejected = {}
-        if placement is not None:
-            # Placement's capacity pre-filter (GET /allocation_candidates), as nova-scheduler does first
-            states, pre_rejected = _placement.apply_candidates(states, placement.allocation_candidates(spec), spec, cfg)
-            if not states:
-                raise _scheduler.NoValidHost(pre_rejected)
-        selection = _scheduler.select_hosts(states, spec, cfg)
-        selection.rejected = dict(sorted(dict(pre_rejected, **selection.rejected).items()))
-    except _scheduler.NoValidHost as exc:
-        msg = str(exc) if states else NO_COMPUTE_NODES
+        states = selection = no_host = None
+        try:
+            if placement is None:
+                # the database prefilters (zone, enabled and up, capacity), as Placement would
+                selection = _placement.select_local(conn, spec, cfg, hosts)
+            else:
+                states = _placement.host_states(conn)
+        except _scheduler.NoValidHost as exc:
+            no_host = exc
+    if states is not None:
+        try:
+            selection = _select_with_placement(states, spec, cfg, hosts, placement)
+        except _scheduler.NoValidHost as exc:
+            no_host = exc
+    if no_host is not None:
+        msg = str(no_host) if no_host.rejected else NO_COMPUTE_NODES
         _fail(db, row, msg, check_mode)
-        raise NoValidHostError(msg, rejected=exc.rejected) from exc
+        raise NoValidHostError(msg, rejected=no_host.rejected) from no_host
+    selection.rejected = dict(sorted(selection.rejected.items()))
     out = {"changed": True, "host": selection.host, "alternates": selection.alternates,
            "rejected": selection.rejected, "claim_failures": {}, "instance": row, "new": None,
            "weights": {name: {"total": total, **per} for name, total, per in selection.hosts},
@@ -151,6 +151,22 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
                                           expected_task_state=instances.SCHEDULING, host=host)
     out.update(host=host, alternates=alternates, claim_failures=claim_failures, backend=backend)
     return out
+
+
+def _select_with_placement(states, spec, cfg, hosts, placement):
+    """select_hosts over the ``states`` among Placement's allocation candidates (its capacity pre-filter, as
+    nova-scheduler asks first); the other hosts are rejected with Placement's reason. Raises scheduler.NoValidHost."""
+    if hosts is not None:
+        wanted = set(hosts)
+        states = [s for s in states if s.name in wanted]
+    if not states:
+        raise _scheduler.NoValidHost({})
+    states, pre_rejected = _placement.apply_candidates(states, placement.allocation_candidates(spec), spec, cfg)
+    if not states:
+        raise _scheduler.NoValidHost(pre_rejected)
+    selection = _scheduler.select_hosts(states, spec, cfg)
+    selection.rejected = dict(pre_rejected, **selection.rejected)
+    return selection
 
 
 def select_for_list(db, auth, refs, cfg, hosts=None, placement=None, check_mode=False):
