@@ -279,6 +279,14 @@ _PREFILTER_MARGIN = 0.001
 _PREFILTER_MARGIN_S = 1.0
 
 
+def _free_terms(nodes, usage):
+    """(total, reserved, ratio, used) of VCPU, MEMORY_MB and DISK_GB as columns (HostState's defaults: no reserved
+    VCPU or disk)."""
+    return ((nodes.c.vcpus, 0, nodes.c.cpu_allocation_ratio, usage.c.vcpus_used),
+            (nodes.c.memory_mb, nodes.c.reserved_host_memory_mb, nodes.c.ram_allocation_ratio, usage.c.memory_mb_used),
+            (nodes.c.local_gb, 0, nodes.c.disk_allocation_ratio, usage.c.local_gb_used))
+
+
 def _surely_passes(nodes, usage, spec, cfg, now):
     """SQL condition (never NULL): the host passes AvailabilityZoneFilter, ComputeFilter and CapacityFilter."""
     conds = [nodes.c.disabled == sa.false(), nodes.c.updated_at.isnot(None)]
@@ -294,11 +302,7 @@ def _surely_passes(nodes, usage, spec, cfg, now):
     if spec.availability_zone:
         conds.append(nodes.c.availability_zone == spec.availability_zone)
     requested = _scheduler.requested_resources(spec)
-    for rc, total, reserved, ratio, used in (
-            ("VCPU", nodes.c.vcpus, 0, nodes.c.cpu_allocation_ratio, usage.c.vcpus_used),
-            ("MEMORY_MB", nodes.c.memory_mb, nodes.c.reserved_host_memory_mb, nodes.c.ram_allocation_ratio,
-             usage.c.memory_mb_used),
-            ("DISK_GB", nodes.c.local_gb, 0, nodes.c.disk_allocation_ratio, usage.c.local_gb_used)):
+    for rc, (total, reserved, ratio, used) in zip(RESOURCE_CLASSES, _free_terms(nodes, usage)):
         if rc in requested:
             amount = requested[rc]
             conds.append((total - reserved) * ratio - sa.func.coalesce(used, 0) >= amount + _PREFILTER_MARGIN)
@@ -326,11 +330,10 @@ def select_local(conn, spec, cfg, hosts=None, now=None, rng=None):
     usage = _usage_query().subquery()
     sure = _surely_passes(nodes, usage, spec, cfg, now)
     with_sets = any(fname in ("AggregateFilter", "TraitsFilter") for fname, _func in light)
-    columns = [nodes.c.hostname, nodes.c.vcpus, nodes.c.memory_mb, nodes.c.local_gb,
-               sa.func.coalesce(usage.c.vcpus_used, 0), sa.func.coalesce(usage.c.memory_mb_used, 0),
-               sa.func.coalesce(usage.c.local_gb_used, 0), sa.literal(0), nodes.c.reserved_host_memory_mb,
-               sa.literal(0), nodes.c.cpu_allocation_ratio, nodes.c.ram_allocation_ratio, nodes.c.disk_allocation_ratio,
-               sa.func.coalesce(usage.c.num_instances, 0), sa.func.coalesce(nodes.c.failed_builds, 0)]
+    # free amounts as scheduler.free() computes them, the same IEEE double operations in the same order
+    columns = [nodes.c.hostname] + [(total - reserved) * ratio - sa.func.coalesce(used, 0)
+                                    for total, reserved, ratio, used in _free_terms(nodes, usage)]
+    columns += [sa.func.coalesce(usage.c.num_instances, 0), sa.func.coalesce(nodes.c.failed_builds, 0)]
     if with_sets:
         columns += [sa.cast(nodes.c.aggregates, sa.Text), sa.cast(nodes.c.traits, sa.Text)]
     query = (sa.select(*columns).select_from(nodes.outerjoin(usage, usage.c.compute_node_id == nodes.c.id))
@@ -339,7 +342,7 @@ def select_local(conn, spec, cfg, hosts=None, now=None, rng=None):
         query = query.where(nodes.c.hostname.in_(list(hosts)))
     make, empty = _scheduler.HostRow._make, (frozenset(), frozenset())
     if with_sets:
-        rows = [make((*r[:15], _name_set(r[15]), _name_set(r[16]))) for r in conn.execute(query)]
+        rows = [make((*r[:6], _name_set(r[6]), _name_set(r[7]))) for r in conn.execute(query)]
     else:
         rows = [make((*r, *empty)) for r in conn.execute(query)]
     passed, rejected = rows, {}

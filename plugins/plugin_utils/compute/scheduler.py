@@ -170,12 +170,11 @@ class HostState:
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(HostState))
 
-# What the weighers and the name-only filters read of a host (HostState's names): a light row for the many hosts
-# a database prefilter passed, so that no HostState is built for them (see light_filters)
-HostRow = collections.namedtuple("HostRow", (
-    "name", "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used",
-    "reserved_vcpus", "reserved_host_memory_mb", "reserved_disk_gb", "cpu_allocation_ratio", "ram_allocation_ratio",
-    "disk_allocation_ratio", "num_instances", "failed_builds", "aggregates", "traits"))
+# What the weighers and the name-only filters read of a host (HostState's names; the free amounts are its
+# properties): a light row for the many hosts a database prefilter passed, so that no HostState is built for
+# them (see light_filters)
+HostRow = collections.namedtuple("HostRow", ("name", "free_vcpus", "free_ram_mb", "free_disk_gb", "num_instances",
+                                             "failed_builds", "aggregates", "traits"))
 
 GROUP_POLICIES = (None, "affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 
@@ -700,7 +699,8 @@ _KEPT_WHEN_FORCED = frozenset(("RetryFilter", "ForceHostFilter", "AvailabilityZo
 
 @dataclasses.dataclass(frozen=True)
 class _Weigher:
-    func: Callable[[HostState, RequestSpec], float]
+    # a host attribute (read with one attrgetter for every host) or a function of the host and the request
+    func: Any
     minval: Optional[float] = None
     # set: the weigher only weighs a request for a server group of this policy; any other request gets
     # 0 on every host (nova/scheduler/weights/affinity.py), without asking each host
@@ -709,9 +709,9 @@ class _Weigher:
 
 WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
     # nova/scheduler/weights/{ram,cpu,disk}.py: minval = 0
-    ("RAMWeigher", _Weigher(lambda h, s: free(h, "MEMORY_MB"), 0.0)),
-    ("CPUWeigher", _Weigher(lambda h, s: free(h, "VCPU"), 0.0)),
-    ("DiskWeigher", _Weigher(lambda h, s: free(h, "DISK_GB"), 0.0)),
+    ("RAMWeigher", _Weigher("free_ram_mb", 0.0)),
+    ("CPUWeigher", _Weigher("free_vcpus", 0.0)),
+    ("DiskWeigher", _Weigher("free_disk_gb", 0.0)),
     ("NumInstancesWeigher", _Weigher(lambda h, s: -h.num_instances, None)),
     # the number of the group's members on the host: soft-affinity, more is better; soft-anti-affinity,
     # fewer (the count negated)
@@ -752,25 +752,37 @@ def normalize(values: list[float], minval: Optional[float] = None, maxval: Optio
 
 def weigh_hosts(hosts: list[HostState], spec: RequestSpec, cfg: SchedulerConfig) -> list[tuple[HostState, float, dict]]:
     """Total weight and per-weigher contribution (multiplier x normalised) per host, in input order."""
-    per_host: list[dict] = [{} for _host in hosts]
+    totals, measured = _weigh(hosts, spec, cfg)
+    return [(h, totals[i], _contributions(measured, i)) for i, h in enumerate(hosts)]
+
+
+def _weigh(hosts: list, spec: RequestSpec, cfg: SchedulerConfig) -> tuple[list[float], dict]:
+    """(total weight per host, {weigher: contribution per host} of the weighers that measured anything); the
+    totals add the contributions in WEIGHERS order, a weigher that measured nothing adding 0."""
+    totals = [0.0] * len(hosts)
+    measured: dict[str, list[float]] = {}
     if len(hosts) <= 1:
         # Nova does not weigh a single host.
-        return [(h, 0.0, {name: 0.0 for name in WEIGHERS}) for h in hosts]
+        return totals, measured
     for name, weigher in WEIGHERS.items():
         mult = cfg.multiplier(name)
         if mult == 0 or (weigher.group_policy is not None and spec.group_policy != weigher.group_policy):
             # contributes 0 to every host whatever it would measure: not measured
-            for weights in per_host:
-                weights[name] = 0.0
             continue
         func, minval = weigher.func, weigher.minval
-        if minval is None:
-            raw = [float(func(host, spec)) for host in hosts]
+        if isinstance(func, str):
+            raw = [float(value) for value in map(operator.attrgetter(func), hosts)]
         else:
-            raw = [max(float(func(host, spec)), minval) for host in hosts]
-        for weights, value in zip(per_host, normalize(raw, minval=minval)):
-            weights[name] = mult * value
-    return [(h, sum(w.values()), w) for h, w in zip(hosts, per_host)]
+            raw = [float(func(host, spec)) for host in hosts]
+        if minval is not None:
+            raw = [max(value, minval) for value in raw]
+        column = measured[name] = [mult * value for value in normalize(raw, minval=minval)]
+        totals = [total + value for total, value in zip(totals, column)]
+    return totals, measured
+
+
+def _contributions(measured: dict, index: int) -> dict:
+    return {name: measured[name][index] if name in measured else 0.0 for name in WEIGHERS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -891,19 +903,19 @@ def choose_host(passed: list, rejected: dict, spec: RequestSpec, cfg: SchedulerC
     rng = rng or random.Random()
     if not passed:
         raise NoValidHost(rejected)
-    weighed = weigh_hosts(passed, spec, cfg)
-    # Stable sort: ties keep the input order unless shuffled below.
-    weighed.sort(key=lambda item: item[1], reverse=True)
+    totals, measured = _weigh(passed, spec, cfg)
+    # Stable sort of the host indexes: ties keep the input order unless shuffled below.
+    weighed = sorted(range(len(passed)), key=totals.__getitem__, reverse=True)
     if cfg.shuffle_best_same_weighed_hosts:
-        best = [w for w in weighed if w[1] == weighed[0][1]]
+        best = [i for i in weighed if totals[i] == totals[weighed[0]]]
         rng.shuffle(best)
         weighed = best + weighed[len(best):]
     subset = weighed[:cfg.host_subset_size]
     chosen = rng.choice(subset) if len(subset) > 1 else subset[0]
-    ordered = [chosen] + [w for w in weighed if w is not chosen]
+    ordered = [chosen] + [i for i in weighed[:cfg.max_attempts + 1] if i != chosen]
     ordered = ordered[:cfg.max_attempts]
     return Selection(
-        hosts=[(h.name, total, dict(per)) for h, total, per in ordered],
+        hosts=[(passed[i].name, totals[i], _contributions(measured, i)) for i in ordered],
         rejected=rejected,
         spec=spec,
     )
