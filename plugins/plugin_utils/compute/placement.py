@@ -606,10 +606,13 @@ class Placement:
         _status, data = self.request("GET", "/allocations/%s" % consumer_id)
         return {rp: a.get("resources", {}) for rp, a in ((data or {}).get("allocations") or {}).items()}
 
-    def allocation_candidates(self, spec):
-        """provider uuid -> {resource class: (capacity, used)} of every provider that can hold ``spec``
-        (``GET /allocation_candidates`` with its resources, required/forbidden traits, aggregate and zone)."""
+    def allocation_candidates(self, spec, limit=None):
+        """provider uuid -> {resource class: (capacity, used)} of the providers that can hold ``spec``
+        (``GET /allocation_candidates`` with its resources, required/forbidden traits, aggregate and zone), at most
+        ``limit`` of them (Nova's ``max_placement_results``; None: all)."""
         params = [("resources", ",".join("%s:%d" % kv for kv in _scheduler.requested_resources(spec).items()))]
+        if limit is not None:
+            params.append(("limit", str(int(limit))))
         required, forbidden = _scheduler.requested_traits(spec)
         if required or forbidden:
             params.append(("required", ",".join(sorted(required) + ["!" + t for t in sorted(forbidden)])))
@@ -835,7 +838,9 @@ def apply_candidates(states, candidates, spec, cfg, now=None):
     """Placement's capacity pre-filter: (states of the candidate hosts with Placement's usage, rejected).
 
     A host that is not a candidate is rejected with the reason our own filters give for it (e.g.
-    ``CapacityFilter: RAM: requested ...``), or, when they would pass it, with Placement's verdict.
+    ``CapacityFilter: RAM: requested ...``), or, when they would pass it, with Placement's verdict; when Placement
+    returned ``cfg.max_placement_results`` candidates (the ``limit`` it was sent), that verdict says the host was
+    beyond the limit, as it may have room.
     """
     now = time.time() if now is None else now
     kept, others = [], []
@@ -851,10 +856,15 @@ def apply_candidates(states, candidates, spec, cfg, now=None):
     rejected = {}
     if others:
         _passed, reasons = _scheduler.filter_hosts(others, spec, cfg, now)
+        if len(candidates) >= cfg.max_placement_results:
+            verdict = ("PlacementFilter: not among the %d allocation candidates Placement returned "
+                       "(max_placement_results)" % cfg.max_placement_results)
+        else:
+            verdict = ("PlacementFilter: Placement has no allocation candidate on this host (no room left there, or "
+                       "not a resource provider in Placement: run playbooks/hypervisors.yml with "
+                       "placement_backend=placement)")
         for state in others:
-            rejected[state.name] = reasons.get(state.name) or (
-                "PlacementFilter: Placement has no allocation candidate on this host (no room left there, or not a "
-                "resource provider in Placement: run playbooks/hypervisors.yml with placement_backend=placement)")
+            rejected[state.name] = reasons.get(state.name) or verdict
     return kept, rejected
 
 

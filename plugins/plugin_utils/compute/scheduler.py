@@ -456,6 +456,8 @@ class SchedulerConfig:
     shuffle_best_same_weighed_hosts: bool = False
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     service_down_time: float = 60.0
+    # the placement backend: at most this many allocation candidates asked of Placement (Nova's default)
+    max_placement_results: int = 1000
 
     def __post_init__(self) -> None:
         if self.enabled_filters is None:
@@ -476,6 +478,8 @@ class SchedulerConfig:
             raise InvalidRequest("max_attempts must be >= 1")
         if self.service_down_time <= 0:
             raise InvalidRequest("service_down_time must be > 0")
+        if int(self.max_placement_results) < 1:
+            raise InvalidRequest("max_placement_results must be >= 1")
 
     def multiplier(self, weigher: str) -> float:
         """Multiplier of a weigher (default 1.0, or Nova's own default in DEFAULT_MULTIPLIERS)."""
