@@ -277,17 +277,19 @@ def host_states(conn):
 # the SQL prefilter only passes hosts that pass for sure, whatever the database's float rounding
 _PREFILTER_MARGIN = 0.001
 _PREFILTER_MARGIN_S = 1.0
+# up to this many host names in an IN list; more: every host state is read and these picked out
+_FEW = 500
 
 
-def _free_terms(nodes, usage):
-    """(total, reserved, ratio, used) of VCPU, MEMORY_MB and DISK_GB as columns (HostState's defaults: no reserved
-    VCPU or disk)."""
-    return ((nodes.c.vcpus, 0, nodes.c.cpu_allocation_ratio, usage.c.vcpus_used),
-            (nodes.c.memory_mb, nodes.c.reserved_host_memory_mb, nodes.c.ram_allocation_ratio, usage.c.memory_mb_used),
-            (nodes.c.local_gb, 0, nodes.c.disk_allocation_ratio, usage.c.local_gb_used))
+def _free_terms(nodes, used):
+    """(total, reserved, ratio, used) of VCPU, MEMORY_MB and DISK_GB as columns, ``used`` the three usage sums
+    (HostState's defaults: no reserved VCPU or disk)."""
+    return ((nodes.c.vcpus, 0, nodes.c.cpu_allocation_ratio, used[0]),
+            (nodes.c.memory_mb, nodes.c.reserved_host_memory_mb, nodes.c.ram_allocation_ratio, used[1]),
+            (nodes.c.local_gb, 0, nodes.c.disk_allocation_ratio, used[2]))
 
 
-def _surely_passes(nodes, usage, spec, cfg, now):
+def _surely_passes(nodes, used, spec, cfg, now):
     """SQL condition (never NULL): the host passes AvailabilityZoneFilter, ComputeFilter and CapacityFilter."""
     conds = [nodes.c.disabled == sa.false(), nodes.c.updated_at.isnot(None)]
     window = cfg.service_down_time - _PREFILTER_MARGIN_S
@@ -302,10 +304,10 @@ def _surely_passes(nodes, usage, spec, cfg, now):
     if spec.availability_zone:
         conds.append(nodes.c.availability_zone == spec.availability_zone)
     requested = _scheduler.requested_resources(spec)
-    for rc, (total, reserved, ratio, used) in zip(RESOURCE_CLASSES, _free_terms(nodes, usage)):
+    for rc, (total, reserved, ratio, used_sum) in zip(RESOURCE_CLASSES, _free_terms(nodes, used)):
         if rc in requested:
             amount = requested[rc]
-            conds.append((total - reserved) * ratio - sa.func.coalesce(used, 0) >= amount + _PREFILTER_MARGIN)
+            conds.append((total - reserved) * ratio - sa.func.coalesce(used_sum, 0) >= amount + _PREFILTER_MARGIN)
             conds.append(total >= amount)
     return sa.and_(*conds)
 
@@ -326,25 +328,30 @@ def select_local(conn, spec, cfg, hosts=None, now=None, rng=None):
         if not states:
             raise _scheduler.NoValidHost({})
         return _scheduler.select_hosts(states, spec, cfg, now=now, rng=rng)
-    nodes = _db.table("compute_nodes")
-    usage = _usage_query().subquery()
-    sure = _surely_passes(nodes, usage, spec, cfg, now)
+    nodes, alloc = _db.table("compute_nodes"), _db.table("allocations")
+    used = (sa.func.sum(alloc.c.vcpus), sa.func.sum(alloc.c.memory_mb), sa.func.sum(alloc.c.disk_gb))
+    sure = _surely_passes(nodes, used, spec, cfg, now)
     with_sets = any(fname in ("AggregateFilter", "TraitsFilter") for fname, _func in light)
     # free amounts as scheduler.free() computes them, the same IEEE double operations in the same order
-    columns = [nodes.c.hostname] + [(total - reserved) * ratio - sa.func.coalesce(used, 0)
-                                    for total, reserved, ratio, used in _free_terms(nodes, usage)]
-    columns += [sa.func.coalesce(usage.c.num_instances, 0), sa.func.coalesce(nodes.c.failed_builds, 0)]
+    columns = [nodes.c.hostname] + [(total - reserved) * ratio - sa.func.coalesce(used_sum, 0)
+                                    for total, reserved, ratio, used_sum in _free_terms(nodes, used)]
+    columns += [sa.func.count(alloc.c.id), sa.func.coalesce(nodes.c.failed_builds, 0)]
     if with_sets:
         columns += [sa.cast(nodes.c.aggregates, sa.Text), sa.cast(nodes.c.traits, sa.Text)]
-    query = (sa.select(*columns).select_from(nodes.outerjoin(usage, usage.c.compute_node_id == nodes.c.id))
-             .where(sure).order_by(nodes.c.hostname))
-    if hosts is not None:
-        query = query.where(nodes.c.hostname.in_(list(hosts)))
+
+    def grouped(*cols):
+        # nodes joined to their allocations (the index on compute_node_id), one group per node; SQLite walks the
+        # host name index in order when it groups by the unique name, PostgreSQL wants the primary key
+        query = (sa.select(*cols).select_from(nodes.outerjoin(alloc, alloc.c.compute_node_id == nodes.c.id))
+                 .group_by(nodes.c.hostname if conn.dialect.name == "sqlite" else nodes.c.id))
+        return query if hosts is None else query.where(nodes.c.hostname.in_(list(hosts)))
+
     make, empty = _scheduler.HostRow._make, (frozenset(), frozenset())
+    result = conn.execute(grouped(*columns).having(sure).order_by(nodes.c.hostname))
     if with_sets:
-        rows = [make((*r[:6], _name_set(r[6]), _name_set(r[7]))) for r in conn.execute(query)]
+        rows = [make((*r[:6], _name_set(r[6]), _name_set(r[7]))) for r in result]
     else:
-        rows = [make((*r, *empty)) for r in conn.execute(query)]
+        rows = [make((*r, *empty)) for r in result]
     passed, rejected = rows, {}
     if light:
         passed = []
@@ -361,7 +368,11 @@ def select_local(conn, spec, cfg, hosts=None, now=None, rng=None):
         count = count.where(nodes.c.hostname.in_(list(hosts)))
     if conn.execute(count).scalar() > len(rows):
         # the hosts the database did not pass for sure: judged by every filter, in host name order with the others
-        others = _states(conn, names=hosts, where=sa.case((sure, 1), else_=0) == 0, usage=usage)
+        names = {name for (name,) in conn.execute(grouped(nodes.c.hostname).having(sa.case((sure, 1), else_=0) == 0))}
+        if len(names) <= _FEW:
+            others = _states(conn, names=names)
+        else:
+            others = [s for s in _states(conn, names=hosts) if s.name in names]
         more_passed, more_rejected = _scheduler.filter_hosts(others, spec, cfg, now)
         order = sa.select(nodes.c.hostname).order_by(nodes.c.hostname)
         position = {name: index for index, (name,) in enumerate(conn.execute(order))}
