@@ -352,17 +352,7 @@ def select_local(conn, spec, cfg, hosts=None, now=None, rng=None):
         rows = [make((*r[:6], _name_set(r[6]), _name_set(r[7]))) for r in result]
     else:
         rows = [make((*r, *empty)) for r in result]
-    passed, rejected = rows, {}
-    if light:
-        passed = []
-        for row in rows:
-            for fname, func in light:
-                reason = func(row, spec, now, cfg)
-                if reason is not None:
-                    rejected[row.name] = "%s: %s" % (fname, reason)
-                    break
-            else:
-                passed.append(row)
+    passed, rejected = _scheduler.filter_hosts(rows, spec, cfg, now, filters=light) if light else (rows, {})
     count = sa.select(sa.func.count()).select_from(nodes)
     if hosts is not None:
         count = count.where(nodes.c.hostname.in_(list(hosts)))

@@ -869,9 +869,11 @@ def light_filters(spec: RequestSpec, cfg: SchedulerConfig) -> Optional[list[tupl
     return [(fname, func) for fname, func in rest if fname not in idle]
 
 
-def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float) -> tuple[list[HostState], dict]:
-    """Apply the filters; return (passing hosts in input order, {host: 'FilterName: reason'})."""
-    active = active_filters(spec, cfg)
+def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float,
+                 filters: Optional[list] = None) -> tuple[list[HostState], dict]:
+    """Apply the filters (``filters``: these (name, function) pairs, else :func:`active_filters`); return
+    (passing hosts in input order, {host: 'FilterName: reason'})."""
+    active = active_filters(spec, cfg) if filters is None else filters
     passed: list[HostState] = []
     rejected: dict[str, str] = {}
     seen: set[str] = set()
