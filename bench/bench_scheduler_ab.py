@@ -14,9 +14,9 @@ host, so the two databases stay alike. Sizes 100, 1,000 and 10,000 compute nodes
 SQLite and on a private PostgreSQL server (bench/pgserver.py). Medians per side, the ratio new/old, the load
 average of the machine.
 
-Peak RSS: for the largest size, a child process per side opens the database, and prints its ru_maxrss after
-the imports and the connection, and after 3 decisions (load + select) - the controller's peak during a
-decision of that size.
+Peak RSS: for the largest size, a child process per side opens the database, prints its RSS after the imports
+and the connection, resets its peak (/proc/self/clear_refs) and prints its peak RSS (VmHWM) over 3 decisions
+(load + select) - the controller's peak during a decision of that size.
 
     .venv/bin/python bench/bench_scheduler_ab.py [--base main] [--nodes 100,1000,10000] [--rounds 15]
         [--backends sqlite,postgresql] [--request plain|zone|group]
@@ -166,13 +166,24 @@ def run(backend, sizes, rounds, kind, tmp, server, old_sched, old_place):
     return rows
 
 
+def _status_mib(field):
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_child(url, side, base, kind):
-    """Child process: ru_maxrss (MiB) after imports + connect, and after 3 decisions (load + select) on ``url``."""
+    """Child process: its RSS (MiB) after imports + connect, and its peak RSS during 3 decisions (load + select)
+    on ``url`` (the peak is reset first: the imports' own peak would hide the decision's)."""
     old_sched, old_place = load_old(base) if side == "old" else (None, None)
     db = _db.open_db(url, migrate=False)
     with db.tx() as conn:
         conn.execute(_db.sa.text("SELECT 1"))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+        clear.write("5")           # resets the peak (VmHWM) to the current RSS
+    before = _status_mib("VmRSS")
     for _decision in range(3):
         with db.tx() as conn:
             if side == "old":
@@ -182,7 +193,7 @@ def rss_child(url, side, base, kind):
                 spec, cfg = request(kind, _scheduler)
                 _placement.select_local(conn, spec, cfg)
     db.dispose()
-    print("%.1f %.1f" % (before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    print("%.1f %.1f" % (before, _status_mib("VmHWM")))
 
 
 def rss(backend, n, tmp, server, base, kind):
@@ -250,7 +261,7 @@ def main(argv=None):
     print("(select = load + filters + weighers; every round asserted the same host, alternates, weights, "
           "rejections and claimed host)")
     print()
-    print("| backend | nodes | old RSS MiB (idle -> peak) | new RSS MiB (idle -> peak) |")
+    print("| backend | nodes | old RSS MiB (before -> peak during decisions) | new RSS MiB (before -> peak) |")
     print("|---|---:|---|---|")
     for backend, peak in peaks.items():
         print("| %s | %d | %.1f -> %.1f | %.1f -> %.1f |" % (backend, max(sizes), *peak["old"], *peak["new"]))
