@@ -161,8 +161,8 @@ def run(backend, sizes, rounds, kind, tmp, server, old_sched, old_place):
             row[side] = (statistics.median(s[0] for s in got) * 1000, statistics.median(s[1] for s in got) * 1000,
                          statistics.median(s[0] + s[1] for s in got) * 1000)
         rows.append(row)
-        print("  %s %d: old %.1f ms, new %.1f ms (load %.2f)" % (backend, n, row["old"][2], row["new"][2],
-                                                                row["load"][0]), flush=True)
+        summary = (backend, n, row["old"][2], row["new"][2], row["load"][0])
+        print("  %s %d: old %.1f ms, new %.1f ms (load %.2f)" % summary, flush=True)
     return rows
 
 
