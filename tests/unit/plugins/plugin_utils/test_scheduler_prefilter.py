@@ -14,8 +14,6 @@ import datetime
 import random
 import uuid
 
-import pytest
-
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import scheduler as _scheduler
