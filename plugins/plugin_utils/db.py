@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -284,6 +284,8 @@ def _build_metadata():
         sa.Column("created_at", sa.DateTime, nullable=False),
         # revision 0004: local (CAS in this DB) or placement (a real Placement holds the claim)
         sa.Column("backend", sa.String(16), nullable=False, server_default="local"),
+        # revision 0010: the scheduler sums the usage per provider
+        sa.Index("ix_allocations_compute_node_id", "compute_node_id"),
     )
     sa.Table(
         "instances", md,

@@ -31,7 +31,7 @@ CONFIG_NAME = "bootflow.yml"
 SCHEMA = {
     # nova.conf [filter_scheduler] / [scheduler]
     "scheduler": ("enabled_filters", "hosts", "weight_multipliers", "host_subset_size", "max_attempts",
-                  "service_down_time"),
+                  "service_down_time", "max_placement_results"),
     # keystone.conf [token]
     "identity": ("token_expiration", "max_token_expiration"),
     # glance-api.conf: image_size_cap, the upload directory, [task]/[import_filtering_opts]

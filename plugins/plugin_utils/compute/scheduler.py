@@ -30,6 +30,7 @@ import operator
 import random
 import re
 import time
+import collections
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -41,14 +42,18 @@ __all__ = [
     "GROUP_POLICIES",
     "WEIGHERS",
     "MANDATORY_FILTERS",
+    "HostRow",
     "HostState",
     "NoValidHost",
     "RequestSpec",
     "SchedulerConfig",
     "Selection",
     "capacity",
+    "choose_host",
     "consume",
+    "active_filters",
     "filter_hosts",
+    "light_filters",
     "fits",
     "free",
     "match_extra_spec",
@@ -164,6 +169,12 @@ class HostState:
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(HostState))
+
+# What the weighers and the name-only filters read of a host (HostState's names; the free amounts are its
+# properties): a light row for the many hosts a database prefilter passed, so that no HostState is built for
+# them (see light_filters)
+HostRow = collections.namedtuple("HostRow", ("name", "free_vcpus", "free_ram_mb", "free_disk_gb", "num_instances",
+                                             "failed_builds", "aggregates", "traits"))
 
 GROUP_POLICIES = (None, "affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
 
@@ -445,6 +456,8 @@ class SchedulerConfig:
     shuffle_best_same_weighed_hosts: bool = False
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     service_down_time: float = 60.0
+    # the placement backend: at most this many allocation candidates asked of Placement (Nova's default)
+    max_placement_results: int = 1000
 
     def __post_init__(self) -> None:
         if self.enabled_filters is None:
@@ -465,6 +478,8 @@ class SchedulerConfig:
             raise InvalidRequest("max_attempts must be >= 1")
         if self.service_down_time <= 0:
             raise InvalidRequest("service_down_time must be > 0")
+        if int(self.max_placement_results) < 1:
+            raise InvalidRequest("max_placement_results must be >= 1")
 
     def multiplier(self, weigher: str) -> float:
         """Multiplier of a weigher (default 1.0, or Nova's own default in DEFAULT_MULTIPLIERS)."""
@@ -688,7 +703,8 @@ _KEPT_WHEN_FORCED = frozenset(("RetryFilter", "ForceHostFilter", "AvailabilityZo
 
 @dataclasses.dataclass(frozen=True)
 class _Weigher:
-    func: Callable[[HostState, RequestSpec], float]
+    # a host attribute (read with one attrgetter for every host) or a function of the host and the request
+    func: Any
     minval: Optional[float] = None
     # set: the weigher only weighs a request for a server group of this policy; any other request gets
     # 0 on every host (nova/scheduler/weights/affinity.py), without asking each host
@@ -697,9 +713,9 @@ class _Weigher:
 
 WEIGHERS: "OrderedDict[str, _Weigher]" = OrderedDict([
     # nova/scheduler/weights/{ram,cpu,disk}.py: minval = 0
-    ("RAMWeigher", _Weigher(lambda h, s: free(h, "MEMORY_MB"), 0.0)),
-    ("CPUWeigher", _Weigher(lambda h, s: free(h, "VCPU"), 0.0)),
-    ("DiskWeigher", _Weigher(lambda h, s: free(h, "DISK_GB"), 0.0)),
+    ("RAMWeigher", _Weigher("free_ram_mb", 0.0)),
+    ("CPUWeigher", _Weigher("free_vcpus", 0.0)),
+    ("DiskWeigher", _Weigher("free_disk_gb", 0.0)),
     ("NumInstancesWeigher", _Weigher(lambda h, s: -h.num_instances, None)),
     # the number of the group's members on the host: soft-affinity, more is better; soft-anti-affinity,
     # fewer (the count negated)
@@ -740,25 +756,37 @@ def normalize(values: list[float], minval: Optional[float] = None, maxval: Optio
 
 def weigh_hosts(hosts: list[HostState], spec: RequestSpec, cfg: SchedulerConfig) -> list[tuple[HostState, float, dict]]:
     """Total weight and per-weigher contribution (multiplier x normalised) per host, in input order."""
-    per_host: list[dict] = [{} for _host in hosts]
+    totals, measured = _weigh(hosts, spec, cfg)
+    return [(h, totals[i], _contributions(measured, i)) for i, h in enumerate(hosts)]
+
+
+def _weigh(hosts: list, spec: RequestSpec, cfg: SchedulerConfig) -> tuple[list[float], dict]:
+    """(total weight per host, {weigher: contribution per host} of the weighers that measured anything); the
+    totals add the contributions in WEIGHERS order, a weigher that measured nothing adding 0."""
+    totals = [0.0] * len(hosts)
+    measured: dict[str, list[float]] = {}
     if len(hosts) <= 1:
         # Nova does not weigh a single host.
-        return [(h, 0.0, {name: 0.0 for name in WEIGHERS}) for h in hosts]
+        return totals, measured
     for name, weigher in WEIGHERS.items():
         mult = cfg.multiplier(name)
         if mult == 0 or (weigher.group_policy is not None and spec.group_policy != weigher.group_policy):
             # contributes 0 to every host whatever it would measure: not measured
-            for weights in per_host:
-                weights[name] = 0.0
             continue
         func, minval = weigher.func, weigher.minval
-        if minval is None:
-            raw = [float(func(host, spec)) for host in hosts]
+        if isinstance(func, str):
+            raw = [float(value) for value in map(operator.attrgetter(func), hosts)]
         else:
-            raw = [max(float(func(host, spec)), minval) for host in hosts]
-        for weights, value in zip(per_host, normalize(raw, minval=minval)):
-            weights[name] = mult * value
-    return [(h, sum(w.values()), w) for h, w in zip(hosts, per_host)]
+            raw = [float(func(host, spec)) for host in hosts]
+        if minval is not None:
+            raw = [max(value, minval) for value in raw]
+        column = measured[name] = [mult * value for value in normalize(raw, minval=minval)]
+        totals = [total + value for total, value in zip(totals, column)]
+    return totals, measured
+
+
+def _contributions(measured: dict, index: int) -> dict:
+    return {name: measured[name][index] if name in measured else 0.0 for name in WEIGHERS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -783,12 +811,69 @@ class Selection:
         return [h[0] for h in self.hosts[1:]]
 
 
-def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float) -> tuple[list[HostState], dict]:
-    """Apply the filters; return (passing hosts in input order, {host: 'FilterName: reason'})."""
+def active_filters(spec: RequestSpec, cfg: SchedulerConfig) -> list[tuple[str, FilterFunc]]:
+    """The (name, function) of the filters that run for ``spec``, in :data:`FILTERS` order."""
     enabled = set(cfg.enabled_filters or ()) | MANDATORY_FILTERS
     if spec.force_host:
         enabled &= _KEPT_WHEN_FORCED
-    active = [(fname, func) for fname, func in FILTERS.items() if fname in enabled]   # in FILTERS order
+    return [(fname, func) for fname, func in FILTERS.items() if fname in enabled]
+
+
+# What a SQL prefilter can decide for sure (the database's own columns: zone, enabled and up, capacity)
+SQL_PREFILTERS = frozenset(("AvailabilityZoneFilter", "ComputeFilter", "CapacityFilter"))
+# Filters that read no more of a host than its name, aggregates and traits
+_NAME_ONLY_FILTERS = frozenset(("RetryFilter", "AggregateFilter", "TraitsFilter", "ServerGroupAntiAffinityFilter",
+                                "ServerGroupAffinityFilter"))
+_IMAGE_HOST_KEYS = ("hw_architecture", "architecture", "img_hv_type", "hypervisor_type", "img_hv_requested_version")
+
+
+def _reads_host(fname: str, spec: RequestSpec) -> bool:
+    """Whether filter ``fname`` looks at more of a host than :data:`_NAME_ONLY_FILTERS` do, for this request
+    (a host without ``stats``, as the database's compute nodes are)."""
+    if fname == "ComputeCapabilitiesFilter":
+        for key in spec.flavor_extra_specs:
+            scope = str(key).split(":")
+            if scope[0] == "capabilities" and len(scope) > 1 or len(scope) == 1 and (
+                    scope[0] in _FIELD_NAMES or scope[0] in _PROPERTIES):
+                return True
+        return False
+    if fname == "ImagePropertiesFilter":
+        return any(spec.image_properties.get(key) for key in _IMAGE_HOST_KEYS)
+    if fname == "ForceHostFilter":
+        return bool(spec.force_host)
+    return fname not in _NAME_ONLY_FILTERS
+
+
+def light_filters(spec: RequestSpec, cfg: SchedulerConfig) -> Optional[list[tuple[str, FilterFunc]]]:
+    """The filters left to run, in order, on a host that passed :data:`SQL_PREFILTERS` in the database, when
+    they need only the host's ``name``, ``aggregates`` and ``traits`` (a :class:`HostRow`); None when one of
+    them needs a whole :class:`HostState` (a forced host, a capability or image property to match)."""
+    if spec.force_host:
+        return None
+    rest = [(fname, func) for fname, func in active_filters(spec, cfg) if fname not in SQL_PREFILTERS]
+    if any(_reads_host(fname, spec) for fname, _func in rest):
+        return None
+    required, forbidden = requested_traits(spec)
+    # nothing of the host to match (checked above), no forced host
+    idle = {"ComputeCapabilitiesFilter", "ImagePropertiesFilter", "ForceHostFilter"}
+    if not spec.tried_hosts:
+        idle.add("RetryFilter")
+    if not requested_aggregates(spec):
+        idle.add("AggregateFilter")
+    if not required and not forbidden:
+        idle.add("TraitsFilter")
+    if spec.group_policy != "anti-affinity":
+        idle.add("ServerGroupAntiAffinityFilter")
+    if spec.group_policy != "affinity":
+        idle.add("ServerGroupAffinityFilter")
+    return [(fname, func) for fname, func in rest if fname not in idle]
+
+
+def filter_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: SchedulerConfig, now: float,
+                 filters: Optional[list] = None) -> tuple[list[HostState], dict]:
+    """Apply the filters (``filters``: these (name, function) pairs, else :func:`active_filters`); return
+    (passing hosts in input order, {host: 'FilterName: reason'})."""
+    active = active_filters(spec, cfg) if filters is None else filters
     passed: list[HostState] = []
     rejected: dict[str, str] = {}
     seen: set[str] = set()
@@ -813,21 +898,30 @@ def select_hosts(hosts: Iterable[HostState], spec: RequestSpec, cfg: Optional[Sc
     now = time.time() if now is None else float(now)
     rng = rng or random.Random()
     passed, rejected = filter_hosts(list(hosts), spec, cfg, now)
+    return choose_host(passed, rejected, spec, cfg, rng)
+
+
+def choose_host(passed: list, rejected: dict, spec: RequestSpec, cfg: SchedulerConfig,
+                rng: Optional[random.Random] = None) -> Selection:
+    """Weigh the hosts that passed the filters (input order breaks ties) and choose one; the second half of
+    :func:`select_hosts`. ``passed`` may hold any objects with the attributes the weighers read (HostState's
+    names). Raises :class:`NoValidHost` when ``passed`` is empty."""
+    rng = rng or random.Random()
     if not passed:
         raise NoValidHost(rejected)
-    weighed = weigh_hosts(passed, spec, cfg)
-    # Stable sort: ties keep the input order unless shuffled below.
-    weighed.sort(key=lambda item: item[1], reverse=True)
+    totals, measured = _weigh(passed, spec, cfg)
+    # Stable sort of the host indexes: ties keep the input order unless shuffled below.
+    weighed = sorted(range(len(passed)), key=totals.__getitem__, reverse=True)
     if cfg.shuffle_best_same_weighed_hosts:
-        best = [w for w in weighed if w[1] == weighed[0][1]]
+        best = [i for i in weighed if totals[i] == totals[weighed[0]]]
         rng.shuffle(best)
         weighed = best + weighed[len(best):]
     subset = weighed[:cfg.host_subset_size]
     chosen = rng.choice(subset) if len(subset) > 1 else subset[0]
-    ordered = [chosen] + [w for w in weighed if w is not chosen]
+    ordered = [chosen] + [i for i in weighed[:cfg.max_attempts + 1] if i != chosen]
     ordered = ordered[:cfg.max_attempts]
     return Selection(
-        hosts=[(h.name, total, dict(per)) for h, total, per in ordered],
+        hosts=[(passed[i].name, totals[i], _contributions(measured, i)) for i in ordered],
         rejected=rejected,
         spec=spec,
     )

@@ -28,7 +28,10 @@ DEFAULT_WEIGHT_MULTIPLIERS = {"RAMWeigher": 1.0, "CPUWeigher": 1.0, "DiskWeigher
                               "ServerGroupSoftAffinityWeigher": 1.0, "ServerGroupSoftAntiAffinityWeigher": 1.0,
                               "BuildFailureWeigher": 1000000.0}
 DEFAULTS = {"enabled_filters": None, "hosts": None, "weight_multipliers": {}, "host_subset_size": 1,
-            "max_attempts": DEFAULT_MAX_ATTEMPTS, "service_down_time": 60}
+            "max_attempts": DEFAULT_MAX_ATTEMPTS, "service_down_time": 60, "max_placement_results": 1000}
+# only in the operator's file (no task option): nova.conf [scheduler] max_placement_results, the placement backend's
+# limit on allocation candidates
+OPERATOR_ONLY = ("max_placement_results",)
 # playbooks/boot.yml runs three build passes: one per attempt
 MAX_ATTEMPTS_LIMIT = 3
 
@@ -61,26 +64,30 @@ def operator_config(setting):
     ``setting``: ``StepContext.operator_setting`` - the operator's file (section ``scheduler``), else Nova's
     default; a task's own value for an admin only (a member or reader setting one is refused with AuthError
     before anything is done). Raises InvalidRequest for a bad value."""
-    values = {opt: _typed(opt, setting(opt, "scheduler", default=DEFAULTS[opt])) for opt in SETTINGS}
+    values = {opt: _typed(opt, setting(opt, "scheduler", default=DEFAULTS[opt])) for opt in SETTINGS + OPERATOR_ONLY}
     cfg = config(values["enabled_filters"], values["weight_multipliers"] or {}, values["host_subset_size"],
-                 values["max_attempts"], values["service_down_time"])
+                 values["max_attempts"], values["service_down_time"], values["max_placement_results"])
     return cfg, values["hosts"]
 
 
-def config(enabled_filters, weight_multipliers, host_subset_size, max_attempts, service_down_time):
+def config(enabled_filters, weight_multipliers, host_subset_size, max_attempts, service_down_time,
+           max_placement_results=DEFAULTS["max_placement_results"]):
     """The scheduler's configuration; ``service_down_time`` 0 = do not judge liveness by the age of the last
     report or heartbeat. ``weight_multipliers`` go over Nova's defaults (DEFAULT_WEIGHT_MULTIPLIERS), each
     weigher its own setting as in nova.conf. ``enabled_filters`` None: every filter; the mandatory ones
     (scheduler.MANDATORY_FILTERS) run whatever it says. Raises InvalidRequest."""
     if service_down_time < 0:
         raise InvalidRequest("service_down_time must be 0 (off) or a number of seconds, got %d." % service_down_time)
+    if max_placement_results < 1:
+        raise InvalidRequest("max_placement_results must be 1 or more, got %d." % max_placement_results)
     if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise InvalidRequest("max_attempts must be 1 to %d (playbooks/boot.yml runs %d build passes, one per "
                              "attempt), got %d." % (MAX_ATTEMPTS_LIMIT, MAX_ATTEMPTS_LIMIT, max_attempts))
     return _scheduler.SchedulerConfig(enabled_filters=enabled_filters,
                                       multipliers=dict(DEFAULT_WEIGHT_MULTIPLIERS, **dict(weight_multipliers or {})),
                                       host_subset_size=host_subset_size, max_attempts=max_attempts,
-                                      service_down_time=service_down_time or _scheduler.NEVER_DOWN)
+                                      service_down_time=service_down_time or _scheduler.NEVER_DOWN,
+                                      max_placement_results=max_placement_results)
 
 
 def _client(placement):
@@ -109,25 +116,25 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
             raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
                                  "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
         spec, group = _compute_api.scheduling_request(conn, row)
-        states = _placement.host_states(conn)
-    if hosts is not None:
-        wanted = set(hosts)
-        states = [s for s in states if s.name in wanted]
-    try:
-        if not states:
-            raise _scheduler.NoValidHost({})
-        pre_rejected = {}
-        if placement is not None:
-            # Placement's capacity pre-filter (GET /allocation_candidates), as nova-scheduler does first
-            states, pre_rejected = _placement.apply_candidates(states, placement.allocation_candidates(spec), spec, cfg)
-            if not states:
-                raise _scheduler.NoValidHost(pre_rejected)
-        selection = _scheduler.select_hosts(states, spec, cfg)
-        selection.rejected = dict(sorted(dict(pre_rejected, **selection.rejected).items()))
-    except _scheduler.NoValidHost as exc:
-        msg = str(exc) if states else NO_COMPUTE_NODES
+        states = selection = no_host = None
+        try:
+            if placement is None:
+                # the database prefilters (zone, enabled and up, capacity), as Placement would
+                selection = _placement.select_local(conn, spec, cfg, hosts)
+            else:
+                states = _placement.host_states(conn)
+        except _scheduler.NoValidHost as exc:
+            no_host = exc
+    if states is not None:
+        try:
+            selection = _select_with_placement(states, spec, cfg, hosts, placement)
+        except _scheduler.NoValidHost as exc:
+            no_host = exc
+    if no_host is not None:
+        msg = str(no_host) if no_host.rejected else NO_COMPUTE_NODES
         _fail(db, row, msg, check_mode)
-        raise NoValidHostError(msg, rejected=exc.rejected) from exc
+        raise NoValidHostError(msg, rejected=no_host.rejected) from no_host
+    selection.rejected = dict(sorted(selection.rejected.items()))
     out = {"changed": True, "host": selection.host, "alternates": selection.alternates,
            "rejected": selection.rejected, "claim_failures": {}, "instance": row, "new": None,
            "weights": {name: {"total": total, **per} for name, total, per in selection.hosts},
@@ -151,6 +158,23 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
                                           expected_task_state=instances.SCHEDULING, host=host)
     out.update(host=host, alternates=alternates, claim_failures=claim_failures, backend=backend)
     return out
+
+
+def _select_with_placement(states, spec, cfg, hosts, placement):
+    """select_hosts over the ``states`` among Placement's allocation candidates (its capacity pre-filter, as
+    nova-scheduler asks first); the other hosts are rejected with Placement's reason. Raises scheduler.NoValidHost."""
+    if hosts is not None:
+        wanted = set(hosts)
+        states = [s for s in states if s.name in wanted]
+    if not states:
+        raise _scheduler.NoValidHost({})
+    candidates = placement.allocation_candidates(spec, limit=cfg.max_placement_results)
+    states, pre_rejected = _placement.apply_candidates(states, candidates, spec, cfg)
+    if not states:
+        raise _scheduler.NoValidHost(pre_rejected)
+    selection = _scheduler.select_hosts(states, spec, cfg)
+    selection.rejected = dict(pre_rejected, **selection.rejected)
+    return selection
 
 
 def select_for_list(db, auth, refs, cfg, hosts=None, placement=None, check_mode=False):

@@ -200,6 +200,29 @@ def test_candidates_carry_placement_usage_and_honour_zone_aggregates_and_traits(
     assert set(rejected) == {hv("a"), hv("b")} and rejected[hv("a")].startswith("PlacementFilter: Placement has no allocation")
 
 
+def test_candidates_limit_like_max_placement_results(db, client, hv):
+    """Nova sends ``limit`` (max_placement_results): Placement returns that many candidates; the hosts it left out
+    that our filters pass are rejected as beyond the limit, those our filters reject keep their own reason."""
+    zone = "zl" + uuid.uuid4().hex[:6]       # the session's Placement is shared: this test's own hosts
+    nodes = {name: report(db, client, hv(name), memory, availability_zone=zone)
+             for name, memory in (("a", 4096), ("b", 4096), ("c", 4096), ("full", 512))}
+    spec = _scheduler.RequestSpec(1, 256, 1, availability_zone=zone)
+    assert set(client.allocation_candidates(spec)) == {nodes[n]["id"] for n in ("a", "b", "c")}
+    limited = client.allocation_candidates(spec, limit=2)
+    assert len(limited) == 2 and set(limited) < {nodes[n]["id"] for n in ("a", "b", "c")}
+    with db.tx() as conn:
+        states = [s for s in _placement.host_states(conn) if s.name in {hv(n) for n in nodes}]
+    cfg = _scheduler.SchedulerConfig(max_placement_results=2)
+    kept, rejected = _placement.apply_candidates(states, limited, spec, cfg)
+    left_out = ({hv(n) for n in ("a", "b", "c")} - {s.name for s in kept}).pop()
+    assert len(kept) == 2 and rejected == {
+        hv("full"): "CapacityFilter: RAM: requested 256 MB, free 0 MB",
+        left_out: "PlacementFilter: not among the 2 allocation candidates Placement returned (max_placement_results)"}
+    # fewer candidates than the limit: a host left out has no room in Placement's view
+    _kept, rejected = _placement.apply_candidates(states, limited, spec, _scheduler.SchedulerConfig())
+    assert rejected[left_out].startswith("PlacementFilter: Placement has no allocation candidate")
+
+
 def _claim_worker(args):
     """One claim in its own process (own engine, own HTTP client): the host, or None for No valid host."""
     db_url, state_dir, url, consumer, hosts = args

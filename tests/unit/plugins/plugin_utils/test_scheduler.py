@@ -780,20 +780,23 @@ def test_the_operators_file_gives_the_schedulers_settings_and_novas_defaults(tmp
     member = _setting_ctx({}, _Caller("member")).operator_setting
     cfg, hosts = scheduling.operator_config(member)   # no file: Nova's defaults
     assert hosts is None and cfg.enabled_filters == list(FILTERS) and cfg.host_subset_size == 1
-    assert cfg.max_attempts == 3 and cfg.service_down_time == 60
+    assert cfg.max_attempts == 3 and cfg.service_down_time == 60 and cfg.max_placement_results == 1000
     assert cfg.multiplier("NumInstancesWeigher") == 0.0 and cfg.multiplier("BuildFailureWeigher") == 1000000.0
     assert cfg.multiplier("RAMWeigher") == 1.0
     path.write_text("scheduler:\n  enabled_filters: [CapacityFilter]\n  hosts: [hv1]\n  weight_multipliers: {ram: -1}\n"
-                    "  max_attempts: 2\n  service_down_time: 0\n")
+                    "  max_attempts: 2\n  service_down_time: 0\n  max_placement_results: 50\n")
     os.chmod(path, 0o600)
     cfg, hosts = scheduling.operator_config(member)
     assert hosts == ["hv1"] and cfg.enabled_filters == ["CapacityFilter"] and cfg.max_attempts == 2
+    assert cfg.max_placement_results == 50
     assert cfg.multiplier("RAMWeigher") == -1.0 and cfg.multiplier("CPUWeigher") == 1.0
     assert cfg.service_down_time == 10 ** 9   # 0: off
     for bad, msg in (("  max_attempts: 5\n", "max_attempts must be 1 to 3"),
                      ("  hosts: hv1\n", "hosts must be a list of names"),
                      ("  weight_multipliers: {ram: x}\n", "weight_multipliers must be a mapping"),
-                     ("  enabled_filters: [NoSuchFilter]\n", "Unknown scheduler filter")):
+                     ("  enabled_filters: [NoSuchFilter]\n", "Unknown scheduler filter"),
+                     ("  max_placement_results: 0\n", "max_placement_results must be 1 or more"),
+                     ("  max_placement_results: many\n", "max_placement_results must be a whole number")):
         path.write_text("scheduler:\n" + bad)
         os.chmod(path, 0o600)
         with pytest.raises(InvalidRequest, match=msg):
