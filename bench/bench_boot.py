@@ -163,6 +163,7 @@ class Bench:
             with open(self.python, "w") as f:
                 f.write(STRACE_PYTHON)
             os.chmod(self.python, 0o755)
+        self.traced_runs = 0
         self.set_case("untimed")
         inv = subprocess.run([os.path.join(REPO, "tests", "hosts", "inventory.sh"), str(host_n)], check=True,
                              stdout=subprocess.PIPE, text=True).stdout
@@ -188,11 +189,13 @@ class Bench:
         """run_command's 1 s stalls (and the runs traced) of one case: None when not counted."""
         if not os.path.isdir(self.wrap):
             return None
-        count = 0
+        count = runs = 0
         for name in os.listdir(self.wrap):
             if name.startswith("trace.%s." % case):
+                runs += 1
                 with open(os.path.join(self.wrap, name)) as f:
                     count += f.read().count(STALL)
+        self.traced_runs += runs
         return count
 
     def qemu_pids(self):
@@ -331,6 +334,8 @@ def main():
             if None not in values:
                 print("%-22s 1 s run_command stalls: %d in %d runs (runs with one or more: %d)" % (
                     case, sum(values), len(values), sum(1 for v in values if v)))
+        if bench.traced_runs:
+            print("(%d module runs traced on the host)" % bench.traced_runs)
         print("end: " + uptime())
         print(json.dumps({"times": times, "qemu_started": qemu, "stalls": stalls, "peer": versions}))
     finally:
