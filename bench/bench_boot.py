@@ -253,7 +253,7 @@ class Bench:
 def summary(label, values, base=None, unit="s"):
     med = statistics.median(values)
     ratio = "" if base is None else "  ratio %.2f (%+.2f s)" % (med / base, med - base)
-    return "%-22s median %.2f %s  min %.2f  max %.2f  n=%d%s" % (label, med, unit, min(values), max(values), len(values),
+    return "%-24s median %.2f %s  min %.2f  max %.2f  n=%d%s" % (label, med, unit, min(values), max(values), len(values),
                                                                    ratio)
 
 
@@ -332,6 +332,8 @@ def main():
         print(summary("delete.yml / peer del", times["delete.yml"], med["peer delete"]))
         for case, values in qemu.items():
             print(summary("QEMU started, " + case, values))
+        for case, values in qemu.items():
+            print(summary("QEMU start to end, " + case, [t - q for t, q in zip(times[case], values)]))
         for case, values in stalls.items():
             if None not in values:
                 print("%-22s 1 s run_command stalls: %d in %d runs (runs with one or more: %d)" % (
