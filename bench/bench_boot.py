@@ -339,7 +339,7 @@ def main():
                 print("%-22s 1 s run_command stalls: %d in %d runs (runs with one or more: %d)" % (
                     case, sum(values), len(values), sum(1 for v in values if v)))
         if bench.traced_runs:
-            print("(%d module runs traced on the host)" % bench.traced_runs)
+            print("(%d module runs traced on the host: %s)" % (bench.traced_runs, bench.wrap))
         print("end: " + uptime())
         print(json.dumps({"times": times, "qemu_started": qemu, "stalls": stalls, "peer": versions}))
     finally:
