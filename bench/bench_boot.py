@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark (not a test): the whole boot.yml flow against a bare libvirt-python floor, same run.
+"""Benchmark (not a test): boot.yml against a bare libvirt-python floor and the community.libvirt peer.
 
 Both boot the same guest image on the same test host, onto the same bridge and dnsmasq, and stop
 the clock when the guest's MAC appears in dnsmasq's leases file:
@@ -272,9 +272,9 @@ def main():
     work = tempfile.mkdtemp(prefix="bootflow-bench-")
     subprocess.run([TESTHOST, "purge", str(opts.host)], check=False, stdout=subprocess.DEVNULL)
     subprocess.run([TESTHOST, "start", str(opts.host)], check=True, stdout=subprocess.DEVNULL)
-    bench = Bench(opts.host, work, opts.count_stalls)
-    versions = peer_versions(bench.peer_bin)
     try:
+        bench = Bench(opts.host, work, opts.count_stalls)
+        versions = peer_versions(bench.peer_bin)
         bench.play("bootstrap.yml")
         bench.play("hypervisors.yml")
         # warm-up boot (untimed): fills the host's image cache, starts dnsmasq, warms SSH
