@@ -253,8 +253,8 @@ class Bench:
 def summary(label, values, base=None, unit="s"):
     med = statistics.median(values)
     ratio = "" if base is None else "  ratio %.2f (%+.2f s)" % (med / base, med - base)
-    return "%-24s median %.2f %s  min %.2f  max %.2f  n=%d%s" % (label, med, unit, min(values), max(values), len(values),
-                                                                   ratio)
+    return "%-24s median %.2f %s  min %.2f  max %.2f  n=%d%s" % (
+        label, med, unit, min(values), max(values), len(values), ratio)
 
 
 def uptime():
