@@ -30,10 +30,11 @@ export DEBIAN_FRONTEND=noninteractive
 
 # postgresql: the tests and bench/ start private servers from its binaries (none runs as a service)
 # chromium: the headless browser that renders the request_flow sequence diagram in its test
+# strace: bench/bench_boot.py counts ansible-core run_command's 1 s stalls on the test host with it
 APT_PACKAGES="qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
   libvirt-clients libvirt-dev dnsmasq-base dnsmasq-utils busybox-static bridge-utils iproute2 kmod
   cpio xz-utils syslinux syslinux-common mtools dosfstools pkg-config gcc python3-dev python3-venv
-  openssh-server python3-libvirt python3-lxml genisoimage shellcheck postgresql
+  openssh-server python3-libvirt python3-lxml genisoimage shellcheck postgresql strace
   chromium"
 
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (apt, /dev/kvm, /var/cache/bootflow)" >&2; exit 1; }
