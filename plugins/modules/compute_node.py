@@ -24,7 +24,8 @@ description:
     heartbeat. The controller refreshes the node's last-seen time and leaves its inventory and its Placement
     provider alone. M(bootflow.cloud.schedule) treats a node as down after O(bootflow.cloud.schedule#module:service_down_time)
     seconds without a report or heartbeat. C(playbooks/boot.yml) sends heartbeats for the candidate hosts whose last
-    one is older than O(report_interval), just before scheduling.
+    one is older than O(report_interval), just before scheduling. A successful M(bootflow.cloud.domain) step with
+    O(bootflow.cloud.domain#module:auth_token) also counts as the host's heartbeat (its libvirt answered).
   - Also reports the virtualisation type a domain would get with O(bootflow.cloud.domain#module:virt_type=auto) -
     C(kvm) only when the CPU has the vmx/svm flags B(and) C(/dev/kvm) exists, else C(qemu) (TCG).
   - The action plugin of the same name records the result in the C(compute_nodes) table on the

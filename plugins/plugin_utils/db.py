@@ -582,6 +582,21 @@ def open_db(db_url=None, state_dir=None, migrate=True):
     return db
 
 
+def _preload_dialect():
+    """Import the SQL dialect and driver of the operator's database (BOOTFLOW_DB_URL, else SQLite) with this module.
+    Ansible imports the action plugins, and with them this module, into its main process before it forks a worker
+    per task: each worker then finds them imported instead of importing them again (10-30 ms a task)."""
+    try:
+        dialect = sa.engine.make_url(normalize_url(os.environ.get("BOOTFLOW_DB_URL") or "sqlite://")).get_dialect()
+        dialect.import_dbapi()
+    except Exception:  # pylint: disable=broad-except  # open_db reports a bad URL or a missing driver, with what to do
+        pass
+
+
+if HAS_SQLALCHEMY:
+    _preload_dialect()
+
+
 def is_new(db_url=None, state_dir=None):
     """Whether the database has no bootflow schema yet (check mode on a new state), found out without creating
     or writing anything: no state dir or SQLite file is made, no schema is migrated."""

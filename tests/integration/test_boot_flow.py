@@ -6,6 +6,7 @@ nothing behind. The tests in this module run in file order and share one instanc
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 
 import pytest
@@ -103,7 +104,13 @@ def test_delete_leaves_nothing(booted):
     env, inst = booted["env"], booted["instance"]
     port = env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"])[0]
     vol_id = env.query("SELECT id FROM volumes WHERE instance_uuid=?", inst["uuid"])[0]["id"]
+    # the host last heard from 10 minutes ago (a clock, not a wait): delete.yml's domain step is its heartbeat
+    stale = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=10)
+    env.execute("UPDATE compute_nodes SET updated_at=? WHERE hostname=?", stale.isoformat(sep=" "), env.host)
     env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME)
+    seen = env.query("SELECT updated_at FROM compute_nodes WHERE hostname=?", env.host)[0]["updated_at"]
+    seen = datetime.datetime.fromisoformat(seen) if isinstance(seen, str) else seen
+    assert seen > stale + datetime.timedelta(minutes=9), seen
     after = env.host_snapshot()
     assert after == booted["before"], (after, booted["before"])
     assert env.query("SELECT * FROM ports WHERE instance_uuid=?", inst["uuid"]) == []

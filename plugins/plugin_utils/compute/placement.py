@@ -196,8 +196,15 @@ def heartbeat(db, hostname, check_mode=False):
         if row is None:
             raise _unregistered(hostname)
         if not check_mode:
-            conn.execute(nodes.update().where(nodes.c.id == row.id).values(updated_at=_db.now()))
+            seen(conn, hostname)
         return _db.row_dict(conn.execute(nodes.select().where(nodes.c.id == row.id)).first())
+
+
+def seen(conn, hostname):
+    """The host and its libvirt answered just now: its heartbeat (also after a successful domain step, as Nova's
+    compute service keeps its record fresh while it works). Nothing for an unregistered host."""
+    nodes = _db.table("compute_nodes")
+    conn.execute(nodes.update().where(nodes.c.hostname == hostname).values(updated_at=_db.now()))
 
 
 def _usage_query(node_id=None):

@@ -29,19 +29,7 @@ import hashlib
 import json
 import os
 import time
-import traceback
 import urllib.parse
-
-try:
-    from keystoneauth1 import access as ks_access
-    from keystoneauth1 import exceptions as ks_exc
-    from keystoneauth1 import session as ks_session
-    from keystoneauth1.identity import v3 as ks_v3
-    HAS_KEYSTONEAUTH = True
-    KEYSTONEAUTH_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - reported when the keystone backend is used
-    HAS_KEYSTONEAUTH = False
-    KEYSTONEAUTH_IMPORT_ERROR = traceback.format_exc()
 
 try:
     import yaml
@@ -50,9 +38,16 @@ except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
     HAS_YAML = False
 
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.lazy_import import LazyModule
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.local import UNAUTHENTICATED, AuthContext
+
+# keystoneauth1 is imported when a Keystone is first used (plugin_utils/lazy_import.py)
+ks_access = LazyModule("keystoneauth1.access")
+ks_exc = LazyModule("keystoneauth1.exceptions")
+ks_session = LazyModule("keystoneauth1.session")
+ks_v3 = LazyModule("keystoneauth1.identity.v3")
 
 BACKENDS = ("local", "keystone")
 DEFAULT_BACKEND = "local"
@@ -159,9 +154,10 @@ class Keystone:
     """A Keystone v3 endpoint plus this controller's validation cache."""
 
     def __init__(self, auth_url=None, state_dir=None, cloud=None, cache_ttl=CACHE_TTL, timeout=TIMEOUT):
-        if not HAS_KEYSTONEAUTH:
+        missing = ks_session.import_error()
+        if missing:
             raise AuthError("auth_backend=keystone needs the keystoneauth1 Python package on the controller "
-                            "(pip install keystoneauth1): %s" % KEYSTONEAUTH_IMPORT_ERROR)
+                            "(pip install keystoneauth1): %s" % missing)
         # auth_url option > the cloud option's auth_url > OS_AUTH_URL / the OS_CLOUD cloud's auth_url; the
         # credentials come from the cloud option's cloud, else from the OS_CLOUD cloud (also beside OS_AUTH_URL)
         if cloud:

@@ -35,6 +35,7 @@ import datetime
 import fcntl
 import hashlib
 import hmac
+import mmap
 import os
 import secrets
 import tempfile
@@ -314,12 +315,40 @@ class KeyRepository(_Keys):
 # the operator's secret that unlocks the key repository kept in the database (an AWX credential injects it)
 KEY_SECRET_ENV = "BOOTFLOW_KEY_SECRET"
 KEY_SECRET_MIN_LENGTH = 32
-# scrypt for the key that wraps the Fernet keys: every step derives it once (about 0.1 s here), and the
-# secret is long and random, so a lower cost than the passwords' is enough
+# scrypt for the key that wraps the Fernet keys: derived once per run (about 0.1 s here, see _shared_memory), and
+# the secret is long and random, so a lower cost than the passwords' is enough
 _WRAP_N, _WRAP_R, _WRAP_P = 2 ** 15, 8, 1
 _WRAP_VERIFIER = b"bootflow.cloud fernet key repository"
 _WRAP_LOCK = "fernet-keys"
 _wrap_cache = {}
+
+
+def _shared_memory():
+    """An anonymous shared mapping (memory only, never a file) that the processes this one forks from now on
+    share. Ansible imports the action plugins into its main process before it forks the task's worker, so the
+    first worker that derives the wrapping key leaves it here for the following workers of the run."""
+    try:
+        return mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_SHARED)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - no shared mappings: every step derives
+        return None
+
+
+_wrap_shared = _shared_memory()
+
+
+def _shared_wrap_key(ident, key=None):
+    """The derived key kept in the shared mapping for ``ident`` (a digest of secret, kdf and salt), or None;
+    with ``key``: keep that one. A digest over both guards against a torn write of another worker."""
+    if key is not None:
+        if _wrap_shared is not None:
+            _wrap_shared[:96] = ident + key + hashlib.sha256(ident + key).digest()
+        return key
+    if _wrap_shared is None:
+        return None
+    data = _wrap_shared[:96]
+    if data[:32] != ident or hashlib.sha256(data[:64]).digest() != data[64:96]:
+        return None
+    return data[32:64]
 
 
 class DBKeyRepository(_Keys):
@@ -346,7 +375,7 @@ class DBKeyRepository(_Keys):
 
     def _derive(self, kdf, salt):
         """The Fernet that wraps the keys: scrypt of the secret with ``kdf`` (``scrypt$N$r$p``) and ``salt``
-        (base64), computed once per process."""
+        (base64), computed once per run: the processes Ansible forks share it (``_shared_memory``)."""
         try:
             algo, n, r, p = kdf.split("$")
             n, r, p = int(n), int(r), int(p)
@@ -357,8 +386,10 @@ class DBKeyRepository(_Keys):
             raise AuthError("the key repository in the database has an unknown key derivation %r." % kdf) from exc
         cache_key = (hashlib.sha256(self._secret.encode()).digest(), kdf, salt)
         if cache_key not in _wrap_cache:
+            ident = hashlib.sha256(b"\0".join((cache_key[0], kdf.encode(), salt.encode()))).digest()
+            key = _shared_wrap_key(ident) or _shared_wrap_key(ident, _scrypt(self._secret, raw_salt, n, r, p))
             _wrap_cache.clear()
-            _wrap_cache[cache_key] = Fernet(base64.urlsafe_b64encode(_scrypt(self._secret, raw_salt, n, r, p)))
+            _wrap_cache[cache_key] = Fernet(base64.urlsafe_b64encode(key))
         return _wrap_cache[cache_key]
 
     def _wrapper(self, row):

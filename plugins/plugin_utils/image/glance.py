@@ -23,20 +23,7 @@ import contextlib
 import hashlib
 import html
 import re
-import traceback
 import warnings
-
-try:
-    import openstack
-    from keystoneauth1 import exceptions as ks_exc
-    from keystoneauth1 import noauth as ks_noauth
-    from keystoneauth1 import session as ks_session
-    from keystoneauth1 import token_endpoint as ks_token_endpoint
-    HAS_OPENSTACKSDK = True
-    OPENSTACKSDK_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - reported when the glance backend is used
-    HAS_OPENSTACKSDK = False
-    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import (
     AuthError,
@@ -46,6 +33,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
     NotFound,
 )
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.keystone import _unreachable
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.lazy_import import LazyModule
 
 TIMEOUT = 60            # seconds per request (a whole upload/download may take longer: it streams)
 CHUNK = 1024 * 1024
@@ -57,6 +45,14 @@ CORE = frozenset((
     "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk", "created_at", "updated_at",
     "tags", "self", "file", "schema", "disk_format", "container_format", "locations", "direct_url",
     "stores", "os_glance_import_task", "os_glance_failed_import", "os_glance_importing_to_stores"))
+
+# imported when a Glance is first used (plugin_utils/lazy_import.py)
+openstack = LazyModule("openstack")
+openstack_connection = LazyModule("openstack.connection")
+ks_exc = LazyModule("keystoneauth1.exceptions")
+ks_noauth = LazyModule("keystoneauth1.noauth")
+ks_session = LazyModule("keystoneauth1.session")
+ks_token_endpoint = LazyModule("keystoneauth1.token_endpoint")
 
 
 def normalize_url(url):
@@ -124,9 +120,10 @@ class Glance:
     """One Glance image API v2, used with the caller's token (or none: noauth Glance)."""
 
     def __init__(self, url, token=None, timeout=TIMEOUT):
-        if not HAS_OPENSTACKSDK:
+        missing = openstack_connection.import_error() or ks_token_endpoint.import_error()
+        if missing:
             raise InvalidRequest("image_backend=glance needs the openstacksdk Python package on the controller "
-                                 "(pip install openstacksdk): %s" % OPENSTACKSDK_IMPORT_ERROR)
+                                 "(pip install openstacksdk): %s" % missing)
         self.url = normalize_url(url)
         self.token = token
         auth = ks_token_endpoint.Token(self.url, token) if token else ks_noauth.NoAuth()
@@ -137,7 +134,7 @@ class Glance:
     @property
     def conn(self):
         if self._conn is None:
-            self._conn = openstack.connection.Connection(session=self._session, image_endpoint_override=self.url)
+            self._conn = openstack_connection.Connection(session=self._session, image_endpoint_override=self.url)
         return self._conn
 
     # --- HTTP --------------------------------------------------------------------------------------

@@ -133,6 +133,46 @@ def test_two_jobs_creating_the_repository_at_once_make_one(shared):
     assert all(g == got[0] for g in got) and [i for i, _k in got[0]] == [0, 1]
 
 
+def _validate_in_a_worker(url, state_dir, token, queue):
+    db = _db.open_db(url)
+    try:
+        queue.put(session.authenticate(lambda: db, state_dir, "local", token).audit_id)
+    except AuthError as exc:
+        queue.put(str(exc))
+    finally:
+        db.dispose()
+
+
+def test_the_wrapping_key_is_derived_once_for_the_workers_forked_after(shared, monkeypatch):
+    """Ansible forks a worker per task from its main process: the first worker that unlocks the repository
+    leaves the derived key in memory the later ones share (never in a file); another secret derives its own."""
+    db, url, tmp = shared
+    token, ctx = session.issue(lambda: db, str(tmp / "main"), "local", "admin", "pw", "admin")
+    derived, scrypt = CTX.Value("i", 0), _identity._scrypt  # pylint: disable=protected-access
+
+    def counting(password, salt, n, r, p):
+        if n == _identity._WRAP_N:  # pylint: disable=protected-access
+            with derived.get_lock():
+                derived.value += 1
+        return scrypt(password, salt, n, r, p)
+
+    monkeypatch.setattr(_identity, "_scrypt", counting)
+    _identity._wrap_cache.clear()  # pylint: disable=protected-access
+    _identity._wrap_shared[:96] = bytes(96)  # pylint: disable=protected-access  # a new run: nothing derived yet
+    queue = CTX.Queue()
+    for secret in (SECRET, SECRET, SECRET, "w" * 40, SECRET):
+        monkeypatch.setenv(_identity.KEY_SECRET_ENV, secret)
+        worker = CTX.Process(target=_validate_in_a_worker, args=(url, str(tmp / "worker"), token, queue))
+        worker.start()
+        worker.join(120)
+        assert worker.exitcode == 0
+    got = [queue.get(timeout=10) for _i in range(5)]
+    assert got[:3] == [ctx.audit_id] * 3 and got[4] == ctx.audit_id
+    assert "does not unlock the Fernet key repository" in got[3]
+    assert derived.value == 3  # the first worker, the wrong secret, then the right one again (the slot holds one)
+    assert not os.path.exists(str(tmp / "worker" / "fernet-keys"))
+
+
 def test_admin_password_from_the_environment(tmp_path, monkeypatch):
     """An AWX job has no admin-password file: bootstrap's and the token's default admin password is
     BOOTFLOW_ADMIN_PASSWORD; without either, the token says what to do."""
