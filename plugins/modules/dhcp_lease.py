@@ -257,13 +257,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.dhcp import dhcp_lease_step
 
 
 def main():
     module = AnsibleModule(supports_check_mode=True, **module_kwargs("dhcp_lease"))
 
-    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=module.run_command),
+    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=run_argv),
            "dhcp_lease on network %s" % module.params["network_id"])
 
 

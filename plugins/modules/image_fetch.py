@@ -267,6 +267,7 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import image_fetch_step
 
 
@@ -281,7 +282,7 @@ def main():
                                    and (bool(params["instance_uuid"]) and params["create_disk"]
                                         or params["force_raw_images"]))
 
-    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=module.run_command, opener=opener,
+    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=run_argv, opener=opener,
                                             qemu_img=qemu_img),
            "image_fetch of image %s" % module.params["image_id"])
 

@@ -384,7 +384,7 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None, sleep=time.sleep):
     lease_time, dhcp_dir, state, wait, wait_timeout.
 
     run(argv) -> (rc, stdout, stderr) runs ip and dhcp_release (the module passes
-    AnsibleModule.run_command).
+    command.run_argv).
     """
     state = p.get("state") or "present"
     network_id = check_network_id(p.get("network_id"))
