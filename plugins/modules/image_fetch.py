@@ -263,7 +263,6 @@ removed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
@@ -275,6 +274,8 @@ def main():
     module = AnsibleModule(supports_check_mode=True, **module_kwargs("image_fetch"))
 
     def opener(url, timeout):
+        # here, not at the top: a cached image needs no download, and urls costs ~35 ms to import
+        from ansible.module_utils.urls import open_url
         return open_url(url, timeout=timeout, http_agent="bootflow.cloud-image_fetch")
 
     params = module.params
