@@ -9,11 +9,15 @@ Two parts, both on one test host (default 172, purged at the end):
             runner (module_utils/host/command.run_argv), interleaved, on the commands the steps run
             (ip, qemu-img); per-call medians and the calls that took over 0.5 s ("stalls"), also
             under `strace -f` (which widens the window between run_command's two exit checks)
+  lease     the lease wait's detection delay: a lease line is written on the host at a random moment
+            while the controller watches over one multiplexed SSH connection (as Ansible's), the old
+            way (one `date; grep` exec per 0.2 s) against lease_watch_cmd (the host looks every 50 ms);
+            delay = when the controller saw it - when the host wrote it (one clock: same kernel)
   boots     boot.yml then delete.yml with the collection as it is at --base (git archive, default
             main) and as it is in this checkout, alternately, after one warm-up boot of each;
             each task's wall time (bench/callbacks/bench_task_times.py) and the whole playbook's
 
-usage: .venv/bin/python bench/bench_host_steps.py [--rounds 5] [--host 172] [--base main] [--skip-boots]
+usage: .venv/bin/python bench/bench_host_steps.py [--rounds 5] [--host 172] [--base main] [--skip-commands] [--skip-lease] [--skip-boots]
 """
 
 from __future__ import annotations
@@ -89,6 +93,61 @@ def bench_commands(host_n, rounds, calls, work):
             print("  %-10s %-9s %-12s median %6.1f ms  p90 %6.1f ms  stalls (>0.5 s) %d of %d"
                   % (label, cmd, runner, 1000 * statistics.median(v), 1000 * sorted(v)[int(0.9 * len(v))],
                      sum(d > 0.5 for d in v), len(v)))
+
+
+OLD_LEASE_POLL = 0.2
+
+
+def bench_lease(host_n, rounds, work):
+    sys.path.insert(0, os.path.join(REPO, "build", "collections"))
+    from ansible_collections.bootflow.cloud.plugins.module_utils.host import dhcp
+    import random
+    root = os.environ.get("BOOTFLOW_TESTHOSTS", "/var/tmp/bootflow-hosts")
+    base = ["ssh", "-i", os.path.join(root, "id_ed25519"), "-o", "UserKnownHostsFile=" + os.path.join(root, "known_hosts"),
+            "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            "-o", "ControlMaster=auto", "-o", "ControlPersist=60s", "-o", "ControlPath=" + os.path.join(work, "cp-%C"),
+            "root@10.98.%d.2" % host_n]
+    leases, mac = "/var/lib/bootflow/bench-leases", "fa:16:3e:be:0c:ff"
+    line = "0 %s 10.99.0.9 * *" % mac
+
+    def run(cmd):
+        return subprocess.run(base + [cmd], stdout=subprocess.PIPE, text=True, check=True).stdout
+
+    def old_way():
+        cmd = "date +%%s && { grep -F -i -e ' %s ' %s 2>/dev/null || true; }" % (mac, leases)
+        n = 0
+        while True:
+            n += 1
+            lines = run(cmd).splitlines()
+            if dhcp.find_active_lease("\n".join(lines[1:]), mac, now=int(lines[0])):
+                return n
+            time.sleep(OLD_LEASE_POLL)
+
+    def new_way():
+        seen, n = None, 0
+        while True:
+            n += 1
+            now, seen = dhcp.parse_lease_watch(run(dhcp.lease_watch_cmd(mac, leases, seen, 5.0)))
+            if dhcp.find_active_lease(seen, mac, now=now):
+                return n
+
+    run("true")
+    delays, execs = collections.defaultdict(list), collections.defaultdict(list)
+    print("== lease wait on bfhv%d, %d rounds, %s" % (host_n, rounds, load()))
+    for r in range(rounds * 4):
+        for label, way in ((("old", old_way), ("new", new_way)) if r % 2 == 0 else (("new", new_way), ("old", old_way))):
+            run("rm -f %s" % leases)
+            writer = subprocess.Popen(base + ["sleep %.3f; echo '%s' > %s; date +%%s.%%N" % (random.uniform(0.5, 1.5), line, leases)],
+                                      stdout=subprocess.PIPE, text=True)
+            execs[label].append(way())
+            seen_at = time.time()
+            wrote_at = float(writer.communicate()[0])
+            delays[label].append(seen_at - wrote_at)
+    run("rm -f %s" % leases)
+    for label in ("old", "new"):
+        v = delays[label]
+        print("  %-4s detection delay median %5.0f ms  max %5.0f ms  SSH execs per wait median %d  n=%d"
+              % (label, 1000 * statistics.median(v), 1000 * max(v), statistics.median(execs[label]), len(v)))
 
 
 def export_base(base, work):
@@ -174,6 +233,7 @@ def main():
     parser.add_argument("--base", default="main", help="the git ref of the old code")
     parser.add_argument("--skip-boots", action="store_true")
     parser.add_argument("--skip-commands", action="store_true")
+    parser.add_argument("--skip-lease", action="store_true")
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bootflow-bench-host-")
     os.chmod(work, 0o755)
@@ -182,6 +242,8 @@ def main():
     try:
         if not opts.skip_commands:
             bench_commands(opts.host, opts.rounds, opts.calls, work)
+        if not opts.skip_lease:
+            bench_lease(opts.host, opts.rounds, work)
         if not opts.skip_boots:
             bench_boots(opts.host, opts.rounds, opts.base, work)
     finally:
