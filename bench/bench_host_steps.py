@@ -7,8 +7,11 @@ Two parts, both on one test host (default 172, purged at the end):
 
   commands  on the host's python3: ansible-core's AnsibleModule.run_command against the host steps'
             runner (module_utils/host/command.run_argv), interleaved, on the commands the steps run
-            (ip, qemu-img); per-call medians and the calls that took over 0.5 s ("stalls"), also
-            under `strace -f` (which widens the window between run_command's two exit checks)
+            (ip, qemu-img); per-call medians, the calls of 1 s or more, and how often run_command
+            polled an empty set of pipes (its 1 s stall); also under `strace -f`, which widens the
+            window between run_command's two exit checks
+  imports   each host module's import on the host's Python (/usr/bin/python3 -X importtime, no
+            bytecode written, as from AnsiballZ's zip), the collection at --base against this checkout
   lease     the lease wait's detection delay: a lease line is written on the host at a random moment
             while the controller watches over one multiplexed SSH connection (as Ansible's), the old
             way (one `date; grep` exec per 0.2 s) against lease_watch_cmd (the host looks every 50 ms);
@@ -17,7 +20,7 @@ Two parts, both on one test host (default 172, purged at the end):
             main) and as it is in this checkout, alternately, after one warm-up boot of each;
             each task's wall time (bench/callbacks/bench_task_times.py) and the whole playbook's
 
-usage: .venv/bin/python bench/bench_host_steps.py [--rounds 5] [--host 172] [--base main] [--skip-commands] [--skip-lease] [--skip-boots]
+usage: .venv/bin/python bench/bench_host_steps.py [--rounds 5] [--host 172] [--base main] [--skip-commands] [--skip-imports] [--skip-lease] [--skip-boots]
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ import json, sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import ansible.module_utils.basic as basic
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
+import selectors
+empty_waits = []
+
+
+class CountingPollSelector(selectors.PollSelector):
+    """run_command's selector: counts the selects on no file at all (each one sleeps its timeout)."""
+    def select(self, timeout=None):
+        if not self.get_map():
+            empty_waits.append(timeout)
+        return super().select(timeout)
+
+
+basic.selectors.PollSelector = CountingPollSelector
 m = object.__new__(basic.AnsibleModule)   # run_command needs only these attributes
 m._shell, m.run_command_environ_update, m._debug, m.no_log_values = None, {}, False, set()
 rounds, calls = int(sys.argv[3]), int(sys.argv[4])
@@ -58,6 +74,7 @@ for r in range(rounds):
                 d = time.perf_counter() - t
                 assert rc == 0, (argv, rc, se)
                 out.setdefault("%s|%s" % (cname, rname), []).append(d)
+out["empty_waits"] = empty_waits
 print(json.dumps(out))
 '''
 
@@ -87,12 +104,13 @@ def bench_commands(host_n, rounds, calls, work):
     print("== commands on bfhv%d (%d rounds x %d calls each), %s" % (host_n, rounds, calls, load()))
     for label, prefix in (("plain", ""), ("strace -f", "strace -f -o /dev/null ")):
         res = json.loads(ssh(host_n, "%s/usr/bin/python3 %s %s %s %d %d" % (prefix, script, libs, coll, rounds, calls)))
+        print("  %-10s run_command's selects on an empty set (the 1 s stall): %d" % (label, len(res.pop("empty_waits"))))
         for key in sorted(res):
             cmd, runner = key.split("|")
             v = res[key]
-            print("  %-10s %-9s %-12s median %6.1f ms  p90 %6.1f ms  stalls (>0.5 s) %d of %d"
+            print("  %-10s %-9s %-12s median %6.1f ms  p90 %6.1f ms  max %6.0f ms  calls >= 1 s: %d of %d"
                   % (label, cmd, runner, 1000 * statistics.median(v), 1000 * sorted(v)[int(0.9 * len(v))],
-                     sum(d > 0.5 for d in v), len(v)))
+                     1000 * max(v), sum(d >= 1.0 for d in v), len(v)))
 
 
 OLD_LEASE_POLL = 0.2
@@ -150,9 +168,51 @@ def bench_lease(host_n, rounds, work):
               % (label, 1000 * statistics.median(v), 1000 * max(v), statistics.median(execs[label]), len(v)))
 
 
+HOST_MODULES = ("image_fetch", "dhcp_lease", "volume", "volume_attach", "config_drive", "domain")
+
+
+def _importtime(stderr):
+    """{module: self µs} of a -X importtime report."""
+    out = {}
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and "self [us]" not in line:
+            self_us, _cum, name = line[len("import time:"):].split("|")
+            out[name.strip()] = int(self_us)
+    return out
+
+
+def bench_imports(base_coll, rounds, work):
+    """Each host module's import: the total, and the self time of what only the base imports (the saving
+    itself, less exposed to the machine's load than the totals)."""
+    import ansible
+    libs = os.path.join(work, "importlibs")
+    os.makedirs(libs, exist_ok=True)
+    if not os.path.exists(os.path.join(libs, "ansible")):
+        os.symlink(os.path.dirname(ansible.__file__), os.path.join(libs, "ansible"))
+    colls = {"base": base_coll, "new": os.path.join(REPO, "build", "collections")}
+    runs = collections.defaultdict(list)
+    print("== imports on /usr/bin/python3, %d rounds, %s" % (rounds, load()))
+    for r in range(rounds):
+        for label in (("base", "new") if r % 2 == 0 else ("new", "base")):
+            for mod in HOST_MODULES:
+                proc = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-c",
+                                       "import ansible_collections.bootflow.cloud.plugins.modules." + mod],
+                                      env=dict(os.environ, PYTHONPATH=libs + os.pathsep + colls[label], PYTHONDONTWRITEBYTECODE="1"),
+                                      stderr=subprocess.PIPE, text=True, check=True)
+                runs[label, mod].append(_importtime(proc.stderr))
+    for mod in HOST_MODULES:
+        total = {k: statistics.median(sum(t.values()) / 1000.0 for t in runs[k, mod]) for k in ("base", "new")}
+        gone = set(runs["base", mod][0]) - set(runs["new", mod][0])
+        saved = statistics.median(sum(t.get(n, 0) for n in gone) / 1000.0 for t in runs["base", mod])
+        print("  %-14s total base %6.1f ms  new %6.1f ms | no longer imported: %3d modules, %5.1f ms (%s)"
+              % (mod, total["base"], total["new"], len(gone), saved, ", ".join(sorted(gone))[:80]))
+
+
 def export_base(base, work):
     """The collection as it is at git ref ``base``, in a collections path of its own."""
     dest = os.path.join(work, "base", "ansible_collections", "bootflow", "cloud")
+    if os.path.isdir(dest):
+        return dest
     os.makedirs(dest)
     archive = subprocess.run(["git", "-C", REPO, "archive", base], stdout=subprocess.PIPE, check=True).stdout
     subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
@@ -234,6 +294,7 @@ def main():
     parser.add_argument("--skip-boots", action="store_true")
     parser.add_argument("--skip-commands", action="store_true")
     parser.add_argument("--skip-lease", action="store_true")
+    parser.add_argument("--skip-imports", action="store_true")
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bootflow-bench-host-")
     os.chmod(work, 0o755)
@@ -242,6 +303,9 @@ def main():
     try:
         if not opts.skip_commands:
             bench_commands(opts.host, opts.rounds, opts.calls, work)
+        if not opts.skip_imports:
+            export_base(opts.base, work)
+            bench_imports(os.path.join(work, "base"), opts.rounds * 2, work)
         if not opts.skip_lease:
             bench_lease(opts.host, opts.rounds, work)
         if not opts.skip_boots:
