@@ -271,8 +271,8 @@ def bench_boots(host_n, rounds, base, work):
             name = "bench-%s-%d" % (p.label, r)
             walls[p.label, "boot.yml"].append(p.play("boot.yml", "-e", "bootflow_instance_name=" + name, record=True))
             walls[p.label, "delete.yml"].append(p.play("delete.yml", "-e", "bootflow_instance_name=" + name, record=True))
-        print("round %d: %s  (%s)" % (r + 1, "  ".join("%s %s %.2f s" % (k[0], k[1], v[-1]) for k, v in sorted(walls.items())),
-                                       load()), flush=True)
+        done = "  ".join("%s %s %.2f s" % (k[0], k[1], v[-1]) for k, v in sorted(walls.items()))
+        print("round %d: %s  (%s)" % (r + 1, done, load()), flush=True)
     old_t, new_t = old.task_times(), new.task_times()
     print("%-100s %9s %9s %7s" % ("task (median s)", base, "new", "new-old"))
     for task in old_t:
