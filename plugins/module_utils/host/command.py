@@ -69,7 +69,7 @@ def run_argv(argv, cwd=None):
             open_pipes = set(pipes)
             exited = False
             while open_pipes and not exited:
-                for key, _ in sel.select(None if pidfd is not None else FALLBACK_POLL):
+                for key, _events in sel.select(None if pidfd is not None else FALLBACK_POLL):
                     if key.fd == pidfd:
                         exited = True
                     elif key.fd in open_pipes and _drain(key.fd, pipes[key.fd]):

@@ -731,7 +731,7 @@ def lease_watch_cmd(mac, leases_file, seen=None, seconds=0.0, poll=LEASE_POLL):
 def parse_lease_watch(stdout):
     """(host clock, the lines naming the MAC as ``seen`` for the next lease_watch_cmd) from its output;
     ValueError when it is not that command's output."""
-    clock, _, lines = stdout.partition("\n")
+    clock, _newline, lines = stdout.partition("\n")
     return int(clock.strip()), lines[:-1] if lines.endswith("\n") else lines
 
 

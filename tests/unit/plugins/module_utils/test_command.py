@@ -63,12 +63,12 @@ def test_no_shell_c_locale_and_no_pythonpath(run, monkeypatch):
     monkeypatch.setenv("LANG", "de_DE.UTF-8")
     monkeypatch.setenv("PYTHONPATH", "/tmp/ansible_modlib.zip")
     assert run(["echo", "$HOME; true", "~"]) == (0, "$HOME; true ~\n", "")
-    rc, out, _ = run(["sh", "-c", 'echo "$LANG $LC_ALL $LC_MESSAGES ${PYTHONPATH-unset}"'])
+    rc, out, _err = run(["sh", "-c", 'echo "$LANG $LC_ALL $LC_MESSAGES ${PYTHONPATH-unset}"'])
     assert (rc, out) == (0, "C C C unset\n")
 
 
 def test_undecodable_output_is_kept(run):
-    rc, out, _ = run(["printf", "\\377ok"])
+    rc, out, _err = run(["printf", "\\377ok"])
     assert (rc, out) == (0, "\udcffok")
 
 

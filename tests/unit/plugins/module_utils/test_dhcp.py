@@ -562,7 +562,7 @@ def test_lease_watch_returns_when_the_mac_lines_change(tmp_path):
         assert proc.poll() is None
         new = "%d fa:16:3e:00:00:01 10.0.0.5 new *" % (time.time() + 600)
         leases.write_text(new + "\n")
-        out, _ = proc.communicate(timeout=60)
+        out, _err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
