@@ -551,17 +551,22 @@ def test_lease_watch_returns_when_the_mac_lines_change(tmp_path):
     leases = tmp_path / "leases"
     mac = "fa:16:3e:00:00:01"
     old = "5 fa:16:3e:00:00:01 10.0.0.5 old *"
-    leases.write_text(old + "\n")
+
+    def write(text):   # at once: a reader must not catch the file empty between truncate and write
+        (tmp_path / "leases.tmp").write_text(text)
+        os.replace(tmp_path / "leases.tmp", leases)
+
+    write(old + "\n")
     proc = subprocess.Popen(["sh", "-c", dh.lease_watch_cmd(mac, str(leases), old, 600)],
                             stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.3)
         assert proc.poll() is None, "the watch must wait while the MAC's lines are what was seen"
-        leases.write_text("0 fa:16:3e:00:00:09 10.0.0.7 other *\n" + old + "\n")   # another MAC: still waiting
+        write("0 fa:16:3e:00:00:09 10.0.0.7 other *\n" + old + "\n")   # another MAC: still waiting
         time.sleep(0.3)
         assert proc.poll() is None
         new = "%d fa:16:3e:00:00:01 10.0.0.5 new *" % (time.time() + 600)
-        leases.write_text(new + "\n")
+        write(new + "\n")
         out, _err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
