@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 
 from ansible.module_utils.common.text.converters import to_text
@@ -66,7 +65,7 @@ class ActionModule(HostStep):
 
     def _wait_leased(self, ctx, module_args):
         """state=leased: the module looks once (it validates the arguments and knows the files); then
-        the leases file is polled over the connection with a cheap grep, with progress lines."""
+        the leases file is polled on the host by a shell loop (lease_watch_cmd), with progress lines."""
         res = super().run_module(ctx, dict(module_args, wait=False))   # the module validated the arguments
         wait, timeout = module_args["wait"], module_args["wait_timeout"]
         if res.get("leased") and wait and not ctx.check_mode:
@@ -78,24 +77,25 @@ class ActionModule(HostStep):
             raise _told(ctx, BootflowError("%s cannot get a DHCP lease on network %s: %s"
                                            % (what, module_args.get("network_id"), "; ".join(res.get("diagnosis") or [])),
                                            module_result=res))
-        cmd = "date +%%s && { grep -F -i -e %s %s 2>/dev/null || true; }" % (
-            shlex.quote(" %s " % res["mac"]), shlex.quote(res["leases_file"]))
         started = time.monotonic()
         ctx.progress("waiting for %s to hold its DHCP lease (dnsmasq's %s), up to %d s"
                      % (what, res["leases_file"], timeout))
         last_note = started
+        seen = None
         while True:
+            # each run looks on the host until the MAC's lines change, up to PROGRESS_EVERY seconds
+            left = timeout - (time.monotonic() - started)
+            cmd = _dhcp.lease_watch_cmd(res["mac"], res["leases_file"], seen, min(PROGRESS_EVERY, max(left, 0)))
             out = self._low_level_execute_command(cmd, sudoable=False)
             if out.get("rc") != 0:
                 raise BootflowError("cannot read %s on %s (rc=%s): %s" % (
                     res["leases_file"], ctx.host, out.get("rc"), to_text(out.get("stderr") or out.get("stdout")).strip()))
-            lines = to_text(out.get("stdout") or "").splitlines()
             try:
-                now = int(lines[0].strip())
-            except (IndexError, ValueError):
+                now, seen = _dhcp.parse_lease_watch(to_text(out.get("stdout") or ""))
+            except ValueError:
                 raise BootflowError("unexpected answer from %s while polling %s: %r"
                                     % (ctx.host, res["leases_file"], to_text(out.get("stdout"))[:200]))
-            lease = _dhcp.find_active_lease("\n".join(lines[1:]), res["mac"], res.get("ip"), now=now)
+            lease = _dhcp.find_active_lease(seen, res["mac"], res.get("ip"), now=now)
             elapsed = time.monotonic() - started
             if lease:
                 ctx.progress("%s holds %s (after %.1f s)" % (res["mac"], lease["ip"], elapsed))
@@ -107,7 +107,6 @@ class ActionModule(HostStep):
             if time.monotonic() - last_note >= PROGRESS_EVERY:
                 ctx.progress("still waiting for %s: %d s of %d s" % (what, elapsed, timeout))
                 last_note = time.monotonic()
-            time.sleep(_dhcp.LEASE_POLL)
         # timed out: the module looks once more and says why
         final = super().run_module(ctx, dict(module_args, wait=False))
         if final.get("leased"):

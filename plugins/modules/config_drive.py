@@ -202,6 +202,7 @@ network_config:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.config_drive import config_drive_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 
@@ -209,7 +210,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import fi
 def main():
     module = AnsibleModule(supports_check_mode=True, **module_kwargs("config_drive"))
 
-    finish(module, lambda: config_drive_step(module.params, check_mode=module.check_mode, run=module.run_command),
+    finish(module, lambda: config_drive_step(module.params, check_mode=module.check_mode, run=run_argv),
            "config_drive for instance %s" % module.params["instance_uuid"])
 
 

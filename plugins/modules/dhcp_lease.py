@@ -24,8 +24,9 @@ description:
     with C(dhcp_release) (a stopped dnsmasq's leases file is edited directly) and sends C(SIGHUP).
   - With O(state=leased), waits until the guest holds its lease - the port's MAC with its IP (O(ip), when
     given) in dnsmasq's leases file, not expired - and returns the address it observed (RV(leased_ip)).
-    The action plugin looks at the leases file over the task's connection every 0.2 seconds (a C(grep), no
-    module run) and prints a progress line while it waits; after O(wait_timeout) seconds the task fails with
+    The action plugin then runs a shell loop on the host over the task's connection (no module run) that
+    looks at the leases file every 0.05 seconds (a C(grep)) and returns when the MAC's lines change, or after
+    5 seconds for a progress line; after O(wait_timeout) seconds the task fails with
     what it found (no reservation, dnsmasq not running, another address, an expired lease, dnsmasq's log
     lines for the MAC). It fails at once when nobody can hand out the address (no reservation, or dnsmasq does
     not run). With O(wait=false) or in check mode it looks once and reports RV(leased) without failing. With
@@ -257,13 +258,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.dhcp import dhcp_lease_step
 
 
 def main():
     module = AnsibleModule(supports_check_mode=True, **module_kwargs("dhcp_lease"))
 
-    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=module.run_command),
+    finish(module, lambda: dhcp_lease_step(module.params, check_mode=module.check_mode, run=run_argv),
            "dhcp_lease on network %s" % module.params["network_id"])
 
 

@@ -263,10 +263,10 @@ removed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.step import finish
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import image_fetch_step
 
 
@@ -274,6 +274,8 @@ def main():
     module = AnsibleModule(supports_check_mode=True, **module_kwargs("image_fetch"))
 
     def opener(url, timeout):
+        # here, not at the top: a cached image needs no download, and urls costs ~35 ms to import
+        from ansible.module_utils.urls import open_url
         return open_url(url, timeout=timeout, http_agent="bootflow.cloud-image_fetch")
 
     params = module.params
@@ -281,7 +283,7 @@ def main():
                                    and (bool(params["instance_uuid"]) and params["create_disk"]
                                         or params["force_raw_images"]))
 
-    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=module.run_command, opener=opener,
+    finish(module, lambda: image_fetch_step(module.params, check_mode=module.check_mode, run=run_argv, opener=opener,
                                             qemu_img=qemu_img),
            "image_fetch of image %s" % module.params["image_id"])
 

@@ -145,6 +145,7 @@ actions:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import module_kwargs
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.command import run_argv
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.volume import volume_step
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR, run_libvirt_step
 
@@ -155,7 +156,7 @@ def main():
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     qemu_img = module.get_bin_path("qemu-img", required=bool(module.params["source_path"]) and not module.check_mode)
     run_libvirt_step(module, lambda conn: volume_step(conn, module.params, check_mode=module.check_mode,
-                                                      run=module.run_command, qemu_img=qemu_img),
+                                                      run=run_argv, qemu_img=qemu_img),
                      "volume %s" % module.params["name"])
 
 

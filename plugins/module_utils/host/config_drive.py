@@ -303,7 +303,7 @@ def _current(path):
 def config_drive_step(p, check_mode=False, run=None):
     """p: instance_uuid, name, hostname, user_data, public_keys, ports, instances_path, state.
 
-    run(argv) -> (rc, stdout, stderr) runs genisoimage (the module passes AnsibleModule.run_command).
+    run(argv) -> (rc, stdout, stderr) runs genisoimage (the module passes command.run_argv).
     """
     instances_path = p.get("instances_path") or layout.INSTANCES_PATH
     if not os.path.isabs(instances_path):

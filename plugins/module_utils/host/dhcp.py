@@ -27,6 +27,7 @@ import contextlib
 import ipaddress
 import os
 import re
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -52,7 +53,7 @@ _PORT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 RELEASE_WAIT = 2.0  # seconds to wait for dnsmasq to drop a released lease from its file
-LEASE_POLL = 0.2    # seconds between two looks at the leases file (state=leased)
+LEASE_POLL = 0.05   # seconds between two looks at the leases file on the host (state=leased)
 MAX_LEASE_TIME = 2 ** 31 - 1   # dnsmasq parses the lease time with atoi()
 
 
@@ -384,7 +385,7 @@ def dhcp_lease_step(p, check_mode=False, run=None, now=None, sleep=time.sleep):
     lease_time, dhcp_dir, state, wait, wait_timeout.
 
     run(argv) -> (rc, stdout, stderr) runs ip and dhcp_release (the module passes
-    AnsibleModule.run_command).
+    command.run_argv).
     """
     state = p.get("state") or "present"
     network_id = check_network_id(p.get("network_id"))
@@ -713,6 +714,25 @@ def find_active_lease(text, mac, ip=None, now=None):
         if le["mac"] == mac and (not ip or le["ip"] == ip) and (le["expiry"] == 0 or le["expiry"] > now):
             return le
     return None
+
+
+def lease_watch_cmd(mac, leases_file, seen=None, seconds=0.0, poll=LEASE_POLL):
+    """A shell command for the host that prints its clock (``date +%s``), then the lines of the
+    leases file naming ``mac``. With ``seen`` (those lines as the last run printed them, without the
+    final newline) it first looks every ``poll`` s, for up to ``seconds``, until they differ: the
+    lease wait polls on the host, not with one SSH session per look."""
+    looks = 0 if seen is None else max(1, int(seconds / poll))
+    return ("g() { grep -F -i -e %s %s 2>/dev/null; }; cur=$(g); i=0; "
+            "while [ $i -lt %d ] && [ \"$cur\" = %s ]; do sleep %s; cur=$(g); i=$((i+1)); done; "
+            "date +%%s && printf '%%s\\n' \"$cur\""
+            % (shlex.quote(" %s " % mac), shlex.quote(leases_file), looks, shlex.quote(seen or ""), poll))
+
+
+def parse_lease_watch(stdout):
+    """(host clock, the lines naming the MAC as ``seen`` for the next lease_watch_cmd) from its output;
+    ValueError when it is not that command's output."""
+    clock, _newline, lines = stdout.partition("\n")
+    return int(clock.strip()), lines[:-1] if lines.endswith("\n") else lines
 
 
 def lease_diagnosis(c, network_id, mac, ip, leases_text, hosts_text, pid, now=None, log_lines=5):

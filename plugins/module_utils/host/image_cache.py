@@ -305,7 +305,7 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
 
     With create_disk false (boot from volume), an instance_uuid names the instance but no overlay is made.
 
-    run(argv) -> (rc, stdout, stderr) runs qemu-img (the module passes AnsibleModule.run_command);
+    run(argv) -> (rc, stdout, stderr) runs qemu-img (the module passes command.run_argv);
     opener(url, timeout) -> a readable response (the module passes ansible's open_url).
     """
     instances_path = p.get("instances_path") or layout.INSTANCES_PATH

@@ -12,7 +12,6 @@ import os
 import time
 import xml.etree.ElementTree as ET
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import safety_check
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import (
     GIB,
@@ -54,6 +53,8 @@ def _source_info(p, want):
     if os.path.basename(os.path.dirname(os.path.realpath(src))) != "_base":
         # only the verified image cache, never an arbitrary host file, becomes a volume's content
         raise BootflowError("source_path %s is not a cached image in an image cache directory (_base)" % src)
+    # here, not at the top: only a volume made from an image needs the image cache's code
+    from ansible_collections.bootflow.cloud.plugins.module_utils.host.image_cache import safety_check
     try:
         info = safety_check(src, src_fmt)
     except BootflowError as e:

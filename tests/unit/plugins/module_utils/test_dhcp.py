@@ -523,3 +523,62 @@ def test_a_reservation_with_a_newline_in_its_hostname_writes_nothing(env, hostna
         dh.dhcp_lease_step(lease_params(env, hostname=hostname), run=ip)
     assert not os.path.exists(env["conf"]["host"]) and not os.path.exists(env["conf"]["ports"])
     assert not [c for c in ip.calls if c[:2] == ["addr", "replace"]]
+
+
+# the lease wait's look on the host (lease_watch_cmd), run by a real sh against a real leases file
+
+def _watch(leases, mac, seen=None, seconds=0.0):
+    import subprocess
+    out = subprocess.run(["sh", "-c", dh.lease_watch_cmd(mac, str(leases), seen, seconds)],
+                         capture_output=True, text=True, check=True).stdout
+    return dh.parse_lease_watch(out)
+
+
+def test_lease_watch_first_look_prints_the_clock_and_the_mac_lines(tmp_path):
+    leases = tmp_path / "leases"
+    mac = "fa:16:3e:00:00:01"
+    clock, seen = _watch(leases, mac)          # no file yet
+    assert seen == "" and abs(clock - time.time()) < 5
+    leases.write_text("0 fa:16:3e:00:00:02 10.0.0.9 b *\n1 FA:16:3E:00:00:01 10.0.0.5 it's;$(x) *\n"
+                      "0 fa:16:3e:00:00:01 10.0.0.6 a *\n")
+    clock, seen = _watch(leases, mac)
+    assert seen == "1 FA:16:3E:00:00:01 10.0.0.5 it's;$(x) *\n0 fa:16:3e:00:00:01 10.0.0.6 a *"
+    assert dh.find_active_lease(seen, mac, "10.0.0.6", now=clock)["ip"] == "10.0.0.6"
+
+
+def test_lease_watch_returns_when_the_mac_lines_change(tmp_path):
+    import subprocess
+    leases = tmp_path / "leases"
+    mac = "fa:16:3e:00:00:01"
+    old = "5 fa:16:3e:00:00:01 10.0.0.5 old *"
+
+    def write(text):   # at once: a reader must not catch the file empty between truncate and write
+        (tmp_path / "leases.tmp").write_text(text)
+        os.replace(tmp_path / "leases.tmp", leases)
+
+    write(old + "\n")
+    proc = subprocess.Popen(["sh", "-c", dh.lease_watch_cmd(mac, str(leases), old, 600)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        assert proc.poll() is None, "the watch must wait while the MAC's lines are what was seen"
+        write("0 fa:16:3e:00:00:09 10.0.0.7 other *\n" + old + "\n")   # another MAC: still waiting
+        time.sleep(0.3)
+        assert proc.poll() is None
+        new = "%d fa:16:3e:00:00:01 10.0.0.5 new *" % (time.time() + 600)
+        write(new + "\n")
+        out, _err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    clock, seen = dh.parse_lease_watch(out)
+    assert seen == new
+    assert dh.find_active_lease(seen, mac, now=clock)["hostname"] == "new"
+
+
+def test_lease_watch_gives_up_after_its_slice(tmp_path):
+    leases = tmp_path / "leases"
+    clock, seen = _watch(leases, "fa:16:3e:00:00:01", seen="", seconds=0.2)
+    assert seen == ""
+    with pytest.raises(ValueError):
+        dh.parse_lease_watch("not a clock\n")
