@@ -45,13 +45,16 @@ def python_files(paths):
 
 
 def imported_names(source, filename="<src>"):
-    """Top-level names of the absolute imports in ``source`` (-> {name: set of 'file:line'})."""
+    """Top-level names of the absolute imports in ``source``, LazyModule("name") included (-> {name: set of 'file:line'})."""
     out = {}
     for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "LazyModule"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            names = [node.args[0].value]   # plugin_utils/lazy_import.py: imported when first used
         else:
             continue
         for name in names:
@@ -125,6 +128,7 @@ def test_scan_sees_what_a_controller_file_would_import():
     assert set(distributions(names)) == {"libvirt-python", "sqlalchemy", "ansible-core", "openstacksdk"}
     assert set(third_party(imported_names("from ansible_collections.community.general.plugins import x\n"))) \
         == {"ansible_collections.community.general.plugins"}
+    assert set(third_party(imported_names('ks = LazyModule("keystoneauth1.session")\n'))) == {"keystoneauth1"}
 
 
 def test_controller_code_imports_no_other_collection():
