@@ -87,6 +87,21 @@ while time.monotonic() - t0 < 120:
 sys.exit(1)
 '''
 
+# on the host: the MAC's hosts line removed, dnsmasq told (SIGHUP), its lease released and seen gone
+# (names used: dhcp_dir, mac, ip, bridge; modules os, signal, subprocess, time)
+RELEASE_RESERVATION = r'''
+with open(dhcp_dir + "/host") as f:
+    lines = [l for l in f.read().splitlines() if mac not in l]
+with open(dhcp_dir + "/host", "w") as f:
+    f.write("\n".join(lines) + ("\n" if lines else ""))
+os.kill(int(open(dhcp_dir + "/pid").read()), signal.SIGHUP)
+subprocess.run(["dhcp_release", bridge, ip, mac], check=False)
+for _ in range(100):
+    if mac not in open(dhcp_dir + "/leases").read():
+        break
+    time.sleep(0.05)
+'''
+
 FLOOR_CLEANUP = r'''
 import os, shutil, signal, subprocess, sys, time
 import libvirt
@@ -100,17 +115,7 @@ try:
 except libvirt.libvirtError:
     pass
 shutil.rmtree("/var/lib/bootflow/bench/" + name, ignore_errors=True)
-with open(dhcp_dir + "/host") as f:
-    lines = [l for l in f.read().splitlines() if mac not in l]
-with open(dhcp_dir + "/host", "w") as f:
-    f.write("\n".join(lines) + ("\n" if lines else ""))
-os.kill(int(open(dhcp_dir + "/pid").read()), signal.SIGHUP)
-subprocess.run(["dhcp_release", bridge, ip, mac], check=False)
-for _ in range(100):
-    if mac not in open(dhcp_dir + "/leases").read():
-        break
-    time.sleep(0.05)
-'''
+''' + RELEASE_RESERVATION
 
 
 def peer_venv():

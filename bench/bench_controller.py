@@ -13,7 +13,7 @@ alternates every round). Each round, per collection:
   steps    a playbook of N controller steps (bootflow.cloud.token state=validated) after the identity role:
            the cost of one controller task (fork, argument spec, database, token validation)
 
-A callback (written into a temporary directory, enabled beside request_flow) times every task; printed are the
+A callback (bench/callbacks/bench_task_times.py, enabled beside request_flow) times every task; printed are the
 medians of: the whole run, Ansible's start-up (process start to the first task), the tasks that ran on the
 controller (localhost), the token task, the task before it, the heartbeat, and for ``steps`` one step.
 With --key-secret both run with BOOTFLOW_KEY_SECRET (the Fernet keys in the database, as under AWX).
@@ -37,48 +37,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOST = os.path.join(REPO, "tests", "hosts", "testhost.sh")
-
-CALLBACK = r'''
-from __future__ import annotations
-import json, os, time
-from ansible.plugins.callback import CallbackBase
-
-class CallbackModule(CallbackBase):
-    CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "aggregate"
-    CALLBACK_NAME = "bench_task_times"
-    CALLBACK_NEEDS_ENABLED = True
-
-    def __init__(self):
-        super().__init__()
-        self.tasks, self.current, self.first = [], None, None
-
-    def _close(self):
-        if self.current:
-            name, action, hosts, started = self.current
-            self.tasks.append({"name": name, "action": action, "hosts": sorted(hosts), "s": time.time() - started})
-            self.current = None
-
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self._close()
-        now = time.time()
-        self.first = self.first or now
-        self.current = (task.get_name(), task.resolved_action or task.action, set(), now)
-
-    def v2_playbook_on_play_start(self, play):
-        self._close()
-
-    def _host(self, result):
-        if self.current:
-            self.current[2].add(result._host.get_name())
-
-    v2_runner_on_ok = v2_runner_on_failed = v2_runner_on_skipped = v2_runner_on_unreachable = _host
-
-    def v2_playbook_on_stats(self, stats):
-        self._close()
-        with open(os.environ["BENCH_TIMES_OUT"], "w") as f:
-            json.dump({"first": self.first, "end": time.time(), "tasks": self.tasks}, f)
-'''
 
 STEPS_PLAYBOOK = r'''
 - name: Bench | controller steps
@@ -175,14 +133,11 @@ def main():
     opts = parser.parse_args()
     STEPS = opts.steps
     work = tempfile.mkdtemp(prefix="bootflow-bench-ctl-")
-    os.makedirs(os.path.join(work, "callbacks"))
-    with open(os.path.join(work, "callbacks", "bench_task_times.py"), "w") as f:
-        f.write(CALLBACK)
     steps_playbook = os.path.join(work, "steps.yml")
     with open(steps_playbook, "w") as f:
         f.write(STEPS_PLAYBOOK % STEPS)
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_CALLBACK_PLUGINS=os.path.join(work, "callbacks"),
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, "bench", "callbacks"),
                ANSIBLE_CALLBACKS_ENABLED="bootflow.cloud.request_flow,bench_task_times",
                PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"])
     if opts.key_secret:

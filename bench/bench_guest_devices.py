@@ -35,7 +35,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+import bench_boot   # bench/, the script's own directory: the in-host release of a DHCP reservation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOST = os.path.join(REPO, "tests", "hosts", "testhost.sh")
@@ -132,17 +133,7 @@ text = open(console, errors="replace").read()
 dom.destroy()
 dom.undefine()
 shutil.rmtree(inst, ignore_errors=True)
-with open(dhcp_dir + "/host") as f:
-    lines = [l for l in f.read().splitlines() if mac not in l]
-with open(dhcp_dir + "/host", "w") as f:
-    f.write("\n".join(lines) + ("\n" if lines else ""))
-os.kill(int(open(dhcp_dir + "/pid").read()), signal.SIGHUP)
-subprocess.run(["dhcp_release", bridge, ip, mac], check=False)
-for _ in range(100):
-    if mac not in open(dhcp_dir + "/leases").read():
-        break
-    time.sleep(0.05)
-print(json.dumps({"lease": lease, "seen": seen, "cpu": cpu, "lines": lines_out,
+''' + bench_boot.RELEASE_RESERVATION + r'''print(json.dumps({"lease": lease, "seen": seen, "cpu": cpu, "lines": lines_out,
                   "console": [l for l in text.splitlines() if l.startswith("GUEST-")]}))
 '''
 
