@@ -4,10 +4,11 @@
 recorded and scheduled as one request, built in parallel across the hosts, every guest holding its
 reserved DHCP lease and reachable over SSH (dropbear in the test guest, the key from the config drive)
 through its hypervisor - in a follow-up play of the same run, and in a second run that takes its hosts
-from the inventory plugin. Then a re-run changes nothing, a new item boots alone, a build refused on one
-host is rescheduled while the others go on, an impossible item ends in ERROR, an unmet min_count leaves
-nothing, bad input is refused before any host is touched, and delete.yml with the list leaves every host
-and the database as they were.
+from the inventory plugin. Then a re-run changes nothing (and skips the delete plays), a new item boots
+alone and a later run that lists it with state: absent deletes it, a build refused on one host is
+rescheduled while the others go on, an impossible item ends in ERROR, an unmet min_count leaves nothing,
+bad input is refused before any host is touched, and delete.yml with the list leaves every host and the
+database as they were.
 
 The hosts carry the libvirt fault hook of test_faults.py (a flag file makes a host refuse to start QEMU).
 """
@@ -131,10 +132,17 @@ def test_a_fleet_boots_in_one_run_in_parallel_and_every_guest_answers_over_ssh(f
         assert re.search(r'"%s\s+bfhv\d+\s+[\d.]+\s+ACTIVE' % re.escape(name), table), (name, table)
 
 
+def delete_play(out):
+    """What boot.yml printed for the first play it imports from delete.yml."""
+    return out.split("PLAY [Delete | keystone + nova-api lookup (controller)]", 1)[1].split("PLAY [", 1)[0]
+
+
 def test_a_rerun_changes_nothing_and_a_new_item_boots_alone(fleet):
     before = step_count(fleet)
     res = run(fleet, FLEET)
     assert all(changed == 0 and failed == 0 for changed, _u, failed in recap(res.out).values()), recap(res.out)
+    # no item with state absent: the delete plays boot.yml imports are skipped as a whole
+    assert "skipping: no hosts matched" in delete_play(res.out) and "TASK [" not in delete_play(res.out)
     assert step_count(fleet) == before and sorted(live(fleet)) == sorted(NAMES)
     res = run(fleet, FLEET + [{"name": "extra"}])
     fleet["booted"].append("extra")
@@ -145,6 +153,19 @@ def test_a_rerun_changes_nothing_and_a_new_item_boots_alone(fleet):
     assert (fleet["out"] / "extra.txt").read_text().split()[1] == "extra"
     built = [h for h, (changed, _u, _f) in recap(res.out).items() if h.startswith("bfhv") and changed]
     assert built == [rows["extra"]["host"]], recap(res.out)
+
+
+def test_an_item_with_state_absent_is_deleted_by_the_boot_run(fleet):
+    extra = live(fleet)["extra"]
+    res = run(fleet, FLEET + [{"name": "extra", "state": "absent"}])
+    fleet["booted"].remove("extra")
+    assert "TASK [" in delete_play(res.out)
+    assert sorted(live(fleet)) == sorted(NAMES)
+    cloud = fleet["cloud"]
+    assert cloud.query("SELECT deleted FROM instances WHERE uuid = :u", u=extra["uuid"])[0]["deleted"] != 0
+    assert ips(fleet, extra["uuid"]) == []
+    assert cloud.query("SELECT COUNT(*) AS n FROM allocations WHERE consumer_id = :u", u=extra["uuid"])[0]["n"] == 0
+    assert extra["uuid"] not in ssh(int(extra["host"][len("bfhv"):]), "ls /var/lib/bootflow/instances")
 
 
 def test_the_inventory_plugin_lists_the_fleet_and_reaches_every_guest(fleet):
