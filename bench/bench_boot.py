@@ -63,28 +63,14 @@ case=$(cat "$d/case")
 exec strace -f -qq --seccomp-bpf -e trace=poll -e signal=none -o "$d/trace.$case.$$" %(python)s "$@"
 """ % {"python": HOST_PYTHON}
 
-FLOOR_SCRIPT = r'''
-import json, os, signal, subprocess, sys, time
-t0 = time.monotonic()
-import libvirt
-name, mac, ip, base, dhcp_dir, bridge, xml = sys.argv[1:8]
-inst = "/var/lib/bootflow/bench/" + name
-os.makedirs(inst, exist_ok=True)
-subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", inst + "/disk"], check=True)
+# on the host: the MAC's hosts line (re)written at once and dnsmasq told (names used: dhcp_dir, mac, ip)
+ADD_RESERVATION = r'''
 with open(dhcp_dir + "/host") as f:
     lines = [l for l in f.read().splitlines() if mac not in l]
 with open(dhcp_dir + "/host.tmp", "w") as f:
     f.write("\n".join(lines + ["%s,host-%s,%s" % (mac, ip.replace(".", "-"), ip)]) + "\n")
 os.rename(dhcp_dir + "/host.tmp", dhcp_dir + "/host")
 os.kill(int(open(dhcp_dir + "/pid").read()), signal.SIGHUP)
-conn = libvirt.open("qemu:///system")
-conn.defineXML(xml).create()
-while time.monotonic() - t0 < 120:
-    if mac in open(dhcp_dir + "/leases").read():
-        print(json.dumps({"script_s": round(time.monotonic() - t0, 3)}))
-        sys.exit(0)
-    time.sleep(0.02)
-sys.exit(1)
 '''
 
 # on the host: the MAC's hosts line removed, dnsmasq told (SIGHUP), its lease released and seen gone
@@ -100,6 +86,24 @@ for _ in range(100):
     if mac not in open(dhcp_dir + "/leases").read():
         break
     time.sleep(0.05)
+'''
+
+FLOOR_SCRIPT = r'''
+import json, os, signal, subprocess, sys, time
+t0 = time.monotonic()
+import libvirt
+name, mac, ip, base, dhcp_dir, bridge, xml = sys.argv[1:8]
+inst = "/var/lib/bootflow/bench/" + name
+os.makedirs(inst, exist_ok=True)
+subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", inst + "/disk"], check=True)
+''' + ADD_RESERVATION + r'''conn = libvirt.open("qemu:///system")
+conn.defineXML(xml).create()
+while time.monotonic() - t0 < 120:
+    if mac in open(dhcp_dir + "/leases").read():
+        print(json.dumps({"script_s": round(time.monotonic() - t0, 3)}))
+        sys.exit(0)
+    time.sleep(0.02)
+sys.exit(1)
 '''
 
 FLOOR_CLEANUP = r'''

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 
-import bench_boot   # bench/, the script's own directory: the in-host release of a DHCP reservation
+import bench_boot   # bench/, the script's own directory: the in-host DHCP reservation and its release
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTHOST = os.path.join(REPO, "tests", "hosts", "testhost.sh")
@@ -80,13 +80,7 @@ if "vfat" in case:
     dev = "vdc" if case.startswith("vol") else "vdb"
     disks.append("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s/disk.config'/>"
                  "<target dev='%s' bus='virtio'/><readonly/></disk>" % (inst, dev))
-with open(dhcp_dir + "/host") as f:
-    lines = [l for l in f.read().splitlines() if mac not in l]
-with open(dhcp_dir + "/host.tmp", "w") as f:
-    f.write("\n".join(lines + ["%s,host-%s,%s" % (mac, ip.replace(".", "-"), ip)]) + "\n")
-os.rename(dhcp_dir + "/host.tmp", dhcp_dir + "/host")
-os.kill(int(open(dhcp_dir + "/pid").read()), signal.SIGHUP)
-console = inst + "/console.log"
+''' + bench_boot.ADD_RESERVATION + r'''console = inst + "/console.log"
 xml = """<domain type='qemu'><name>%s</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os><features><acpi/><apic/></features>
 <devices>%s<interface type='bridge'><source bridge='%s'/><mac address='%s'/>

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances, manager
-from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep
 
 
@@ -26,10 +25,4 @@ class ActionModule(HostStep):
 
     def record(self, ctx, args, result, instance):
         with ctx.db.tx() as conn:
-            # libvirt answered on this host: a heartbeat, so the next boot's step 8 need not ask it again so soon
-            _placement.seen(conn, ctx.host)
-            if args["state"] == "running" and instance.vm_state == instances.BUILDING:
-                return manager.spawned(conn, instance)
-            if args["state"] == "absent":
-                return manager.domain_removed(conn, instance)
-        return None
+            return manager.domain_step_done(conn, ctx.host, instance, args["state"])

@@ -85,6 +85,17 @@ def spawned(conn, instance):
                                        power_state="RUNNING", launched_at=_db.now()))
 
 
+def domain_step_done(conn, host, instance, state):
+    """The domain step succeeded on ``host`` (``state``: running or absent). libvirt answered there, which is
+    the host's heartbeat (the next boot's step 8 need not ask it again so soon); then what the instance becomes."""
+    _placement.seen(conn, host)
+    if state == "running" and instance.vm_state == BUILDING:
+        return spawned(conn, instance)
+    if state == "absent":
+        return domain_removed(conn, instance)
+    return None
+
+
 def domain_removed(conn, instance):
     """The domain is gone: its volumes are available again, the instance has no power state. A failed
     build being undone keeps its task_state (the conductor decides what comes next); any other
