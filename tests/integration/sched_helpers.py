@@ -100,7 +100,8 @@ class Cloud:
                               stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
         res = PlayResult(proc.returncode, proc.stdout)
         if check and proc.returncode != 0:
-            raise AssertionError("%s failed (rc=%d):\n%s" % (playbook, proc.returncode, proc.stdout[-6000:]))
+            raise AssertionError("%s failed (rc=%d):\n%s\n[...]\n%s" % (
+                playbook, proc.returncode, "\n".join(fatal_lines(proc.stdout)), proc.stdout[-6000:]))
         return res
 
     def query(self, sql, **params):
@@ -139,8 +140,8 @@ def task_result(out, task):
 
 
 def fatal_lines(out):
-    """Why a run failed, short: ansible's '[ERROR]: Task failed: ...' lines."""
-    found = [line[:500] for line in out.splitlines() if line.startswith("[ERROR]:")]
+    """Why a run failed, short: ansible's '[ERROR]: Task failed: ...', 'fatal: [...]' and 'failed: [...]' lines."""
+    found = [line[:500] for line in out.splitlines() if line.startswith(("[ERROR]:", "fatal: [", "failed: ["))]
     return found or [out[-1500:]]
 
 
