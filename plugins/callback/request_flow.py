@@ -76,8 +76,12 @@ class CallbackModule(CallbackBase):
         undo = _task_name(result._task).startswith("Undo |")  # pylint: disable=protected-access
         target = result._host.get_name()  # pylint: disable=protected-access
         for item in res.get("results") or [res]:
-            if isinstance(item, dict) and isinstance(item.get("bootflow_step"), dict):
-                row = dict(item["bootflow_step"], _end=time.time(), _target=target)
+            if not isinstance(item, dict) or not isinstance(item.get("bootflow_step"), dict):
+                continue
+            # a step that moved the instance twice (nova-api's task_state, then the host's result) lists both
+            steps = item.get("bootflow_steps") if isinstance(item.get("bootflow_steps"), list) else [item["bootflow_step"]]
+            for step in steps:
+                row = dict(step, _end=time.time(), _target=target)
                 self._rows.append(dict(row, seed_steps="undo", undo=True) if undo else row)
 
     def _failed(self, result):

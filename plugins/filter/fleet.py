@@ -21,6 +21,10 @@ NO_NAME = ("No instance named: set bootflow_instance_name (one instance, for exa
            "or bootflow_instances (a list of instances, each with a name). There is no default instance name.")
 
 
+# built, and as its owner left it (stopped, paused or suspended by playbooks/server_action.yml): not a failure
+SETTLED = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
+
+
 def request_list(instances, name=None, count=1):
     """The instances a run of boot.yml or delete.yml names: the list ``instances`` (bootflow_instances), else one
     item ``name`` (bootflow_instance_name) with ``count`` instances (bootflow_count: NAME-1..NAME-N when above 1).
@@ -162,7 +166,7 @@ def fleet_next_steps(servers):
     lines = []
     for s in servers or []:
         status = s.get("status") or "ABSENT"
-        if status in ("ACTIVE", "ABSENT") or not s.get("uuid"):
+        if status in SETTLED or status == "ABSENT" or not s.get("uuid"):
             continue
         who = safe_text("%s (%s)" % (s.get("name"), s.get("uuid")))
         held = []

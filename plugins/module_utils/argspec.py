@@ -230,6 +230,41 @@ SPECS["domain"] = dict(
     required_together=[("vcpus", "memory_mb")],
 )
 
+SPECS["server_action"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        LIBVIRT_ARGSPEC,
+        WAIT_ARGSPEC,
+        instance=dict(type="str"),
+        name=dict(type="str"),
+        action=dict(type="str", required=True,
+                    choices=["stop", "start", "reboot_soft", "reboot_hard", "pause", "unpause", "suspend", "resume"]),
+        shutdown_timeout=dict(type="int"),
+        soft_reboot_timeout=dict(type="int"),
+    ),
+)
+
+SPECS["rebuild"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        LIBVIRT_ARGSPEC,
+        instance=dict(type="str"),
+        image=dict(type="str"),
+        instance_uuid=dict(type="str"),
+        instances_path=dict(type="path", default=INSTANCES_PATH),
+        shutdown_timeout=dict(type="int"),
+    ),
+)
+
+SPECS["console_log"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        instance=dict(type="str"),
+        path=dict(type="path"),
+        length=dict(type="int"),
+    ),
+)
+
 SPECS["flavor"] = dict(
     argument_spec=argspec(
         AUTH_ARGSPEC,

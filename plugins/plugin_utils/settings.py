@@ -32,6 +32,8 @@ SCHEMA = {
     # nova.conf [filter_scheduler] / [scheduler]
     "scheduler": ("enabled_filters", "hosts", "weight_multipliers", "host_subset_size", "max_attempts",
                   "service_down_time", "max_placement_results"),
+    # nova.conf [DEFAULT] shutdown_timeout, [libvirt] wait_soft_reboot_seconds: the power actions on the hosts
+    "compute": ("shutdown_timeout", "wait_soft_reboot_seconds"),
     # keystone.conf [token]
     "identity": ("token_expiration", "max_token_expiration"),
     # glance-api.conf: image_size_cap, the upload directory, [task]/[import_filtering_opts]

@@ -266,6 +266,10 @@ class HostStep(ControllerStep):
         """Update the DB after the module succeeded; returns the (vm_state, task_state) after."""
         return None
 
+    def failed(self, ctx, args, instance, exc):
+        """The module failed on the host (``exc``, a BootflowError, is raised again after this): put back what
+        ``prepare`` moved in the DB. Not called in check mode or without ``auth_token``."""
+
     def step_action(self, args, instance):
         """The action named in the step log (by default the module's name)."""
         del args, instance
@@ -281,7 +285,12 @@ class HostStep(ControllerStep):
                 instance = self.prepare(ctx, args)
             except SkipModule as skip:
                 return skip.result
-        result = self.run_module(ctx, args)
+        try:
+            result = self.run_module(ctx, args)
+        except BootflowError as exc:
+            if booked and not ctx.check_mode:
+                self.failed(ctx, args, instance, exc)
+            raise
         before = (instance.vm_state, instance.task_state) if instance is not None else (None, None)
         after = before
         if booked and not ctx.check_mode:
@@ -300,6 +309,16 @@ class HostStep(ControllerStep):
             raise BootflowError(res.get("msg") or "the %s module failed on %s" % (self._task.action, ctx.host),
                                 module_result={k: v for k, v in res.items() if k not in ("msg", "failed")})
         return res
+
+
+def check_instance_option(args, alone):
+    """A host step's ``instance`` option (a name or UUID looked up in the database) goes with ``auth_token``, and
+    ``auth_token`` needs it. ``alone``: what a task without a token names instead."""
+    if args.get("instance") and not args.get("auth_token"):
+        raise InvalidRequest("instance (a name or UUID looked up in the database) needs auth_token; without it, name "
+                             "%s." % alone)
+    if args.get("auth_token") and not args.get("instance"):
+        raise InvalidRequest("instance (its name or UUID) is required when auth_token is given.")
 
 
 def _without_unset(value):

@@ -13,6 +13,9 @@
 #
 # Console protocol (one line each, on ttyS0):
 #   GUEST-INIT: started
+#   GUEST-IMAGE: <name>               bootflow_image= on the kernel command line (syslinux.cfg; variant.sh
+#                                     makes a copy of the disk with another name: a rebuild's new image)
+#   GUEST-MEM: <kB> kB                MemTotal: the memory the guest sees
 #   GUEST-BLOCK: vda vdb ...          at start and whenever /sys/block changes (1 s poll)
 #   GUEST-BLOCK-SIZE: <dev> <sectors> after each GUEST-BLOCK, one per device
 #   GUEST-HOSTNAME: <local-hostname>  from a NoCloud config drive (label cidata), else "none"
@@ -226,6 +229,9 @@ exec </dev/console >/dev/console 2>&1
 stty -onlcr 2>/dev/null
 echo
 echo "GUEST-INIT: started"
+IMG=$(sed -n 's/.*bootflow_image=\([^ ]*\).*/\1/p' /proc/cmdline)
+echo "GUEST-IMAGE: ${IMG:-none}"
+echo "GUEST-MEM: $(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo) kB"
 # insmod waits for the drivers' async probing (libata port scan, virtio), so devices exist after it
 while read -r ko; do insmod "/lib/modules/$ko" 2>/dev/null; done < /lib/modules/load-order
 ip link set lo up
@@ -327,7 +333,7 @@ TIMEOUT 1
 LABEL guest
   KERNEL vmlinuz
   INITRD initrd.gz
-  APPEND console=ttyS0 panic=-1 quiet
+  APPEND console=ttyS0 panic=-1 quiet bootflow_image=bootflow-guest
 EOF
 touch -d "@$EPOCH" "$STAGE/vmlinuz" "$STAGE/initrd.gz" "$STAGE/syslinux.cfg"
 truncate -s "${DISK_MB}M" "$STAGE/disk.raw"

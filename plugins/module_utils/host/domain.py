@@ -23,6 +23,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import (
     lookup_domain_by_uuid,
     wait_for_state,
 )
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import power_off
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt_xml import (
     VirtError,
     carry_over,
@@ -185,28 +186,15 @@ def domain_step(conn, p, check_mode=False, cpuinfo_path="/proc/cpuinfo", kvm_pat
             if check_mode:
                 result["state"] = "shutoff"
                 return result
-            try:
-                if cur == "paused":
-                    dom.destroy()     # a paused guest cannot react to ACPI
-                    result["forced"] = True
-                else:
+            if wait or cur == "paused":
+                power_off(dom, timeout, result)
+            else:
+                try:
                     dom.shutdown()
-            except libvirt.libvirtError as e:
-                if dom.isActive():
-                    undo.fail("cannot shut down domain %s: %s" % (name, err_msg(e)), state=domain_state_name(dom))
-            if wait:
-                ok, last = wait_for_state(dom, lambda s: s not in ACTIVE_STATES, timeout)
-                if not ok:
-                    # like Nova's power_off: a clean shutdown first, then power off
-                    try:
-                        dom.destroy()
-                    except libvirt.libvirtError as e:
-                        if dom.isActive():
-                            raise BootflowError("domain %s ignored the ACPI shutdown for %d s and destroy failed: %s"
-                                                % (name, timeout, err_msg(e)), state=domain_state_name(dom))
-                    result["forced"] = True
-                    result["warnings"].append("domain %s did not shut down within %d s; it was powered off"
-                                              % (name, timeout))
+                except libvirt.libvirtError as e:
+                    if dom.isActive():
+                        raise BootflowError("cannot shut down domain %s: %s" % (name, err_msg(e)),
+                                            state=domain_state_name(dom))
         result["state"] = domain_state_name(dom) if (dom is not None and not check_mode) else "shutoff"
     else:  # defined
         result["state"] = domain_state_name(dom) if (dom is not None and not check_mode) else cur

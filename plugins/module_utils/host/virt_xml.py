@@ -278,8 +278,9 @@ def domain_element(spec):
     for n in s["interfaces"]:
         devices.append(interface_element(n))
     if s.get("console_log"):
+        # append: a guest started again (stop/start, Nova's soft and hard reboots) adds to its console log
         serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=s["console_log"])
+        _sub(serial, "source", path=s["console_log"], append="on")
         _sub(serial, "target", port="0")
         console = _sub(devices, "console", type="file")
         _sub(console, "source", path=s["console_log"])
@@ -563,7 +564,8 @@ def domain_view(xml):
     for s in el.findall("./devices/serial"):
         src = s.find("source")
         ET.SubElement(devices, "serial", {"type": s.get("type") or "",
-                                          "path": (src.get("path") if src is not None else None) or ""})
+                                          "path": (src.get("path") if src is not None else None) or "",
+                                          "append": (src.get("append") if src is not None else None) or "off"})
     mb = el.find("./devices/memballoon")
     if mb is not None:
         ET.SubElement(devices, "memballoon", {"model": mb.get("model") or ""})

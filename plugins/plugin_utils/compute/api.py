@@ -162,12 +162,14 @@ def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_ref
     has to pass."""
     req = existing.request
     flavor = get_flavor(conn, flavor_ref)
-    booted = getattr(_images.image_record(conn, existing.image_id), "name", None)
+    # a rebuilt instance still answers to the images it was created (or rebuilt) from
+    had = [existing.image_id] + list(req.get("previous_images") or [])
+    booted = [getattr(_images.image_record(conn, i), "name", None) for i in had]
     networks = [_networking.find_network(conn, ref).id for ref in network_refs]
     root_gb = ((root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb) or 0) if boot_from_volume else 0
     joined = _server_groups.membership(conn, existing.uuid)
     group = _server_groups.find_group(conn, server_group, auth) if server_group else None
-    if req.get("flavor") != flavor.name or image_ref not in (existing.image_id, booted) \
+    if req.get("flavor") != flavor.name or image_ref not in had + booted \
             or req.get("networks") != networks or req.get("volume_size_gb", 0) != (volume_size_gb or 0) \
             or req.get("root_volume_size_gb", 0) != root_gb \
             or (joined.id if joined else None) != (group.id if group else None) \

@@ -15,14 +15,23 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import sa
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import user_data_summary
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, NotFound
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest, NotFound
 
-# nova/compute/vm_states.py and task_states.py (the subset the boot flow walks through)
+# nova/compute/vm_states.py and task_states.py (the subset the boot flow and the power actions walk through)
 BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"
+STOPPED, PAUSED, SUSPENDED = "stopped", "paused", "suspended"
 SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING = (
     "scheduling", "networking", "block_device_mapping", "spawning", "deleting")
-TASK_STATES = (SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING)
-VM_STATES = (BUILDING, ACTIVE, ERROR, DELETED)
+POWERING_OFF, POWERING_ON, REBOOTING, REBOOTING_HARD = "powering-off", "powering-on", "rebooting", "rebooting_hard"
+PAUSING, UNPAUSING, SUSPENDING, RESUMING = "pausing", "unpausing", "suspending", "resuming"
+REBUILDING, REBUILD_SPAWNING = "rebuilding", "rebuild_spawning"
+TASK_STATES = (SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING, POWERING_OFF, POWERING_ON,
+               REBOOTING, REBOOTING_HARD, PAUSING, UNPAUSING, SUSPENDING, RESUMING, REBUILDING, REBUILD_SPAWNING)
+VM_STATES = (BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED)
+# nova/api/openstack/common.py's _STATE_MAP: the API status of a vm_state, and of some of its task_states
+_STATUS = {BUILDING: "BUILD", ACTIVE: "ACTIVE", STOPPED: "SHUTOFF", PAUSED: "PAUSED", SUSPENDED: "SUSPENDED",
+           ERROR: "ERROR", DELETED: "DELETED"}
+_TASK_STATUS = {REBOOTING: "REBOOT", REBOOTING_HARD: "HARD_REBOOT", REBUILDING: "REBUILD", REBUILD_SPAWNING: "REBUILD"}
 
 
 def find_instance(conn, ref, auth=None, include_deleted=False):
@@ -56,6 +65,13 @@ def require_not_running(row, what):
     if row.power_state == "RUNNING":
         raise Conflict("Instance %s is still running on %s: cannot %s before its domain is removed "
                        "(playbooks/delete.yml does it in order)." % (row.name, row.host, what))
+
+
+def require_on_host(row, host, hint):
+    """Refuse a host step for an instance that is not on ``host`` (the task's target): ``hint`` says what to do."""
+    if row.host != host:
+        raise InvalidRequest("Instance %s (%s) is on host %s, not on %s: %s."
+                             % (row.name, row.uuid, row.host or "none", host, hint))
 
 
 def move_state(conn, uuid, vm_state, task_state, expected_task_state=(), **fields):
@@ -140,12 +156,13 @@ def instance_dict(row):
 
 
 def api_status(vm_state, task_state):
-    """The status the API shows (BUILD/ACTIVE/ERROR/DELETED)."""
-    if vm_state == BUILDING:
-        return "BUILD"
-    if vm_state == ACTIVE and task_state is None:
-        return "ACTIVE"
-    return (vm_state or "unknown").upper()
+    """The status the API shows (BUILD, ACTIVE, REBOOT, HARD_REBOOT, REBUILD, SHUTOFF, PAUSED, SUSPENDED, ERROR,
+    DELETED)."""
+    if vm_state == ACTIVE and task_state in _TASK_STATUS:
+        return _TASK_STATUS[task_state]
+    if vm_state in (STOPPED, ERROR) and task_state in (REBUILDING, REBUILD_SPAWNING):
+        return "REBUILD"
+    return _STATUS.get(vm_state) or (vm_state or "unknown").upper()
 
 
 def soft_delete(conn, uuid):

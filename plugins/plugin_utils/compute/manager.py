@@ -89,11 +89,29 @@ def domain_step_done(conn, host, instance, state):
     """The domain step succeeded on ``host`` (``state``: running or absent). libvirt answered there, which is
     the host's heartbeat (the next boot's step 8 need not ask it again so soon); then what the instance becomes."""
     _placement.seen(conn, host)
+    if instance.task_state == instances.REBUILD_SPAWNING and state in ("running", "defined"):
+        return rebuilt(conn, instance, state)
     if state == "running" and instance.vm_state == BUILDING:
         return spawned(conn, instance)
     if state == "absent":
         return domain_removed(conn, instance)
     return None
+
+
+def rebuild_spawning(conn, instance):
+    """The host powered the guest off and removed its old root disk and config drive: the new image's spawn is
+    next (Nova's REBUILD_SPAWNING)."""
+    return _state(instances.move_state(conn, instance.uuid, instance.vm_state, instances.REBUILD_SPAWNING,
+                                       expected_task_state=instances.REBUILDING, power_state="SHUTDOWN"))
+
+
+def rebuilt(conn, instance, state):
+    """The domain is defined again on the new root disk (``state`` running, or defined for an instance that was
+    stopped): the vm_state it is to have after the rebuild, task_state none."""
+    running = state == "running"
+    vm_state = instances.ACTIVE if running else instances.STOPPED
+    return _state(instances.move_state(conn, instance.uuid, vm_state, None, expected_task_state=instances.REBUILD_SPAWNING,
+                                       power_state="RUNNING" if running else "SHUTDOWN", fault=None))
 
 
 def domain_removed(conn, instance):

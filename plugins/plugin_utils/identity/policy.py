@@ -44,6 +44,16 @@ POLICY = {
     "compute:report_node": ADMIN,             # nova-compute's resource tracker (service role in Nova)
     "compute:heartbeat": MEMBER,              # "the host answered just now" (boot.yml, the booting user's token)
     "compute:host_step": MEMBER,              # compute-side work on the instance's host
+    # the instance actions after the boot (Nova's rule names and defaults: project member or admin)
+    "os_compute_api:servers:stop": MEMBER,
+    "os_compute_api:servers:start": MEMBER,
+    "os_compute_api:servers:reboot": MEMBER,
+    "os_compute_api:servers:rebuild": MEMBER,
+    "os_compute_api:os-pause-server:pause": MEMBER,
+    "os_compute_api:os-pause-server:unpause": MEMBER,
+    "os_compute_api:os-suspend-server:suspend": MEMBER,
+    "os_compute_api:os-suspend-server:resume": MEMBER,
+    "os_compute_api:os-console-output": MEMBER,
     # os-server-groups (Nova's os_compute_api:os-server-groups:*; project-scoped, admin reaches any by ID)
     "compute:server_groups:create": MEMBER,
     "compute:server_groups:show": READER,

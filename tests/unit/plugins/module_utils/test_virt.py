@@ -88,13 +88,13 @@ LIBVIRT_INACTIVE = """<domain type='qemu'>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
     </interface>
     <serial type='file'>
-      <source path='/var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/console.log'/>
+      <source path='/var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/console.log' append='on'/>
       <target type='isa-serial' port='0'>
         <model name='isa-serial'/>
       </target>
     </serial>
     <console type='file'>
-      <source path='/var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/console.log'/>
+      <source path='/var/lib/bootflow/instances/1c9b3c1e-6f0b-4f7a-9d55-8a3d8f0e2c11/console.log' append='on'/>
       <target type='serial' port='0'/>
     </console>
     <input type='mouse' bus='ps2'/>
@@ -268,6 +268,15 @@ def test_desired_matches_libvirt_inactive_xml():
     assert v.definition_differs(LIBVIRT_INACTIVE, desired)
     carried = v.carry_over(LIBVIRT_INACTIVE, desired)
     assert not v.definition_differs(LIBVIRT_INACTIVE, carried)
+
+
+def test_a_console_log_that_truncates_at_each_start_is_redefined_to_append():
+    """Domains defined before the console log appended are redefined once: a stop/start or reboot must add to
+    the log (its second boot is what a reboot's test reads), not replace it."""
+    truncating = LIBVIRT_INACTIVE.replace(" append='on'", "")
+    desired = v.carry_over(LIBVIRT_INACTIVE, v.domain_xml(fixture_spec()))
+    assert not v.definition_differs(LIBVIRT_INACTIVE, desired)
+    assert v.definition_differs(truncating, v.carry_over(truncating, desired))
 
 
 def fixture_spec(**kw):

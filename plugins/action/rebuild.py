@@ -1,0 +1,71 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for bootflow.cloud.rebuild: nova-api's rebuild (policy, state, image checks, task_state) on the
+controller, the first half of nova-compute's on the instance's host."""
+
+from __future__ import annotations
+
+from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import DEFAULT_SHUTDOWN_TIMEOUT, seconds_option
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import actions, instances, manager
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import get_flavor
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep, check_instance_option
+
+
+class ActionModule(HostStep):
+    SEED_STEPS = "day-2"
+    SERVICE = "nova-compute"
+    POLICY_RULE = actions.REBUILD.rule
+    CONTROLLER_ONLY = frozenset(AUTH_KEYS + ("instance", "image"))
+
+    _api_row = None
+    _image = None
+
+    def step(self, ctx):
+        self._api_row = self._image = None
+        check_instance_option(ctx.args, "the instance's UUID (instance_uuid)")
+        result = super().step(ctx)
+        if self._api_row is not None and "bootflow_step" in result:
+            result["bootflow_steps"] = [self._api_row, result["bootflow_step"]]
+        if self._image is not None:
+            result["image_id"] = self._image.id
+        return result
+
+    def prepare(self, ctx, args):
+        if not args.get("image"):
+            raise InvalidRequest("image (the new image's name or ID) is required when auth_token is given.")
+        args["shutdown_timeout"] = ctx.operator_setting("shutdown_timeout", "compute", default=DEFAULT_SHUTDOWN_TIMEOUT)
+        seconds_option(args, "shutdown_timeout", None)
+        with ctx.db.tx() as conn:
+            instance = instances.get_instance(conn, args["instance"], ctx.auth)
+            instances.require_on_host(instance, ctx.host, "rebuild it on its host (playbooks/server_action.yml does)")
+            if "instance_uuid" in ctx.given and args["instance_uuid"] != instance.uuid:
+                raise InvalidRequest("instance_uuid %s is not instance %s's (%s)." % (args["instance_uuid"], instance.name,
+                                                                                      instance.uuid))
+            args["instance_uuid"] = instance.uuid
+            actions.plan(instance, "rebuild")
+            if (instance.request or {}).get("boot_from_volume"):
+                raise InvalidRequest("Instance %s (%s) boots from a volume: rebuilding it is not supported (its root "
+                                     "disk is a volume, not an image's copy)." % (instance.name, instance.uuid))
+            image = _images.find_image(conn, args["image"], ctx.auth)
+            _images.check_bootable(image, get_flavor(conn, instance.flavor_id))
+            self._image = image
+            if ctx.check_mode:
+                return instance
+            moved = actions.begin_rebuild(conn, instance, image)
+        self._api_row = self.step_row(ctx, instance, (instance.vm_state, None), (moved.vm_state, moved.task_state),
+                                      True, action="rebuild", service="nova-api")
+        return moved
+
+    def record(self, ctx, args, result, instance):
+        with ctx.db.tx() as conn:
+            return manager.rebuild_spawning(conn, instance)
+
+    def failed(self, ctx, args, instance, exc):
+        with ctx.db.tx() as conn:
+            instances.set_fault(conn, instance.uuid, "rebuild: %s" % exc, "rebuild", ctx.host)
+
+    def step_action(self, args, instance):
+        return "rebuild"

@@ -1,0 +1,283 @@
+# Copyright (c) bootflow.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Day-2 power actions (playbooks/server_action.yml) on one real guest on test host bfhv248, each observed in
+the guest, not only in the database: stop and start (the domain stops, the guest boots again and renews its
+lease), a forbidden transition refused with nothing changed, soft and hard reboots (a second boot on the
+console; the soft one after a clean ACPI power-off), pause (the guest stops answering HTTP) and unpause,
+suspend and resume (its uptime carries on: no new boot), check mode, a rebuild refused while paused, a rebuild
+from a second image (its name on the console, the same UUID, IP and MAC), the console log action, and delete.yml
+of a suspended instance. The tests run in file order and share the instance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import INVENTORY_SH, REPO, Env, console, wait_console
+from image_helpers import GUEST_RAW
+from sched_helpers import flag, fresh_hosts, install_fault_hook, purge
+
+HOST_N = 248
+NAME = "d2-vm"
+KEYPAIR_PB = os.path.join(REPO, "tests", "integration", "playbooks", "keypair.yml")
+IMAGE_OPS_PB = os.path.join(REPO, "tests", "integration", "playbooks", "image_ops.yml")
+VARIANT_SH = os.path.join(REPO, "tests", "guest", "variant.sh")
+
+
+@pytest.fixture(scope="module")
+def day2(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bootflow-day2")
+    try:
+        fresh_hosts([HOST_N])
+        install_fault_hook(HOST_N)          # a flag file makes the host refuse to start QEMU
+        inventory = base / "inventory.ini"
+        inventory.write_text(subprocess.run([INVENTORY_SH, str(HOST_N)], check=True, stdout=subprocess.PIPE,
+                                            text=True).stdout)
+        env = Env(base / "state", inventory, HOST_N)
+        env.base = base
+        env.play("bootstrap.yml")
+        env.play("hypervisors.yml")
+        key = base / "id_day2"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "day2-test", "-f", str(key)], check=True)
+        env.play(KEYPAIR_PB, "-e", json.dumps({"kp_name": "ops", "kp_public_key": (base / "id_day2.pub").read_text().strip()}))
+        env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": NAME, "bootflow_key_name": "ops",
+                                               "bootflow_volume_size_gb": 0}))
+        inst = env.query("SELECT * FROM instances WHERE name=? AND deleted=0", NAME)[0]
+        ip = env.query("SELECT ip FROM ports WHERE instance_uuid=?", inst["uuid"])[0]["ip"]
+        wait_console(env, inst["uuid"], r"GUEST-SSH: up")
+        try:
+            yield {"env": env, "uuid": inst["uuid"], "ip": ip, "key": key}
+        finally:
+            flag(HOST_N, "fail-start", on=False)
+            env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME, check=False)   # after a failed test
+    finally:
+        purge([HOST_N])
+
+
+def act(day2, action, *args, check=True):
+    return day2["env"].play("server_action.yml", "-e", json.dumps({"bootflow_instance_name": NAME,
+                                                                   "bootflow_action": action}), *args, check=check)
+
+
+def row(day2):
+    return day2["env"].query("SELECT vm_state, task_state, power_state FROM instances WHERE uuid=?", day2["uuid"])[0]
+
+
+def domstate(day2):
+    return day2["env"].ssh("virsh -c qemu:///system domstate bootflow-%s" % day2["uuid"]).strip()
+
+
+def boots(day2):
+    return console(day2["env"], day2["uuid"]).count("GUEST-INIT: started")
+
+
+def http(day2):
+    """The guest's page, fetched inside the host's namespace ('' when it does not answer within 5 s)."""
+    return day2["env"].ssh("timeout 5 busybox wget -qO- http://%s/ || true" % day2["ip"], check=False)
+
+
+def guest_uptime(day2):
+    out = day2["env"].ssh("ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 "
+                          "-o ConnectionAttempts=6 root@%s cat /proc/uptime" % (day2["key"], day2["ip"]))
+    return float(out.split()[0])
+
+
+def lease_expiry(day2):
+    port = day2["env"].query("SELECT mac, network_id FROM ports WHERE instance_uuid=?", day2["uuid"])[0]
+    leases = day2["env"].ssh("cat /var/lib/bootflow/dhcp/%s/leases" % port["network_id"])
+    return [int(line.split()[0]) for line in leases.splitlines() if line.split()[1:2] == [port["mac"]]]
+
+
+def steps(day2, action):
+    return [(r["service"], r["host"], r["vm_state_from"], r["task_state_from"], r["vm_state"], r["task_state"])
+            for r in day2["env"].query("SELECT * FROM instance_steps WHERE instance_uuid=? AND action=? ORDER BY id",
+                                       day2["uuid"], action)]
+
+
+def wait_lines(day2, line, count, timeout=120):
+    """Wait until the console log holds ``line`` at least ``count`` times (every boot appends to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = console(day2["env"], day2["uuid"])
+        if text.count(line) >= count:
+            return
+        assert time.monotonic() < deadline, "%r not %d times on the console in %d s:\n%s" % (
+            line, count, timeout, text[-3000:])
+        time.sleep(1)
+
+
+def wait_boots(day2, count):
+    wait_lines(day2, "GUEST-INIT: started", count)
+
+
+def test_stop_powers_the_guest_off_and_records_both_transitions(day2):
+    env = day2["env"]
+    assert (row(day2)["vm_state"], domstate(day2)) == ("active", "running")
+    res = act(day2, "stop")
+    assert row(day2) == {"vm_state": "stopped", "task_state": None, "power_state": "SHUTDOWN"}
+    assert domstate(day2) == "shut off"
+    assert "GUEST-POWER: off" in console(env, day2["uuid"])     # an ACPI shutdown, not a power cut
+    assert steps(day2, "stop") == [("nova-api", None, "active", None, "active", "powering-off"),
+                                   ("nova-compute", env.host, "active", "powering-off", "stopped", None)]
+    assert re.search(r'"%s\s+%s\s+\S+\s+SHUTOFF' % (NAME, env.host), res.out), res.out[-2000:]   # the closing table
+    again = act(day2, "stop")
+    assert again.recap()[env.host]["changed"] == 0, again.out[-3000:]
+    assert len(steps(day2, "stop")) == 3      # the compute row of the no-op; no second nova-api row
+
+
+def test_pause_while_stopped_is_refused_and_changes_nothing(day2):
+    env = day2["env"]
+    before = (env.full_db_snapshot(), domstate(day2))
+    res = act(day2, "pause", check=False)
+    assert res.rc != 0
+    assert "Cannot 'pause' instance %s (%s) while it is in vm_state stopped" % (NAME, day2["uuid"]) in res.out
+    assert (env.full_db_snapshot(), domstate(day2)) == before
+
+
+def test_a_start_the_host_refuses_puts_the_task_state_back(day2):
+    env = day2["env"]
+    flag(HOST_N, "fail-start")
+    try:
+        res = act(day2, "start", check=False)
+    finally:
+        flag(HOST_N, "fail-start", on=False)
+    assert res.rc != 0 and "injected fault: this host refuses to start QEMU" in res.out, res.out[-3000:]
+    assert row(day2) == {"vm_state": "stopped", "task_state": None, "power_state": "SHUTDOWN"}
+    assert domstate(day2) == "shut off"
+    assert steps(day2, "start") == [("nova-api", None, "stopped", None, "stopped", "powering-on")]
+
+
+def test_a_boot_rerun_leaves_a_stopped_instance_stopped_and_does_not_fail(day2):
+    res = day2["env"].play("boot.yml", "-e", json.dumps({"bootflow_instance_name": NAME, "bootflow_key_name": "ops",
+                                                         "bootflow_volume_size_gb": 0}))
+    assert all(r["changed"] == 0 for r in res.recap().values()), res.out[-3000:]
+    assert (row(day2)["vm_state"], domstate(day2)) == ("stopped", "shut off")
+
+
+def test_start_boots_the_guest_again_and_renews_its_lease(day2):
+    expiry = lease_expiry(day2)
+    act(day2, "start")
+    assert row(day2) == {"vm_state": "active", "task_state": None, "power_state": "RUNNING"}
+    assert domstate(day2) == "running"
+    wait_boots(day2, 2)
+    wait_lines(day2, "GUEST-DHCP-LEASE: ", 2)
+    assert max(lease_expiry(day2)) > max(expiry)
+    assert "bootflow guest" in http(day2)
+
+
+def test_soft_reboot_shuts_down_cleanly_and_boots_again(day2):
+    n, offs = boots(day2), console(day2["env"], day2["uuid"]).count("GUEST-POWER: off")
+    res = act(day2, "reboot_soft")
+    wait_boots(day2, n + 1)
+    assert console(day2["env"], day2["uuid"]).count("GUEST-POWER: off") == offs + 1
+    assert row(day2) == {"vm_state": "active", "task_state": None, "power_state": "RUNNING"}
+    assert "did not shut down" not in res.out
+    assert steps(day2, "reboot_soft")[0][-1] == "rebooting"
+
+
+def test_hard_reboot_boots_again_without_a_shutdown(day2):
+    wait_lines(day2, "GUEST-HTTP: up", 3)
+    n, offs = boots(day2), console(day2["env"], day2["uuid"]).count("GUEST-POWER: off")
+    act(day2, "reboot_hard")
+    wait_boots(day2, n + 1)
+    assert console(day2["env"], day2["uuid"]).count("GUEST-POWER: off") == offs
+    assert row(day2)["vm_state"] == "active"
+    assert steps(day2, "reboot_hard")[0][-1] == "rebooting_hard"
+
+
+def test_pause_stops_the_guest_answering_and_unpause_brings_it_back(day2):
+    wait_lines(day2, "GUEST-SSH: up", 4)
+    assert "bootflow guest" in http(day2)
+    act(day2, "pause")
+    assert (row(day2)["vm_state"], row(day2)["power_state"], domstate(day2)) == ("paused", "PAUSED", "paused")
+    assert http(day2) == ""
+    act(day2, "unpause")
+    assert (row(day2)["vm_state"], domstate(day2)) == ("active", "running")
+    assert "bootflow guest" in http(day2)
+
+
+def test_check_mode_says_what_would_change_and_changes_nothing(day2):
+    env = day2["env"]
+    before = (env.full_db_snapshot(), domstate(day2))
+    res = act(day2, "suspend", "--check", "--diff")
+    assert res.recap()[env.host]["changed"] == 1, res.out[-3000:]
+    assert "+vm_state: suspended" in res.out
+    assert (env.full_db_snapshot(), domstate(day2)) == before
+
+
+def test_suspend_and_resume_carry_the_guest_on_where_it_was(day2):
+    env = day2["env"]
+    up, n = guest_uptime(day2), boots(day2)
+    act(day2, "suspend")
+    assert row(day2) == {"vm_state": "suspended", "task_state": None, "power_state": "SHUTDOWN"}
+    assert domstate(day2) == "shut off"
+    assert "Managed save:   yes" in env.ssh("virsh -c qemu:///system dominfo bootflow-%s" % day2["uuid"])
+    act(day2, "resume")
+    assert (row(day2)["vm_state"], domstate(day2)) == ("active", "running")
+    assert guest_uptime(day2) >= up
+    assert boots(day2) == n
+
+
+def test_rebuild_while_paused_is_refused_and_changes_nothing(day2):
+    env = day2["env"]
+    act(day2, "pause")
+    before = (env.full_db_snapshot(), domstate(day2))
+    res = act(day2, "rebuild", "-e", "bootflow_rebuild_image=bootflow-guest", check=False)
+    assert res.rc != 0
+    assert "Cannot 'rebuild' instance %s (%s) while it is in vm_state paused" % (NAME, day2["uuid"]) in res.out
+    assert (env.full_db_snapshot(), domstate(day2)) == before
+    act(day2, "unpause")
+
+
+def test_rebuild_spawns_the_new_image_with_the_same_uuid_ip_and_mac(day2):
+    env = day2["env"]
+    v2 = env.base / "guest-v2.qcow2"
+    subprocess.run([VARIANT_SH, GUEST_RAW, str(v2), "guest-v2"], check=True)
+    out = env.base / "images.json"
+    env.play(IMAGE_OPS_PB, "-e", json.dumps({"register_images": [{"name": "guest-v2", "filename": str(v2)}],
+                                             "out": str(out)}), "--limit", "localhost")
+    port = env.query("SELECT id, mac, ip FROM ports WHERE instance_uuid=?", day2["uuid"])
+    n = boots(day2)
+    assert console(env, day2["uuid"]).count("GUEST-IMAGE: bootflow-guest") == n
+    act(day2, "rebuild", "-e", "bootflow_rebuild_image=guest-v2")
+    wait_lines(day2, "GUEST-IMAGE: guest-v2", 1)
+    wait_lines(day2, "GUEST-DHCP-LEASE: iface=eth0 ip=%s " % day2["ip"], n + 1)
+    inst = env.query("SELECT i.vm_state, i.task_state, i.power_state, m.name AS image FROM instances i "
+                     "JOIN images m ON m.id = i.image_id WHERE i.uuid=?", day2["uuid"])[0]
+    assert inst == {"vm_state": "active", "task_state": None, "power_state": "RUNNING", "image": "guest-v2"}
+    assert env.query("SELECT id, mac, ip FROM ports WHERE instance_uuid=?", day2["uuid"]) == port
+    assert "GUEST-INSTANCE-ID: %s" % day2["uuid"] in console(env, day2["uuid"]).split("GUEST-IMAGE: guest-v2")[1]
+    assert steps(day2, "rebuild") == [("nova-api", None, "active", None, "active", "rebuilding"),
+                                      ("nova-compute", env.host, "active", "rebuilding", "active", "rebuild_spawning")]
+    assert steps(day2, "domain")[-1][2:] == ("active", "rebuild_spawning", "active", None)
+    # the overlay's backing file is the new image's base (its cache name: sha1 of the image ID, as Nova's)
+    disk = env.ssh("qemu-img info -U --output=json /var/lib/bootflow/instances/%s/disk" % day2["uuid"])
+    v2_id = env.query("SELECT id FROM images WHERE name='guest-v2'")[0]["id"]
+    assert json.loads(disk)["backing-filename"] == "/var/lib/bootflow/instances/_base/" + hashlib.sha1(
+        v2_id.encode()).hexdigest()
+    # a re-run of boot.yml with the image it was created from still finds the same request
+    res = env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": NAME, "bootflow_key_name": "ops",
+                                                 "bootflow_volume_size_gb": 0}))
+    assert all(r["changed"] == 0 for r in res.recap().values()), res.out[-3000:]
+
+
+def test_console_action_prints_the_tail_of_the_log(day2):
+    res = act(day2, "console", "-e", "bootflow_console_lines=400")
+    assert res.out.count("GUEST-INIT: started") == boots(day2) >= 5
+    short = act(day2, "console", "-e", "bootflow_console_lines=1")
+    assert "GUEST-INIT: started" not in short.out
+
+
+def test_delete_removes_a_suspended_instance_and_everything_it_had(day2):
+    env = day2["env"]
+    act(day2, "suspend")
+    env.play("delete.yml", "-e", "bootflow_instance_name=%s" % NAME)
+    assert env.query("SELECT vm_state FROM instances WHERE uuid=?", day2["uuid"])[0]["vm_state"] == "deleted"
+    assert "bootflow-%s" % day2["uuid"] not in env.ssh("virsh -c qemu:///system list --all --name")
+    assert env.ssh("ls /var/lib/libvirt/qemu/save/ 2>/dev/null || true").strip() == ""
