@@ -6,7 +6,7 @@ controller, the first half of nova-compute's on the instance's host."""
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import DEFAULT_SHUTDOWN_TIMEOUT, seconds_option
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import actions, instances, manager
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import get_flavor
@@ -52,6 +52,11 @@ class ActionModule(HostStep):
             image = _images.find_image(conn, args["image"], ctx.auth)
             _images.check_bootable(image, get_flavor(conn, instance.flavor_id))
             self._image = image
+            if actions.resumes(instance, actions.REBUILD):
+                if image.id != instance.image_id:
+                    raise Conflict("Instance %s (%s) is in the middle of a rebuild from image %s: rebuild it from that "
+                                   "image again to finish it." % (instance.name, instance.uuid, instance.image_id))
+                return instance
             if ctx.check_mode:
                 return instance
             moved = actions.begin_rebuild(conn, instance, image)

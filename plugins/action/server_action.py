@@ -72,7 +72,7 @@ class ActionModule(HostStep):
             args["name"] = layout.domain_name(instance.uuid)
             self._plan = actions.plan(instance, args["action"])
             self._instance = instance
-            if self._plan is None or ctx.check_mode:
+            if self._plan is None or ctx.check_mode or actions.resumes(instance, self._plan):
                 return instance
             moved = actions.begin(conn, instance, self._plan)
         self._api_row = self.step_row(ctx, instance, (instance.vm_state, None), (moved.vm_state, moved.task_state),

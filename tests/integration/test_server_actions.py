@@ -4,8 +4,10 @@
 the guest, not only in the database: stop and start (the domain stops, the guest boots again and renews its
 lease), a forbidden transition refused with nothing changed, soft and hard reboots (a second boot on the
 console; the soft one after a clean ACPI power-off), pause (the guest stops answering HTTP) and unpause,
-suspend and resume (its uptime carries on: no new boot), check mode, a rebuild refused while paused, a rebuild
-from a second image (its name on the console, the same UUID, IP and MAC), the console log action, and delete.yml
+an action interrupted after nova-api saved its task_state (finished by running it again; another action is
+refused), suspend and resume (its uptime carries on: no new boot), check mode, a rebuild refused while paused, a rebuild
+from a second image (its name on the console, the same UUID, IP and MAC), a rebuild whose spawn the host refuses
+(ERROR with the fault) and a second one that brings it back, the console log action, and delete.yml
 of a suspended instance. The tests run in file order and share the instance."""
 
 from __future__ import annotations
@@ -202,6 +204,18 @@ def test_pause_stops_the_guest_answering_and_unpause_brings_it_back(day2):
     assert "bootflow guest" in http(day2)
 
 
+def test_an_action_interrupted_after_nova_api_saved_it_is_finished_by_running_it_again(day2):
+    env = day2["env"]
+    env.execute("UPDATE instances SET task_state='pausing' WHERE uuid=?", day2["uuid"])   # the controller died there
+    res = act(day2, "stop", check=False)
+    assert res.rc != 0 and "while it is in task_state pausing" in res.out, res.out[-3000:]
+    assert domstate(day2) == "running"
+    act(day2, "pause")
+    assert (row(day2)["vm_state"], row(day2)["task_state"], domstate(day2)) == ("paused", None, "paused")
+    act(day2, "unpause")
+    assert (row(day2)["vm_state"], domstate(day2)) == ("active", "running")
+
+
 def test_check_mode_says_what_would_change_and_changes_nothing(day2):
     env = day2["env"]
     before = (env.full_db_snapshot(), domstate(day2))
@@ -265,6 +279,25 @@ def test_rebuild_spawns_the_new_image_with_the_same_uuid_ip_and_mac(day2):
     res = env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": NAME, "bootflow_key_name": "ops",
                                                  "bootflow_volume_size_gb": 0}))
     assert all(r["changed"] == 0 for r in res.recap().values()), res.out[-3000:]
+
+
+def test_a_rebuild_whose_spawn_fails_ends_in_error_and_a_second_rebuild_brings_it_back(day2):
+    env = day2["env"]
+    flag(HOST_N, "fail-start")
+    try:
+        res = act(day2, "rebuild", "-e", "bootflow_rebuild_image=bootflow-guest", check=False)
+    finally:
+        flag(HOST_N, "fail-start", on=False)
+    assert res.rc != 0 and "injected fault: this host refuses to start QEMU" in res.out, res.out[-3000:]
+    inst = env.query("SELECT vm_state, task_state, fault FROM instances WHERE uuid=?", day2["uuid"])[0]
+    assert (inst["vm_state"], inst["task_state"]) == ("error", None)
+    fault = inst["fault"] if isinstance(inst["fault"], dict) else json.loads(inst["fault"])
+    assert fault["message"].startswith("rebuild to bootflow-guest failed at '28 | nova-compute -> libvirt"), fault
+    n = console(env, day2["uuid"]).count("GUEST-IMAGE: bootflow-guest")
+    act(day2, "rebuild", "-e", "bootflow_rebuild_image=bootflow-guest")     # allowed from ERROR, as in Nova
+    wait_lines(day2, "GUEST-IMAGE: bootflow-guest", n + 1)
+    inst = env.query("SELECT vm_state, task_state, power_state, fault FROM instances WHERE uuid=?", day2["uuid"])[0]
+    assert inst == {"vm_state": "active", "task_state": None, "power_state": "RUNNING", "fault": None}
 
 
 def test_console_action_prints_the_tail_of_the_log(day2):

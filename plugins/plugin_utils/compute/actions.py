@@ -49,17 +49,29 @@ REBUILD = Action((ACTIVE, STOPPED, ERROR), instances.REBUILDING, None, "os_compu
 def plan(instance, action):
     """What ``action`` does to ``instance`` (a row): None when the instance is already where it leads, else the
     Action. Raises Conflict (Nova's InstanceInvalidState, HTTP 409) when the action is not allowed in the
-    instance's vm_state or while a task runs on it."""
+    instance's vm_state or while another task runs on it.
+
+    The same action found in its own task_state was interrupted after nova-api saved it (the controller died):
+    it is carried on, as nova-compute's _init_instance finishes interrupted power actions at start-up, instead of
+    leaving the instance blocked."""
     act = REBUILD if action == "rebuild" else ACTIONS[action]
-    if instance.task_state is not None:
+    if instance.task_state is not None and not resumes(instance, act):
         raise Conflict("Cannot '%s' instance %s (%s) while it is in task_state %s."
                        % (action, instance.name, instance.uuid, instance.task_state))
-    if act.done is not None and not action.startswith("reboot") and instance.vm_state == act.done and instance.vm_state not in act.allowed:
+    already = act.done is not None and not action.startswith("reboot") and instance.vm_state == act.done
+    if already and instance.vm_state not in act.allowed:
         return None
     if instance.vm_state not in act.allowed:
         raise Conflict("Cannot '%s' instance %s (%s) while it is in vm_state %s (allowed: %s)."
                        % (action, instance.name, instance.uuid, instance.vm_state, ", ".join(act.allowed)))
     return act
+
+
+def resumes(instance, act):
+    """Whether ``instance`` is in the middle of ``act`` (its task_state is the action's own, or a rebuild's
+    spawn): running the action again carries it on."""
+    own = (act.task, instances.REBUILD_SPAWNING) if act is REBUILD else (act.task,)
+    return instance.task_state in own
 
 
 def begin(conn, instance, act):

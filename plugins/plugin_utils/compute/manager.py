@@ -102,7 +102,8 @@ def rebuild_spawning(conn, instance):
     """The host powered the guest off and removed its old root disk and config drive: the new image's spawn is
     next (Nova's REBUILD_SPAWNING)."""
     return _state(instances.move_state(conn, instance.uuid, instance.vm_state, instances.REBUILD_SPAWNING,
-                                       expected_task_state=instances.REBUILDING, power_state="SHUTDOWN"))
+                                       expected_task_state=(instances.REBUILDING, instances.REBUILD_SPAWNING),
+                                       power_state="SHUTDOWN"))
 
 
 def rebuilt(conn, instance, state):
@@ -111,7 +112,8 @@ def rebuilt(conn, instance, state):
     running = state == "running"
     vm_state = instances.ACTIVE if running else instances.STOPPED
     return _state(instances.move_state(conn, instance.uuid, vm_state, None, expected_task_state=instances.REBUILD_SPAWNING,
-                                       power_state="RUNNING" if running else "SHUTDOWN", fault=None))
+                                       power_state="RUNNING" if running else "SHUTDOWN",
+                                       fault=_db.sa.null()))   # SQL NULL: None would be JSON 'null'
 
 
 def domain_removed(conn, instance):

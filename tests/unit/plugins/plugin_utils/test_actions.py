@@ -39,10 +39,24 @@ def test_each_action_is_allowed_where_nova_allows_it_and_a_noop_where_it_leads(a
             actions.plan(inst, action)
 
 
-@pytest.mark.parametrize("action", sorted(actions.ACTIONS))
-def test_no_action_while_a_task_runs(action):
-    with pytest.raises(Conflict, match="while it is in task_state powering-off"):
-        actions.plan(Row("web-1", "u-1", "active", "powering-off"), action)
+@pytest.mark.parametrize("action", sorted(actions.ACTIONS) + ["rebuild"])
+def test_no_action_while_another_task_runs(action):
+    other = "spawning"
+    with pytest.raises(Conflict, match="while it is in task_state spawning"):
+        actions.plan(Row("web-1", "u-1", "active", other), action)
+
+
+@pytest.mark.parametrize("action", sorted(actions.ACTIONS) + ["rebuild"])
+def test_the_same_action_found_interrupted_in_its_task_state_is_carried_on(action):
+    act = actions.REBUILD if action == "rebuild" else actions.ACTIONS[action]
+    inst = Row("web-1", "u-1", act.allowed[0], act.task)
+    assert actions.plan(inst, action) is act and actions.resumes(inst, act)
+    others = [a for a in actions.ACTIONS.values() if a.task != act.task]
+    assert not any(actions.resumes(inst, a) for a in others)
+
+
+def test_a_rebuild_interrupted_in_its_spawn_is_carried_on():
+    assert actions.plan(Row("web-1", "u-1", "stopped", "rebuild_spawning"), "rebuild") is actions.REBUILD
 
 
 def test_every_action_has_a_task_state_a_result_and_a_policy_rule():
