@@ -14,9 +14,15 @@ class ActionModule(HostStep):
     POLICY_RULE = "os_compute_api:os-console-output"
     CONTROLLER_ONLY = frozenset(AUTH_KEYS + ("instance",))
 
+    _uuid = None
+
     def step(self, ctx):
+        self._uuid = None
         check_instance_option(ctx.args, "the log file (path)")
-        return super().step(ctx)
+        result = super().step(ctx)
+        if self._uuid:
+            result["uuid"] = self._uuid
+        return result
 
     def prepare(self, ctx, args):
         """The log the host put the instance's console in (its record says where). A read: no step is recorded."""
@@ -32,11 +38,3 @@ class ActionModule(HostStep):
         args["path"] = path
         self._uuid = instance.uuid
         return None
-
-    _uuid = None
-
-    def run_module(self, ctx, module_args):
-        result = super().run_module(ctx, module_args)
-        if self._uuid:
-            result["uuid"] = self._uuid
-        return result

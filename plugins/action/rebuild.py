@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import DEFAULT_SHUTDOWN_TIMEOUT, seconds_option
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import DEFAULT_SHUTDOWN_TIMEOUT
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import actions, instances, manager
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.api import get_flavor
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.image import registry as _images
@@ -20,15 +20,12 @@ class ActionModule(HostStep):
     POLICY_RULE = actions.REBUILD.rule
     CONTROLLER_ONLY = frozenset(AUTH_KEYS + ("instance", "image"))
 
-    _api_row = None
     _image = None
 
     def step(self, ctx):
-        self._api_row = self._image = None
+        self._image = None
         check_instance_option(ctx.args, "the instance's UUID (instance_uuid)")
         result = super().step(ctx)
-        if self._api_row is not None and "bootflow_step" in result:
-            result["bootflow_steps"] = [self._api_row, result["bootflow_step"]]
         if self._image is not None:
             result["image_id"] = self._image.id
         return result
@@ -36,8 +33,7 @@ class ActionModule(HostStep):
     def prepare(self, ctx, args):
         if not args.get("image"):
             raise InvalidRequest("image (the new image's name or ID) is required when auth_token is given.")
-        args["shutdown_timeout"] = ctx.operator_setting("shutdown_timeout", "compute", default=DEFAULT_SHUTDOWN_TIMEOUT)
-        seconds_option(args, "shutdown_timeout", None)
+        args["shutdown_timeout"] = ctx.operator_seconds("shutdown_timeout", "compute", default=DEFAULT_SHUTDOWN_TIMEOUT)
         with ctx.db.tx() as conn:
             instance = instances.get_instance(conn, args["instance"], ctx.auth)
             instances.require_on_host(instance, ctx.host, "rebuild it on its host (playbooks/server_action.yml does)")
@@ -60,8 +56,7 @@ class ActionModule(HostStep):
             if ctx.check_mode:
                 return instance
             moved = actions.begin_rebuild(conn, instance, image)
-        self._api_row = self.step_row(ctx, instance, (instance.vm_state, None), (moved.vm_state, moved.task_state),
-                                      True, action="rebuild", service="nova-api")
+        self.api_step(ctx, instance, moved, "rebuild")
         return moved
 
     def record(self, ctx, args, result, instance):

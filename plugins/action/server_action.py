@@ -12,7 +12,6 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_SOFT_REBOOT_TIMEOUT,
     POWER_STATES,
-    seconds_option,
 )
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import actions, instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostStep, check_instance_option
@@ -24,7 +23,6 @@ class ActionModule(HostStep):
     CONTROLLER_ONLY = frozenset(AUTH_KEYS + ("instance",))
 
     _plan = None
-    _api_row = None
     _instance = None
     _after = None
 
@@ -32,11 +30,9 @@ class ActionModule(HostStep):
         return actions.ACTIONS[args["action"]].rule
 
     def step(self, ctx):
-        self._plan = self._api_row = self._instance = self._after = None
+        self._plan = self._instance = self._after = None
         check_instance_option(ctx.args, "the libvirt domain (name)")
         result = super().step(ctx)
-        if self._api_row is not None and "bootflow_step" in result:
-            result["bootflow_steps"] = [self._api_row, result["bootflow_step"]]
         if self._instance is not None:
             self._describe(ctx, result)
         return result
@@ -57,12 +53,9 @@ class ActionModule(HostStep):
                 after="vm_state: %s\npower_state: %s\n" % (vm_state, result.get("power_state") or before.power_state))
 
     def prepare(self, ctx, args):
-        args["shutdown_timeout"] = ctx.operator_setting("shutdown_timeout", "compute",
-                                                        default=DEFAULT_SHUTDOWN_TIMEOUT)
-        args["soft_reboot_timeout"] = ctx.operator_setting("soft_reboot_timeout", "compute", "wait_soft_reboot_seconds",
+        args["shutdown_timeout"] = ctx.operator_seconds("shutdown_timeout", "compute", default=DEFAULT_SHUTDOWN_TIMEOUT)
+        args["soft_reboot_timeout"] = ctx.operator_seconds("soft_reboot_timeout", "compute", "wait_soft_reboot_seconds",
                                                            default=DEFAULT_SOFT_REBOOT_TIMEOUT)
-        for key in ("shutdown_timeout", "soft_reboot_timeout"):     # before anything is saved
-            seconds_option(args, key, None)
         with ctx.db.tx() as conn:
             instance = instances.get_instance(conn, args["instance"], ctx.auth)
             instances.require_on_host(instance, ctx.host, "run the action on its host (playbooks/server_action.yml does)")
@@ -75,8 +68,7 @@ class ActionModule(HostStep):
             if self._plan is None or ctx.check_mode or actions.resumes(instance, self._plan):
                 return instance
             moved = actions.begin(conn, instance, self._plan)
-        self._api_row = self.step_row(ctx, instance, (instance.vm_state, None), (moved.vm_state, moved.task_state),
-                                      True, action=args["action"], service="nova-api")
+        self.api_step(ctx, instance, moved, args["action"])
         return moved
 
     def record(self, ctx, args, result, instance):

@@ -195,6 +195,14 @@ def fleet_next_steps(servers):
     return lines
 
 
+def fleet_unsettled(rows):
+    """The rows (fleet_rows) of the instances a run of boot.yml did not leave as it should: any status but the
+    SETTLED ones, and an ACTIVE instance with a fault (an undo that failed on a host after a reschedule)."""
+    rows = rows or []
+    return ([r for r in rows if r.get("status") not in SETTLED]
+            + [r for r in rows if r.get("status") == "ACTIVE" and r.get("fault")])
+
+
 def fleet_table(rows):
     """The rows as an aligned text table (a list of lines, for debug's msg)."""
     head = ("NAME", "HOST", "IP", "STATUS", "SECONDS", "FAULT")
@@ -220,4 +228,4 @@ class FilterModule:
     def filters(self):
         return {"request_list": request_list, "pass_outcomes": pass_outcomes, "next_pass": next_pass,
                 "lease_errors": lease_errors, "undone": undone, "fleet_rows": fleet_rows, "fleet_table": fleet_table,
-                "fleet_next_steps": fleet_next_steps, "jump_args": jump_args}
+                "fleet_next_steps": fleet_next_steps, "fleet_unsettled": fleet_unsettled, "jump_args": jump_args}

@@ -32,7 +32,7 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils import settings
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import session
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity import keystone as _keystone
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.db import monotonic_ms
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import safe_text, seconds_option
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import AuthError, BootflowError, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.identity.policy import allowed, enforce
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
@@ -147,6 +147,11 @@ class StepContext:
             return self.args[option]
         return settings.get(section, key or option, default)
 
+    def operator_seconds(self, option, section, key=None, default=None):
+        """A timeout that is an operator setting (``operator_setting``), checked to be 0 or more whole seconds
+        before anything is done: the operator's file is not typed by any argument spec."""
+        return seconds_option({option: self.operator_setting(option, section, key, default)}, option, default)
+
     def progress(self, msg):
         # names in it may come from a database older than the name rules: never print a control character raw
         display.display("  [%s] %s" % (safe_text(self.host or "controller"), safe_text(msg)))
@@ -240,6 +245,7 @@ class HostStep(ControllerStep):
     """
 
     _requires_connection = True
+    _api_row = None
     POLICY_RULE = "compute:host_step"
     # options the controller consumes: never sent to the host
     CONTROLLER_ONLY = frozenset(AUTH_KEYS)
@@ -275,7 +281,14 @@ class HostStep(ControllerStep):
         del args, instance
         return self.module_name()
 
+    def api_step(self, ctx, instance, moved, action):
+        """Record nova-api's part of a day-2 action: ``prepare`` saved the task_state (``instance`` before,
+        ``moved`` after) before the host acts. The result's ``bootflow_steps`` has this row, then the host's."""
+        self._api_row = self.step_row(ctx, instance, (instance.vm_state, None), (moved.vm_state, moved.task_state),
+                                      True, action=action, service="nova-api")
+
     def step(self, ctx):
+        self._api_row = None
         args = dict(ctx.args)
         booked = bool(args.get("auth_token"))
         instance = None
@@ -298,6 +311,8 @@ class HostStep(ControllerStep):
         if instance is not None:
             result["bootflow_step"] = self.step_row(ctx, instance, before, after, result.get("changed"),
                                                     action=self.step_action(args, instance), host=ctx.host)
+            if self._api_row is not None:
+                result["bootflow_steps"] = [self._api_row, result["bootflow_step"]]
         return result
 
     def run_module(self, ctx, module_args):

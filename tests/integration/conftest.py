@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -48,6 +49,41 @@ class PlayResult:
                 for m in RECAP_RE.finditer(self.out)}
 
 
+def process_tree(pid):
+    """``ps`` lines of ``pid`` and its descendants (ansible's workers and their ssh children)."""
+    rows = subprocess.run(["ps", "-e", "-ww", "-o", "pid=,ppid=,etimes=,args="], stdout=subprocess.PIPE, text=True,
+                          check=False).stdout.splitlines()
+    children, lines = {}, {}
+    for row in rows:
+        fields = row.split(None, 3)
+        if len(fields) == 4:
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+            lines[int(fields[0])] = "%s %ss %s" % (fields[0], fields[2], fields[3][:300])
+    out, todo = [], [(pid, 0)]
+    while todo:
+        p, depth = todo.pop()
+        out.append("  " * depth + lines.get(p, str(p)))
+        todo.extend((c, depth + 1) for c in children.get(p, []))
+    return "\n".join(out)
+
+
+def run_playbook(cmd, env, timeout=600):
+    """``ansible-playbook`` from the repo as a PlayResult. A run still going after ``timeout`` is killed
+    with everything it started, and the error shows what it was doing: the output's tail and its
+    process tree (which host an SSH child was waiting on), which a bare TimeoutExpired hides."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        tree = process_tree(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+        raise AssertionError("%s still running after %d s, killed. Its processes:\n%s\nIts output's tail:\n%s"
+                             % (" ".join(cmd[:4]), timeout, tree, out[-6000:])) from None
+    return PlayResult(proc.returncode, out)
+
+
 class Env:
     """The controller side of one test session: its state dir and its database - the SQLite file in the
     state dir, or with ``db_url`` a PostgreSQL database (the playbooks get it as BOOTFLOW_DB_URL)."""
@@ -69,11 +105,9 @@ class Env:
 
     def play(self, playbook, *args, check=True):
         cmd = ["ansible-playbook", "-i", str(self.inventory), os.path.join(REPO, "playbooks", playbook), *args]
-        proc = subprocess.run(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=600, check=False)
-        res = PlayResult(proc.returncode, proc.stdout)
-        if check and proc.returncode != 0:
-            raise AssertionError("%s failed (rc=%d):\n%s" % (playbook, proc.returncode, proc.stdout[-6000:]))
+        res = run_playbook(cmd, self.env)
+        if check and res.rc != 0:
+            raise AssertionError("%s failed (rc=%d):\n%s" % (playbook, res.rc, res.out[-6000:]))
         return res
 
     def ssh(self, command, check=True):

@@ -19,7 +19,7 @@ import time
 
 import sqlalchemy as sa
 
-from conftest import INVENTORY_SH, REPO, TESTHOST, PlayResult
+from conftest import INVENTORY_SH, REPO, TESTHOST, run_playbook
 
 RESERVED_MB = 512
 SCHEDULE_TASK = "8-12 | nova-scheduler: filter, weigh and claim a host"
@@ -96,12 +96,10 @@ class Cloud:
         return ["ansible-playbook", "-i", str(inventory), path, *args]
 
     def play(self, playbook, inventory, *args, check=True):
-        proc = subprocess.run(self.cmd(playbook, inventory, *args), cwd=REPO, env=self.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
-        res = PlayResult(proc.returncode, proc.stdout)
-        if check and proc.returncode != 0:
+        res = run_playbook(self.cmd(playbook, inventory, *args), self.env)
+        if check and res.rc != 0:
             raise AssertionError("%s failed (rc=%d):\n%s\n[...]\n%s" % (
-                playbook, proc.returncode, "\n".join(fatal_lines(proc.stdout)), proc.stdout[-6000:]))
+                playbook, res.rc, "\n".join(fatal_lines(res.out)), res.out[-6000:]))
         return res
 
     def query(self, sql, **params):

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import signal
 import subprocess
 
 import pytest
 
-from conftest import TESTHOST
+from conftest import REPO, TESTHOST, run_playbook
 from sched_helpers import (EMPTY, SCHED_PLAYBOOK, SCHEDULE_TASK, Cloud, fresh_hosts, host_contents, hostname, purge,
                            running_domains, task_result, write_inventory)
 
@@ -162,6 +164,40 @@ def test_a_silent_host_is_down_and_comes_back_with_a_heartbeat(weigh):
     if isinstance(age, str):
         age = datetime.datetime.fromisoformat(age)
     assert datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - age < datetime.timedelta(minutes=5)
+
+
+def test_a_frozen_host_does_not_hold_the_boot(weigh):
+    """A host that accepted SSH and then went silent: its processes are stopped (SIGSTOP) while the SSH master
+    connection of an earlier task is still open, so the connect timeout never applies. The site's ansible.cfg
+    has no ServerAlive here: the heartbeat's own bound (6 x bootflow_heartbeat_timeout) must end the wait."""
+    cloud, inv = weigh["cloud"], weigh["inv"]
+    # its own master connection (the earlier plays' masters to bfhv41 have ServerAlive, from ansible.cfg)
+    env = dict(cloud.env, ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=120s",
+               ANSIBLE_SSH_CONTROL_PATH_DIR=str(cloud.base / "cp-frozen"))
+    ping = subprocess.run(["ansible", "-i", str(inv), "bfhv41", "-m", "ansible.builtin.ping"], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120, check=False)
+    assert ping.returncode == 0, ping.stdout      # the master connection to bfhv41 is up
+    cloud.query_exec("UPDATE compute_nodes SET updated_at = :t WHERE hostname = 'bfhv41'",
+                     t=(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+                        - datetime.timedelta(minutes=10)).isoformat(sep=" "))
+    pids = subprocess.run(["ip", "netns", "pids", "bfhv41"], stdout=subprocess.PIPE, text=True, check=True).stdout.split()
+    assert pids
+    for pid in pids:
+        os.kill(int(pid), signal.SIGSTOP)
+    try:
+        weigh["names"].append("sched-g")
+        res = run_playbook(cloud.cmd("boot.yml", inv, "-v", "-e", "bootflow_instance_name=sched-g",
+                                     "-e", "bootflow_heartbeat_timeout=2"), env)
+    finally:
+        for pid in pids:
+            os.kill(int(pid), signal.SIGCONT)
+    assert res.rc == 0, res.out[-4000:]
+    status, sched = task_result(res.out, SCHEDULE_TASK)
+    assert status == "changed" and sched["host"] != "bfhv41", sched
+    assert sched["rejected"]["bfhv41"].startswith("ComputeFilter: down"), sched
+    # the heartbeat to bfhv41 was given up after 12 s (the task's timeout), not refused or unreachable
+    heartbeat = res.out[res.out.index("heartbeats of the candidate hosts"):res.out.index(SCHEDULE_TASK)]
+    assert re.search(r'"period": 12\b', heartbeat), heartbeat[-3000:]
 
 
 def test_delete_leaves_the_hosts_empty(weigh):

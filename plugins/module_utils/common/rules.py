@@ -1,6 +1,6 @@
 # Copyright (c) bootflow.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Value rules that more than one step checks: resource names, MAC addresses, user data size.
+"""Value rules that more than one step checks: resource names, MAC addresses, user data size, timeouts.
 
 PRIVATE to the collection: may change at any time. Stdlib only: host modules import it too.
 """
@@ -25,6 +25,17 @@ MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # i.e. at most 49149 bytes of user data
 MAX_USER_DATA_BASE64 = 65535
 MAX_USER_DATA = MAX_USER_DATA_BASE64 // 4 * 3
+
+
+def seconds_option(p, key, default):
+    """A timeout option of ``p`` (``default`` when unset); InvalidRequest unless a whole number of seconds, 0 or
+    more (an operator file's value is not typed by any argument spec)."""
+    value = p.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequest("%s must be 0 or more seconds, got %r" % (key, value))
+    return value
 
 
 def forbidden_char(text):

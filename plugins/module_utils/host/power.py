@@ -13,6 +13,7 @@ alone (idempotence) and a run that died half-way can be repeated.
 from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import seconds_option
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import (
     ACTIVE_STATES,
     domain_state_name,
@@ -33,17 +34,6 @@ POWER_STATES = {
     "nostate": "NOSTATE", "running": "RUNNING", "blocked": "RUNNING", "paused": "PAUSED", "shutdown": "SHUTDOWN",
     "shutoff": "SHUTDOWN", "crashed": "CRASHED", "pmsuspended": "SUSPENDED", "absent": "NOSTATE",
 }
-
-
-def seconds_option(p, key, default):
-    """A timeout option of ``p`` (``default`` when unset); BootflowError unless a whole number of seconds, 0 or
-    more (an operator file's value is not typed by any argument spec)."""
-    value = p.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BootflowError("%s must be 0 or more seconds, got %r" % (key, value))
-    return value
 
 
 def _running(state):
@@ -136,7 +126,7 @@ def power_step(conn, p, check_mode=False):
     state = domain_state_name(dom)
     saved = has_managed_save(dom)
     result = dict(changed=False, name=name, action=action, state_before=state, state=state, managed_save=saved,
-                  saved_before=saved, forced=False, warnings=[])
+                  forced=False, warnings=[])
 
     # what the action does to a domain in this state: None when it is there already
     if action == "stop":
@@ -179,7 +169,7 @@ def power_step(conn, p, check_mode=False):
         result["state"] = {"stop": "shutoff", "suspend": "shutoff", "pause": "paused"}.get(action, "running")
         result["managed_save"] = action == "suspend"
         result["power_state"] = POWER_STATES[result["state"]]
-        return _with_diff(result)
+        return _with_diff(result, saved)
 
     if action == "stop":
         power_off(dom, shutdown_timeout, result)
@@ -201,7 +191,7 @@ def power_step(conn, p, check_mode=False):
         _call(dom, lambda: dom.managedSave(0), "suspend (managed save)")
     elif action == "resume":
         _start(dom, "resume", wait, timeout)
-    return _with_diff(_finish(result, dom))
+    return _with_diff(_finish(result, dom), saved)
 
 
 def _soft_reboot(dom, timeout, wait, wait_timeout, result):
@@ -240,10 +230,10 @@ def _finish(result, dom):
     return result
 
 
-def _with_diff(result):
+def _with_diff(result, saved_before):
     """--diff: libvirt's view of the domain before and after."""
     def view(state, saved):
         return "state: %s\nmanaged_save: %s\n" % (state, "yes" if saved else "no")
-    result["diff"] = dict(before=view(result["state_before"], result.pop("saved_before")),
+    result["diff"] = dict(before=view(result["state_before"], saved_before),
                           after=view(result["state"], result["managed_save"]))
     return result

@@ -14,11 +14,11 @@ import os
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.common import layout
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import BootflowError
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.rules import seconds_option
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     has_managed_save,
     power_off,
-    seconds_option,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import (
     ACTIVE_STATES,

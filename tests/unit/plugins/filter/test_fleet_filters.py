@@ -167,3 +167,13 @@ def test_next_steps_say_what_is_left_where_and_what_to_run():
     assert "stuck (u2) is BUILD in the database on host hv2; it still holds its claim on hv2, port 10.0.0.6 (private)." in text
     assert "Left on hv2, which did not finish the build" in text and "--limit hv2" not in text
     assert fleet_next_steps([{"name": "ok", "uuid": "u0", "status": "ACTIVE"}]) == []
+
+
+def test_unsettled_rows_are_what_makes_boot_yml_fail():
+    from ansible_collections.bootflow.cloud.plugins.filter.fleet import fleet_unsettled
+    rows = [{"name": n, "status": st, "fault": f} for n, st, f in (
+        ("a", "ACTIVE", ""), ("off", "SHUTOFF", ""), ("p", "PAUSED", ""), ("s", "SUSPENDED", ""),
+        ("e", "ERROR", "boom"), ("b", "BUILD", ""), ("r", "REBUILD", ""), ("gone", "ABSENT", "not recorded"),
+        ("a2", "ACTIVE", "undo failed on hv1"))]
+    assert [r["name"] for r in fleet_unsettled(rows)] == ["e", "b", "r", "gone", "a2"]
+    assert fleet_unsettled(rows[:4]) == [] and fleet_unsettled(None) == []
