@@ -256,6 +256,19 @@ SPECS["rebuild"] = dict(
     ),
 )
 
+SPECS["snapshot"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        LIBVIRT_ARGSPEC,
+        instance=dict(type="str"),
+        image_name=dict(type="str"),
+        instance_uuid=dict(type="str"),
+        instances_path=dict(type="path", default=INSTANCES_PATH),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        timeout=dict(type="int", default=600),
+    ),
+)
+
 SPECS["console_log"] = dict(
     argument_spec=argspec(
         AUTH_ARGSPEC,

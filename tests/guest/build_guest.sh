@@ -18,6 +18,8 @@
 #   GUEST-MEM: <kB> kB                MemTotal: the memory the guest sees
 #   GUEST-BLOCK: vda vdb ...          at start and whenever /sys/block changes (1 s poll)
 #   GUEST-BLOCK-SIZE: <dev> <sectors> after each GUEST-BLOCK, one per device
+#   GUEST-DISK-MARKER: <text>|none    marker.txt on the root disk (FAT label BOOTFLOW): `guest-marker TEXT`
+#                                     over SSH writes it there, so an image made from the disk shows it
 #   GUEST-HOSTNAME: <local-hostname>  from a NoCloud config drive (label cidata), else "none"
 #   GUEST-INSTANCE-ID: <instance-id>  only with a config drive
 #   GUEST-DHCP-LEASE: iface=eth0 ip=.. mask=.. router=.. hostname=..
@@ -187,6 +189,20 @@ cat > "$IR/etc/public-keys.sed" <<'EOF'
 }
 EOF
 
+# guest-marker TEXT: writes TEXT into marker.txt on the root disk (FAT, label BOOTFLOW) and syncs it, so that
+# a snapshot of the disk carries it and a guest booted from that image prints GUEST-DISK-MARKER: TEXT
+cat > "$IR/bin/guest-marker" <<'EOF'
+#!/bin/sh
+set -e
+dev=$(findfs LABEL=BOOTFLOW)
+mkdir -p /mnt/root
+mount -t vfat "$dev" /mnt/root
+printf '%s\n' "$1" > /mnt/root/marker.txt
+umount /mnt/root
+sync
+echo "marker written: $1"
+EOF
+
 # udhcpc hook. Debian's busybox does not default to /usr/share/udhcpc/default.script: /init passes
 # it with -s, otherwise the lease is taken but nothing gets configured or printed.
 cat > "$IR/usr/share/udhcpc/default.script" <<'EOF'
@@ -242,6 +258,15 @@ report_blocks() {
   for d in $1; do echo "GUEST-BLOCK-SIZE: $d $(cat /sys/block/$d/size)"; done
 }
 BLK=$(blocks); report_blocks "$BLK"
+
+# --- the root disk (FAT, label BOOTFLOW): the marker a test wrote on it before a snapshot (guest-marker)
+ROOT=$(findfs LABEL=BOOTFLOW 2>/dev/null || true)
+mkdir -p /mnt/root
+if [ -n "$ROOT" ] && mount -t vfat -o ro "$ROOT" /mnt/root 2>/dev/null; then
+  MARK=$(head -c 200 /mnt/root/marker.txt 2>/dev/null | tr -cd 'A-Za-z0-9._-')
+  umount /mnt/root
+fi
+echo "GUEST-DISK-MARKER: ${MARK:-none}"
 
 # --- NoCloud config drive (ISO9660 or FAT labelled cidata), read-only; files copied to /run/cidata
 md() { sed -n "s/^[\"']\{0,1\}$1[\"']\{0,1\}[[:space:]]*:[[:space:]]*//p" /run/cidata/meta-data | head -1 | tr -d "\"',\r"; }
@@ -320,7 +345,7 @@ while true; do
   [ "$cur" != "$BLK" ] && { BLK=$cur; report_blocks "$BLK"; }
 done
 EOF
-chmod 0755 "$IR/init" "$IR/usr/share/udhcpc/default.script"
+chmod 0755 "$IR/init" "$IR/usr/share/udhcpc/default.script" "$IR/bin/guest-marker"
 find "$IR" -exec touch -h -d "@$EPOCH" {} +
 ( cd "$IR" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet -R 0:0 | gzip -9 -n ) > "$STAGE/initrd.gz"
 cp "$KROOT/boot/vmlinuz-$KVER" "$STAGE/vmlinuz"

@@ -7,8 +7,9 @@ console; the soft one after a clean ACPI power-off), pause (the guest stops answ
 an action interrupted after nova-api saved its task_state (finished by running it again; another action is
 refused), suspend and resume (its uptime carries on: no new boot), check mode, a rebuild refused while paused, a rebuild
 from a second image (its name on the console, the same UUID, IP and MAC), a rebuild whose spawn the host refuses
-(ERROR with the fault) and a second one that brings it back, the console log action, and delete.yml
-of a suspended instance. The tests run in file order and share the instance."""
+(ERROR with the fault) and a second one that brings it back, the console log action, snapshots (of the running
+guest: a marker it wrote on its disk shows in a new instance booted from the image; a taken name refused; a cold copy
+of the stopped guest; check mode), and delete.yml of a suspended instance. The tests run in file order and share the instance."""
 
 from __future__ import annotations
 
@@ -84,10 +85,14 @@ def http(day2):
     return day2["env"].ssh("timeout 5 busybox wget -qO- http://%s/ || true" % day2["ip"], check=False)
 
 
+def guest_ssh(day2, command):
+    """``command`` in the guest, over SSH from inside the host's namespace."""
+    return day2["env"].ssh("ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 "
+                           "-o ConnectionAttempts=6 root@%s %s" % (day2["key"], day2["ip"], command))
+
+
 def guest_uptime(day2):
-    out = day2["env"].ssh("ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 "
-                          "-o ConnectionAttempts=6 root@%s cat /proc/uptime" % (day2["key"], day2["ip"]))
-    return float(out.split()[0])
+    return float(guest_ssh(day2, "cat /proc/uptime").split()[0])
 
 
 def lease_expiry(day2):
@@ -305,6 +310,92 @@ def test_console_action_prints_the_tail_of_the_log(day2):
     assert res.out.count("GUEST-INIT: started") == boots(day2) >= 5
     short = act(day2, "console", "-e", "bootflow_console_lines=1")
     assert "GUEST-INIT: started" not in short.out
+
+
+def image_row(env, name):
+    rows = env.query("SELECT * FROM images WHERE name=? AND status != 'deleted'", name)
+    assert len(rows) <= 1, rows
+    if rows and isinstance(rows[0]["properties"], str):
+        rows[0]["properties"] = json.loads(rows[0]["properties"])
+    return rows[0] if rows else None
+
+
+def file_digests(path):
+    md5, sha512 = hashlib.md5(), hashlib.sha512()   # noqa: S324  # Glance's checksum is md5
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            md5.update(chunk)
+            sha512.update(chunk)
+    return md5.hexdigest(), sha512.hexdigest()
+
+
+def snapshot_files(day2):
+    return day2["env"].ssh("ls /var/lib/bootflow/instances/%s" % day2["uuid"]).split()
+
+
+def test_a_snapshot_of_the_running_guest_carries_its_disk_into_a_new_instance(day2):
+    env = day2["env"]
+    marker = "mark-%s" % os.urandom(4).hex()
+    assert "marker written: %s" % marker in guest_ssh(day2, "guest-marker %s" % marker)
+    up, n = guest_uptime(day2), boots(day2)
+    base_id = env.query("SELECT image_id FROM instances WHERE uuid=?", day2["uuid"])[0]["image_id"]
+    act(day2, "snapshot", "-e", "bootflow_snapshot_name=d2-snap")
+    # the guest ran on: no new boot, its uptime carried on, the instance active with no task
+    assert (domstate(day2), boots(day2), row(day2)["vm_state"], row(day2)["task_state"]) == ("running", n, "active", None)
+    assert guest_uptime(day2) >= up
+    assert steps(day2, "snapshot") == [("nova-api", None, "active", None, "active", "image_snapshot"),
+                                       ("nova-compute", env.host, "active", "image_snapshot", "active", None)]
+    image = image_row(env, "d2-snap")
+    project = env.query("SELECT project_id FROM instances WHERE uuid=?", day2["uuid"])[0]["project_id"]
+    assert (image["status"], image["disk_format"], image["visibility"], image["owner"]) == (
+        "active", "qcow2", "private", project)
+    props = image["properties"]
+    assert (props["image_type"], props["instance_uuid"], props["base_image_ref"]) == ("snapshot", day2["uuid"], base_id)
+    # the registry's file is what its hashes say, and a self-contained qcow2
+    assert file_digests(image["location"]) == (image["checksum"], image["os_hash_value"])
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", image["location"]], check=True,
+                                     stdout=subprocess.PIPE, text=True).stdout)
+    assert info["format"] == "qcow2" and "backing-filename" not in info
+    assert "snapshot.qcow2" not in snapshot_files(day2)     # the host's copy is gone
+    # a re-run finds the image it made: nothing changes
+    again = act(day2, "snapshot", "-e", "bootflow_snapshot_name=d2-snap")
+    assert again.recap()[env.host]["changed"] == 0 and image_row(env, "d2-snap")["id"] == image["id"]
+    # a new instance from the snapshot shows the marker the first guest wrote on its disk
+    env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": "d2-from-snap", "bootflow_image": "d2-snap",
+                                           "bootflow_volume_size_gb": 0}))
+    try:
+        second = env.query("SELECT uuid, image_id FROM instances WHERE name='d2-from-snap' AND deleted=0")[0]
+        assert second["image_id"] == image["id"]
+        wait_console(env, second["uuid"], r"GUEST-DISK-MARKER: %s" % marker)
+    finally:
+        env.play("delete.yml", "-e", "bootflow_instance_name=d2-from-snap")
+
+
+def test_a_snapshot_name_taken_by_another_image_is_refused_and_changes_nothing(day2):
+    env = day2["env"]
+    before = (env.full_db_snapshot(), domstate(day2), snapshot_files(day2))
+    res = act(day2, "snapshot", "-e", "bootflow_snapshot_name=guest-v2", check=False)
+    assert res.rc != 0
+    assert "An image named guest-v2 already exists" in res.out and "choose another name" in res.out, res.out[-3000:]
+    assert (env.full_db_snapshot(), domstate(day2), snapshot_files(day2)) == before
+
+
+def test_a_snapshot_of_a_stopped_guest_is_a_cold_copy_and_check_mode_copies_nothing(day2):
+    env = day2["env"]
+    act(day2, "stop")
+    try:
+        before = env.full_db_snapshot()
+        act(day2, "snapshot", "-e", "bootflow_snapshot_name=d2-cold", "--check")
+        assert env.full_db_snapshot() == before and image_row(env, "d2-cold") is None
+        res = act(day2, "snapshot", "-e", "bootflow_snapshot_name=d2-cold", "-v")
+        assert '"method": "cold"' in res.out, res.out[-3000:]
+        image = image_row(env, "d2-cold")
+        assert image["status"] == "active"
+        assert file_digests(image["location"]) == (image["checksum"], image["os_hash_value"])
+        assert (row(day2)["vm_state"], domstate(day2)) == ("stopped", "shut off")
+        assert "snapshot.qcow2" not in snapshot_files(day2)
+    finally:
+        act(day2, "start")
 
 
 def test_delete_removes_a_suspended_instance_and_everything_it_had(day2):

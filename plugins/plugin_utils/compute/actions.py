@@ -45,6 +45,12 @@ ACTIONS = {
 # result is the vm_state the instance had (active, or stopped), an error one becomes active
 REBUILD = Action((ACTIVE, STOPPED, ERROR), instances.REBUILDING, None, "os_compute_api:servers:rebuild")
 
+# createImage (a snapshot of the root disk into a new image): the vm_state stays; nova-api saves image_snapshot,
+# the compute host image_uploading once its copy is made, and none once the image is active
+SNAPSHOT = Action((ACTIVE, STOPPED, PAUSED, SUSPENDED), instances.IMAGE_SNAPSHOT, None,
+                  "os_compute_api:servers:create_image")
+FLOWS = {"rebuild": REBUILD, "snapshot": SNAPSHOT}
+
 
 def plan(instance, action):
     """What ``action`` does to ``instance`` (a row): None when the instance is already where it leads, else the
@@ -54,7 +60,7 @@ def plan(instance, action):
     The same action found in its own task_state was interrupted after nova-api saved it (the controller died):
     it is carried on, as nova-compute's _init_instance finishes interrupted power actions at start-up, instead of
     leaving the instance blocked."""
-    act = REBUILD if action == "rebuild" else ACTIONS[action]
+    act = FLOWS.get(action) or ACTIONS[action]
     if instance.task_state is not None and not resumes(instance, act):
         raise Conflict("Cannot '%s' instance %s (%s) while it is in task_state %s."
                        % (action, instance.name, instance.uuid, instance.task_state))
@@ -68,10 +74,11 @@ def plan(instance, action):
 
 
 def resumes(instance, act):
-    """Whether ``instance`` is in the middle of ``act`` (its task_state is the action's own, or a rebuild's
-    spawn): running the action again carries it on."""
-    own = (act.task, instances.REBUILD_SPAWNING) if act is REBUILD else (act.task,)
-    return instance.task_state in own
+    """Whether ``instance`` is in the middle of ``act`` (its task_state is the action's own, a rebuild's spawn or a
+    snapshot's upload): running the action again carries it on (a snapshot is made again, as nova-compute's
+    _init_instance clears an interrupted snapshot's task_state)."""
+    own = {REBUILD: (act.task, instances.REBUILD_SPAWNING), SNAPSHOT: (act.task, instances.IMAGE_UPLOADING)}
+    return instance.task_state in own.get(act, (act.task,))
 
 
 def begin(conn, instance, act):

@@ -49,6 +49,7 @@ POLICY = {
     "os_compute_api:servers:start": MEMBER,
     "os_compute_api:servers:reboot": MEMBER,
     "os_compute_api:servers:rebuild": MEMBER,
+    "os_compute_api:servers:create_image": MEMBER,
     "os_compute_api:os-pause-server:pause": MEMBER,
     "os_compute_api:os-pause-server:unpause": MEMBER,
     "os_compute_api:os-suspend-server:suspend": MEMBER,

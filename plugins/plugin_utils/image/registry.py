@@ -623,6 +623,22 @@ def apply_image(db, auth, state_dir, name, filename, disk_format, container_form
     return True, image_dict(row), {"before": {}, "after": _summary(row)}
 
 
+def images_named(db, auth, name, glance=None):
+    """The images named ``name`` that the caller's project sees, looked up as ``apply_image`` does (in Glance
+    with ``glance``)."""
+    if glance is not None:
+        return _glance_existing(glance, auth, name, False)[0]
+    with db.tx() as conn:
+        return visible_images(conn, auth, name, ids=False, as_user=True)
+
+
+def image_property(image, key):
+    """An image's own property (a row keeps them in ``properties``; a Glance record among its fields)."""
+    if isinstance(image, dict):
+        return image.get(key)
+    return (getattr(image, "properties", None) or {}).get(key)
+
+
 def field_getter(image):
     """Attribute access for a row and a Glance record alike."""
     return image.get if isinstance(image, dict) else lambda key: getattr(image, key, None)

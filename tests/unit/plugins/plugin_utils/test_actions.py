@@ -90,3 +90,24 @@ def test_rebuild_is_allowed_where_nova_allows_it_and_never_a_noop(vm_state):
                                                  ("error", "rebuilding")])
 def test_a_rebuild_shows_as_rebuild(vm_state, task_state):
     assert instances.api_status(vm_state, task_state) == "REBUILD"
+
+
+@pytest.mark.parametrize("vm_state", STATES)
+def test_a_snapshot_is_allowed_where_nova_allows_create_image(vm_state):
+    inst = Row("web-1", "u-1", vm_state, None)
+    if vm_state in ("active", "stopped", "paused", "suspended"):
+        assert actions.plan(inst, "snapshot") is actions.SNAPSHOT
+    else:
+        with pytest.raises(Conflict, match=r"Cannot 'snapshot' instance web-1 \(u-1\) while it is in vm_state %s"
+                           % vm_state):
+            actions.plan(inst, "snapshot")
+
+
+@pytest.mark.parametrize("task_state", ["image_snapshot", "image_uploading"])
+def test_an_interrupted_snapshot_is_made_again_and_blocks_the_other_actions(task_state):
+    inst = Row("web-1", "u-1", "active", task_state)
+    assert actions.plan(inst, "snapshot") is actions.SNAPSHOT
+    with pytest.raises(Conflict, match="while it is in task_state %s" % task_state):
+        actions.plan(inst, "stop")
+    assert instances.api_status("active", task_state) == "ACTIVE"     # Nova shows a snapshotting server ACTIVE
+    assert POLICY[actions.SNAPSHOT.rule] == ("admin", "member")
