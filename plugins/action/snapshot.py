@@ -137,9 +137,15 @@ class ActionModule(HostStep):
         properties.update(image_type="snapshot", instance_uuid=instance.uuid, base_image_ref=instance.image_id or "",
                           user_id=ctx.auth.user_id)
         min_disk = max(flavor.disk_gb or 0, getattr(base, "min_disk", 0) or 0)
-        _changed, image, _diff = _images.apply_image(
-            ctx.db, ctx.auth, ctx.state_dir, name, filename, "qcow2", "bare", "private", min_disk,
-            getattr(base, "min_ram", 0) or 0, properties, "present", False, glance=self._glance(ctx))
+        glance = self._glance(ctx)
+        try:
+            _changed, image, _diff = _images.apply_image(
+                ctx.db, ctx.auth, ctx.state_dir, name, filename, "qcow2", "bare", "private", min_disk,
+                getattr(base, "min_ram", 0) or 0, properties, "present", False, glance=glance)
+        except BaseException:
+            if glance is None:
+                _images.discard_failed_snapshot(ctx.db, ctx.auth.project_id, name, instance.uuid)
+            raise
         return image
 
     def _remove_host_copy(self, ctx, module_args):

@@ -632,6 +632,20 @@ def images_named(db, auth, name, glance=None):
         return visible_images(conn, auth, name, ids=False, as_user=True)
 
 
+def discard_failed_snapshot(db, project_id, name, instance_uuid):
+    """After a snapshot's upload failed: its record (killed, or saving when the upload died before Glance's
+    "killed") is deleted, as Nova deletes the image of a failed snapshot; a re-run may then use the name again.
+    Returns how many records were deleted. (A real Glance's failed upload is deleted by the upload itself.)"""
+    images = _db.table("images")
+    with db.tx() as conn:
+        rows = conn.execute(images.select().where(images.c.name == name, images.c.owner == project_id,
+                                                  images.c.status.in_(("killed", "saving")))).fetchall()
+        rows = [r for r in rows if (r.properties or {}).get("instance_uuid") == instance_uuid]
+        for row in rows:
+            conn.execute(images.update().where(images.c.id == row.id).values(status="deleted", updated_at=_db.now()))
+    return len(rows)
+
+
 def image_property(image, key):
     """An image's own property (a row keeps them in ``properties``; a Glance record among its fields)."""
     if isinstance(image, dict):

@@ -477,3 +477,24 @@ def test_image_store_outside_the_state_dir(cloud, monkeypatch):
         with pytest.raises(AuthError, match="is in bootflow's state"):
             request(c, who, "stolen", filename=str(stored))
     assert everything(c) == before
+
+
+def test_a_failed_snapshot_upload_leaves_no_record_that_blocks_its_name(cloud, tmp_path):
+    """A snapshot whose upload is killed (here: the file swapped after its check) is deleted afterwards, as Nova
+    deletes the image of a failed snapshot, so that the next run may use the name; other images stay."""
+    c = cloud
+    moved = tmp_path / "swapped-snap"
+    moved.mkdir()
+    target = moved / "disk.raw"
+    target.write_bytes(b"\0" * 4096)
+    request(c, "alice", "keep-me", filename=c["disk"])
+    with pytest.raises(AuthError, match="changed after it was checked"):
+        _images.apply_image(c["db"], c["auth"]["alice"], str(c["state"]), "snap", str(target), "raw", "bare", None, 0,
+                            0, {"instance_uuid": "u-1", "image_type": "snapshot"}, "present", False, checked=c["disk"])
+    with c["db"].tx() as conn:
+        project = conn.execute(_db.sa.text("SELECT owner FROM images WHERE name='snap'")).scalar()
+    assert _images.discard_failed_snapshot(c["db"], project, "snap", "u-2") == 0      # another instance's: kept
+    assert [i.status for i in _images.images_named(c["db"], c["auth"]["alice"], "snap")] == ["killed"]
+    assert _images.discard_failed_snapshot(c["db"], project, "snap", "u-1") == 1
+    assert _images.images_named(c["db"], c["auth"]["alice"], "snap") == []
+    assert [i.status for i in _images.images_named(c["db"], c["auth"]["alice"], "keep-me")] == ["active"]
