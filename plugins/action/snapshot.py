@@ -24,6 +24,8 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostSt
 # what Nova sets on a snapshot (nova/compute/api.py's snapshot and _create_image); the base image's own
 # properties are inherited as Nova inherits the instance's image_* system metadata
 SNAPSHOT_PROPERTIES = ("image_type", "instance_uuid", "base_image_ref", "user_id")
+# what describes the base image's upload, not its content: never inherited (Glance reserves os_glance_*)
+NOT_INHERITED_PREFIXES = ("os_glance", "owner_specified.", "stores")
 
 
 class ActionModule(HostStep):
@@ -131,9 +133,8 @@ class ActionModule(HostStep):
         with ctx.db.tx() as conn:
             base = _images.image_record(conn, instance.image_id) if instance.image_id else None
             flavor = get_flavor(conn, instance.flavor_id)
-        properties = dict(getattr(base, "properties", None) or {})
-        for key in SNAPSHOT_PROPERTIES:
-            properties.pop(key, None)
+        properties = {k: v for k, v in (getattr(base, "properties", None) or {}).items()
+                      if k not in SNAPSHOT_PROPERTIES and not k.startswith(NOT_INHERITED_PREFIXES)}
         properties.update(image_type="snapshot", instance_uuid=instance.uuid, base_image_ref=instance.image_id or "",
                           user_id=ctx.auth.user_id)
         min_disk = max(flavor.disk_gb or 0, getattr(base, "min_disk", 0) or 0)

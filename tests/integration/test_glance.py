@@ -15,8 +15,8 @@ THE SAME TIME (held at the controller's per-host lock until both have looked at 
 get ACTIVE guests with their leases while Glance serves the image once; a corrupted Glance file and an
 image Glance accepted with a lying disk_format are refused (the cache and the DB stay as they were;
 the lying one also through boot.yml: instance ERROR with the reason); a qcow2 with a backing file
-never gets into Glance; flavors below min_ram / min_disk are refused before anything is written;
-the image is deleted in Glance, then delete.yml + image_cache.yml leave no instance and an empty cache.
+never gets into Glance; flavors below min_ram / min_disk are refused before anything is written; a
+snapshot of gl-a goes into Glance and a new instance boots from it; the image is deleted in Glance, then delete.yml + image_cache.yml leave no instance and an empty cache.
 Glance and Keystone are stopped by PID.
 """
 
@@ -274,6 +274,30 @@ def test_flavor_below_the_image_minimum_is_refused_before_anything_is_written(gl
     res = env.play("boot.yml", "-e", "bootflow_instance_name=gl-small", "-e", "bootflow_image=%s" % name, check=False)
     assert res.rc != 0 and message in res.out, res.out[-3000:]
     assert {"host": cache_snapshot(env), "db": db_dump(env)} == before
+
+
+def test_a_snapshot_goes_into_glance_and_a_new_instance_boots_from_it(gl_env, pair):
+    """server_action.yml's snapshot with the glance backend: the host's copy is uploaded into Glance (Glance computes
+    the hashes), the controller keeps no staging copy, and boot.yml boots the snapshot from Glance."""
+    env = gl_env
+    source = instance(env, PAIR[0])
+    env.play("server_action.yml", "-e", json.dumps({"bootflow_instance_name": PAIR[0], "bootflow_action": "snapshot",
+                                                    "bootflow_snapshot_name": "gl-snap"}))
+    row = image_row(env, "gl-snap")
+    image = env.admin.image(row["id"])
+    assert (image["status"], image["visibility"], image["disk_format"]) == ("active", "private", "qcow2")
+    assert (image["image_type"], image["instance_uuid"], image["base_image_ref"]) == (
+        "snapshot", source["uuid"], pair["image"]["id"])
+    assert image["os_hash_value"] == sha512(os.path.join(env.glance.store_dir, row["id"])) == row["os_hash_value"]
+    assert store_files(env) == []
+    assert "snapshot.qcow2" not in env.ssh("ls %s/%s" % (INSTANCES, source["uuid"]))
+    env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": "gl-snap-vm", "bootflow_image": "gl-snap"}))
+    try:
+        vm = instance(env, "gl-snap-vm")
+        assert (vm["image_id"], vm["vm_state"]) == (row["id"], "active")
+        wait_console(env, vm["uuid"], r"GUEST-DHCP-LEASE: ")
+    finally:
+        env.play("delete.yml", "-e", "bootflow_instance_name=gl-snap-vm")
 
 
 def test_delete_and_cache_cleanup_leave_nothing(gl_env, pair):
