@@ -16,8 +16,9 @@ get ACTIVE guests with their leases while Glance serves the image once; a corrup
 image Glance accepted with a lying disk_format are refused (the cache and the DB stay as they were;
 the lying one also through boot.yml: instance ERROR with the reason); a qcow2 with a backing file
 never gets into Glance; flavors below min_ram / min_disk are refused before anything is written; a
-snapshot of gl-a goes into Glance and a new instance boots from it; the image is deleted in Glance, then delete.yml + image_cache.yml leave no instance and an empty cache.
-Glance and Keystone are stopped by PID.
+snapshot of gl-a goes into Glance and a new instance boots from it; the image is deleted in Glance,
+then delete.yml + image_cache.yml leave no instance and an empty cache. Glance and Keystone are stopped
+by PID.
 """
 
 from __future__ import annotations
