@@ -35,16 +35,9 @@ class ActionModule(HostStep):
             raise InvalidRequest("image (the new image's name or ID) is required when auth_token is given.")
         args["shutdown_timeout"] = ctx.operator_seconds("shutdown_timeout", "compute", default=DEFAULT_SHUTDOWN_TIMEOUT)
         with ctx.db.tx() as conn:
-            instance = instances.get_instance(conn, args["instance"], ctx.auth)
-            instances.require_on_host(instance, ctx.host, "rebuild it on its host (playbooks/server_action.yml does)")
-            if "instance_uuid" in ctx.given and args["instance_uuid"] != instance.uuid:
-                raise InvalidRequest("instance_uuid %s is not instance %s's (%s)." % (args["instance_uuid"], instance.name,
-                                                                                      instance.uuid))
+            instance = actions.root_disk_instance(conn, args["instance"], ctx.auth, ctx.host, "rebuild",
+                                                  args["instance_uuid"] if "instance_uuid" in ctx.given else None)
             args["instance_uuid"] = instance.uuid
-            actions.plan(instance, "rebuild")
-            if (instance.request or {}).get("boot_from_volume"):
-                raise InvalidRequest("Instance %s (%s) boots from a volume: rebuilding it is not supported (its root "
-                                     "disk is a volume, not an image's copy)." % (instance.name, instance.uuid))
             image = _images.find_image(conn, args["image"], ctx.auth)
             _images.check_bootable(image, get_flavor(conn, instance.flavor_id))
             self._image = image

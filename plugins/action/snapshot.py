@@ -61,17 +61,9 @@ class ActionModule(HostStep):
                                  "auth_token (delete the image with bootflow.cloud.image instead).")
         enforce(ctx.auth, "image:upload")     # the image is the caller's: Glance's rule applies too
         with ctx.db.tx() as conn:
-            instance = instances.get_instance(conn, args["instance"], ctx.auth)
-            instances.require_on_host(instance, ctx.host, "snapshot it on its host (playbooks/server_action.yml does)")
-            if "instance_uuid" in ctx.given and args["instance_uuid"] != instance.uuid:
-                raise InvalidRequest("instance_uuid %s is not instance %s's (%s)." % (args["instance_uuid"], instance.name,
-                                                                                      instance.uuid))
+            instance = actions.root_disk_instance(conn, args["instance"], ctx.auth, ctx.host, "snapshot",
+                                                  args["instance_uuid"] if "instance_uuid" in ctx.given else None)
             args["instance_uuid"] = instance.uuid
-            actions.plan(instance, "snapshot")
-            if (instance.request or {}).get("boot_from_volume"):
-                raise InvalidRequest("Instance %s (%s) boots from a volume: its snapshot would be a volume snapshot, "
-                                     "which is not supported (its root disk is not on the host)."
-                                     % (instance.name, instance.uuid))
         self._instance = instance
         glance = self._glance(ctx)
         existing = _images.images_named(ctx.db, ctx.auth, name, glance)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict
+from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.instances import (
     ACTIVE,
@@ -71,6 +71,28 @@ def plan(instance, action):
         raise Conflict("Cannot '%s' instance %s (%s) while it is in vm_state %s (allowed: %s)."
                        % (action, instance.name, instance.uuid, instance.vm_state, ", ".join(act.allowed)))
     return act
+
+
+# why an action on the root disk's image cannot work on a volume-backed instance
+_VOLUME_BACKED = {
+    "rebuild": "rebuilding it is not supported (its root disk is a volume, not an image's copy)",
+    "snapshot": "its snapshot would be a volume snapshot, which is not supported (its root disk is not on the host)",
+}
+
+
+def root_disk_instance(conn, ref, auth, host, action, given_uuid=None):
+    """nova-api's lookup for an action on an instance's root disk (rebuild, snapshot): the caller's instance ``ref``,
+    on ``host``, ``given_uuid`` (the task's instance_uuid, when it set one) its own, the action allowed in its state,
+    and its root disk a copy of an image on the host, not a volume. Returns the instance row."""
+    instance = instances.get_instance(conn, ref, auth)
+    instances.require_on_host(instance, host, "%s it on its host (playbooks/server_action.yml does)" % action)
+    if given_uuid is not None and given_uuid != instance.uuid:
+        raise InvalidRequest("instance_uuid %s is not instance %s's (%s)." % (given_uuid, instance.name, instance.uuid))
+    plan(instance, action)
+    if (instance.request or {}).get("boot_from_volume"):
+        why = _VOLUME_BACKED[action]
+        raise InvalidRequest("Instance %s (%s) boots from a volume: %s." % (instance.name, instance.uuid, why))
+    return instance
 
 
 def resumes(instance, act):
