@@ -67,6 +67,12 @@ class ActionModule(HostStep):
         self._instance = instance
         glance = self._glance(ctx)
         existing = _images.images_named(ctx.db, ctx.auth, name, glance)
+        if actions.resumes(instance, actions.SNAPSHOT):
+            # a controller that died mid-upload left its image queued or saving: it is made again, not a Conflict
+            unfinished = _images.unfinished_snapshots(existing, instance.uuid)
+            if unfinished and not ctx.check_mode:
+                _images.discard_unfinished(ctx.db, ctx.state_dir, unfinished, glance)
+            existing = [i for i in existing if i not in unfinished]
         ours = [i for i in existing if _images.image_property(i, "instance_uuid") == instance.uuid
                 and _images.field_getter(i)("status") == "active"]
         if ours and len(ours) == len(existing):
@@ -137,7 +143,7 @@ class ActionModule(HostStep):
                 getattr(base, "min_ram", 0) or 0, properties, "present", False, glance=glance)
         except BaseException:
             if glance is None:
-                _images.discard_failed_snapshot(ctx.db, ctx.auth.project_id, name, instance.uuid)
+                _images.discard_failed_snapshot(ctx.db, ctx.state_dir, ctx.auth.project_id, name, instance.uuid)
             raise
         return image
 

@@ -9,7 +9,8 @@ refused), suspend and resume (its uptime carries on: no new boot), check mode, a
 from a second image (its name on the console, the same UUID, IP and MAC), a rebuild whose spawn the host refuses
 (ERROR with the fault) and a second one that brings it back, the console log action, snapshots (of the running
 guest: a marker it wrote on its disk shows in a new instance booted from the image; a taken name refused; a cold copy
-of the stopped guest; check mode), and delete.yml of a suspended instance. The tests run in file order and share the instance."""
+of the stopped guest; check mode; an upload a dead controller left is made again), and delete.yml of a suspended
+instance. The tests run in file order and share the instance."""
 
 from __future__ import annotations
 
@@ -396,6 +397,24 @@ def test_a_snapshot_of_a_stopped_guest_is_a_cold_copy_and_check_mode_copies_noth
         assert "snapshot.qcow2" not in snapshot_files(day2)
     finally:
         act(day2, "start")
+
+
+def test_a_snapshot_a_dead_controller_left_uploading_is_made_again_under_its_name(day2):
+    """The controller died mid-upload: the instance is left in image_uploading and its image record saving, with no
+    file. Running the snapshot again deletes that record and makes the image anew, instead of a Conflict on the
+    name or an instance blocked in its task_state."""
+    env = day2["env"]
+    dead = image_row(env, "d2-cold")       # the previous test's image, made to look like a killed upload
+    env.execute("UPDATE images SET status='saving', location=NULL, checksum=NULL WHERE id=?", dead["id"])
+    env.execute("UPDATE instances SET task_state='image_uploading' WHERE uuid=?", day2["uuid"])
+    other = act(day2, "stop", check=False)
+    assert other.rc != 0 and "while it is in task_state image_uploading" in other.out, other.out[-3000:]
+    act(day2, "snapshot", "-e", "bootflow_snapshot_name=d2-cold")
+    image = image_row(env, "d2-cold")
+    assert image["id"] != dead["id"] and image["status"] == "active"
+    assert env.query("SELECT status FROM images WHERE id=?", dead["id"])[0]["status"] == "deleted"
+    assert file_digests(image["location"]) == (image["checksum"], image["os_hash_value"])
+    assert (row(day2)["vm_state"], row(day2)["task_state"], domstate(day2)) == ("active", None, "running")
 
 
 def test_delete_removes_a_suspended_instance_and_everything_it_had(day2):

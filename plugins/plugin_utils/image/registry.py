@@ -632,18 +632,40 @@ def images_named(db, auth, name, glance=None):
         return visible_images(conn, auth, name, ids=False, as_user=True)
 
 
-def discard_failed_snapshot(db, project_id, name, instance_uuid):
+# the states of an upload that did not finish: a snapshot left in one of them by a dead controller is made again
+UNFINISHED = ("queued", "saving", "killed")
+
+
+def discard_failed_snapshot(db, state_dir, project_id, name, instance_uuid):
     """After a snapshot's upload failed: its record (killed, or saving when the upload died before Glance's
     "killed") is deleted, as Nova deletes the image of a failed snapshot; a re-run may then use the name again.
     Returns how many records were deleted. (A real Glance's failed upload is deleted by the upload itself.)"""
     images = _db.table("images")
     with db.tx() as conn:
         rows = conn.execute(images.select().where(images.c.name == name, images.c.owner == project_id,
-                                                  images.c.status.in_(("killed", "saving")))).fetchall()
-        rows = [r for r in rows if (r.properties or {}).get("instance_uuid") == instance_uuid]
-        for row in rows:
-            conn.execute(images.update().where(images.c.id == row.id).values(status="deleted", updated_at=_db.now()))
+                                                  images.c.status.in_(UNFINISHED))).fetchall()
+    rows = unfinished_snapshots(rows, instance_uuid)
+    discard_unfinished(db, state_dir, rows)
     return len(rows)
+
+
+def unfinished_snapshots(images, instance_uuid):
+    """Among ``images`` (rows or Glance records), the snapshots of ``instance_uuid`` whose upload never finished."""
+    return [i for i in images if image_property(i, "instance_uuid") == instance_uuid
+            and field_getter(i)("status") in UNFINISHED]
+
+
+def discard_unfinished(db, state_dir, images, glance=None):
+    """Delete snapshot images whose upload never finished (``unfinished_snapshots``): in Glance with ``glance``
+    (its mirror row too), else the local records and the partial file a dead upload left in the store. Nova
+    deletes the image of a failed snapshot the same way."""
+    for image in images:
+        image_id = field_getter(image)("id")
+        if glance is not None:
+            glance.delete(image_id)
+        elif os.path.exists(os.path.join(store_dir(state_dir), image_id + ".part")):
+            os.unlink(os.path.join(store_dir(state_dir), image_id + ".part"))
+        mark_gone(db, image_id)
 
 
 def image_property(image, key):

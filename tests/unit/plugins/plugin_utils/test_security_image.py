@@ -493,8 +493,30 @@ def test_a_failed_snapshot_upload_leaves_no_record_that_blocks_its_name(cloud, t
                             0, {"instance_uuid": "u-1", "image_type": "snapshot"}, "present", False, checked=c["disk"])
     with c["db"].tx() as conn:
         project = conn.execute(_db.sa.text("SELECT owner FROM images WHERE name='snap'")).scalar()
-    assert _images.discard_failed_snapshot(c["db"], project, "snap", "u-2") == 0      # another instance's: kept
+    assert _images.discard_failed_snapshot(c["db"], str(c["state"]), project, "snap", "u-2") == 0   # another's: kept
     assert [i.status for i in _images.images_named(c["db"], c["auth"]["alice"], "snap")] == ["killed"]
-    assert _images.discard_failed_snapshot(c["db"], project, "snap", "u-1") == 1
+    assert _images.discard_failed_snapshot(c["db"], str(c["state"]), project, "snap", "u-1") == 1
     assert _images.images_named(c["db"], c["auth"]["alice"], "snap") == []
+    assert [i.status for i in _images.images_named(c["db"], c["auth"]["alice"], "keep-me")] == ["active"]
+
+
+def test_a_snapshot_upload_a_dead_controller_left_saving_is_discarded_on_the_re_run(cloud):
+    """A controller killed mid-upload leaves its snapshot's record saving and a partial file in the store: the re-run
+    of the snapshot finds it among the images of that name, deletes the record and the file, and keeps the rest."""
+    c = cloud
+    _changed, snap, _d = _images.apply_image(c["db"], c["auth"]["alice"], str(c["state"]), "snap", c["disk"], "raw",
+                                             "bare", None, 0, 0, {"instance_uuid": "u-1", "image_type": "snapshot"},
+                                             "present", False)
+    request(c, "alice", "keep-me", filename=c["disk"])
+    with c["db"].tx() as conn:      # the state a killed upload leaves: saving, its partial file beside the store
+        conn.execute(_db.sa.text("UPDATE images SET status='saving', location=NULL WHERE id=:i"), {"i": snap["id"]})
+    part = os.path.join(_images.store_dir(str(c["state"])), snap["id"] + ".part")
+    os.rename(os.path.join(_images.store_dir(str(c["state"])), snap["id"]), part)
+    named = _images.images_named(c["db"], c["auth"]["alice"], "snap")
+    assert _images.unfinished_snapshots(named, "u-2") == []
+    unfinished = _images.unfinished_snapshots(named, "u-1")
+    assert [i.id for i in unfinished] == [snap["id"]]
+    _images.discard_unfinished(c["db"], str(c["state"]), unfinished)
+    assert _images.images_named(c["db"], c["auth"]["alice"], "snap") == []
+    assert not os.path.exists(part)
     assert [i.status for i in _images.images_named(c["db"], c["auth"]["alice"], "keep-me")] == ["active"]
