@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import InvalidRequest, NoValidHostError
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances, scheduling
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import resize as _resize
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import ControllerStep
 
 
@@ -29,7 +30,10 @@ class ActionModule(ControllerStep):
             if a["instance"] is None:
                 raise InvalidRequest("state=absent takes one instance (instance), not a list.")
             host = scheduling.release(ctx.db, ctx.auth, a["instance"], placement, ctx.check_mode)
-            return {"changed": host is not None, "released_from": host}
+            # a resize never confirmed holds the old flavor's claim too (its migration's): released with it
+            migration = None if ctx.check_mode else _resize.release_open(ctx.db, a["instance"], ctx.auth, placement())
+            return {"changed": host is not None or migration is not None, "released_from": host,
+                    "released_migration": migration}
         # nova.conf's scheduler options: the operator's file; a task's value for an admin only (AuthError for
         # anyone else, before anything is read or claimed)
         cfg, hosts = scheduling.operator_config(ctx.operator_setting)

@@ -21,8 +21,9 @@ NO_NAME = ("No instance named: set bootflow_instance_name (one instance, for exa
            "or bootflow_instances (a list of instances, each with a name). There is no default instance name.")
 
 
-# built, and as its owner left it (stopped, paused or suspended by playbooks/server_action.yml): not a failure
-SETTLED = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
+# built, and as its owner left it (stopped, paused, suspended or resized and not yet confirmed, by
+# playbooks/server_action.yml): not a failure
+SETTLED = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "VERIFY_RESIZE")
 
 
 def request_list(instances, name=None, count=1):

@@ -269,6 +269,24 @@ SPECS["snapshot"] = dict(
     ),
 )
 
+SPECS["resize"] = dict(
+    argument_spec=argspec(
+        AUTH_ARGSPEC,
+        LIBVIRT_ARGSPEC,
+        instance=dict(type="str"),
+        flavor=dict(type="str"),
+        instance_uuid=dict(type="str"),
+        instances_path=dict(type="path", default=INSTANCES_PATH),
+        state=dict(type="str", choices=["resized", "confirmed", "reverted"], default="resized"),
+        fault=dict(type="str"),
+        shutdown_timeout=dict(type="int"),
+        power_on=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=120),
+        auto_confirm=dict(type="bool", default=False),
+        resize_confirm_window=dict(type="int"),
+    ),
+)
+
 SPECS["console_log"] = dict(
     argument_spec=argspec(
         AUTH_ARGSPEC,

@@ -131,7 +131,8 @@ options:
   state:
     description:
       - V(present) caches the image and creates the instance disk.
-      - V(absent) removes the instance directory (disk, console log, config drive) and keeps the cached base.
+      - V(absent) removes the instance directory (disk, console log, config drive), and the copy a resize kept aside
+        (C(<uuid>_resize)); the cached base stays.
     type: str
     choices: [present, absent]
     default: present
@@ -260,6 +261,11 @@ removed:
   type: list
   elements: str
   sample: [console.log, disk]
+removed_resize_dir:
+  description: The directory a resize kept the old root disk in (C(<uuid>_resize)), removed by O(state=absent)
+    with the instance.
+  returned: when O(state=absent) removed it
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -393,6 +393,11 @@ released_from:
   returned: when O(state=absent)
   type: str
   sample: hv1
+released_migration:
+  description: The ID of the instance's resize that was never confirmed, whose claim (the old flavor's) was
+    released too; V(null) when there was none.
+  returned: when O(state=absent)
+  type: str
 instance:
   description: The instance record, with its host set (same keys as RV(bootflow.cloud.instance#module:instance)).
   returned: when O(state=present) succeeded, except in check mode when the instance would be scheduled

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - reported to the user by open_db()
     SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
 
 # The newest Alembic revision this code expects. Bump together with a new file in migrations/versions.
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 # Keystone's default domain (id ``default``, name ``Default``), created by revision 0003.
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
@@ -307,6 +307,23 @@ def _build_metadata():
         sa.Column("deleted_at", sa.DateTime),
         sa.Column("deleted", sa.BigInteger, nullable=False, default=0),
         sa.UniqueConstraint("project_id", "name", "deleted", name="uniq_instances0project_id0name0deleted"),
+    )
+    # revision 0011: Nova's migrations - a resize (or a move) of an instance from a source host to a destination,
+    # from one flavor to another; while it is open, the source's claim is held by the migration's id as consumer
+    sa.Table(
+        "migrations", md,
+        sa.Column("id", uuid_col, primary_key=True),
+        sa.Column("instance_uuid", uuid_col, nullable=False),
+        sa.Column("migration_type", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("source_compute", sa.String(255), nullable=False),
+        sa.Column("dest_compute", sa.String(255), nullable=False),
+        sa.Column("old_flavor_id", uuid_col, nullable=False),
+        sa.Column("new_flavor_id", uuid_col, nullable=False),
+        sa.Column("old_vm_state", sa.String(32), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime),
+        sa.Index("ix_migrations_instance_uuid", "instance_uuid"),
     )
     # revision 0005: Nova's server groups (policy + rules) and their members (one group per instance)
     sa.Table(

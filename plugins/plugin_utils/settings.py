@@ -32,8 +32,9 @@ SCHEMA = {
     # nova.conf [filter_scheduler] / [scheduler]
     "scheduler": ("enabled_filters", "hosts", "weight_multipliers", "host_subset_size", "max_attempts",
                   "service_down_time", "max_placement_results"),
-    # nova.conf [DEFAULT] shutdown_timeout, [libvirt] wait_soft_reboot_seconds: the power actions on the hosts
-    "compute": ("shutdown_timeout", "wait_soft_reboot_seconds"),
+    # nova.conf [DEFAULT] shutdown_timeout, [libvirt] wait_soft_reboot_seconds: the power actions on the hosts;
+    # [DEFAULT] resize_confirm_window: when a resize waiting for its confirm is confirmed by hypervisors.yml
+    "compute": ("shutdown_timeout", "wait_soft_reboot_seconds", "resize_confirm_window"),
     # keystone.conf [token]
     "identity": ("token_expiration", "max_token_expiration"),
     # glance-api.conf: image_size_cap, the upload directory, [task]/[import_filtering_opts]

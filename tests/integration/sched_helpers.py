@@ -186,10 +186,16 @@ def run_parallel(cloud, commands, logdir, label, timeout):
 TESTHOSTS_ROOT = os.environ.get("BOOTFLOW_TESTHOSTS", "/var/tmp/bootflow-hosts")
 
 FAULT_HOOK = r"""#!/bin/sh
-# test_faults.py, test_fleet.py: faults injected into this test host's libvirt, switched by flag files
+# test_faults.py, test_fleet.py, test_server_actions.py: faults injected into this test host's libvirt, switched by
+# flag files
 cat >/dev/null   # the domain XML
 case "$2" in
 prepare)
+  if [ -e /etc/libvirt/hooks/fail-start-once ]; then
+    rm -f /etc/libvirt/hooks/fail-start-once
+    echo "injected fault: this host refuses to start QEMU this once ($(hostname))" >&2
+    exit 1
+  fi
   if [ -e /etc/libvirt/hooks/fail-start ]; then
     echo "injected fault: this host refuses to start QEMU ($(hostname))" >&2
     exit 1

@@ -9,8 +9,11 @@ refused), suspend and resume (its uptime carries on: no new boot), check mode, a
 from a second image (its name on the console, the same UUID, IP and MAC), a rebuild whose spawn the host refuses
 (ERROR with the fault) and a second one that brings it back, the console log action, snapshots (of the running
 guest: a marker it wrote on its disk shows in a new instance booted from the image; a taken name refused; a cold copy
-of the stopped guest; check mode; an upload a dead controller left is made again), and delete.yml of a suspended
-instance. The tests run in file order and share the instance."""
+of the stopped guest; check mode; an upload a dead controller left is made again), resizes (refused while paused or
+without a flavor; a spawn the host refuses rolled back; the new memory in the guest with both claims held, then
+reverted or confirmed; confirmed by hypervisors.yml after the operator's window; an instance deleted while waiting
+for its confirm frees both claims), and delete.yml of a suspended instance. The tests run in file order and share
+the instance."""
 
 from __future__ import annotations
 
@@ -45,7 +48,11 @@ def day2(tmp_path_factory):
                                             text=True).stdout)
         env = Env(base / "state", inventory, HOST_N)
         env.base = base
-        env.play("bootstrap.yml")
+        # the default flavors (m1.tiny, m1.small) and m1.medium, for a second resize
+        env.play("bootstrap.yml", "-e", json.dumps({"bootflow_bootstrap_flavors": [
+            {"name": "m1.tiny", "vcpus": 1, "ram_mb": 128, "disk_gb": 1},
+            {"name": "m1.small", "vcpus": 1, "ram_mb": 256, "disk_gb": 2},
+            {"name": "m1.medium", "vcpus": 2, "ram_mb": 384, "disk_gb": 2}]}))
         env.play("hypervisors.yml")
         key = base / "id_day2"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "day2-test", "-f", str(key)], check=True)
@@ -415,6 +422,169 @@ def test_a_snapshot_a_dead_controller_left_uploading_is_made_again_under_its_nam
     assert env.query("SELECT status FROM images WHERE id=?", dead["id"])[0]["status"] == "deleted"
     assert file_digests(image["location"]) == (image["checksum"], image["os_hash_value"])
     assert (row(day2)["vm_state"], row(day2)["task_state"], domstate(day2)) == ("active", None, "running")
+
+
+def guest_mem(day2):
+    """The memory each boot of the guest saw (GUEST-MEM lines, kB), in order."""
+    return [int(m) for m in re.findall(r"GUEST-MEM: (\d+) kB", console(day2["env"], day2["uuid"]))]
+
+
+def claims(day2):
+    """The claims on the host: {consumer: (vcpus, memory_mb, disk_gb)}, the instance's under "instance"."""
+    env = day2["env"]
+    rows = env.query("SELECT a.consumer_id, a.vcpus, a.memory_mb, a.disk_gb FROM allocations a JOIN compute_nodes n "
+                     "ON n.id = a.compute_node_id WHERE n.hostname=?", env.host)
+    return {("instance" if r["consumer_id"] == day2["uuid"] else r["consumer_id"]):
+            (r["vcpus"], r["memory_mb"], r["disk_gb"]) for r in rows}
+
+
+def resize_state(day2):
+    """(flavor, the last migration's status, vm_state, task_state) of the instance."""
+    flavor, statuses, _ids = flavor_and_migration(day2)
+    return flavor, statuses[-1] if statuses else None, row(day2)["vm_state"], row(day2)["task_state"]
+
+
+def flavor_and_migration(day2):
+    env = day2["env"]
+    flavor = env.query("SELECT f.name FROM instances i JOIN flavors f ON f.id = i.flavor_id WHERE i.uuid=?",
+                       day2["uuid"])[0]["name"]
+    migs = env.query("SELECT id, status FROM migrations WHERE instance_uuid=? ORDER BY created_at", day2["uuid"])
+    return flavor, [m["status"] for m in migs], [m["id"] for m in migs]
+
+
+def resize_dir(day2):
+    return day2["env"].ssh("test -d /var/lib/bootflow/instances/%s_resize && echo kept || echo none" % day2["uuid"]).strip()
+
+
+TINY, SMALL = (1, 128, 1), (1, 256, 2)     # the test flavors m1.tiny and m1.small (vcpus, MB, GB)
+
+
+def test_resize_while_paused_is_refused_and_changes_nothing(day2):
+    env = day2["env"]
+    act(day2, "pause")
+    try:
+        before = (env.full_db_snapshot(), domstate(day2), resize_dir(day2))
+        res = act(day2, "resize", "-e", "bootflow_resize_flavor=m1.small", check=False)
+        assert res.rc != 0 and "Cannot 'resize' instance %s" % NAME in res.out, res.out[-3000:]
+        assert "while it is in vm_state paused (allowed: active, stopped)" in res.out
+        assert (env.full_db_snapshot(), domstate(day2), resize_dir(day2)) == before
+    finally:
+        act(day2, "unpause")
+
+
+def test_a_resize_to_no_flavor_or_a_missing_one_is_refused_and_changes_nothing(day2):
+    env = day2["env"]
+    before = (env.full_db_snapshot(), domstate(day2), resize_dir(day2))
+    res = act(day2, "resize", check=False)
+    assert res.rc != 0 and "A resize needs the new flavor (bootflow_resize_flavor)" in res.out, res.out[-3000:]
+    res = act(day2, "resize", "-e", "bootflow_resize_flavor=m1.nope", check=False)
+    assert res.rc != 0 and "Flavor m1.nope could not be found" in res.out, res.out[-3000:]
+    assert "has no resize in progress" not in res.out       # the rollback of nothing says nothing
+    assert (env.full_db_snapshot(), domstate(day2), resize_dir(day2)) == before
+
+
+def test_a_resize_whose_new_flavor_the_host_refuses_to_start_is_rolled_back(day2):
+    """The spawn with the new flavor fails (the host refuses to start QEMU once): the old disk, definition, flavor
+    and claim come back, the guest runs again with its old memory, and the fault says what happened."""
+    env = day2["env"]
+    assert flavor_and_migration(day2)[0] == "m1.tiny" and claims(day2) == {"instance": TINY}
+    n, mems = boots(day2), guest_mem(day2)
+    flag(HOST_N, "fail-start-once")
+    try:
+        res = act(day2, "resize", "-e", "bootflow_resize_flavor=m1.small", check=False)
+    finally:
+        flag(HOST_N, "fail-start-once", on=False)
+    assert res.rc != 0 and "was rolled back" in res.out and "refuses to start QEMU this once" in res.out, res.out[-3000:]
+    assert "failed at '28 | nova-compute -> libvirt: define and start the domain" in res.out
+    assert resize_state(day2) == ("m1.tiny", "error", "active", None)
+    fault = env.query("SELECT fault FROM instances WHERE uuid=?", day2["uuid"])[0]["fault"]
+    fault = fault if isinstance(fault, dict) else json.loads(fault)
+    assert "resize to m1.small failed" in fault["message"] and fault["step"] == "resize"
+    assert claims(day2) == {"instance": TINY} and resize_dir(day2) == "none"
+    wait_boots(day2, n + 1)
+    assert domstate(day2) == "running"
+    wait_lines(day2, "GUEST-MEM:", len(mems) + 1)
+    assert guest_mem(day2)[-1] == mems[-1]
+
+
+def test_resize_gives_the_guest_the_new_memory_and_revert_brings_back_the_old(day2):
+    env = day2["env"]
+    n, mems = boots(day2), guest_mem(day2)
+    act(day2, "resize", "-e", "bootflow_resize_flavor=m1.small")
+    assert resize_state(day2) == ("m1.small", "finished", "resized", None)
+    ids = flavor_and_migration(day2)[2]
+    # both claims until the revert or the confirm: the new flavor the instance's, the old one its migration's
+    assert claims(day2) == {"instance": SMALL, ids[-1]: TINY}
+    assert resize_dir(day2) == "kept" and domstate(day2) == "running"
+    wait_boots(day2, n + 1)
+    wait_lines(day2, "GUEST-MEM:", len(mems) + 1)
+    grown = guest_mem(day2)[-1]
+    assert grown > mems[-1] + 100 * 1024, (mems, grown)          # 128 MB -> 256 MB of RAM
+    assert steps(day2, "resize")[-2:] == [("nova-api", None, "active", None, "active", "resize_prep"),
+                                          ("nova-compute", env.host, "active", "resize_migrating", "active",
+                                           "resize_finish")]
+    assert steps(day2, "domain")[-1][2:] == ("active", "resize_finish", "resized", None)
+    res = act(day2, "resize", "-e", "bootflow_resize_flavor=m1.small")          # a re-run: waits for the confirm
+    assert res.recap()[env.host]["changed"] == 0
+    act(day2, "revert_resize")
+    assert resize_state(day2) == ("m1.tiny", "reverted", "active", None)
+    assert claims(day2) == {"instance": TINY} and resize_dir(day2) == "none"
+    wait_boots(day2, n + 2)
+    wait_lines(day2, "GUEST-MEM:", len(mems) + 2)
+    assert guest_mem(day2)[-1] == mems[-1] and domstate(day2) == "running"
+    again = act(day2, "revert_resize")
+    assert again.recap()[env.host]["changed"] == 0
+
+
+def test_confirm_keeps_the_new_flavor_and_frees_the_old_claim_and_disk(day2):
+    env = day2["env"]
+    act(day2, "resize", "-e", "bootflow_resize_flavor=m1.small")
+    assert claims(day2)["instance"] == SMALL and len(claims(day2)) == 2
+    act(day2, "confirm_resize")
+    assert resize_state(day2) == ("m1.small", "confirmed", "active", None)
+    assert claims(day2) == {"instance": SMALL} and resize_dir(day2) == "none" and domstate(day2) == "running"
+    for action, extra in (("confirm_resize", ()), ("resize", ("-e", "bootflow_resize_flavor=m1.small"))):
+        res = act(day2, action, *extra)
+        assert res.recap()[env.host]["changed"] == 0, (action, res.out[-2000:])
+    # a boot.yml re-run naming the first flavor (m1.tiny, the default) still finds the instance, and leaves it
+    env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": NAME, "bootflow_key_name": "ops",
+                                           "bootflow_volume_size_gb": 0}))
+    assert resize_state(day2) == ("m1.small", "confirmed", "active", None) and claims(day2) == {"instance": SMALL}
+
+
+def test_hypervisors_yml_confirms_a_resize_that_waited_longer_than_the_window(day2):
+    """nova-compute's periodic _poll_unconfirmed_resizes: the operator's resize_confirm_window (seconds) decides."""
+    env = day2["env"]
+    act(day2, "resize", "-e", "bootflow_resize_flavor=m1.medium")
+    config = env.state_dir / "bootflow.yml"
+    try:
+        config.write_text("compute:\n  resize_confirm_window: 3600\n")
+        config.chmod(0o600)
+        env.play("hypervisors.yml")           # waited less than an hour: left waiting
+        assert resize_state(day2) == ("m1.medium", "finished", "resized", None) and len(claims(day2)) == 2
+        config.write_text("compute:\n  resize_confirm_window: 1\n")
+        time.sleep(2)
+        res = env.play("hypervisors.yml")
+        assert "confirming the resize of %s" % NAME in res.out, res.out[-3000:]
+        assert resize_state(day2) == ("m1.medium", "confirmed", "active", None)
+        assert claims(day2) == {"instance": (2, 384, 2)} and resize_dir(day2) == "none"
+        assert steps(day2, "confirm_resize")[-1][2:] == ("resized", None, "active", None)
+    finally:
+        config.unlink()
+
+
+def test_deleting_an_instance_waiting_for_its_resize_confirm_frees_both_claims_and_the_kept_disk(day2):
+    env = day2["env"]
+    env.play("boot.yml", "-e", json.dumps({"bootflow_instance_name": "d2-resized", "bootflow_volume_size_gb": 0}))
+    other = env.query("SELECT uuid FROM instances WHERE name='d2-resized' AND deleted=0")[0]["uuid"]
+    env.play("server_action.yml", "-e", json.dumps({"bootflow_instance_name": "d2-resized", "bootflow_action": "resize",
+                                                    "bootflow_resize_flavor": "m1.small"}))
+    mig = env.query("SELECT id, status FROM migrations WHERE instance_uuid=?", other)[0]
+    assert mig["status"] == "finished" and len(claims(day2)) == 3      # ours, and the other one's two
+    env.play("delete.yml", "-e", "bootflow_instance_name=d2-resized")
+    assert claims(day2) == {"instance": (2, 384, 2)}
+    assert env.query("SELECT status FROM migrations WHERE id=?", mig["id"])[0]["status"] == "confirmed"
+    assert sorted(env.ssh("ls /var/lib/bootflow/instances").split()) == sorted([day2["uuid"], "_base", "locks"])
 
 
 def test_delete_removes_a_suspended_instance_and_everything_it_had(day2):

@@ -43,6 +43,12 @@ def instance_dir(instances_path, instance_uuid):
     return os.path.join(instances_path, str(instance_uuid))
 
 
+def resize_dir(instances_path, instance_uuid):
+    """Where a resize keeps the instance's old root disk, config drive and domain definition until it is confirmed
+    or reverted (the libvirt driver's ``<uuid>_resize``)."""
+    return instance_dir(instances_path, instance_uuid) + "_resize"
+
+
 def console_log_path(instances_path, instance_uuid):
     """Where the guest's serial console is written (libvirt <serial type='file'>)."""
     return os.path.join(instance_dir(instances_path, instance_uuid), "console.log")

@@ -334,6 +334,12 @@ def image_fetch_step(p, check_mode=False, run=None, opener=None, qemu_img=None, 
                     shutil.rmtree(paths["inst_dir"])
                 else:
                     os.unlink(paths["inst_dir"])
+        # the copy a resize kept aside until its confirm (the instance is deleted before that)
+        kept = layout.resize_dir(instances_path, uuid)
+        if os.path.isdir(kept) and not os.path.islink(kept):
+            result.update(changed=True, removed_resize_dir=kept)
+            if not check_mode:
+                shutil.rmtree(kept)
         return result
 
     # ---- present: validate everything before acting

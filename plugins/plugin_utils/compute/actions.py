@@ -49,7 +49,13 @@ REBUILD = Action((ACTIVE, STOPPED, ERROR), instances.REBUILDING, None, "os_compu
 # the compute host image_uploading once its copy is made, and none once the image is active
 SNAPSHOT = Action((ACTIVE, STOPPED, PAUSED, SUSPENDED), instances.IMAGE_SNAPSHOT, None,
                   "os_compute_api:servers:create_image")
-FLOWS = {"rebuild": REBUILD, "snapshot": SNAPSHOT}
+# resize (a new flavor; compute role resize.yml): the instance goes to RESIZED (the API's VERIFY_RESIZE), then
+# confirm_resize frees the old flavor's claim and revert_resize goes back to it (plugin_utils/compute/resize.py)
+RESIZE = Action((ACTIVE, STOPPED), instances.RESIZE_PREP, None, "os_compute_api:servers:resize")
+CONFIRM_RESIZE = Action((instances.RESIZED,), None, None, "os_compute_api:servers:confirm_resize")
+REVERT_RESIZE = Action((instances.RESIZED,), instances.RESIZE_REVERTING, None, "os_compute_api:servers:revert_resize")
+FLOWS = {"rebuild": REBUILD, "snapshot": SNAPSHOT, "resize": RESIZE, "confirm_resize": CONFIRM_RESIZE,
+         "revert_resize": REVERT_RESIZE}
 
 
 def plan(instance, action):
@@ -77,6 +83,7 @@ def plan(instance, action):
 _VOLUME_BACKED = {
     "rebuild": "rebuilding it is not supported (its root disk is a volume, not an image's copy)",
     "snapshot": "its snapshot would be a volume snapshot, which is not supported (its root disk is not on the host)",
+    "resize": "resizing a volume-backed instance is not supported yet (its root disk is a volume, not on the host)",
 }
 
 
@@ -99,7 +106,8 @@ def resumes(instance, act):
     """Whether ``instance`` is in the middle of ``act`` (its task_state is the action's own, a rebuild's spawn or a
     snapshot's upload): running the action again carries it on (a snapshot is made again, as nova-compute's
     _init_instance clears an interrupted snapshot's task_state)."""
-    own = {REBUILD: (act.task, instances.REBUILD_SPAWNING), SNAPSHOT: (act.task, instances.IMAGE_UPLOADING)}
+    own = {REBUILD: (act.task, instances.REBUILD_SPAWNING), SNAPSHOT: (act.task, instances.IMAGE_UPLOADING),
+           RESIZE: (act.task, instances.RESIZE_MIGRATING, instances.RESIZE_FINISH)}
     return instance.task_state in own.get(act, (act.task,))
 
 

@@ -169,7 +169,9 @@ def _check_same_request(conn, auth, existing, flavor_ref, image_ref, network_ref
     root_gb = ((root_volume_size_gb if root_volume_size_gb is not None else flavor.disk_gb) or 0) if boot_from_volume else 0
     joined = _server_groups.membership(conn, existing.uuid)
     group = _server_groups.find_group(conn, server_group, auth) if server_group else None
-    if req.get("flavor") != flavor.name or image_ref not in had + booted \
+    # a resized instance still answers to the flavors it had (and to the one it has now)
+    flavors = [req.get("flavor"), get_flavor(conn, existing.flavor_id).name] + list(req.get("previous_flavors") or [])
+    if flavor.name not in flavors or image_ref not in had + booted \
             or req.get("networks") != networks or req.get("volume_size_gb", 0) != (volume_size_gb or 0) \
             or req.get("root_volume_size_gb", 0) != root_gb \
             or (joined.id if joined else None) != (group.id if group else None) \

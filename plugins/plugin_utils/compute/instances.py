@@ -19,21 +19,24 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors impor
 
 # nova/compute/vm_states.py and task_states.py (the subset the boot flow and the power actions walk through)
 BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"
-STOPPED, PAUSED, SUSPENDED = "stopped", "paused", "suspended"
+STOPPED, PAUSED, SUSPENDED, RESIZED = "stopped", "paused", "suspended", "resized"
 SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING = (
     "scheduling", "networking", "block_device_mapping", "spawning", "deleting")
 POWERING_OFF, POWERING_ON, REBOOTING, REBOOTING_HARD = "powering-off", "powering-on", "rebooting", "rebooting_hard"
 PAUSING, UNPAUSING, SUSPENDING, RESUMING = "pausing", "unpausing", "suspending", "resuming"
 REBUILDING, REBUILD_SPAWNING = "rebuilding", "rebuild_spawning"
 IMAGE_SNAPSHOT, IMAGE_UPLOADING = "image_snapshot", "image_uploading"
+RESIZE_PREP, RESIZE_MIGRATING, RESIZE_FINISH, RESIZE_REVERTING = (
+    "resize_prep", "resize_migrating", "resize_finish", "resize_reverting")
 TASK_STATES = (SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING, POWERING_OFF, POWERING_ON,
                REBOOTING, REBOOTING_HARD, PAUSING, UNPAUSING, SUSPENDING, RESUMING, REBUILDING, REBUILD_SPAWNING,
-               IMAGE_SNAPSHOT, IMAGE_UPLOADING)
-VM_STATES = (BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED)
+               IMAGE_SNAPSHOT, IMAGE_UPLOADING, RESIZE_PREP, RESIZE_MIGRATING, RESIZE_FINISH, RESIZE_REVERTING)
+VM_STATES = (BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, RESIZED, ERROR, DELETED)
 # nova/api/openstack/common.py's _STATE_MAP: the API status of a vm_state, and of some of its task_states
 _STATUS = {BUILDING: "BUILD", ACTIVE: "ACTIVE", STOPPED: "SHUTOFF", PAUSED: "PAUSED", SUSPENDED: "SUSPENDED",
-           ERROR: "ERROR", DELETED: "DELETED"}
-_TASK_STATUS = {REBOOTING: "REBOOT", REBOOTING_HARD: "HARD_REBOOT", REBUILDING: "REBUILD", REBUILD_SPAWNING: "REBUILD"}
+           RESIZED: "VERIFY_RESIZE", ERROR: "ERROR", DELETED: "DELETED"}
+_TASK_STATUS = {REBOOTING: "REBOOT", REBOOTING_HARD: "HARD_REBOOT", REBUILDING: "REBUILD", REBUILD_SPAWNING: "REBUILD",
+                RESIZE_PREP: "RESIZE", RESIZE_MIGRATING: "RESIZE", RESIZE_FINISH: "RESIZE"}
 
 
 def find_instance(conn, ref, auth=None, include_deleted=False):
@@ -158,12 +161,16 @@ def instance_dict(row):
 
 
 def api_status(vm_state, task_state):
-    """The status the API shows (BUILD, ACTIVE, REBOOT, HARD_REBOOT, REBUILD, SHUTOFF, PAUSED, SUSPENDED, ERROR,
-    DELETED)."""
+    """The status the API shows (BUILD, ACTIVE, REBOOT, HARD_REBOOT, REBUILD, RESIZE, VERIFY_RESIZE, REVERT_RESIZE,
+    SHUTOFF, PAUSED, SUSPENDED, ERROR, DELETED)."""
     if vm_state == ACTIVE and task_state in _TASK_STATUS:
         return _TASK_STATUS[task_state]
     if vm_state in (STOPPED, ERROR) and task_state in (REBUILDING, REBUILD_SPAWNING):
         return "REBUILD"
+    if vm_state == STOPPED and task_state in (RESIZE_PREP, RESIZE_MIGRATING, RESIZE_FINISH):
+        return "RESIZE"
+    if task_state == RESIZE_REVERTING:
+        return "REVERT_RESIZE"
     return _STATUS.get(vm_state) or (vm_state or "unknown").upper()
 
 

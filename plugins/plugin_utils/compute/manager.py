@@ -14,6 +14,7 @@ from __future__ import annotations
 from ansible_collections.bootflow.cloud.plugins.plugin_utils import db as _db
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import instances
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
+from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import resize as _resize
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute.instances import (
     BLOCK_DEVICE_MAPPING,
     BUILDING,
@@ -91,6 +92,8 @@ def domain_step_done(conn, host, instance, state):
     _placement.seen(conn, host)
     if instance.task_state == instances.REBUILD_SPAWNING and state in ("running", "defined"):
         return rebuilt(conn, instance, state)
+    if instance.task_state == instances.RESIZE_FINISH and state in ("running", "defined"):
+        return _resize.finished(conn, instance, state)
     if state == "running" and instance.vm_state == BUILDING:
         return spawned(conn, instance)
     if state == "absent":

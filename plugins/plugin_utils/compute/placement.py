@@ -532,6 +532,35 @@ def release(db, consumer_id, check_mode=False, placement=None):
     return hostname
 
 
+def move_allocation(db, from_consumer, to_consumer, placement=None, project_id=None, user_id=None,
+                    consumer_type="MIGRATION"):
+    """Hand ``from_consumer``'s allocation to ``to_consumer`` unchanged (Nova's migration-based allocations: at a
+    resize the source's claim passes to the migration's id, and back to the instance - ``consumer_type``
+    INSTANCE - at a revert). With ``placement``, in one ``POST /allocations`` (both consumers at once, so the
+    usage never drops), then the DB's copy. The provider's usage does not change: no generation bump. Returns
+    the host, or None when ``from_consumer`` held nothing (a re-run after the move)."""
+    alloc = _db.table("allocations")
+    with db.tx() as conn:
+        row = existing_allocation(conn, from_consumer)
+    if row is None:
+        return None
+    if placement is not None:
+        if project_id is None or user_id is None:
+            raise InvalidRequest("Placement needs the project and user of consumer %s." % to_consumer)
+        _status, data = placement.request("GET", "/allocations/%s" % from_consumer)
+        held = (data or {}).get("allocations") or {}
+        body = {from_consumer: {"allocations": {}, "project_id": project_id, "user_id": user_id,
+                                "consumer_generation": (data or {}).get("consumer_generation"),
+                                "consumer_type": "INSTANCE" if consumer_type == "MIGRATION" else "MIGRATION"},
+                to_consumer: {"allocations": {rp: {"resources": a.get("resources", {})} for rp, a in held.items()},
+                              "project_id": project_id, "user_id": user_id, "consumer_generation": None,
+                              "consumer_type": consumer_type}}
+        placement.request("POST", "/allocations", body, expect=(204,))
+    with db.tx() as conn:
+        conn.execute(alloc.update().where(alloc.c.consumer_id == from_consumer).values(consumer_id=to_consumer))
+    return row.hostname
+
+
 def _owner(db, consumer_id, project_id, user_id):
     inst = _db.table("instances")
     with db.tx() as conn:

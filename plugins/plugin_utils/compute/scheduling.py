@@ -116,25 +116,11 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
             raise InvalidRequest("Instance %s is %s/%s and has no allocation; only a building instance that is "
                                  "scheduling can be scheduled." % (row.name, row.vm_state, row.task_state))
         spec, group = _compute_api.scheduling_request(conn, row)
-        states = selection = no_host = None
-        try:
-            if placement is None:
-                # the database prefilters (zone, enabled and up, capacity), as Placement would
-                selection = _placement.select_local(conn, spec, cfg, hosts)
-            else:
-                states = _placement.host_states(conn)
-        except _scheduler.NoValidHost as exc:
-            no_host = exc
-    if states is not None:
-        try:
-            selection = _select_with_placement(states, spec, cfg, hosts, placement)
-        except _scheduler.NoValidHost as exc:
-            no_host = exc
-    if no_host is not None:
-        msg = str(no_host) if no_host.rejected else NO_COMPUTE_NODES
-        _fail(db, row, msg, check_mode)
-        raise NoValidHostError(msg, rejected=no_host.rejected) from no_host
-    selection.rejected = dict(sorted(selection.rejected.items()))
+    try:
+        selection = select(db, spec, cfg, hosts, placement)
+    except NoValidHostError as exc:
+        _fail(db, row, str(exc), check_mode)
+        raise
     out = {"changed": True, "host": selection.host, "alternates": selection.alternates,
            "rejected": selection.rejected, "claim_failures": {}, "instance": row, "new": None,
            "weights": {name: {"total": total, **per} for name, total, per in selection.hosts},
@@ -158,6 +144,32 @@ def select_destinations(db, auth, ref, cfg, hosts=None, placement=None, check_mo
                                           expected_task_state=instances.SCHEDULING, host=host)
     out.update(host=host, alternates=alternates, claim_failures=claim_failures, backend=backend)
     return out
+
+
+def select(db, spec, cfg, hosts=None, placement=None):
+    """nova-scheduler's choice for ``spec`` among ``hosts`` (None: every compute node), claiming nothing: the
+    database's prefilter (zone, enabled and up, capacity) or Placement's allocation candidates, then the filters
+    and weighers. Returns the Selection (its rejections sorted); raises NoValidHostError with the rejections."""
+    states = selection = no_host = None
+    with db.tx() as conn:
+        try:
+            if placement is None:
+                # the database prefilters (zone, enabled and up, capacity), as Placement would
+                selection = _placement.select_local(conn, spec, cfg, hosts)
+            else:
+                states = _placement.host_states(conn)
+        except _scheduler.NoValidHost as exc:
+            no_host = exc
+    if states is not None:
+        try:
+            selection = _select_with_placement(states, spec, cfg, hosts, placement)
+        except _scheduler.NoValidHost as exc:
+            no_host = exc
+    if no_host is not None:
+        msg = str(no_host) if no_host.rejected else NO_COMPUTE_NODES
+        raise NoValidHostError(msg, rejected=no_host.rejected) from no_host
+    selection.rejected = dict(sorted(selection.rejected.items()))
+    return selection
 
 
 def _select_with_placement(states, spec, cfg, hosts, placement):

@@ -302,6 +302,28 @@ def test_release_follows_the_backend_that_holds_the_claim(db, client, placement,
     assert placement.allocations(consumer) == {}
 
 
+def test_a_claim_moves_to_a_migration_and_back_without_the_usage_dropping(db, client, placement, hv):
+    """A resize hands the instance's claim to its migration's ID (one POST /allocations for both consumers: the
+    provider's usage never drops), and a revert hands it back; the DB copy follows."""
+    node = report(db, client, hv("a"), 4096)
+    instance, migration = str(uuid.uuid4()), str(uuid.uuid4())
+    _placement.claim(db, instance, SPEC, [hv("a")], placement=client, project_id=PROJECT, user_id=USER)
+    held = placement.allocations(instance)
+    assert _placement.move_allocation(db, instance, migration, client, PROJECT, USER) == hv("a")
+    assert placement.allocations(instance) == {} and placement.allocations(migration) == held
+    got = placement.get("/allocations/%s" % migration)
+    assert (got["project_id"], got["user_id"], got["consumer_type"]) == (PROJECT, USER, "MIGRATION")
+    assert placement.usages(node["id"]) == {"VCPU": 1, "MEMORY_MB": 256, "DISK_GB": 1}
+    with db.tx() as conn:
+        assert _placement.existing_allocation(conn, instance) is None
+        assert _placement.existing_allocation(conn, migration).hostname == hv("a")
+    assert _placement.move_allocation(db, instance, migration, client, PROJECT, USER) is None   # moved already
+    assert _placement.move_allocation(db, migration, instance, client, PROJECT, USER, consumer_type="INSTANCE") == hv("a")
+    assert placement.allocations(instance) == held and placement.allocations(migration) == {}
+    assert placement.get("/allocations/%s" % instance)["consumer_type"] == "INSTANCE"
+    assert _placement.release(db, instance, placement=client) == hv("a")
+
+
 def test_placement_errors_are_clear(monkeypatch):
     with pytest.raises(_placement.PlacementError, match="cannot reach Placement at http://127.0.0.1:9"):
         _placement.connect("http://127.0.0.1:9").allocations("x")
