@@ -173,7 +173,7 @@ def test_unsettled_rows_are_what_makes_boot_yml_fail():
     from ansible_collections.bootflow.cloud.plugins.filter.fleet import fleet_unsettled
     rows = [{"name": n, "status": st, "fault": f} for n, st, f in (
         ("a", "ACTIVE", ""), ("off", "SHUTOFF", ""), ("p", "PAUSED", ""), ("s", "SUSPENDED", ""),
-        ("e", "ERROR", "boom"), ("b", "BUILD", ""), ("r", "REBUILD", ""), ("gone", "ABSENT", "not recorded"),
-        ("a2", "ACTIVE", "undo failed on hv1"))]
-    assert [r["name"] for r in fleet_unsettled(rows)] == ["e", "b", "r", "gone", "a2"]
-    assert fleet_unsettled(rows[:4]) == [] and fleet_unsettled(None) == []
+        ("v", "VERIFY_RESIZE", ""), ("e", "ERROR", "boom"), ("b", "BUILD", ""), ("r", "REBUILD", ""),
+        ("rs", "RESIZE", ""), ("gone", "ABSENT", "not recorded"), ("a2", "ACTIVE", "undo failed on hv1"))]
+    assert [r["name"] for r in fleet_unsettled(rows)] == ["e", "b", "r", "rs", "gone", "a2"]
+    assert fleet_unsettled(rows[:5]) == [] and fleet_unsettled(None) == []
