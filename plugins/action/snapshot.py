@@ -6,6 +6,7 @@ the image registry (or Glance) from the controller."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 
@@ -26,6 +27,12 @@ from ansible_collections.bootflow.cloud.plugins.plugin_utils.steps import HostSt
 SNAPSHOT_PROPERTIES = ("image_type", "instance_uuid", "base_image_ref", "user_id")
 # what describes the base image's upload, not its content: never inherited (Glance reserves os_glance_*)
 NOT_INHERITED_PREFIXES = ("os_glance", "owner_specified.", "stores")
+
+
+def _staging_prefix(instance):
+    """The controller's staging copy of an instance's snapshot is named after the instance, so that a re-run after
+    a dead controller finds what that run left."""
+    return ".snapshot-%s-" % instance.uuid
 
 
 class ActionModule(HostStep):
@@ -68,10 +75,13 @@ class ActionModule(HostStep):
         glance = self._glance(ctx)
         existing = _images.images_named(ctx.db, ctx.auth, name, glance)
         if actions.resumes(instance, actions.SNAPSHOT):
-            # a controller that died mid-upload left its image queued or saving: it is made again, not a Conflict
+            # a controller that died mid-upload left its image queued or saving, and its staging copy: made again,
+            # not a Conflict (the task_state's compare-and-swap means no other upload of this instance runs now)
             unfinished = _images.unfinished_snapshots(existing, instance.uuid)
-            if unfinished and not ctx.check_mode:
+            if not ctx.check_mode:
                 _images.discard_unfinished(ctx.db, ctx.state_dir, unfinished, glance)
+                for path in glob.glob(os.path.join(_images.store_dir(ctx.state_dir), _staging_prefix(instance) + "*")):
+                    os.unlink(path)
             existing = [i for i in existing if i not in unfinished]
         ours = [i for i in existing if _images.image_property(i, "instance_uuid") == instance.uuid
                 and _images.field_getter(i)("status") == "active"]
@@ -108,7 +118,8 @@ class ActionModule(HostStep):
         with ctx.db.tx() as conn:
             self._instance = instances.move_state(conn, instance.uuid, instance.vm_state, instances.IMAGE_UPLOADING,
                                                   expected_task_state=instances.IMAGE_SNAPSHOT)
-        fd, staging = tempfile.mkstemp(prefix=".snapshot-", suffix=".part", dir=_images.store_dir(ctx.state_dir))
+        fd, staging = tempfile.mkstemp(prefix=_staging_prefix(instance), suffix=".part",
+                                       dir=_images.store_dir(ctx.state_dir))
         os.close(fd)
         try:
             ctx.progress("copying the snapshot of %s (%s bytes) to the controller" % (instance.name, result.get("size")))

@@ -407,19 +407,24 @@ def test_a_snapshot_of_a_stopped_guest_is_a_cold_copy_and_check_mode_copies_noth
 
 
 def test_a_snapshot_a_dead_controller_left_uploading_is_made_again_under_its_name(day2):
-    """The controller died mid-upload: the instance is left in image_uploading and its image record saving, with no
-    file. Running the snapshot again deletes that record and makes the image anew, instead of a Conflict on the
-    name or an instance blocked in its task_state."""
+    """The controller died mid-upload: the instance is left in image_uploading, its image record saving with no
+    file, and its staging copy in the store. Running the snapshot again deletes that record and the staging copy and
+    makes the image anew, instead of a Conflict on the name or an instance blocked in its task_state."""
     env = day2["env"]
     dead = image_row(env, "d2-cold")       # the previous test's image, made to look like a killed upload
     env.execute("UPDATE images SET status='saving', location=NULL, checksum=NULL WHERE id=?", dead["id"])
     env.execute("UPDATE instances SET task_state='image_uploading' WHERE uuid=?", day2["uuid"])
+    store = os.path.dirname(dead["location"])
+    staging = os.path.join(store, ".snapshot-%s-dead.part" % day2["uuid"])     # the dead run's staging copy
+    with open(staging, "wb") as f:
+        f.write(b"\0" * 4096)
     other = act(day2, "stop", check=False)
     assert other.rc != 0 and "while it is in task_state image_uploading" in other.out, other.out[-3000:]
     act(day2, "snapshot", "-e", "bootflow_snapshot_name=d2-cold")
     image = image_row(env, "d2-cold")
     assert image["id"] != dead["id"] and image["status"] == "active"
     assert env.query("SELECT status FROM images WHERE id=?", dead["id"])[0]["status"] == "deleted"
+    assert not os.path.exists(staging) and not [f for f in os.listdir(store) if f.startswith(".snapshot-")]
     assert file_digests(image["location"]) == (image["checksum"], image["os_hash_value"])
     assert (row(day2)["vm_state"], row(day2)["task_state"], domstate(day2)) == ("active", None, "running")
 
