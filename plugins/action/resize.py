@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.bootflow.cloud.plugins.module_utils.argspec import AUTH_KEYS
 from ansible_collections.bootflow.cloud.plugins.module_utils.common.errors import Conflict, InvalidRequest
-from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import DEFAULT_SHUTDOWN_TIMEOUT
+from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import DEFAULT_SHUTDOWN_TIMEOUT, POWER_STATES
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import actions, instances, scheduling
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import placement as _placement
 from ansible_collections.bootflow.cloud.plugins.plugin_utils.compute import resize as _resize
@@ -161,8 +161,6 @@ class ActionModule(HostStep):
         rollback = instance.task_state in _ON_THE_WAY
         if not rollback:
             actions.plan(instance, "revert_resize")
-        if args.get("fault") and not rollback and instance.vm_state != instances.RESIZED:
-            raise InvalidRequest("fault is for the rollback of a resize that failed on its way.")
         if ctx.check_mode:
             return instance
         with ctx.db.tx() as conn:
@@ -173,7 +171,7 @@ class ActionModule(HostStep):
 
     def record(self, ctx, args, result, instance):
         state = args["state"]
-        power = "RUNNING" if result.get("state") in ("running", "blocked") else "SHUTDOWN"
+        power = POWER_STATES.get(result.get("state"), "NOSTATE")
         if state == "resized":
             with ctx.db.tx() as conn:
                 row = _resize.migrated(conn, instance, self._migration)

@@ -78,7 +78,7 @@ def power_off(dom, timeout, result):
     result["warnings"].append("domain %s did not shut down within %d s; it was powered off" % (name, timeout))
 
 
-def _start(dom, what, wait, timeout):
+def start(dom, what, wait, timeout):
     """Start a defined domain (from its managed save image when it has one) and wait until it runs."""
     try:
         dom.create()
@@ -107,7 +107,7 @@ def _hard_reboot(dom, wait, timeout):
                                     state=domain_state_name(dom))
     if has_managed_save(dom):
         dom.managedSaveRemove(0)
-    _start(dom, "start", wait, timeout)
+    start(dom, "start", wait, timeout)
 
 
 def power_step(conn, p, check_mode=False):
@@ -176,7 +176,7 @@ def power_step(conn, p, check_mode=False):
         if has_managed_save(dom):     # a stopped instance starts cold (Nova discards a suspended one's image)
             dom.managedSaveRemove(0)
     elif action == "start":
-        _start(dom, "start", wait, timeout)
+        start(dom, "start", wait, timeout)
     elif action == "reboot_soft":
         _soft_reboot(dom, soft_reboot_timeout, wait, timeout, result)
     elif action == "reboot_hard":
@@ -190,7 +190,7 @@ def power_step(conn, p, check_mode=False):
     elif action == "suspend":
         _call(dom, lambda: dom.managedSave(0), "suspend (managed save)")
     elif action == "resume":
-        _start(dom, "resume", wait, timeout)
+        start(dom, "resume", wait, timeout)
     return _with_diff(_finish(result, dom), saved)
 
 
@@ -213,7 +213,7 @@ def _soft_reboot(dom, timeout, wait, wait_timeout, result):
                                   "hard" % (dom.name(), timeout))
         _hard_reboot(dom, wait, wait_timeout)
         return
-    _start(dom, "start", wait, wait_timeout)
+    start(dom, "start", wait, wait_timeout)
 
 
 def _call(dom, fn, what):

@@ -29,6 +29,7 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.host.power import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     has_managed_save,
     power_off,
+    start,
 )
 from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import (
     ACTIVE_STATES,
@@ -37,7 +38,6 @@ from ansible_collections.bootflow.cloud.plugins.module_utils.host.virt import (
     inactive_xml,
     libvirt,
     lookup_domain,
-    wait_for_state,
 )
 
 # what a resize keeps: the root disk (image_fetch's overlay) and the config drive, with the domain's definition
@@ -119,12 +119,8 @@ def _revert(conn, dom, p, inst_dir, kept_dir, result, check_mode):
     if check_mode:
         result["state"] = "running" if p.get("power_on") else "shutoff"
         return result
-    if dom is not None and dom.isActive():
-        try:
-            dom.destroy()      # the new flavor's guest is thrown away, as the libvirt driver's destroy does
-        except libvirt.libvirtError as e:
-            if dom.isActive():
-                raise BootflowError("cannot power off domain %s to revert its resize: %s" % (dom.name(), err_msg(e)))
+    if dom is not None:
+        power_off(dom, 0, result)      # the new flavor's guest is thrown away, as the libvirt driver's destroy does
     if dom is not None and has_managed_save(dom):
         dom.managedSaveRemove(0)
     for f in KEPT_FILES:
@@ -152,14 +148,6 @@ def _power_back(dom, p, result, check_mode):
         if check_mode:
             result["state"] = "running"
             return result
-        try:
-            dom.create()
-        except libvirt.libvirtError as e:
-            raise BootflowError("cannot start domain %s with its old flavor: %s" % (result["name"], err_msg(e)),
-                                state=domain_state_name(dom))
-        ok, last = wait_for_state(dom, lambda s: s in ("running", "blocked"), p.get("wait_timeout") or 120)
-        if not ok:
-            raise BootflowError("domain %s did not run again within %s s (last state %s)"
-                                % (result["name"], p.get("wait_timeout") or 120, last), state=last)
+        start(dom, "start (with its old flavor)", True, p["wait_timeout"])
     result["state"] = domain_state_name(dom)
     return result

@@ -661,10 +661,11 @@ def discard_unfinished(db, state_dir, images, glance=None):
     deletes the image of a failed snapshot the same way."""
     for image in images:
         image_id = field_getter(image)("id")
+        part = os.path.join(store_dir(state_dir), image_id + ".part")
         if glance is not None:
             glance.delete(image_id)
-        elif os.path.exists(os.path.join(store_dir(state_dir), image_id + ".part")):
-            os.unlink(os.path.join(store_dir(state_dir), image_id + ".part"))
+        elif os.path.exists(part):
+            os.unlink(part)
         mark_gone(db, image_id)
 
 
